@@ -1,132 +1,11 @@
 //! The corrupt-file battery: every kind of broken or unusual file a catalogue meets, built here
 //! from scratch, with the outcome each must have.
 
-use std::io::Cursor;
 use std::path::Path;
 
+use atelier_vision::battery::*;
 use atelier_vision::decode::{DecodeError, DecodeLimits, decode_bytes, decode_file};
 use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
-
-fn two_colour_image(width: u32, height: u32) -> RgbImage {
-    // Left half red, right half blue: orientation changes are visible in where red ends up.
-    RgbImage::from_fn(width, height, |x, _| {
-        if x < width / 2 {
-            Rgb([220, 20, 20])
-        } else {
-            Rgb([20, 20, 220])
-        }
-    })
-}
-
-fn encode(image: DynamicImage, format: ImageFormat) -> Vec<u8> {
-    let mut out = Cursor::new(Vec::new());
-    image.write_to(&mut out, format).expect("encode fixture");
-    out.into_inner()
-}
-
-fn jpeg(width: u32, height: u32) -> Vec<u8> {
-    encode(
-        DynamicImage::ImageRgb8(two_colour_image(width, height)),
-        ImageFormat::Jpeg,
-    )
-}
-
-fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
-    let mut chunk = (data.len() as u32).to_be_bytes().to_vec();
-    chunk.extend_from_slice(kind);
-    chunk.extend_from_slice(data);
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(kind);
-    crc.update(data);
-    chunk.extend_from_slice(&crc.finalize().to_be_bytes());
-    chunk
-}
-
-/// A valid PNG header that claims a 100 000 × 100 000 RGBA picture (40 GB decoded).
-fn png_bomb_header() -> Vec<u8> {
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
-    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 6, 0, 0, 0]); // 8-bit RGBA, deflate, no filter, no interlace
-    let mut file = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
-    file.extend(png_chunk(b"IHDR", &ihdr));
-    file.extend(png_chunk(b"IDAT", &[0x78, 0x9C, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]));
-    file.extend(png_chunk(b"IEND", &[]));
-    file
-}
-
-/// Inserts an EXIF APP1 segment with the given orientation tag right after the JPEG's SOI.
-fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
-    let mut tiff = b"II*\0".to_vec();
-    tiff.extend_from_slice(&8u32.to_le_bytes()); // first IFD right after the header
-    tiff.extend_from_slice(&1u16.to_le_bytes()); // one entry
-    tiff.extend_from_slice(&0x0112u16.to_le_bytes()); // Orientation
-    tiff.extend_from_slice(&3u16.to_le_bytes()); // SHORT
-    tiff.extend_from_slice(&1u32.to_le_bytes()); // count
-    tiff.extend_from_slice(&orientation.to_le_bytes());
-    tiff.extend_from_slice(&[0, 0]); // value padding
-    tiff.extend_from_slice(&0u32.to_le_bytes()); // no next IFD
-    let mut payload = b"Exif\0\0".to_vec();
-    payload.extend(tiff);
-    let mut out = jpeg[..2].to_vec(); // SOI
-    out.extend_from_slice(&[0xFF, 0xE1]);
-    out.extend_from_slice(&((payload.len() + 2) as u16).to_be_bytes());
-    out.extend(payload);
-    out.extend_from_slice(&jpeg[2..]);
-    out
-}
-
-fn cmyk_cyan_jpeg() -> Vec<u8> {
-    let (width, height) = (32u16, 16u16);
-    // Full cyan ink, no magenta, yellow or black: should come out as cyan (low red).
-    let pixels: Vec<u8> = (0..u32::from(width) * u32::from(height))
-        .flat_map(|_| [255u8, 0, 0, 0])
-        .collect();
-    let mut out = Vec::new();
-    jpeg_encoder::Encoder::new(&mut out, 95)
-        .encode(&pixels, width, height, jpeg_encoder::ColorType::Cmyk)
-        .expect("encode CMYK");
-    out
-}
-
-fn animated_gif() -> Vec<u8> {
-    let mut out = Vec::new();
-    {
-        let mut encoder = image::codecs::gif::GifEncoder::new(&mut out);
-        let frames = [Rgb([250u8, 10, 10]), Rgb([10, 250, 10])].map(|colour| {
-            let rgba = DynamicImage::ImageRgb8(RgbImage::from_pixel(16, 16, colour)).to_rgba8();
-            image::Frame::new(rgba)
-        });
-        encoder.encode_frames(frames).expect("encode gif");
-    }
-    out
-}
-
-fn webp_lossless() -> Vec<u8> {
-    let mut out = Vec::new();
-    let picture = two_colour_image(24, 12);
-    image::codecs::webp::WebPEncoder::new_lossless(&mut out)
-        .encode(
-            picture.as_raw(),
-            24,
-            12,
-            image::ExtendedColorType::Rgb8,
-        )
-        .expect("encode webp");
-    out
-}
-
-fn deterministic_noise(len: usize) -> Vec<u8> {
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect()
-}
 
 fn limits() -> DecodeLimits {
     DecodeLimits::default()
@@ -164,7 +43,10 @@ fn missing_file_names_the_path() {
 fn random_bytes_are_not_an_image() {
     let err = decode_bytes(&deterministic_noise(4096), &limits()).unwrap_err();
     assert!(matches!(err, DecodeError::NotAnImage { .. }), "{err}");
-    assert!(err.to_string().contains("no known image signature"), "{err}");
+    assert!(
+        err.to_string().contains("no known image signature"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -193,7 +75,11 @@ fn dimension_limit_is_configurable() {
     };
     assert!(matches!(
         decode_bytes(&jpeg(64, 48), &small_limits),
-        Err(DecodeError::TooLarge { width: 64, height: 48, .. })
+        Err(DecodeError::TooLarge {
+            width: 64,
+            height: 48,
+            ..
+        })
     ));
     assert!(decode_bytes(&jpeg(32, 16), &small_limits).is_ok());
 }
@@ -203,16 +89,15 @@ fn cmyk_jpeg_becomes_rgb_with_the_right_colour() {
     let decoded = decode_bytes(&cmyk_cyan_jpeg(), &limits()).expect("CMYK decodes");
     assert_eq!(decoded.rgb.dimensions(), (32, 16));
     let [r, g, b] = decoded.rgb.get_pixel(16, 8).0;
-    assert!(r < 80 && g > 150 && b > 150, "cyan expected, got {r},{g},{b}");
+    assert!(
+        r < 80 && g > 150 && b > 150,
+        "cyan expected, got {r},{g},{b}"
+    );
 }
 
 #[test]
 fn sixteen_bit_png_is_scaled_to_eight_bits() {
-    let wide = image::ImageBuffer::<Rgb<u16>, _>::from_fn(16, 16, |x, _| {
-        Rgb([if x < 8 { 65535 } else { 257 * 100 }, 0, 32768])
-    });
-    let bytes = encode(DynamicImage::ImageRgb16(wide), ImageFormat::Png);
-    let decoded = decode_bytes(&bytes, &limits()).expect("16-bit PNG decodes");
+    let decoded = decode_bytes(&sixteen_bit_png(), &limits()).expect("16-bit PNG decodes");
     assert_eq!(decoded.format, "png");
     assert_eq!(decoded.rgb.get_pixel(0, 0).0, [255, 0, 128]);
     assert_eq!(decoded.rgb.get_pixel(15, 0).0, [100, 0, 128]);
@@ -220,9 +105,7 @@ fn sixteen_bit_png_is_scaled_to_eight_bits() {
 
 #[test]
 fn grayscale_becomes_three_equal_channels() {
-    let grey = image::GrayImage::from_fn(16, 16, |x, _| image::Luma([(x * 16) as u8]));
-    let bytes = encode(DynamicImage::ImageLuma8(grey), ImageFormat::Png);
-    let decoded = decode_bytes(&bytes, &limits()).expect("grey decodes");
+    let decoded = decode_bytes(&grey_png(), &limits()).expect("grey decodes");
     assert_eq!(decoded.rgb.get_pixel(5, 3).0, [80, 80, 80]);
 }
 
@@ -260,7 +143,10 @@ fn exif_rotated_jpeg_is_turned_upright() {
     let top = decoded.rgb.get_pixel(10, 5).0;
     let bottom = decoded.rgb.get_pixel(10, 35).0;
     assert!(top[0] > 150 && top[2] < 100, "top should be red: {top:?}");
-    assert!(bottom[2] > 150 && bottom[0] < 100, "bottom should be blue: {bottom:?}");
+    assert!(
+        bottom[2] > 150 && bottom[0] < 100,
+        "bottom should be blue: {bottom:?}"
+    );
 
     let plain = decode_bytes(&jpeg(40, 20), &limits()).unwrap();
     assert!(!plain.reoriented);
@@ -269,13 +155,16 @@ fn exif_rotated_jpeg_is_turned_upright() {
 
 #[test]
 fn one_pixel_png_is_too_small() {
-    let bytes = encode(
-        DynamicImage::ImageRgb8(RgbImage::new(1, 1)),
-        ImageFormat::Png,
-    );
-    let err = decode_bytes(&bytes, &limits()).unwrap_err();
+    let err = decode_bytes(&one_pixel_png(), &limits()).unwrap_err();
     assert!(
-        matches!(err, DecodeError::TooSmall { width: 1, height: 1, min_side: 8 }),
+        matches!(
+            err,
+            DecodeError::TooSmall {
+                width: 1,
+                height: 1,
+                min_side: 8
+            }
+        ),
         "{err}"
     );
 }
@@ -293,7 +182,10 @@ fn unsupported_format_is_named() {
     // A minimal valid-looking ICO/TGA is awkward; OpenEXR's magic number is enough for detection.
     let exr = [0x76, 0x2f, 0x31, 0x01, 2, 0, 0, 0, 0, 0, 0, 0];
     let err = decode_bytes(&exr, &limits()).unwrap_err();
-    assert!(matches!(err, DecodeError::UnsupportedFormat { .. }), "{err}");
+    assert!(
+        matches!(err, DecodeError::UnsupportedFormat { .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -319,4 +211,32 @@ fn truncated_png_is_refused_as_truncated() {
         matches!(err, DecodeError::Truncated { format: "png" }),
         "{err}"
     );
+}
+
+#[test]
+fn every_battery_case_has_its_expected_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    for case in battery() {
+        let path = dir.path().join(case.file_name);
+        std::fs::write(&path, &case.bytes).unwrap();
+        let outcome = decode_file(&path, &limits());
+        match (case.expected, outcome) {
+            (Expected::Usable { width, height }, Ok(decoded)) => {
+                assert_eq!(
+                    decoded.rgb.dimensions(),
+                    (width, height),
+                    "{}",
+                    case.file_name
+                )
+            }
+            (Expected::Quarantined(reason), Err(err)) => assert!(
+                err.to_string().contains(reason),
+                "{}: {err} should contain {reason:?}",
+                case.file_name
+            ),
+            (expected, outcome) => {
+                panic!("{}: expected {expected:?}, got {outcome:?}", case.file_name)
+            }
+        }
+    }
 }
