@@ -1,0 +1,64 @@
+//! `atelier import`: synchronise the catalogue with a manifest or folder tree.
+
+use std::sync::Arc;
+
+use atelier_catalog::{Catalog, ImportOptions, ImportReport};
+
+use crate::args::ImportArgs;
+use crate::error::{CliError, CliResult};
+use crate::output::print_json;
+use crate::progress;
+
+pub async fn run(catalog: &Catalog, args: &ImportArgs, json: bool) -> CliResult {
+    let report = import(catalog, args, json).await?;
+    if json {
+        return print_json(&report);
+    }
+    print_report(&report);
+    Ok(())
+}
+
+pub async fn import(catalog: &Catalog, args: &ImportArgs, json: bool) -> CliResult<ImportReport> {
+    if !(0.0..=1.0).contains(&args.test_fraction) {
+        return Err(CliError::bad_input(format!(
+            "--test-fraction {} is outside 0..1 (e.g. 0.1 puts a tenth of new images in test)",
+            args.test_fraction
+        )));
+    }
+    let bar = progress::bar(0, "importing", json);
+    let bar_for_import = bar.clone();
+    let options = ImportOptions {
+        test_fraction: args.test_fraction,
+        allow_new_labels: args.allow_new_labels,
+        on_progress: Some(Arc::new(move |p: atelier_catalog::ImportProgress| {
+            bar_for_import.set_length(p.rows_total);
+            bar_for_import.set_position(p.rows_done);
+        })),
+        ..ImportOptions::default()
+    };
+    let report = catalog.import(&args.path, &options).await;
+    bar.finish_and_clear();
+    let report = report?;
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
+    Ok(report)
+}
+
+pub fn print_report(report: &ImportReport) {
+    let changed = report.added + report.updated + report.removed + report.quarantined;
+    println!(
+        "{} rows from {}: added {}, updated {}, unchanged {}, removed {}, quarantined {}, duplicates {}",
+        report.rows,
+        report.source,
+        report.added,
+        report.updated,
+        report.unchanged,
+        report.removed,
+        report.quarantined,
+        report.duplicates
+    );
+    if changed == 0 {
+        println!("nothing changed: the catalogue already matches this import");
+    }
+}

@@ -1,0 +1,278 @@
+//! End-to-end tests of the `atelier` binary: exit codes, `--json` output, and the
+//! synth → import → check loop with the corrupt-file battery on SQLite and on PostgreSQL.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use atelier_vision::battery::{Expected, battery};
+use serde_json::Value;
+
+fn atelier(db: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_atelier"))
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .env_remove("ATELIER_DB")
+        .output()
+        .expect("run atelier")
+}
+
+fn json_of(output: &Output) -> Value {
+    assert!(
+        output.status.success(),
+        "atelier failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout.lines().last().expect("some output");
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+fn stderr_of(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A database URL per backend: a fresh SQLite file, and a fresh PostgreSQL database when
+/// `ATELIER_TEST_POSTGRES_URL` names a server (required under CI).
+async fn databases(dir: &Path) -> Vec<String> {
+    let mut urls = vec![format!("sqlite://{}", dir.join("catalog.db").display())];
+    match std::env::var("ATELIER_TEST_POSTGRES_URL") {
+        Ok(admin_url) => urls.push(fresh_postgres_database(&admin_url).await),
+        Err(_) if std::env::var_os("CI").is_some() => {
+            panic!("ATELIER_TEST_POSTGRES_URL must be set under CI (scripts/test sets it)")
+        }
+        Err(_) => eprintln!("skipped PostgreSQL half: ATELIER_TEST_POSTGRES_URL not set"),
+    }
+    urls
+}
+
+async fn fresh_postgres_database(admin_url: &str) -> String {
+    use sqlx::Connection;
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "atelier_cli_{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    );
+    let mut admin = sqlx::PgConnection::connect(admin_url)
+        .await
+        .expect("connect to the PostgreSQL admin URL");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .expect("create test database");
+    let base = admin_url.rsplit_once('/').expect("URL with a database").0;
+    format!("{base}/{name}")
+}
+
+#[test]
+fn missing_manifest_is_bad_input_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("c.db").display());
+    let output = atelier(&db, &["import", "/nonexistent/manifest.csv"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr_of(&output));
+    let stderr = stderr_of(&output);
+    assert_eq!(
+        stderr.trim().lines().count(),
+        1,
+        "one line expected: {stderr}"
+    );
+    assert!(stderr.contains("/nonexistent/manifest.csv"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn bad_option_values_are_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("c.db").display());
+    let out = dir.path().join("synth");
+    let output = atelier(
+        &db,
+        &["synth", "--out", out.to_str().unwrap(), "--size", "3"],
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", stderr_of(&output));
+    assert!(
+        stderr_of(&output).contains("size"),
+        "{}",
+        stderr_of(&output)
+    );
+
+    let output = atelier("mysql://nope", &["summary"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr_of(&output));
+    assert!(stderr_of(&output).contains("mysql://nope"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn synth_import_reimport_and_facets() {
+    let dir = tempfile::tempdir().unwrap();
+    let synth_dir = dir.path().join("synth");
+    let rendered = json_of(&atelier(
+        "sqlite://unused.db",
+        &[
+            "synth",
+            "--out",
+            synth_dir.to_str().unwrap(),
+            "--count",
+            "30",
+            "--size",
+            "96",
+            "--json",
+        ],
+    ));
+    assert_eq!(rendered["images"], 30);
+    let manifest = synth_dir.join("manifest.csv");
+    let manifest = manifest.to_str().unwrap();
+
+    for db in databases(dir.path()).await {
+        let first = json_of(&atelier(&db, &["import", manifest, "--json"]));
+        assert_eq!(first["added"], 30, "{db}: {first}");
+        assert_eq!(first["unchanged"], 0);
+
+        let again = atelier(&db, &["import", manifest]);
+        let text = String::from_utf8_lossy(&again.stdout);
+        assert!(again.status.success());
+        assert!(text.contains("nothing changed"), "{db}: {text}");
+        let again = json_of(&atelier(&db, &["import", manifest, "--json"]));
+        assert_eq!(again["unchanged"], 30, "{db}: {again}");
+        assert_eq!(again["added"], 0);
+
+        let facets = json_of(&atelier(&db, &["facets", "--json"]));
+        let names: Vec<&str> = facets
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap())
+            .collect();
+        for facet in ["silhouette", "neckline", "sleeve", "length", "occasion"] {
+            assert!(names.contains(&facet), "{db}: {names:?}");
+        }
+
+        let ordered = json_of(&atelier(
+            &db,
+            &["facets", "order", "length", "mini,knee,midi,maxi", "--json"],
+        ));
+        let length = ordered
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == "length")
+            .unwrap();
+        let labels: Vec<&str> = length["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["label"].as_str().unwrap())
+            .collect();
+        // Only the labels present in 30 images appear; their relative order must follow.
+        let order = ["mini", "knee", "midi", "maxi"];
+        let positions: Vec<usize> = labels
+            .iter()
+            .map(|l| order.iter().position(|o| o == l).unwrap())
+            .collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{labels:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_quarantines_the_battery_on_every_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    let cases = battery();
+    let mut manifest = String::from("path,neckline\n");
+    for case in &cases {
+        std::fs::write(files.join(case.file_name), &case.bytes).unwrap();
+        manifest.push_str(&format!("files/{},crew\n", case.file_name));
+    }
+    manifest.push_str("files/not-there.jpg,crew\n");
+    let manifest_path = dir.path().join("manifest.csv");
+    std::fs::write(&manifest_path, manifest).unwrap();
+
+    for db in databases(dir.path()).await {
+        let imported = json_of(&atelier(
+            &db,
+            &["import", manifest_path.to_str().unwrap(), "--json"],
+        ));
+        // The empty and the missing file cannot be hashed, so import already quarantines them.
+        assert_eq!(imported["quarantined"], 2, "{db}: {imported}");
+
+        let checked = json_of(&atelier(&db, &["check", "--json"]));
+        let quarantined = checked["quarantined_images"].as_array().unwrap();
+        let reason_for = |file: &str| {
+            quarantined
+                .iter()
+                .find(|q| q["uri"].as_str().unwrap().ends_with(file))
+                .map(|q| q["reason"].as_str().unwrap().to_string())
+        };
+        for case in &cases {
+            match case.expected {
+                Expected::Usable { .. } => assert_eq!(
+                    reason_for(case.file_name),
+                    None,
+                    "{db}: {} should be usable",
+                    case.file_name
+                ),
+                Expected::Quarantined(reason) => {
+                    let got = reason_for(case.file_name)
+                        .unwrap_or_else(|| panic!("{db}: {} not quarantined", case.file_name));
+                    assert!(got.contains(reason), "{db}: {}: {got}", case.file_name);
+                }
+            }
+        }
+        let missing = reason_for("not-there.jpg").expect("missing file quarantined");
+        assert!(missing.contains("not found"), "{missing}");
+        let usable = cases
+            .iter()
+            .filter(|c| matches!(c.expected, Expected::Usable { .. }))
+            .count();
+        assert_eq!(checked["ok"], usable as u64, "{db}: {checked}");
+
+        // The summary agrees: usable images are active and checked.
+        let summary = json_of(&atelier(&db, &["summary", "--json"]));
+        let active = summary["active"]["train"].as_u64().unwrap()
+            + summary["active"]["test"].as_u64().unwrap();
+        assert_eq!(active, usable as u64, "{db}: {summary}");
+        assert_eq!(summary["unchecked"], 0);
+    }
+}
+
+#[test]
+fn unknown_label_is_refused_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("c.db").display());
+    let image = dir.path().join("a.png");
+    std::fs::write(&image, atelier_vision::battery::grey_png()).unwrap();
+    let first = dir.path().join("first.csv");
+    std::fs::write(&first, "path,length\na.png,mini\n").unwrap();
+    assert!(
+        atelier(&db, &["import", first.to_str().unwrap()])
+            .status
+            .success()
+    );
+
+    let second = dir.path().join("second.csv");
+    std::fs::write(&second, "path,length\na.png,floor\n").unwrap();
+    let output = atelier(&db, &["import", second.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.contains("floor") && stderr.contains("--allow-new-labels"),
+        "{stderr}"
+    );
+
+    let output = atelier(
+        &db,
+        &[
+            "import",
+            second.to_str().unwrap(),
+            "--allow-new-labels",
+            "--json",
+        ],
+    );
+    assert_eq!(json_of(&output)["updated"], 1);
+}
