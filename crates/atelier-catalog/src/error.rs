@@ -1,0 +1,86 @@
+//! The one error type of the crate. Every message is a single line that names the thing at
+//! fault (URL, file, line, column, facet, label) and, where there is one, the fix.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the catalogue.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error(
+        "bad database URL {url:?}: {reason}; accepted forms: sqlite://PATH, sqlite:PATH, \
+         postgres://USER@HOST:PORT/DATABASE, postgresql://USER@HOST:PORT/DATABASE"
+    )]
+    BadUrl { url: String, reason: String },
+
+    #[error("cannot open database {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+
+    #[error("cannot bring the schema of database {url} up to date: {source}")]
+    Migrate {
+        url: String,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+
+    #[error("database error while {context}: {source}")]
+    Database {
+        context: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+
+    #[error(
+        "the catalogue holds an unexpected value {value:?} in {table}.{column}; was the database written by another program?"
+    )]
+    Corrupt {
+        table: &'static str,
+        column: &'static str,
+        value: String,
+    },
+
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A manifest or folder-tree problem; `location` reads like `manifest.csv line 17, column split`.
+    #[error("{location}: {message}")]
+    Source { location: String, message: String },
+
+    #[error(
+        "{location}: label {label:?} is not a label of facet {facet:?} (known: {known}); fix the \
+         value, or pass --allow-new-labels to add it at the end of the facet's label order"
+    )]
+    UnknownLabel {
+        location: String,
+        facet: String,
+        label: String,
+        known: String,
+    },
+
+    #[error("unknown facet {facet:?}; the catalogue has: {known}")]
+    UnknownFacet { facet: String, known: String },
+
+    #[error("new label order for facet {facet:?} is not a permutation of its labels: {problems}")]
+    LabelOrder { facet: String, problems: String },
+
+    #[error("no image with id {0:?} in the catalogue")]
+    UnknownImage(String),
+
+    #[error("invalid import options: {0}")]
+    InvalidOptions(String),
+
+    #[error("the import stopped unexpectedly: {0}")]
+    Interrupted(String),
+}
+
+/// Maps a sqlx error to [`CatalogError::Database`] with what the catalogue was doing.
+pub(crate) fn db(context: &'static str) -> impl Fn(sqlx::Error) -> CatalogError {
+    move |source| CatalogError::Database { context, source }
+}

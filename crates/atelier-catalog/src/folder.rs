@@ -1,0 +1,210 @@
+//! Folder-tree sources: `ROOT/<facet>/<label>/<image file>`. A picture filed under several
+//! facets (as copies or links) is one image with all those labels, since ids are content hashes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::content::{ContentId, FileContent, hash_file};
+use crate::error::CatalogError;
+use crate::source::{Batch, BatchSender, CHUNK_ROWS, Origin, SourcePlan, SourceRow, Stop, send};
+
+/// File name extensions taken as images (compared case-insensitively).
+const IMAGE_EXTENSIONS: [&str; 8] = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"];
+
+/// At most this many ignored paths are named in the warning; the rest are counted.
+const NAMED_IGNORED: usize = 5;
+
+struct FileEntry {
+    uri: String,
+    facet: usize,
+    label: String,
+}
+
+pub(crate) struct FolderTree {
+    entries: Vec<FileEntry>,
+    facet_count: usize,
+    ignored: Vec<String>,
+}
+
+impl FolderTree {
+    /// Walks the tree (blocking); files elsewhere than at depth three are ignored with a warning.
+    pub fn open(
+        root: &Path,
+        display: String,
+        source: String,
+    ) -> Result<(SourcePlan, FolderTree), CatalogError> {
+        let mut facets = Vec::new();
+        let mut entries = Vec::new();
+        let mut ignored = Vec::new();
+        for (facet_path, facet_is_dir) in sorted_children(root)? {
+            if !facet_is_dir {
+                ignored.push(facet_path.display().to_string());
+                continue;
+            }
+            let facet = utf8_name(&facet_path)?;
+            let facet_index = facets.len();
+            facets.push(facet);
+            for (label_path, label_is_dir) in sorted_children(&facet_path)? {
+                if !label_is_dir {
+                    ignored.push(label_path.display().to_string());
+                    continue;
+                }
+                let label = utf8_name(&label_path)?;
+                for (file_path, file_is_dir) in sorted_children(&label_path)? {
+                    if file_is_dir || !has_image_extension(&file_path) {
+                        ignored.push(file_path.display().to_string());
+                        continue;
+                    }
+                    let uri = file_path
+                        .to_str()
+                        .ok_or_else(|| not_utf8(&file_path))?
+                        .to_string();
+                    entries.push(FileEntry {
+                        uri,
+                        facet: facet_index,
+                        label: label.clone(),
+                    });
+                }
+            }
+        }
+        let plan = SourcePlan {
+            display,
+            source,
+            is_manifest: false,
+            facets,
+            has_boxes: false,
+            has_design: false,
+            rows_total: entries.len() as u64,
+        };
+        let facet_count = plan.facets.len();
+        Ok((
+            plan,
+            FolderTree {
+                entries,
+                facet_count,
+                ignored,
+            },
+        ))
+    }
+
+    /// Hashes every file in parallel chunks, merges files with the same content into one row,
+    /// and sends the rows (blocking). Memory grows with the number of images in the tree.
+    pub fn produce(self, sender: &BatchSender) -> Result<(), Stop> {
+        let mut warnings = Vec::new();
+        if !self.ignored.is_empty() {
+            let named: Vec<&str> = self
+                .ignored
+                .iter()
+                .take(NAMED_IGNORED)
+                .map(String::as_str)
+                .collect();
+            let more = self.ignored.len().saturating_sub(NAMED_IGNORED);
+            warnings.push(format!(
+                "ignored {} paths that are not image files at ROOT/<facet>/<label>/<file>: {}{}",
+                self.ignored.len(),
+                named.join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        let mut images: BTreeMap<ContentId, SourceRow> = BTreeMap::new();
+        let mut duplicates = 0u64;
+        for chunk in self.entries.chunks(CHUNK_ROWS) {
+            let hashed: Vec<FileContent> = chunk.par_iter().map(|e| hash_file(&e.uri)).collect();
+            for (entry, content) in chunk.iter().zip(hashed) {
+                let id = content.id();
+                let row = images.entry(id).or_insert_with(|| SourceRow {
+                    origin: Origin::File(entry.uri.clone()),
+                    uri: entry.uri.clone(),
+                    content,
+                    split: None,
+                    labels: vec![None; self.facet_count],
+                    bbox: None,
+                    design: None,
+                });
+                match &row.labels[entry.facet] {
+                    None => row.labels[entry.facet] = Some(entry.label.clone()),
+                    Some(first) => {
+                        duplicates += 1;
+                        let note = if *first == entry.label {
+                            "it is skipped".to_string()
+                        } else {
+                            format!("its label {:?} is ignored, {first:?} is kept", entry.label)
+                        };
+                        warnings.push(format!(
+                            "{} has the same content as {} (id {}); {note}",
+                            entry.uri,
+                            row.uri,
+                            id.to_id()
+                        ));
+                    }
+                }
+            }
+        }
+        let mut batch = Batch {
+            warnings,
+            duplicates,
+            ..Batch::default()
+        };
+        for row in images.into_values() {
+            batch.rows.push(row);
+            if batch.rows.len() == CHUNK_ROWS {
+                send(sender, std::mem::take(&mut batch))?;
+            }
+        }
+        if !batch.rows.is_empty() || !batch.warnings.is_empty() || batch.duplicates > 0 {
+            send(sender, batch)?;
+        }
+        Ok(())
+    }
+}
+
+/// Children of `dir`, sorted by name, hidden ones (leading dot) left out; `true` for folders.
+/// Links are followed.
+fn sorted_children(dir: &Path) -> Result<Vec<(PathBuf, bool)>, CatalogError> {
+    let io = |source| CatalogError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        let is_dir = std::fs::metadata(&path)
+            .map(|m| m.is_dir())
+            .unwrap_or(false);
+        children.push((path, is_dir));
+    }
+    children.sort();
+    Ok(children)
+}
+
+fn has_image_extension(path: &Path) -> bool {
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+        IMAGE_EXTENSIONS
+            .iter()
+            .any(|known| e.eq_ignore_ascii_case(known))
+    })
+}
+
+fn utf8_name(path: &Path) -> Result<String, CatalogError> {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_string)
+        .ok_or_else(|| not_utf8(path))
+}
+
+fn not_utf8(path: &Path) -> CatalogError {
+    CatalogError::Source {
+        location: path.display().to_string(),
+        message: "the name is not valid UTF-8; rename it".to_string(),
+    }
+}

@@ -1,0 +1,933 @@
+//! Import: synchronises the catalogue with one source (manifest or folder tree) in a single
+//! transaction. New images are added, changed labels updated with an event, images the source
+//! no longer lists marked removed; a source imported twice leaves the database untouched.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+
+use sqlx::Row;
+use sqlx::{AnyConnection, AnyPool};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::content::{ContentId, FileContent};
+use crate::error::{CatalogError, db};
+use crate::model::{Backend, ImportOptions, ImportProgress, ImportReport, Split, Status};
+use crate::source::{Batch, BoxCoords, Origin, SourcePlan, SourceReader, SourceRow};
+use crate::sql::{ParamStyle, assembled, insert_values, now_millis, placeholders};
+
+/// Individual warnings kept in a report; further ones are only counted.
+const MAX_WARNINGS: usize = 100;
+
+/// Positions given to labels created during an import until `finish` sorts them into place.
+const PROVISIONAL_POSITION: i64 = 1 << 40;
+
+/// Ids per page when scanning a source's images for ones it no longer lists.
+const SCAN_PAGE: i64 = 5_000;
+
+pub(crate) async fn import(
+    pool: &AnyPool,
+    backend: Backend,
+    path: &Path,
+    opts: &ImportOptions,
+) -> Result<ImportReport, CatalogError> {
+    if !(0.0..=1.0).contains(&opts.test_fraction) {
+        return Err(CatalogError::InvalidOptions(format!(
+            "test_fraction is {}, it must be between 0 and 1",
+            opts.test_fraction
+        )));
+    }
+    if opts.actor.trim().is_empty() {
+        return Err(CatalogError::InvalidOptions(
+            "actor is empty; name who runs the import".to_string(),
+        ));
+    }
+    let owned_path = path.to_path_buf();
+    let (plan, reader) = tokio::task::spawn_blocking(move || SourceReader::open(&owned_path))
+        .await
+        .map_err(|e| CatalogError::Interrupted(format!("source reader failed: {e}")))??;
+
+    // A small buffer lets the reader hash the next chunk while this one is written.
+    let (sender, mut receiver) = mpsc::channel(2);
+    let reader_plan = plan.clone();
+    let producer = tokio::task::spawn_blocking(move || reader.produce(&reader_plan, &sender));
+    let outcome = write(pool, backend, &plan, opts, &mut receiver, producer).await;
+    // Dropping the receiver makes a reader that is still running stop at its next send.
+    drop(receiver);
+    outcome
+}
+
+async fn write(
+    pool: &AnyPool,
+    backend: Backend,
+    plan: &SourcePlan,
+    opts: &ImportOptions,
+    receiver: &mut mpsc::Receiver<Result<Batch, CatalogError>>,
+    producer: JoinHandle<()>,
+) -> Result<ImportReport, CatalogError> {
+    let mut tx = crate::begin_write(pool, backend).await?;
+    let style = ParamStyle::for_backend(backend);
+    let mut sync = Synchroniser::start(&mut tx, plan, opts, style).await?;
+    let mut rows_done = 0u64;
+    while let Some(batch) = receiver.recv().await {
+        let batch = batch?;
+        rows_done += batch.rows.len() as u64 + batch.duplicates;
+        sync.apply(&mut tx, batch).await?;
+        sync.progress(rows_done.min(plan.rows_total));
+    }
+    // The channel also closes when the reader panics; never commit a partial source.
+    producer
+        .await
+        .map_err(|e| CatalogError::Interrupted(format!("source reader failed: {e}")))?;
+    let report = sync.finish(&mut tx).await?;
+    tx.commit().await.map_err(db("committing the import"))?;
+    Ok(report)
+}
+
+/// A facet the source sets, with its known labels.
+struct FacetColumn {
+    id: i64,
+    name: String,
+    /// Existed before this import: unknown labels need `allow_new_labels`.
+    existed: bool,
+    labels: HashMap<String, i64>,
+    /// Labels in stored order, for messages.
+    ordered: Vec<String>,
+    /// Labels this import created, with their ids.
+    created: Vec<(String, i64)>,
+    next_position: i64,
+}
+
+/// An image's stored state, as far as an import compares it.
+struct StoredImage {
+    uri: String,
+    byte_size: Option<i64>,
+    split: Split,
+    status: Status,
+    reason: Option<String>,
+    source: String,
+    design: Option<String>,
+}
+
+/// The full row an import writes for a new or changed image.
+struct ImageWrite {
+    id: String,
+    uri: String,
+    byte_size: Option<i64>,
+    split: Split,
+    status: Status,
+    reason: Option<String>,
+    source: String,
+    design: Option<String>,
+}
+
+struct LabelWrite {
+    image: String,
+    facet: i64,
+    old: Option<i64>,
+    new: Option<i64>,
+}
+
+/// Writes one chunk needs, gathered first so that each table gets a few multi-row statements.
+#[derive(Default)]
+struct ChunkWrites {
+    designs: Vec<String>,
+    images: Vec<ImageWrite>,
+    labels: Vec<LabelWrite>,
+    box_deletes: Vec<String>,
+    box_inserts: Vec<(String, BoxCoords)>,
+}
+
+#[derive(Default)]
+struct Warnings {
+    shown: Vec<String>,
+    hidden: u64,
+}
+
+impl Warnings {
+    fn push(&mut self, warning: String) {
+        if self.shown.len() < MAX_WARNINGS {
+            self.shown.push(warning);
+        } else {
+            self.hidden += 1;
+        }
+    }
+
+    fn into_vec(mut self) -> Vec<String> {
+        if self.hidden > 0 {
+            self.shown
+                .push(format!("... and {} more warnings not shown", self.hidden));
+        }
+        self.shown
+    }
+}
+
+struct Synchroniser<'a> {
+    plan: &'a SourcePlan,
+    style: ParamStyle,
+    opts: &'a ImportOptions,
+    now: i64,
+    facets: Vec<FacetColumn>,
+    /// Every id this source listed so far, with where it was first listed.
+    seen: HashMap<ContentId, Origin>,
+    report: ImportReport,
+    warnings: Warnings,
+    /// Images listed here but owned by another source: source -> count.
+    foreign: BTreeMap<String, u64>,
+}
+
+impl<'a> Synchroniser<'a> {
+    async fn start(
+        conn: &mut AnyConnection,
+        plan: &'a SourcePlan,
+        opts: &'a ImportOptions,
+        style: ParamStyle,
+    ) -> Result<Synchroniser<'a>, CatalogError> {
+        let now = now_millis();
+        let mut facets = Vec::with_capacity(plan.facets.len());
+        for name in &plan.facets {
+            facets.push(load_or_create_facet(conn, name, now).await?);
+        }
+        Ok(Synchroniser {
+            plan,
+            style,
+            opts,
+            now,
+            facets,
+            seen: HashMap::new(),
+            report: ImportReport {
+                source: plan.source.clone(),
+                rows: plan.rows_total,
+                ..ImportReport::default()
+            },
+            warnings: Warnings::default(),
+            foreign: BTreeMap::new(),
+        })
+    }
+
+    fn progress(&self, rows_done: u64) {
+        if let Some(callback) = &self.opts.on_progress {
+            callback(ImportProgress {
+                rows_done,
+                rows_total: self.plan.rows_total,
+            });
+        }
+    }
+
+    async fn apply(&mut self, conn: &mut AnyConnection, batch: Batch) -> Result<(), CatalogError> {
+        self.report.duplicates += batch.duplicates;
+        for warning in batch.warnings {
+            self.warnings.push(warning);
+        }
+        let rows = self.drop_duplicates(batch.rows);
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut label_ids = Vec::with_capacity(rows.len());
+        for row in &rows {
+            label_ids.push(self.resolve_labels(conn, row).await?);
+        }
+        let ids: Vec<String> = rows.iter().map(|r| r.content.id().to_id()).collect();
+        let stored = load_images(conn, self.style, &ids).await?;
+        let stored_ids: Vec<String> = ids
+            .iter()
+            .filter(|id| stored.contains_key(*id))
+            .cloned()
+            .collect();
+        let stored_labels = load_labels(conn, self.style, &stored_ids).await?;
+        let stored_boxes = if self.plan.has_boxes {
+            load_import_boxes(conn, self.style, &stored_ids).await?
+        } else {
+            HashMap::new()
+        };
+
+        let mut writes = ChunkWrites::default();
+        if self.plan.has_design {
+            writes.designs = missing_designs(conn, self.style, &rows).await?;
+        }
+        for ((row, id), labels) in rows.iter().zip(&ids).zip(&label_ids) {
+            match stored.get(id) {
+                None => self.add_image(&mut writes, row, id, labels),
+                Some(image) => self.compare_image(
+                    &mut writes,
+                    row,
+                    id,
+                    labels,
+                    image,
+                    &stored_labels,
+                    stored_boxes.get(id),
+                ),
+            }
+        }
+        self.write_chunk(conn, writes).await
+    }
+
+    /// Keeps the first row of each content id; later ones become warnings.
+    fn drop_duplicates(&mut self, rows: Vec<SourceRow>) -> Vec<SourceRow> {
+        let mut kept = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id = row.content.id();
+            if let Some(first) = self.seen.get(&id) {
+                self.report.duplicates += 1;
+                let what = if id.placeholder {
+                    "lists the same file"
+                } else {
+                    "has the same content"
+                };
+                self.warnings.push(format!(
+                    "{} ({}) {what} as {} (id {}); the later row is skipped",
+                    self.plan.location(&row.origin, None),
+                    row.uri,
+                    self.plan.location(first, None),
+                    id.to_id()
+                ));
+                continue;
+            }
+            self.seen.insert(id, row.origin.clone());
+            kept.push(row);
+        }
+        kept
+    }
+
+    /// Label ids for a row's labels, creating labels where that is allowed.
+    async fn resolve_labels(
+        &mut self,
+        conn: &mut AnyConnection,
+        row: &SourceRow,
+    ) -> Result<Vec<Option<i64>>, CatalogError> {
+        let mut ids = Vec::with_capacity(row.labels.len());
+        for (facet, label) in self.facets.iter_mut().zip(&row.labels) {
+            let Some(label) = label else {
+                ids.push(None);
+                continue;
+            };
+            if let Some(id) = facet.labels.get(label) {
+                ids.push(Some(*id));
+                continue;
+            }
+            if facet.existed && !self.opts.allow_new_labels {
+                let column = self.plan.is_manifest.then_some(facet.name.as_str());
+                return Err(CatalogError::UnknownLabel {
+                    location: self.plan.location(&row.origin, column),
+                    facet: facet.name.clone(),
+                    label: label.clone(),
+                    known: if facet.ordered.is_empty() {
+                        "none".to_string()
+                    } else {
+                        facet.ordered.join(", ")
+                    },
+                });
+            }
+            let id: i64 = sqlx::query(
+                "INSERT INTO facet_labels (facet_id, label, position) VALUES ($1, $2, $3) RETURNING id",
+            )
+            .bind(facet.id)
+            .bind(label.as_str())
+            .bind(PROVISIONAL_POSITION + facet.created.len() as i64)
+            .fetch_one(&mut *conn)
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(db("adding a label"))?;
+            facet.labels.insert(label.clone(), id);
+            facet.created.push((label.clone(), id));
+            ids.push(Some(id));
+        }
+        Ok(ids)
+    }
+
+    fn add_image(
+        &mut self,
+        writes: &mut ChunkWrites,
+        row: &SourceRow,
+        id: &str,
+        labels: &[Option<i64>],
+    ) {
+        let (status, reason, byte_size) = match &row.content {
+            FileContent::Hashed { byte_size, .. } => {
+                self.report.added += 1;
+                (Status::Active, None, Some(*byte_size as i64))
+            }
+            FileContent::Unreadable { reason, .. } => {
+                self.report.quarantined += 1;
+                (Status::Quarantined, Some(reason.clone()), None)
+            }
+        };
+        writes.images.push(ImageWrite {
+            id: id.to_string(),
+            uri: row.uri.clone(),
+            byte_size,
+            split: row
+                .split
+                .unwrap_or_else(|| row.content.id().split(self.opts.test_fraction)),
+            status,
+            reason,
+            source: self.plan.source.clone(),
+            design: row.design.clone().filter(|_| self.plan.has_design),
+        });
+        for (facet, label) in self.facets.iter().zip(labels) {
+            if label.is_some() {
+                writes.labels.push(LabelWrite {
+                    image: id.to_string(),
+                    facet: facet.id,
+                    old: None,
+                    new: *label,
+                });
+            }
+        }
+        if let Some(bbox) = row.bbox.filter(|_| self.plan.has_boxes) {
+            writes.box_inserts.push((id.to_string(), bbox));
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn compare_image(
+        &mut self,
+        writes: &mut ChunkWrites,
+        row: &SourceRow,
+        id: &str,
+        labels: &[Option<i64>],
+        stored: &StoredImage,
+        stored_labels: &HashMap<(String, i64), Option<i64>>,
+        stored_boxes: Option<&Vec<BoxCoords>>,
+    ) {
+        let owned = stored.source == self.plan.source;
+        // A removed image belongs to whichever source lists it again.
+        let adopted = !owned && stored.status == Status::Removed;
+        if !owned && !adopted {
+            *self.foreign.entry(stored.source.clone()).or_default() += 1;
+        }
+        let (status, reason, byte_size) = match &row.content {
+            FileContent::Unreadable { reason, .. } => {
+                (Status::Quarantined, Some(reason.clone()), stored.byte_size)
+            }
+            FileContent::Hashed { byte_size, .. } => {
+                let (status, reason) = match stored.status {
+                    // Back from removal; a failed decode check still holds, though.
+                    Status::Removed if stored.reason.is_some() => {
+                        (Status::Quarantined, stored.reason.clone())
+                    }
+                    Status::Removed => (Status::Active, None),
+                    other => (other, stored.reason.clone()),
+                };
+                (status, reason, Some(*byte_size as i64))
+            }
+        };
+        if let Some(asked) = row.split.filter(|s| *s != stored.split) {
+            self.warnings.push(format!(
+                "{}: image {} (id {id}) stays in split {}; the source asks for {asked}, but a split never changes once assigned",
+                self.plan.location(&row.origin, None),
+                row.uri,
+                stored.split
+            ));
+        }
+        let image = ImageWrite {
+            id: id.to_string(),
+            uri: if owned || adopted {
+                row.uri.clone()
+            } else {
+                stored.uri.clone()
+            },
+            byte_size,
+            split: stored.split,
+            status,
+            reason,
+            source: if adopted {
+                self.plan.source.clone()
+            } else {
+                stored.source.clone()
+            },
+            design: if self.plan.has_design {
+                row.design.clone()
+            } else {
+                stored.design.clone()
+            },
+        };
+        let mut changed = image.uri != stored.uri
+            || image.byte_size != stored.byte_size
+            || image.status != stored.status
+            || image.reason != stored.reason
+            || image.source != stored.source
+            || image.design != stored.design;
+
+        for (facet, new) in self.facets.iter().zip(labels) {
+            let old = stored_labels
+                .get(&(id.to_string(), facet.id))
+                .copied()
+                .flatten();
+            if old != *new {
+                changed = true;
+                writes.labels.push(LabelWrite {
+                    image: id.to_string(),
+                    facet: facet.id,
+                    old,
+                    new: *new,
+                });
+            }
+        }
+
+        if self.plan.has_boxes {
+            let wanted: Vec<BoxCoords> = row.bbox.into_iter().collect();
+            let current = stored_boxes.map(Vec::as_slice).unwrap_or_default();
+            if wanted.as_slice() != current {
+                changed = true;
+                if !current.is_empty() {
+                    writes.box_deletes.push(id.to_string());
+                }
+                writes
+                    .box_inserts
+                    .extend(wanted.into_iter().map(|b| (id.to_string(), b)));
+            }
+        }
+
+        match (&row.content, changed) {
+            (FileContent::Unreadable { .. }, _) => self.report.quarantined += 1,
+            (FileContent::Hashed { .. }, true) => self.report.updated += 1,
+            (FileContent::Hashed { .. }, false) => self.report.unchanged += 1,
+        }
+        if changed {
+            writes.images.push(image);
+        }
+    }
+
+    async fn write_chunk(
+        &self,
+        conn: &mut AnyConnection,
+        writes: ChunkWrites,
+    ) -> Result<(), CatalogError> {
+        let now = self.now;
+        insert_values(
+            conn,
+            self.style,
+            "INSERT INTO designs (id, created_at)",
+            2,
+            "",
+            &writes.designs,
+            |q, d| q.bind(d.as_str()).bind(now),
+        )
+        .await
+        .map_err(db("adding designs"))?;
+
+        insert_values(
+            conn,
+            self.style,
+            "INSERT INTO images (id, uri, byte_size, split, status, quarantine_reason, source, design, created_at, updated_at)",
+            10,
+            "ON CONFLICT (id) DO UPDATE SET uri = excluded.uri, byte_size = excluded.byte_size, \
+             status = excluded.status, quarantine_reason = excluded.quarantine_reason, \
+             source = excluded.source, design = excluded.design, updated_at = excluded.updated_at",
+            &writes.images,
+            |q, i| {
+                q.bind(i.id.as_str())
+                    .bind(i.uri.as_str())
+                    .bind(i.byte_size)
+                    .bind(i.split.as_str())
+                    .bind(i.status.as_str())
+                    .bind(i.reason.as_deref())
+                    .bind(i.source.as_str())
+                    .bind(i.design.as_deref())
+                    .bind(now)
+                    .bind(now)
+            },
+        )
+        .await
+        .map_err(db("writing images"))?;
+
+        insert_values(
+            conn,
+            self.style,
+            "INSERT INTO labels (image_id, facet_id, label_id, source, version, updated_at)",
+            6,
+            "ON CONFLICT (image_id, facet_id) DO UPDATE SET label_id = excluded.label_id, \
+             source = excluded.source, version = labels.version + 1, updated_at = excluded.updated_at",
+            &writes.labels,
+            |q, l| {
+                q.bind(l.image.as_str())
+                    .bind(l.facet)
+                    .bind(l.new)
+                    .bind("import")
+                    .bind(1i64)
+                    .bind(now)
+            },
+        )
+        .await
+        .map_err(db("writing labels"))?;
+
+        let actor = self.opts.actor.as_str();
+        insert_values(
+            conn,
+            self.style,
+            "INSERT INTO label_events (image_id, facet_id, old_label_id, new_label_id, actor, source, at)",
+            7,
+            "",
+            &writes.labels,
+            |q, l| {
+                q.bind(l.image.as_str())
+                    .bind(l.facet)
+                    .bind(l.old)
+                    .bind(l.new)
+                    .bind(actor)
+                    .bind("import")
+                    .bind(now)
+            },
+        )
+        .await
+        .map_err(db("recording label events"))?;
+
+        for ids in writes.box_deletes.chunks(crate::sql::MAX_PARAMS) {
+            let sql = format!(
+                "DELETE FROM boxes WHERE source = 'import' AND kind = 'dress' AND image_id IN ({})",
+                placeholders(self.style, 1, ids.len())
+            );
+            let mut query = assembled(sql);
+            for id in ids {
+                query = query.bind(id.as_str());
+            }
+            query
+                .execute(&mut *conn)
+                .await
+                .map_err(db("replacing boxes"))?;
+        }
+        insert_values(
+            conn,
+            self.style,
+            "INSERT INTO boxes (image_id, x0, y0, x1, y1, kind, source)",
+            7,
+            "",
+            &writes.box_inserts,
+            |q, (id, b)| {
+                q.bind(id.as_str())
+                    .bind(b[0])
+                    .bind(b[1])
+                    .bind(b[2])
+                    .bind(b[3])
+                    .bind("dress")
+                    .bind("import")
+            },
+        )
+        .await
+        .map_err(db("writing boxes"))?;
+        Ok(())
+    }
+
+    /// Marks the source's unlisted images removed, orders new labels, and builds the report.
+    async fn finish(mut self, conn: &mut AnyConnection) -> Result<ImportReport, CatalogError> {
+        let unlisted = self.unlisted_images(conn).await?;
+        for ids in unlisted.chunks(crate::sql::MAX_PARAMS - 1) {
+            let sql = format!(
+                "UPDATE images SET status = 'removed', updated_at = {} WHERE id IN ({})",
+                placeholders(self.style, 1, 1),
+                placeholders(self.style, 2, ids.len())
+            );
+            let mut query = assembled(sql).bind(self.now);
+            for id in ids {
+                query = query.bind(id.as_str());
+            }
+            query
+                .execute(&mut *conn)
+                .await
+                .map_err(db("marking unlisted images removed"))?;
+        }
+        self.report.removed = unlisted.len() as u64;
+
+        for facet in &self.facets {
+            place_created_labels(conn, facet).await?;
+        }
+        for (source, count) in &self.foreign {
+            self.warnings.push(format!(
+                "{count} listed images were first imported from {source}; their labels were updated here, but that source still owns them (their path and removal follow it)"
+            ));
+        }
+        if self.report.rows == 0 {
+            self.warnings.push(format!(
+                "{} lists no images{}",
+                self.plan.display,
+                if self.plan.is_manifest {
+                    ""
+                } else {
+                    "; a folder source is laid out as ROOT/<facet>/<label>/<image file>"
+                }
+            ));
+        }
+        self.progress(self.plan.rows_total);
+        let mut report = self.report;
+        report.warnings = self.warnings.into_vec();
+        Ok(report)
+    }
+
+    /// Images of this source that are not removed and that this import did not list.
+    async fn unlisted_images(&self, conn: &mut AnyConnection) -> Result<Vec<String>, CatalogError> {
+        let mut unlisted = Vec::new();
+        let mut after = String::new();
+        loop {
+            let page = sqlx::query(
+                "SELECT id FROM images WHERE source = $1 AND status <> 'removed' AND id > $2 ORDER BY id LIMIT $3",
+            )
+            .bind(self.plan.source.as_str())
+            .bind(after.as_str())
+            .bind(SCAN_PAGE)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db("finding images the source no longer lists"))?;
+            let count = page.len();
+            for row in page {
+                let id: String = row.try_get(0).map_err(db("reading image ids"))?;
+                let listed = ContentId::parse(&id).is_some_and(|c| self.seen.contains_key(&c));
+                if !listed {
+                    unlisted.push(id.clone());
+                }
+                after = id;
+            }
+            if (count as i64) < SCAN_PAGE {
+                return Ok(unlisted);
+            }
+        }
+    }
+}
+
+async fn load_or_create_facet(
+    conn: &mut AnyConnection,
+    name: &str,
+    now: i64,
+) -> Result<FacetColumn, CatalogError> {
+    let existing = sqlx::query("SELECT id FROM facets WHERE name = $1")
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db("loading facets"))?;
+    let (id, existed) = match existing {
+        Some(row) => (
+            row.try_get::<i64, _>(0).map_err(db("loading facets"))?,
+            true,
+        ),
+        None => {
+            let id =
+                sqlx::query("INSERT INTO facets (name, created_at) VALUES ($1, $2) RETURNING id")
+                    .bind(name)
+                    .bind(now)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .and_then(|r| r.try_get::<i64, _>(0))
+                    .map_err(db("adding a facet"))?;
+            (id, false)
+        }
+    };
+    let rows = sqlx::query(
+        "SELECT id, label, position FROM facet_labels WHERE facet_id = $1 ORDER BY position, id",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db("loading facet labels"))?;
+    let mut labels = HashMap::with_capacity(rows.len());
+    let mut ordered = Vec::with_capacity(rows.len());
+    let mut next_position = 0;
+    for row in rows {
+        let label_id: i64 = row.try_get(0).map_err(db("loading facet labels"))?;
+        let label: String = row.try_get(1).map_err(db("loading facet labels"))?;
+        let position: i64 = row.try_get(2).map_err(db("loading facet labels"))?;
+        next_position = next_position.max(position + 1);
+        labels.insert(label.clone(), label_id);
+        ordered.push(label);
+    }
+    Ok(FacetColumn {
+        id,
+        name: name.to_string(),
+        existed,
+        labels,
+        ordered,
+        created: Vec::new(),
+        next_position,
+    })
+}
+
+/// New facets get all their labels in alphabetical order; labels added to an existing facet go
+/// after its current ones, alphabetically among themselves.
+async fn place_created_labels(
+    conn: &mut AnyConnection,
+    facet: &FacetColumn,
+) -> Result<(), CatalogError> {
+    if facet.created.is_empty() {
+        return Ok(());
+    }
+    let mut placed: Vec<(&str, i64)> = if facet.existed {
+        facet
+            .created
+            .iter()
+            .map(|(l, id)| (l.as_str(), *id))
+            .collect()
+    } else {
+        facet
+            .labels
+            .iter()
+            .map(|(l, id)| (l.as_str(), *id))
+            .collect()
+    };
+    placed.sort_by(|a, b| alphabetical(a.0, b.0));
+    let first = if facet.existed {
+        facet.next_position
+    } else {
+        0
+    };
+    for (offset, (_, id)) in placed.iter().enumerate() {
+        sqlx::query("UPDATE facet_labels SET position = $1 WHERE id = $2")
+            .bind(first + offset as i64)
+            .bind(*id)
+            .execute(&mut *conn)
+            .await
+            .map_err(db("ordering new labels"))?;
+    }
+    Ok(())
+}
+
+/// Case-insensitive order, ties broken by the exact text, so that the order is total.
+pub(crate) fn alphabetical(a: &str, b: &str) -> std::cmp::Ordering {
+    a.to_lowercase()
+        .cmp(&b.to_lowercase())
+        .then_with(|| a.cmp(b))
+}
+
+async fn load_images(
+    conn: &mut AnyConnection,
+    style: ParamStyle,
+    ids: &[String],
+) -> Result<HashMap<String, StoredImage>, CatalogError> {
+    let mut stored = HashMap::new();
+    for chunk in ids.chunks(crate::sql::MAX_PARAMS) {
+        let sql = format!(
+            "SELECT id, uri, byte_size, split, status, quarantine_reason, source, design \
+             FROM images WHERE id IN ({})",
+            placeholders(style, 1, chunk.len())
+        );
+        let mut query = assembled(sql);
+        for id in chunk {
+            query = query.bind(id.as_str());
+        }
+        let rows = query
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db("loading stored images"))?;
+        for row in rows {
+            let get = db("loading stored images");
+            let split: String = row.try_get(3).map_err(&get)?;
+            let status: String = row.try_get(4).map_err(&get)?;
+            stored.insert(
+                row.try_get(0).map_err(&get)?,
+                StoredImage {
+                    uri: row.try_get(1).map_err(&get)?,
+                    byte_size: row.try_get(2).map_err(&get)?,
+                    split: Split::from_db(&split)?,
+                    status: Status::from_db(&status)?,
+                    reason: row.try_get(5).map_err(&get)?,
+                    source: row.try_get(6).map_err(&get)?,
+                    design: row.try_get(7).map_err(&get)?,
+                },
+            );
+        }
+    }
+    Ok(stored)
+}
+
+async fn load_labels(
+    conn: &mut AnyConnection,
+    style: ParamStyle,
+    ids: &[String],
+) -> Result<HashMap<(String, i64), Option<i64>>, CatalogError> {
+    let mut stored = HashMap::new();
+    for chunk in ids.chunks(crate::sql::MAX_PARAMS) {
+        let sql = format!(
+            "SELECT image_id, facet_id, label_id FROM labels WHERE image_id IN ({})",
+            placeholders(style, 1, chunk.len())
+        );
+        let mut query = assembled(sql);
+        for id in chunk {
+            query = query.bind(id.as_str());
+        }
+        let rows = query
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db("loading stored labels"))?;
+        for row in rows {
+            let get = db("loading stored labels");
+            stored.insert(
+                (row.try_get(0).map_err(&get)?, row.try_get(1).map_err(&get)?),
+                row.try_get(2).map_err(&get)?,
+            );
+        }
+    }
+    Ok(stored)
+}
+
+/// The boxes earlier imports wrote (source 'import', kind 'dress'), per image, in id order.
+async fn load_import_boxes(
+    conn: &mut AnyConnection,
+    style: ParamStyle,
+    ids: &[String],
+) -> Result<HashMap<String, Vec<BoxCoords>>, CatalogError> {
+    let mut stored: HashMap<String, Vec<BoxCoords>> = HashMap::new();
+    for chunk in ids.chunks(crate::sql::MAX_PARAMS) {
+        let sql = format!(
+            "SELECT image_id, x0, y0, x1, y1 FROM boxes \
+             WHERE source = 'import' AND kind = 'dress' AND image_id IN ({}) ORDER BY id",
+            placeholders(style, 1, chunk.len())
+        );
+        let mut query = assembled(sql);
+        for id in chunk {
+            query = query.bind(id.as_str());
+        }
+        let rows = query
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db("loading stored boxes"))?;
+        for row in rows {
+            let get = db("loading stored boxes");
+            let coords = [
+                row.try_get(1).map_err(&get)?,
+                row.try_get(2).map_err(&get)?,
+                row.try_get(3).map_err(&get)?,
+                row.try_get(4).map_err(&get)?,
+            ];
+            stored
+                .entry(row.try_get(0).map_err(&get)?)
+                .or_default()
+                .push(coords);
+        }
+    }
+    Ok(stored)
+}
+
+/// Design ids the rows name that the catalogue does not have yet.
+async fn missing_designs(
+    conn: &mut AnyConnection,
+    style: ParamStyle,
+    rows: &[SourceRow],
+) -> Result<Vec<String>, CatalogError> {
+    let named: Vec<&str> = rows
+        .iter()
+        .filter_map(|r| r.design.as_deref())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut known = HashSet::new();
+    for chunk in named.chunks(crate::sql::MAX_PARAMS) {
+        let sql = format!(
+            "SELECT id FROM designs WHERE id IN ({})",
+            placeholders(style, 1, chunk.len())
+        );
+        let mut query = assembled(sql);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        for row in query
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db("loading designs"))?
+        {
+            known.insert(row.try_get::<String, _>(0).map_err(db("loading designs"))?);
+        }
+    }
+    Ok(named
+        .into_iter()
+        .filter(|d| !known.contains(*d))
+        .map(str::to_string)
+        .collect())
+}

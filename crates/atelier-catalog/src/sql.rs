@@ -1,0 +1,135 @@
+//! Small helpers for writing SQL that both SQLite and PostgreSQL accept through sqlx's `Any`
+//! driver: placeholders each engine binds efficiently, and multi-row statements that stay under
+//! both engines' bound-parameter limits. Fixed statements use `$N`, which both accept.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sqlx::AnyConnection;
+use sqlx::AssertSqlSafe;
+use sqlx::any::{Any, AnyArguments};
+use sqlx::query::Query;
+
+use crate::model::Backend;
+
+pub(crate) type AnyQuery<'q> = Query<'q, Any, AnyArguments>;
+
+/// How generated statements spell their bound parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ParamStyle {
+    /// `?`, bound by position. With numbered names, sqlx-sqlite asks SQLite for every
+    /// parameter's name, which SQLite finds by a linear scan: quadratic in the statement size
+    /// (measured: half of a 100 000-row import at 8 000 values per statement).
+    Positional,
+    /// `$1, $2, ...`: the only form PostgreSQL accepts.
+    Numbered,
+}
+
+impl ParamStyle {
+    pub fn for_backend(backend: Backend) -> ParamStyle {
+        match backend {
+            Backend::Sqlite => ParamStyle::Positional,
+            Backend::Postgres => ParamStyle::Numbered,
+        }
+    }
+}
+
+/// Bound values per statement. SQLite allows 32 766 and PostgreSQL 65 535; staying well below
+/// keeps statements small enough to prepare quickly while amortising round trips.
+pub(crate) const MAX_PARAMS: usize = 8_000;
+
+/// `$first, $first+1, ..., $first+count-1`, or `?, ?, ...` in the positional style (where the
+/// whole statement must be positional, bound in order).
+pub(crate) fn placeholders(style: ParamStyle, first: usize, count: usize) -> String {
+    let mut out = String::with_capacity(count * 6);
+    for n in first..first + count {
+        if n > first {
+            out.push_str(", ");
+        }
+        match style {
+            ParamStyle::Positional => out.push('?'),
+            ParamStyle::Numbered => {
+                out.push('$');
+                out.push_str(&n.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// `($first, ...), (...), ...` for `rows` tuples of `columns` values each.
+pub(crate) fn value_tuples(style: ParamStyle, first: usize, rows: usize, columns: usize) -> String {
+    let mut out = String::with_capacity(rows * columns * 6);
+    for row in 0..rows {
+        if row > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        out.push_str(&placeholders(style, first + row * columns, columns));
+        out.push(')');
+    }
+    out
+}
+
+/// Wraps SQL text that this crate assembled from constant fragments and placeholders only
+/// (never from user input), which sqlx asks us to vouch for.
+pub(crate) fn assembled(sql: String) -> AnyQuery<'static> {
+    sqlx::query(AssertSqlSafe(sql))
+}
+
+/// Runs `{head} VALUES (..), (..) {tail}` for all `rows`, split into statements of at most
+/// [`MAX_PARAMS`] values. `bind` binds exactly `columns` values of one row.
+pub(crate) async fn insert_values<T>(
+    conn: &mut AnyConnection,
+    style: ParamStyle,
+    head: &str,
+    columns: usize,
+    tail: &str,
+    rows: &[T],
+    bind: impl for<'q> Fn(AnyQuery<'q>, &'q T) -> AnyQuery<'q>,
+) -> Result<(), sqlx::Error> {
+    let per_statement = (MAX_PARAMS / columns).max(1);
+    for batch in rows.chunks(per_statement) {
+        let sql = format!(
+            "{head} VALUES {} {tail}",
+            value_tuples(style, 1, batch.len(), columns)
+        );
+        let mut query = assembled(sql);
+        for row in batch {
+            query = bind(query, row);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// The current time as UTC unix milliseconds, the catalogue's timestamp unit.
+pub(crate) fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_from_first() {
+        assert_eq!(placeholders(ParamStyle::Numbered, 3, 3), "$3, $4, $5");
+        assert_eq!(placeholders(ParamStyle::Numbered, 1, 0), "");
+        assert_eq!(placeholders(ParamStyle::Positional, 3, 3), "?, ?, ?");
+    }
+
+    #[test]
+    fn value_tuples_continue_numbering_across_rows() {
+        assert_eq!(
+            value_tuples(ParamStyle::Numbered, 2, 2, 2),
+            "($2, $3), ($4, $5)"
+        );
+        assert_eq!(
+            value_tuples(ParamStyle::Positional, 2, 2, 2),
+            "(?, ?), (?, ?)"
+        );
+    }
+}
