@@ -292,7 +292,10 @@ fn classify_decoder_error(name: &'static str, e: image::ImageError) -> DecodeErr
             format: format!("{name} variant ({detail})"),
         },
         _ if is_truncation => DecodeError::Truncated { format: name },
-        _ => DecodeError::Corrupt { format: name, detail },
+        _ => DecodeError::Corrupt {
+            format: name,
+            detail,
+        },
     }
 }
 
@@ -344,7 +347,9 @@ mod tests {
 
     #[test]
     fn jpeg_end_marker_must_follow_last_scan() {
-        assert!(jpeg_has_end_marker(&[0xFF, 0xD8, 0xFF, 0xDA, 1, 2, 0xFF, 0xD9]));
+        assert!(jpeg_has_end_marker(&[
+            0xFF, 0xD8, 0xFF, 0xDA, 1, 2, 0xFF, 0xD9
+        ]));
         // A thumbnail's EOI before the main scan does not count.
         assert!(!jpeg_has_end_marker(&[0xFF, 0xD9, 0xFF, 0xDA, 1, 2, 3]));
     }
