@@ -276,3 +276,69 @@ fn unknown_label_is_refused_with_the_fix() {
     );
     assert_eq!(json_of(&output)["updated"], 1);
 }
+
+#[test]
+fn demo_runs_the_loop_and_a_rerun_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo_dir = dir.path().join("demo");
+    let args = [
+        "demo",
+        "--dir",
+        demo_dir.to_str().unwrap(),
+        "--count",
+        "24",
+        "--size",
+        "96",
+        "--json",
+    ];
+    let run = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_atelier"))
+            .args(args)
+            .env_remove("ATELIER_DB")
+            .output()
+            .expect("run atelier");
+        json_of(&output)
+    };
+    let first = run(&args);
+    assert_eq!(first["synth"]["images"], 24, "{first}");
+    assert_eq!(first["import"]["added"], 24);
+    assert_eq!(first["check"]["ok"], 24);
+    assert_eq!(first["check"]["quarantined"], 0);
+    let active = &first["summary"]["active"];
+    assert_eq!(
+        active["train"].as_u64().unwrap() + active["test"].as_u64().unwrap(),
+        24
+    );
+    assert!(demo_dir.join("atelier.db").exists());
+
+    let second = run(&args);
+    assert_eq!(second["import"]["unchanged"], 24, "{second}");
+    assert_eq!(second["import"]["added"], 0);
+
+    // The demo stores the renderer's label order, not the alphabetical default.
+    let db = format!("sqlite://{}", demo_dir.join("atelier.db").display());
+    let facets = json_of(&atelier(&db, &["facets", "--json"]));
+    let sleeve = facets
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "sleeve")
+        .unwrap();
+    let labels: Vec<&str> = sleeve["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["label"].as_str().unwrap())
+        .collect();
+    let canonical = atelier_vision::synth::FACETS
+        .iter()
+        .find(|(name, _)| *name == "sleeve")
+        .unwrap()
+        .1;
+    let expected: Vec<&str> = canonical
+        .iter()
+        .copied()
+        .filter(|l| labels.contains(l))
+        .collect();
+    assert_eq!(labels, expected);
+}

