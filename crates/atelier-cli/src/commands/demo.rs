@@ -29,7 +29,8 @@ pub async fn run(args: &DemoArgs, global: &GlobalArgs) -> CliResult {
         None => format!("sqlite://{}", args.dir.join("atelier.db").display()),
     };
 
-    let mut timings = Vec::new();
+    let mut step_seconds: Vec<(&str, f64)> = Vec::new();
+    let mut step_started = Instant::now();
     let synth_dir = args.dir.join("synth");
     say(format!(
         "1/3 rendering {} synthetic dress photos into {}",
@@ -47,6 +48,8 @@ pub async fn run(args: &DemoArgs, global: &GlobalArgs) -> CliResult {
         json,
     )
     .await?;
+    step_seconds.push(("synth", step_started.elapsed().as_secs_f64()));
+    step_started = Instant::now();
 
     say(format!(
         "2/3 importing {} into {db_url}",
@@ -76,20 +79,12 @@ pub async fn run(args: &DemoArgs, global: &GlobalArgs) -> CliResult {
     if !json {
         import::print_report(&imported);
     }
-    timings.push(("import", started.elapsed().as_secs_f64()));
+    step_seconds.push(("import", step_started.elapsed().as_secs_f64()));
+    step_started = Instant::now();
 
     say("3/3 decoding every image (quarantining unusable files)".to_string());
     let checked = check::check(&catalog, DecodeLimits::default(), json).await?;
-    timings.push(("check", started.elapsed().as_secs_f64()));
-    // Each step's own duration, from the cumulative clock readings.
-    let step_seconds: Vec<(&str, f64)> = timings
-        .iter()
-        .scan(0.0, |previous, &(step, at)| {
-            let own = at - *previous;
-            *previous = at;
-            Some((step, own))
-        })
-        .collect();
+    step_seconds.push(("check", step_started.elapsed().as_secs_f64()));
     let summary = catalog.summary().await?;
     let seconds = started.elapsed().as_secs_f64();
     if json {
@@ -118,7 +113,11 @@ pub async fn run(args: &DemoArgs, global: &GlobalArgs) -> CliResult {
         "done in {seconds:.1} s ({}). Explore with:",
         steps.join(", ")
     );
-    println!("  atelier --db {db_url} facets");
-    println!("  atelier --db {db_url} check --json");
+    // The binary is usually not on PATH after `cargo run`, so name it as it was started.
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "atelier".to_string());
+    println!("  {exe} --db {db_url} facets");
+    println!("  {exe} --db {db_url} check --json");
     Ok(())
 }

@@ -53,7 +53,11 @@ pub async fn summary(catalog: &Catalog, json: bool) -> CliResult {
 }
 
 pub fn print_summary(s: &atelier_catalog::CatalogSummary) {
-    println!("catalogue ({:?}): {} images", s.backend, s.images);
+    let backend = match s.backend {
+        atelier_catalog::Backend::Sqlite => "SQLite",
+        atelier_catalog::Backend::Postgres => "PostgreSQL",
+    };
+    println!("catalogue ({backend}): {} images", s.images);
     println!(
         "  active       train {:>7}  test {:>7}  ({} not yet checked)",
         s.active.train, s.active.test, s.unchecked
