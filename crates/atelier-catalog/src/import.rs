@@ -14,7 +14,7 @@ use crate::content::{ContentId, FileContent};
 use crate::error::{CatalogError, db};
 use crate::model::{Backend, ImportOptions, ImportProgress, ImportReport, Split, Status};
 use crate::source::{Batch, BoxCoords, Origin, SourcePlan, SourceReader, SourceRow};
-use crate::sql::{ParamStyle, assembled, insert_values, now_millis, placeholders};
+use crate::sql::{ParamStyle, assembled, insert_values, now_millis, placeholders, select_where_in};
 
 /// Individual warnings kept in a report; further ones are only counted.
 const MAX_WARNINGS: usize = 100;
@@ -791,38 +791,33 @@ async fn load_images(
     style: ParamStyle,
     ids: &[String],
 ) -> Result<HashMap<String, StoredImage>, CatalogError> {
+    let rows = select_where_in(
+        conn,
+        style,
+        "SELECT id, uri, byte_size, split, status, quarantine_reason, source, design \
+         FROM images WHERE id IN (",
+        "",
+        ids,
+    )
+    .await
+    .map_err(db("loading stored images"))?;
+    let get = db("loading stored images");
     let mut stored = HashMap::new();
-    for chunk in ids.chunks(crate::sql::MAX_PARAMS) {
-        let sql = format!(
-            "SELECT id, uri, byte_size, split, status, quarantine_reason, source, design \
-             FROM images WHERE id IN ({})",
-            placeholders(style, 1, chunk.len())
+    for row in rows {
+        let split: String = row.try_get(3).map_err(&get)?;
+        let status: String = row.try_get(4).map_err(&get)?;
+        stored.insert(
+            row.try_get(0).map_err(&get)?,
+            StoredImage {
+                uri: row.try_get(1).map_err(&get)?,
+                byte_size: row.try_get(2).map_err(&get)?,
+                split: Split::from_db(&split)?,
+                status: Status::from_db(&status)?,
+                reason: row.try_get(5).map_err(&get)?,
+                source: row.try_get(6).map_err(&get)?,
+                design: row.try_get(7).map_err(&get)?,
+            },
         );
-        let mut query = assembled(sql);
-        for id in chunk {
-            query = query.bind(id.as_str());
-        }
-        let rows = query
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(db("loading stored images"))?;
-        for row in rows {
-            let get = db("loading stored images");
-            let split: String = row.try_get(3).map_err(&get)?;
-            let status: String = row.try_get(4).map_err(&get)?;
-            stored.insert(
-                row.try_get(0).map_err(&get)?,
-                StoredImage {
-                    uri: row.try_get(1).map_err(&get)?,
-                    byte_size: row.try_get(2).map_err(&get)?,
-                    split: Split::from_db(&split)?,
-                    status: Status::from_db(&status)?,
-                    reason: row.try_get(5).map_err(&get)?,
-                    source: row.try_get(6).map_err(&get)?,
-                    design: row.try_get(7).map_err(&get)?,
-                },
-            );
-        }
     }
     Ok(stored)
 }
@@ -832,27 +827,22 @@ async fn load_labels(
     style: ParamStyle,
     ids: &[String],
 ) -> Result<HashMap<(String, i64), Option<i64>>, CatalogError> {
+    let rows = select_where_in(
+        conn,
+        style,
+        "SELECT image_id, facet_id, label_id FROM labels WHERE image_id IN (",
+        "",
+        ids,
+    )
+    .await
+    .map_err(db("loading stored labels"))?;
+    let get = db("loading stored labels");
     let mut stored = HashMap::new();
-    for chunk in ids.chunks(crate::sql::MAX_PARAMS) {
-        let sql = format!(
-            "SELECT image_id, facet_id, label_id FROM labels WHERE image_id IN ({})",
-            placeholders(style, 1, chunk.len())
+    for row in rows {
+        stored.insert(
+            (row.try_get(0).map_err(&get)?, row.try_get(1).map_err(&get)?),
+            row.try_get(2).map_err(&get)?,
         );
-        let mut query = assembled(sql);
-        for id in chunk {
-            query = query.bind(id.as_str());
-        }
-        let rows = query
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(db("loading stored labels"))?;
-        for row in rows {
-            let get = db("loading stored labels");
-            stored.insert(
-                (row.try_get(0).map_err(&get)?, row.try_get(1).map_err(&get)?),
-                row.try_get(2).map_err(&get)?,
-            );
-        }
     }
     Ok(stored)
 }
@@ -863,34 +853,29 @@ async fn load_import_boxes(
     style: ParamStyle,
     ids: &[String],
 ) -> Result<HashMap<String, Vec<BoxCoords>>, CatalogError> {
+    let rows = select_where_in(
+        conn,
+        style,
+        "SELECT image_id, x0, y0, x1, y1 FROM boxes \
+         WHERE source = 'import' AND kind = 'dress' AND image_id IN (",
+        " ORDER BY id",
+        ids,
+    )
+    .await
+    .map_err(db("loading stored boxes"))?;
+    let get = db("loading stored boxes");
     let mut stored: HashMap<String, Vec<BoxCoords>> = HashMap::new();
-    for chunk in ids.chunks(crate::sql::MAX_PARAMS) {
-        let sql = format!(
-            "SELECT image_id, x0, y0, x1, y1 FROM boxes \
-             WHERE source = 'import' AND kind = 'dress' AND image_id IN ({}) ORDER BY id",
-            placeholders(style, 1, chunk.len())
-        );
-        let mut query = assembled(sql);
-        for id in chunk {
-            query = query.bind(id.as_str());
-        }
-        let rows = query
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(db("loading stored boxes"))?;
-        for row in rows {
-            let get = db("loading stored boxes");
-            let coords = [
-                row.try_get(1).map_err(&get)?,
-                row.try_get(2).map_err(&get)?,
-                row.try_get(3).map_err(&get)?,
-                row.try_get(4).map_err(&get)?,
-            ];
-            stored
-                .entry(row.try_get(0).map_err(&get)?)
-                .or_default()
-                .push(coords);
-        }
+    for row in rows {
+        let coords = [
+            row.try_get(1).map_err(&get)?,
+            row.try_get(2).map_err(&get)?,
+            row.try_get(3).map_err(&get)?,
+            row.try_get(4).map_err(&get)?,
+        ];
+        stored
+            .entry(row.try_get(0).map_err(&get)?)
+            .or_default()
+            .push(coords);
     }
     Ok(stored)
 }
@@ -907,23 +892,18 @@ async fn missing_designs(
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
+    let rows = select_where_in(
+        conn,
+        style,
+        "SELECT id FROM designs WHERE id IN (",
+        "",
+        &named,
+    )
+    .await
+    .map_err(db("loading designs"))?;
     let mut known = HashSet::new();
-    for chunk in named.chunks(crate::sql::MAX_PARAMS) {
-        let sql = format!(
-            "SELECT id FROM designs WHERE id IN ({})",
-            placeholders(style, 1, chunk.len())
-        );
-        let mut query = assembled(sql);
-        for id in chunk {
-            query = query.bind(*id);
-        }
-        for row in query
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(db("loading designs"))?
-        {
-            known.insert(row.try_get::<String, _>(0).map_err(db("loading designs"))?);
-        }
+    for row in rows {
+        known.insert(row.try_get::<String, _>(0).map_err(db("loading designs"))?);
     }
     Ok(named
         .into_iter()

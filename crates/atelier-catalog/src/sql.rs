@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::AnyConnection;
 use sqlx::AssertSqlSafe;
-use sqlx::any::{Any, AnyArguments};
+use sqlx::any::{Any, AnyArguments, AnyRow};
 use sqlx::query::Query;
 
 use crate::model::Backend;
@@ -74,6 +74,28 @@ pub(crate) fn value_tuples(style: ParamStyle, first: usize, rows: usize, columns
 /// (never from user input), which sqlx asks us to vouch for.
 pub(crate) fn assembled(sql: String) -> AnyQuery<'static> {
     sqlx::query(AssertSqlSafe(sql))
+}
+
+/// Fetches the rows of `select` (which must end in `IN (`) for every key in `keys`, split into
+/// statements of at most [`MAX_PARAMS`] keys, e.g. `SELECT .. FROM labels WHERE image_id IN (`.
+/// `tail` follows the closing parenthesis (an `ORDER BY`, or empty).
+pub(crate) async fn select_where_in<K: AsRef<str>>(
+    conn: &mut AnyConnection,
+    style: ParamStyle,
+    select: &str,
+    tail: &str,
+    keys: &[K],
+) -> Result<Vec<AnyRow>, sqlx::Error> {
+    let mut rows = Vec::new();
+    for chunk in keys.chunks(MAX_PARAMS) {
+        let sql = format!("{select}{}){tail}", placeholders(style, 1, chunk.len()));
+        let mut query = assembled(sql);
+        for key in chunk {
+            query = query.bind(key.as_ref());
+        }
+        rows.extend(query.fetch_all(&mut *conn).await?);
+    }
+    Ok(rows)
 }
 
 /// Runs `{head} VALUES (..), (..) {tail}` for all `rows`, split into statements of at most
