@@ -6,7 +6,7 @@ mod common;
 
 use atelier_models::{Backbone, EfficientNetLiteConfig, MbConvStage};
 use burn::prelude::*;
-use common::{assert_close, fixture, read_safetensors};
+use common::{assert_matches_pytorch, fixture};
 
 /// Lite0 with width and depth coefficients 0.5, as printed by the fixture script.
 fn fixture_config() -> EfficientNetLiteConfig {
@@ -37,23 +37,11 @@ fn check(weights_file: &str) {
     let device = Device::flex();
     let mut model = fixture_config().init(&device).unwrap();
     model.load_weights(&fixture(weights_file)).unwrap();
-    let reference = read_safetensors(&fixture("efficientnet_small_io.safetensors"));
-    let features = model.forward_features(reference["input"].to_device::<4>(&device));
-    let logits = model.classify(features.pooled.clone()).unwrap();
-    assert_close(
-        &format!("{weights_file} feature map"),
-        features.feature_map,
-        &reference["feature_map"],
-    );
-    assert_close(
-        &format!("{weights_file} pooled"),
-        features.pooled,
-        &reference["pooled"],
-    );
-    assert_close(
-        &format!("{weights_file} logits"),
-        logits,
-        &reference["logits"],
+    assert_matches_pytorch(
+        weights_file,
+        &model,
+        "efficientnet_small_io.safetensors",
+        &device,
     );
 }
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use atelier_models::{Backbone, BlockKind, ResNetConfig};
 use burn::prelude::*;
-use common::{assert_close, fixture, read_safetensors};
+use common::{assert_close, assert_matches_pytorch, fixture, read_safetensors};
 
 /// The reduced networks of the fixture script: torchvision's blocks, stage widths / 8, 10 classes.
 fn fixture_config(block: BlockKind) -> ResNetConfig {
@@ -27,26 +27,11 @@ fn check_against_torchvision(name: &str, block: BlockKind, weights_file: &str) {
     let device = Device::flex();
     let mut model = fixture_config(block).init(&device).unwrap();
     model.load_weights(&fixture(weights_file)).unwrap();
-
-    let reference = read_safetensors(&fixture(&format!("{name}_io.safetensors")));
-    let images = reference["input"].to_device::<4>(&device);
-    let features = model.forward_features(images);
-    let logits = model.classify(features.pooled.clone()).unwrap();
-
-    assert_close(
-        &format!("{weights_file} feature map"),
-        features.feature_map,
-        &reference["feature_map"],
-    );
-    assert_close(
-        &format!("{weights_file} pooled"),
-        features.pooled,
-        &reference["pooled"],
-    );
-    assert_close(
-        &format!("{weights_file} logits"),
-        logits,
-        &reference["logits"],
+    assert_matches_pytorch(
+        weights_file,
+        &model,
+        &format!("{name}_io.safetensors"),
+        &device,
     );
 }
 

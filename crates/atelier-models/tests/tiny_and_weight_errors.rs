@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use atelier_models::{AnyBackbone, Backbone, TinyCnn, TinyCnnConfig, WeightsError};
 use burn::prelude::*;
-use common::{HostTensor, assert_close, fixture, read_safetensors};
+use common::{HostTensor, assert_close, assert_matches_pytorch, fixture, read_safetensors};
 use safetensors::{Dtype, tensor::TensorView};
 
 fn fixture_model(device: &Device) -> TinyCnn {
@@ -20,16 +20,7 @@ fn check(weights_file: &str) {
     let device = Device::flex();
     let mut model = fixture_model(&device);
     model.load_weights(&fixture(weights_file)).unwrap();
-    let reference = read_safetensors(&fixture("tiny_cnn_io.safetensors"));
-    let features = model.forward_features(reference["input"].to_device::<4>(&device));
-    let logits = model.classify(features.pooled.clone()).unwrap();
-    assert_close(
-        "tiny feature map",
-        features.feature_map,
-        &reference["feature_map"],
-    );
-    assert_close("tiny pooled", features.pooled, &reference["pooled"]);
-    assert_close("tiny logits", logits, &reference["logits"]);
+    assert_matches_pytorch("tiny", &model, "tiny_cnn_io.safetensors", &device);
 }
 
 #[test]

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use atelier_models::Backbone;
 use burn::prelude::*;
 use safetensors::{Dtype, SafeTensors};
 
@@ -109,4 +110,25 @@ pub fn assert_values_close(what: &str, actual: &[f32], expected: &[f32], rtol: f
         deviation.max_abs, deviation.max_rel, deviation.max_expected
     );
     deviation
+}
+
+/// Runs `model` on the input of the `*_io.safetensors` fixture `io_file` and checks its feature
+/// map, pooled vector and logits against PyTorch's, naming `what` in any failure.
+pub fn assert_matches_pytorch<M: Backbone>(what: &str, model: &M, io_file: &str, device: &Device) {
+    let reference = read_safetensors(&fixture(io_file));
+    let features = model.forward_features(reference["input"].to_device::<4>(device));
+    let logits = model
+        .classify(features.pooled.clone())
+        .expect("fixture models have a classifier");
+    assert_close(
+        &format!("{what} feature map"),
+        features.feature_map,
+        &reference["feature_map"],
+    );
+    assert_close(
+        &format!("{what} pooled"),
+        features.pooled,
+        &reference["pooled"],
+    );
+    assert_close(&format!("{what} logits"), logits, &reference["logits"]);
 }
