@@ -73,6 +73,20 @@ pub enum CatalogError {
     #[error("no image with id {0:?} in the catalogue")]
     UnknownImage(String),
 
+    #[error("no training run with id {0} in the catalogue")]
+    UnknownRun(i64),
+
+    #[error("training run {run} is {status}: cannot {action}; only {allowed} run can")]
+    RunState {
+        run: i64,
+        status: String,
+        action: &'static str,
+        allowed: &'static str,
+    },
+
+    #[error("invalid data for training run {run}: {message}; nothing was written")]
+    InvalidRunData { run: i64, message: String },
+
     #[error("invalid import options: {0}")]
     InvalidOptions(String),
 

@@ -10,6 +10,8 @@
 //! - Image ids are the sha256 of the file bytes, so the same picture is one image wherever
 //!   it lies.
 //! - Labels are versioned and every change is recorded in `label_events`.
+//! - Training runs, their per-facet results and per-image predictions are stored by the
+//!   `runs` module ([`Catalog::create_run`], [`Catalog::record_run_results`]).
 //!
 //! Import rules, per source (the canonical path of the manifest or folder root):
 //! - an image the source lists for the first time is added; one whose labels, box, design or
@@ -32,6 +34,7 @@ mod import;
 mod manifest;
 mod model;
 mod queries;
+mod runs;
 mod source;
 mod sql;
 mod url;
@@ -50,6 +53,10 @@ pub use model::{
     Backend, BoxRecord, CatalogSummary, CheckOutcome, CheckReport, CheckedImage, FacetSummary,
     ImageLabel, ImageRecord, ImageRef, ImportOptions, ImportProgress, ImportReport, LabelEvent,
     LabelSummary, ProgressFn, QuarantinedImage, Split, SplitCounts, Status,
+};
+pub use runs::{
+    LabelledImage, NewRun, PredictionRecord, PredictionRow, RunFacetResult, RunFinish, RunRecord,
+    RunStatus,
 };
 pub use url::DEFAULT_DATABASE_URL;
 
@@ -215,6 +222,85 @@ impl Catalog {
     /// One image with its labels and boxes, or `None` if the id is unknown.
     pub async fn image(&self, id: &str) -> Result<Option<ImageRecord>, CatalogError> {
         queries::image(&self.pool, id).await
+    }
+
+    /// Starts a training run (status running) and returns its id, which is never reused.
+    pub async fn create_run(&self, new: &NewRun) -> Result<i64, CatalogError> {
+        runs::create_run(&self.pool, self.backend, new).await
+    }
+
+    /// Replaces the progress JSON of a running run.
+    pub async fn set_run_progress(
+        &self,
+        run: i64,
+        progress: &serde_json::Value,
+    ) -> Result<(), CatalogError> {
+        runs::set_run_progress(&self.pool, run, progress).await
+    }
+
+    /// Ends a running run as completed or failed.
+    pub async fn finish_run(&self, run: i64, finish: &RunFinish) -> Result<(), CatalogError> {
+        runs::finish_run(&self.pool, run, finish).await
+    }
+
+    /// Takes a failed run (or one left running by a process that died) back to running,
+    /// clearing its error and finish time, so that it can be resumed.
+    pub async fn reopen_run(&self, run: i64) -> Result<(), CatalogError> {
+        runs::reopen_run(&self.pool, run).await
+    }
+
+    /// One run, or `None` if the id is unknown.
+    pub async fn run(&self, id: i64) -> Result<Option<RunRecord>, CatalogError> {
+        runs::run(&self.pool, id).await
+    }
+
+    /// Every run, newest first.
+    pub async fn runs(&self) -> Result<Vec<RunRecord>, CatalogError> {
+        runs::runs(&self.pool).await
+    }
+
+    /// Stores what a run learnt per facet and its predictions, replacing any earlier results
+    /// of the run. All or nothing: an unknown facet, label or image, or a prediction that does
+    /// not fit its facet's results, writes nothing.
+    pub async fn record_run_results(
+        &self,
+        run: i64,
+        facets: &[RunFacetResult],
+        predictions: &[PredictionRow],
+    ) -> Result<(), CatalogError> {
+        runs::record_run_results(&self.pool, self.backend, run, facets, predictions).await
+    }
+
+    /// A run's per-facet results in the run's facet order (the order they were recorded in).
+    pub async fn run_facets(&self, run: i64) -> Result<Vec<RunFacetResult>, CatalogError> {
+        runs::run_facets(&self.pool, run).await
+    }
+
+    /// A run's predictions, for one facet or all, ordered by image id and then by the run's
+    /// facet order.
+    pub async fn predictions(
+        &self,
+        run: i64,
+        facet: Option<&str>,
+    ) -> Result<Vec<PredictionRecord>, CatalogError> {
+        runs::predictions(&self.pool, run, facet).await
+    }
+
+    /// Every active image (never quarantined or removed ones) with its label for each of
+    /// `facets`, ordered by id.
+    pub async fn training_images(
+        &self,
+        facets: &[String],
+    ) -> Result<Vec<LabelledImage>, CatalogError> {
+        runs::training_images(&self.pool, self.backend, facets).await
+    }
+
+    /// The current label order of each of `facets`, in the order given.
+    pub async fn facet_label_orders(
+        &self,
+        facets: &[String],
+    ) -> Result<Vec<(String, Vec<String>)>, CatalogError> {
+        runs::facet_label_orders(&self.pool, facets).await
     }
 }
 

@@ -28,7 +28,7 @@ pub struct GlobalArgs {
         long,
         env = "ATELIER_STORE",
         global = true,
-        default_value = "file://./models"
+        default_value = GlobalArgs::DEFAULT_STORE
     )]
     pub store: String,
     /// Print machine-readable JSON on stdout instead of text (and no progress bars).
@@ -38,6 +38,7 @@ pub struct GlobalArgs {
 
 impl GlobalArgs {
     pub const DEFAULT_DB: &'static str = "sqlite://atelier.db";
+    pub const DEFAULT_STORE: &'static str = "file://./models";
 
     pub fn db_url(&self) -> &str {
         self.db.as_deref().unwrap_or(Self::DEFAULT_DB)
@@ -62,6 +63,176 @@ pub enum Command {
     Weights(WeightsArgs),
     /// Backbone diagnostics.
     Backbone(BackboneArgs),
+    /// Train a model (`atelier train facets ...`).
+    Train(TrainArgs),
+    /// List training runs, newest first.
+    Runs,
+    /// Print a run's per-class precision, recall and F1 tables (or its predictions).
+    Eval(EvalArgs),
+    /// Tag image files with a trained model.
+    Tag(TagArgs),
+    /// Published models in the store (--store): list, show, push, pull, promote, rm.
+    Models(ModelsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(subcommand)]
+    pub what: TrainWhat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrainWhat {
+    /// One shared backbone, one classification head per facet.
+    Facets(Box<TrainFacetsArgs>),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TrainFacetsArgs {
+    /// resnet18, resnet34, resnet50, efficientnet-lite0 or tiny.
+    #[arg(long, default_value = "efficientnet-lite0")]
+    pub backbone: String,
+    /// Pretrained backbone weights (.pth or .safetensors). efficientnet-lite0 defaults to the
+    /// ImageNet weights from `atelier weights fetch efficientnet-lite0`; the others start from
+    /// random weights without this.
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    #[arg(long, default_value_t = 20)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 224)]
+    pub image_size: u32,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Comma-separated facet names (default: every facet in the catalogue).
+    #[arg(long, value_delimiter = ',')]
+    pub facets: Vec<String>,
+    /// none, inverse or effective (effective number of samples, see --beta).
+    #[arg(long, default_value = "none")]
+    pub class_weights: String,
+    /// beta of the effective-number class weights.
+    #[arg(long, default_value_t = 0.999)]
+    pub beta: f64,
+    /// Focal-loss exponent (0: plain cross-entropy).
+    #[arg(long, default_value_t = 0.0)]
+    pub focal_gamma: f64,
+    /// Put a spatial transformer (initialised to the identity) in front of the backbone.
+    #[arg(long)]
+    pub spatial_transformer: bool,
+    /// Keep the backbone fixed; without a spatial transformer its features are computed once.
+    #[arg(long)]
+    pub freeze_backbone: bool,
+    /// pooled (global average, then linear) or spatial (1x1 squeeze, then linear over the map).
+    #[arg(long, default_value = "spatial")]
+    pub head: String,
+    /// Read the backbone's feature map at this output stride (e.g. 16) instead of its final one.
+    #[arg(long)]
+    pub feature_stride: Option<usize>,
+    /// Channels of the spatial head's squeeze.
+    #[arg(long, default_value_t = 32)]
+    pub head_channels: usize,
+    /// adamw or sgd (with momentum).
+    #[arg(long, default_value = "adamw")]
+    pub optimizer: String,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    #[arg(long, default_value_t = 1e-4)]
+    pub weight_decay: f64,
+    /// cosine (with --warmup-epochs) or step (every --step-epochs, times --step-gamma).
+    #[arg(long, default_value = "cosine")]
+    pub schedule: String,
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup_epochs: f64,
+    #[arg(long, default_value_t = 10)]
+    pub step_epochs: usize,
+    #[arg(long, default_value_t = 0.1)]
+    pub step_gamma: f64,
+    /// Turn off the training augmentation (random resized crop, flip, colour jitter).
+    #[arg(long)]
+    pub no_augment: bool,
+    /// Part of the train split held out for model selection and early stopping.
+    #[arg(long, default_value_t = 0.1)]
+    pub validation_fraction: f64,
+    /// Stop after this many epochs without a better validation macro-F1.
+    #[arg(long)]
+    pub patience: Option<usize>,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// cpu (burn's pure-Rust backend) or vulkan (a build with the `vulkan` feature).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Continue run RUN from its last checkpoint (its stored options are used).
+    #[arg(long)]
+    pub resume: Option<i64>,
+    /// Where runs keep their per-epoch checkpoints.
+    #[arg(long, default_value = "checkpoints")]
+    pub checkpoint_dir: PathBuf,
+    /// After training, publish the model to the store (--store) as the next version of NAME.
+    #[arg(long, value_name = "NAME")]
+    pub publish: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    pub run: i64,
+    /// One JSON line per image and facet instead of the tables.
+    #[arg(long)]
+    pub predictions: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// Files, folders (searched recursively for images) or `-` (paths on stdin, one per line).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// A model folder, `run-N` or `N` in a local store, or a published NAME, NAME@VERSION or
+    /// NAME:TAG (pulled from the store into the cache). Default: the newest local run.
+    #[arg(long)]
+    pub model: Option<String>,
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct ModelsArgs {
+    #[command(subcommand)]
+    pub action: ModelsAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsAction {
+    /// Models with their versions and tags (all, or one NAME's).
+    List { name: Option<String> },
+    /// A version's files (size, SHA-256), metadata, tags and lineage.
+    Show {
+        /// NAME, NAME@VERSION or NAME:TAG.
+        reference: String,
+    },
+    /// Publish a model folder as the next version of NAME.
+    Push {
+        /// The model folder (e.g. models/run-3).
+        dir: PathBuf,
+        #[arg(long)]
+        name: String,
+    },
+    /// Download a model into the cache (verified; nothing is downloaded when already cached)
+    /// and print its folder.
+    Pull {
+        /// NAME, NAME@VERSION or NAME:TAG.
+        reference: String,
+        /// Also copy the files into this folder.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Point TAG (e.g. production) at a version.
+    Promote {
+        /// NAME@VERSION (or NAME / NAME:OTHER-TAG for the version they denote).
+        reference: String,
+        tag: String,
+    },
+    /// Remove NAME@VERSION (refused while a tag points at it; its number is never reused).
+    Rm { reference: String },
 }
 
 #[derive(Debug, Args)]
@@ -177,4 +348,10 @@ pub struct DemoArgs {
     pub seed: u64,
     #[arg(long, default_value_t = 256)]
     pub size: u32,
+    /// Training epochs over the cached backbone features.
+    #[arg(long, default_value_t = 30)]
+    pub epochs: usize,
+    /// Network input size in pixels.
+    #[arg(long, default_value_t = 224)]
+    pub image_size: u32,
 }

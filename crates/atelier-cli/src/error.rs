@@ -72,6 +72,21 @@ impl From<atelier_vision::synth::SynthError> for CliError {
     }
 }
 
+impl From<atelier_train::TrainError> for CliError {
+    fn from(error: atelier_train::TrainError) -> Self {
+        use atelier_train::TrainError as E;
+        match error {
+            E::Catalog(e) => e.into(),
+            e @ (E::Config(_)
+            | E::Image { .. }
+            | E::EmptyDataset { .. }
+            | E::Weights(_)
+            | E::Artifact { .. }) => CliError::bad_input(e.to_string()),
+            e => CliError::internal(e.to_string()),
+        }
+    }
+}
+
 impl From<std::io::Error> for CliError {
     fn from(e: std::io::Error) -> Self {
         CliError::internal(e.to_string())

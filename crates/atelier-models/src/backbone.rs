@@ -46,6 +46,12 @@ pub trait Backbone {
     /// Runs the network on normalised images `[batch, 3, height, width]`.
     fn forward_features(&self, images: Tensor<4>) -> BackboneFeatures;
 
+    /// The feature map after the last layer whose output stride is `stride` (a power of two;
+    /// values above [`Backbone::output_stride`] mean the final map). Only the layers up to it
+    /// run. Earlier maps keep more spatial detail (a neckline's shape, a sleeve's end), which
+    /// frozen heads can use; the final map equals `forward_features(..).feature_map`.
+    fn forward_to_stride(&self, images: Tensor<4>, stride: usize) -> Tensor<4>;
+
     /// Channels of the feature map (and length of the pooled vector).
     fn feature_dim(&self) -> usize;
 
@@ -101,6 +107,14 @@ impl Backbone for AnyBackbone {
             Self::ResNet(model) => model.forward_features(images),
             Self::EfficientNetLite(model) => model.forward_features(images),
             Self::Tiny(model) => model.forward_features(images),
+        }
+    }
+
+    fn forward_to_stride(&self, images: Tensor<4>, stride: usize) -> Tensor<4> {
+        match self {
+            Self::ResNet(model) => model.forward_to_stride(images, stride),
+            Self::EfficientNetLite(model) => model.forward_to_stride(images, stride),
+            Self::Tiny(model) => model.forward_to_stride(images, stride),
         }
     }
 

@@ -224,6 +224,26 @@ impl Backbone for EfficientNetLite {
         }
     }
 
+    fn forward_to_stride(&self, images: Tensor<4>, stride: usize) -> Tensor<4> {
+        if stride >= self.output_stride() {
+            return self.forward_features(images).feature_map;
+        }
+        let mut x = relu6(self.bn0.forward(self.conv_stem.forward(images)));
+        let mut reached = 2;
+        let block_strides =
+            self.config.stages.iter().flat_map(|s| {
+                std::iter::once(s.stride).chain(std::iter::repeat_n(1, s.repeats - 1))
+            });
+        for (block, block_stride) in self.blocks.iter().zip(block_strides) {
+            if reached * block_stride > stride {
+                break;
+            }
+            reached *= block_stride;
+            x = block.forward(x);
+        }
+        x
+    }
+
     fn feature_dim(&self) -> usize {
         self.config.head_channels
     }

@@ -26,6 +26,7 @@ pub mod imagenet;
 pub mod preprocess;
 pub mod pretrained;
 pub mod resnet;
+pub mod spatial_transformer;
 pub mod tiny;
 pub mod weights;
 
@@ -36,5 +37,6 @@ pub use efficientnet::{EfficientNetLite, EfficientNetLiteConfig, MbConvStage};
 pub use imagenet::{Prediction, imagenet_top5};
 pub use preprocess::{EvalTransform, PreprocessError};
 pub use resnet::{BlockKind, ResNet, ResNetConfig};
+pub use spatial_transformer::{SpatialTransformer, SpatialTransformerConfig};
 pub use tiny::{TinyCnn, TinyCnnConfig};
 pub use weights::{WeightsError, WeightsFormat};

@@ -269,6 +269,24 @@ impl Backbone for ResNet {
         }
     }
 
+    fn forward_to_stride(&self, images: Tensor<4>, stride: usize) -> Tensor<4> {
+        let x = relu(self.bn1.forward(self.conv1.forward(images)));
+        let mut x = self.maxpool.forward(x);
+        // layer1 keeps stride 4; layer2..4 each halve the resolution.
+        for (layer, layer_stride) in [&self.layer1, &self.layer2, &self.layer3, &self.layer4]
+            .into_iter()
+            .zip([4, 8, 16, 32])
+        {
+            if layer_stride > stride.max(4) {
+                break;
+            }
+            for block in layer {
+                x = block.forward(x);
+            }
+        }
+        x
+    }
+
     fn feature_dim(&self) -> usize {
         self.config.feature_dim()
     }

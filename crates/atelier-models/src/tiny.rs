@@ -133,6 +133,18 @@ impl Backbone for TinyCnn {
         }
     }
 
+    fn forward_to_stride(&self, images: Tensor<4>, stride: usize) -> Tensor<4> {
+        let mut x = images;
+        // Each layer halves the resolution; the first one always runs.
+        for (index, layer) in self.layers.iter().enumerate() {
+            if index > 0 && (2 << index) > stride {
+                break;
+            }
+            x = layer.forward(x);
+        }
+        x
+    }
+
     fn feature_dim(&self) -> usize {
         *self.config.channels.last().unwrap_or(&3)
     }

@@ -3,14 +3,18 @@
 mod backbone;
 mod check;
 mod demo;
+mod eval;
 mod facets;
 mod import;
+mod models;
 mod synth;
+mod tag;
+mod train;
 mod weights;
 
 use atelier_catalog::Catalog;
 
-use crate::args::{Cli, Command};
+use crate::args::{Cli, Command, TrainWhat};
 use crate::error::CliResult;
 
 pub async fn run(cli: &Cli) -> CliResult {
@@ -32,6 +36,17 @@ pub async fn run(cli: &Cli) -> CliResult {
         Command::Demo(args) => demo::run(args, global).await,
         Command::Weights(args) => weights::run(args, global.json),
         Command::Backbone(args) => backbone::run(args, global.json).await,
+        Command::Train(args) => match &args.what {
+            TrainWhat::Facets(facets) => {
+                train::run(&open_catalog(global.db_url()).await?, facets, global).await
+            }
+        },
+        Command::Runs => eval::list(&open_catalog(global.db_url()).await?, global.json).await,
+        Command::Eval(args) => {
+            eval::run(&open_catalog(global.db_url()).await?, args, global.json).await
+        }
+        Command::Tag(args) => tag::run(args, global).await,
+        Command::Models(args) => models::run(args, global).await,
     }
 }
 

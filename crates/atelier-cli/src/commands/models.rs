@@ -1,0 +1,393 @@
+//! `atelier models list|show|push|pull|promote|rm`, and the store plumbing that `train
+//! --publish` and `tag --model NAME[@VERSION|:TAG]` share: opening `--store`, publishing a
+//! model folder with its metadata, pulling into the cache, and the model's `lineage.json`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use atelier_store::{
+    Manifest, ModelInfo, ModelRef, ModelStore, Selector, StoreError, StoreOptions,
+};
+use atelier_train::{Dataset, TrainConfig};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::args::{GlobalArgs, ModelsAction, ModelsArgs};
+use crate::error::{CliError, CliResult};
+use crate::output::print_json;
+
+/// Written next to `model.json` by training: where the model's data came from.
+pub const LINEAGE_FILE: &str = "lineage.json";
+
+impl From<StoreError> for CliError {
+    fn from(error: StoreError) -> Self {
+        if error.is_bad_input() {
+            CliError::bad_input(error.to_string())
+        } else {
+            CliError::internal(error.to_string())
+        }
+    }
+}
+
+pub async fn run(args: &ModelsArgs, global: &GlobalArgs) -> CliResult {
+    let store = open_store(&global.store)?;
+    match &args.action {
+        ModelsAction::List { name } => {
+            let models = match name {
+                Some(name) => vec![store.model(name).await?],
+                None => store.list().await?,
+            };
+            if global.json {
+                return print_json(&models.iter().map(model_json).collect::<Vec<_>>());
+            }
+            print_models(&store, &models);
+        }
+        ModelsAction::Show { reference } => {
+            let reference = parse_reference(reference)?;
+            let manifest = store.manifest(&reference).await?;
+            let tags = tags_of(&store, &manifest).await?;
+            let lineage = match manifest.parts.iter().any(|p| p.name == LINEAGE_FILE) {
+                true => serde_json::from_slice(&store.read_part(&manifest, LINEAGE_FILE).await?)
+                    .unwrap_or(Value::Null),
+                false => Value::Null,
+            };
+            if global.json {
+                return print_json(&json!({
+                    "model": manifest.reference().to_string(),
+                    "store": store.url(),
+                    "tags": tags,
+                    "manifest": manifest,
+                    "lineage": lineage,
+                }));
+            }
+            print_manifest(&store, &manifest, &tags, &lineage);
+        }
+        ModelsAction::Push { dir, name } => {
+            let manifest = publish_folder(&store, name, dir).await?;
+            if global.json {
+                return print_json(&published_json(&store, &manifest));
+            }
+            println!(
+                "published {} to {} ({} files, {})",
+                manifest.reference(),
+                store.url(),
+                manifest.parts.len(),
+                human_size(manifest.total_size())
+            );
+        }
+        ModelsAction::Pull { reference, out } => {
+            let reference = parse_reference(reference)?;
+            let pulled = store.pull(&reference).await?;
+            let dir = match out {
+                Some(out) => {
+                    copy_folder(&pulled.dir, out)?;
+                    out.clone()
+                }
+                None => pulled.dir.clone(),
+            };
+            if global.json {
+                return print_json(&json!({
+                    "model": pulled.manifest.reference().to_string(),
+                    "dir": dir,
+                    "downloaded": pulled.downloaded,
+                    "manifest_sha256": pulled.manifest_sha256,
+                }));
+            }
+            let how = if pulled.downloaded {
+                "downloaded and verified"
+            } else {
+                "already cached"
+            };
+            println!("{} ({how}): {}", pulled.manifest.reference(), dir.display());
+        }
+        ModelsAction::Promote { reference, tag } => {
+            let reference = parse_reference(reference)?;
+            let version = store.resolve(&reference).await?;
+            store.promote(&reference.name, version, tag).await?;
+            let model = ModelRef::version(&reference.name, version).to_string();
+            if global.json {
+                return print_json(&json!({"model": model, "tag": tag}));
+            }
+            println!("{}:{tag} -> {model}", reference.name);
+        }
+        ModelsAction::Rm { reference } => {
+            let reference = parse_reference(reference)?;
+            let Selector::Version(version) = reference.selector else {
+                return Err(CliError::bad_input(format!(
+                    "models rm {reference}: name the version to remove, e.g. {}@1",
+                    reference.name
+                )));
+            };
+            let removed = store.remove(&reference.name, version).await?;
+            if global.json {
+                return print_json(&json!({"removed": removed.reference().to_string()}));
+            }
+            println!("removed {} (its number is not reused)", removed.reference());
+        }
+    }
+    Ok(())
+}
+
+/// Opens `--store` with the default cache (`$ATELIER_MODEL_CACHE` or
+/// `~/.cache/atelier/models`) and retry policy.
+pub fn open_store(url: &str) -> CliResult<ModelStore> {
+    Ok(ModelStore::open(url, StoreOptions::default())?)
+}
+
+/// Publishes a model folder; the manifest's metadata summarises its `model.json` when it has
+/// one, so that `models list` can show what each version is without downloading it.
+pub async fn publish_folder(store: &ModelStore, name: &str, dir: &Path) -> CliResult<Manifest> {
+    let metadata = folder_metadata(dir);
+    Ok(store.publish(name, dir, metadata).await?)
+}
+
+/// Checks `--publish NAME` and that the store answers, before hours of training.
+pub async fn check_publish_target(store_url: &str, name: &str) -> CliResult<ModelStore> {
+    atelier_store::check_name(name)
+        .map_err(|reason| CliError::bad_input(format!("--publish {name}: {reason}")))?;
+    let store = open_store(store_url)?;
+    store.model(name).await?;
+    Ok(store)
+}
+
+/// The JSON a publish reports.
+pub fn published_json(store: &ModelStore, manifest: &Manifest) -> Value {
+    json!({
+        "model": manifest.reference().to_string(),
+        "name": manifest.name,
+        "version": manifest.version,
+        "store": store.url(),
+        "files": manifest.parts.len(),
+        "bytes": manifest.total_size(),
+    })
+}
+
+/// Pulls a published model into the cache (verified; no download when cached) and returns
+/// its local folder.
+pub async fn pull_model(store_url: &str, reference: &ModelRef) -> CliResult<PathBuf> {
+    let store = open_store(store_url)?;
+    Ok(store.pull(reference).await?.dir)
+}
+
+/// Writes `lineage.json` into a model folder: the hash of the catalogue labels the run used,
+/// image counts per split and per label, the run, and what the network started from.
+///
+/// The label snapshot hash is the SHA-256 of the sorted lines `image_id TAB split TAB facet
+/// TAB label`, one per labelled (image, facet) pair of the run: two models trained on the same
+/// labels of the same images have the same hash, whatever the catalogue's row order.
+pub fn write_lineage(dir: &Path, dataset: &Dataset, run: i64, config: &TrainConfig) -> CliResult {
+    let lineage = lineage(dataset, run, config);
+    let text = serde_json::to_vec_pretty(&lineage)
+        .map_err(|e| CliError::internal(format!("cannot encode lineage.json: {e}")))?;
+    let path = dir.join(LINEAGE_FILE);
+    std::fs::write(&path, text).map_err(|e| CliError::internal(format!("{}: {e}", path.display())))
+}
+
+fn lineage(dataset: &Dataset, run: i64, config: &TrainConfig) -> Value {
+    let mut lines = Vec::new();
+    let mut images: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut labels: BTreeMap<&str, BTreeMap<&str, BTreeMap<&str, u64>>> = BTreeMap::new();
+    for example in &dataset.examples {
+        let split = example.split.as_str();
+        *images.entry(split).or_default() += 1;
+        for (facet, target) in dataset.facets.iter().zip(&example.targets) {
+            let Some(label) = target.and_then(|t| facet.labels.get(t)) else {
+                continue;
+            };
+            lines.push(format!(
+                "{}\t{split}\t{}\t{label}\n",
+                example.image_id, facet.name
+            ));
+            *labels
+                .entry(&facet.name)
+                .or_default()
+                .entry(label)
+                .or_default()
+                .entry(split)
+                .or_default() += 1;
+        }
+    }
+    lines.sort();
+    let mut hasher = Sha256::new();
+    for line in &lines {
+        hasher.update(line.as_bytes());
+    }
+    json!({
+        "format": "atelier-lineage",
+        "format_version": 1,
+        "run": run,
+        "catalog_label_snapshot_sha256": hex::encode(hasher.finalize()),
+        "labelled_pairs": lines.len(),
+        "images": images,
+        "labels": labels,
+        // Training starts from a backbone's weights file, never from a stored model (yet).
+        "parent_model": Value::Null,
+        "pretrained_weights": config.weights,
+    })
+}
+
+fn folder_metadata(dir: &Path) -> Value {
+    let model: Value = std::fs::read(dir.join(atelier_train::artifact::MODEL_FILE))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or(Value::Null);
+    if model.is_null() {
+        return json!({});
+    }
+    let facets: Vec<&Value> = model["facets"]
+        .as_array()
+        .map(|f| f.iter().map(|facet| &facet["name"]).collect())
+        .unwrap_or_default();
+    json!({
+        "format": model["format"],
+        "run": model["run"],
+        "backbone": model["backbone"],
+        "image_size": model["input"]["image_size"],
+        "facets": facets,
+    })
+}
+
+fn parse_reference(text: &str) -> CliResult<ModelRef> {
+    Ok(text.parse::<ModelRef>()?)
+}
+
+async fn tags_of(store: &ModelStore, manifest: &Manifest) -> CliResult<Vec<String>> {
+    Ok(store
+        .tags(&manifest.name)
+        .await?
+        .into_iter()
+        .filter(|(_, v)| *v == manifest.version)
+        .map(|(t, _)| t)
+        .collect())
+}
+
+fn model_json(model: &ModelInfo) -> Value {
+    json!({
+        "name": model.name,
+        "tags": model.tags,
+        "versions": model.versions.iter().map(|v| json!({
+            "version": v.version,
+            "created_at": v.manifest.created_at,
+            "bytes": v.manifest.total_size(),
+            "tags": v.tags,
+            "metadata": v.manifest.metadata,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn print_models(store: &ModelStore, models: &[ModelInfo]) {
+    if models.is_empty() {
+        println!(
+            "no models in {} (publish with `atelier train facets ... --publish NAME` or \
+             `atelier models push DIR --name NAME`)",
+            store.url()
+        );
+        return;
+    }
+    println!("models in {}", store.url());
+    println!(
+        "{:<20} {:>7}  {:<17} {:>9}  {:<10} {:<18} tags",
+        "name", "version", "created (UTC)", "size", "run", "backbone"
+    );
+    for model in models {
+        for version in &model.versions {
+            let meta = &version.manifest.metadata;
+            println!(
+                "{:<20} {:>7}  {:<17} {:>9}  {:<10} {:<18} {}",
+                model.name,
+                version.version,
+                utc(version.manifest.created_at),
+                human_size(version.manifest.total_size()),
+                meta["run"].as_i64().map_or("-".into(), |r| r.to_string()),
+                meta["backbone"].as_str().unwrap_or("-"),
+                version.tags.join(",")
+            );
+        }
+    }
+}
+
+fn print_manifest(store: &ModelStore, manifest: &Manifest, tags: &[String], lineage: &Value) {
+    println!("{} in {}", manifest.reference(), store.url());
+    println!("  published  {} UTC", utc(manifest.created_at));
+    if !tags.is_empty() {
+        println!("  tags       {}", tags.join(", "));
+    }
+    if let Some(meta) = manifest.metadata.as_object() {
+        for (key, value) in meta {
+            println!("  {key:<10} {value}");
+        }
+    }
+    println!("  files");
+    for part in &manifest.parts {
+        println!(
+            "    {:<16} {:>10}  sha256 {}",
+            part.name,
+            human_size(part.size),
+            part.sha256
+        );
+    }
+    if !lineage.is_null() {
+        println!("  lineage");
+        println!(
+            "    labels sha256  {}",
+            lineage["catalog_label_snapshot_sha256"]
+        );
+        println!("    images         {}", lineage["images"]);
+        println!("    parent         {}", lineage["parent_model"]);
+    }
+}
+
+fn copy_folder(from: &Path, to: &Path) -> CliResult {
+    std::fs::create_dir_all(to)
+        .map_err(|e| CliError::bad_input(format!("--out {}: {e}", to.display())))?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        std::fs::copy(entry.path(), &target)
+            .map_err(|e| CliError::bad_input(format!("--out {}: {e}", target.display())))?;
+    }
+    Ok(())
+}
+
+fn human_size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / (1u64 << 10) as f64),
+        b => format!("{b} B"),
+    }
+}
+
+/// `YYYY-MM-DD HH:MM` in UTC from Unix milliseconds (Howard Hinnant's civil-from-days).
+fn utc(millis: i64) -> String {
+    let seconds = millis.div_euclid(1000);
+    let (days, rest) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}",
+        rest / 3600,
+        rest % 3600 / 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_matches_known_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00");
+        // 2000-02-29 12:34:56 UTC, a leap day (checked with `date -u -d @951827696`).
+        assert_eq!(utc(951_827_696_000), "2000-02-29 12:34");
+        // 2026-11-28 06:10:00 UTC.
+        assert_eq!(utc(1_795_846_200_000), "2026-11-28 06:10");
+    }
+}

@@ -1,0 +1,205 @@
+//! `atelier tag PATH...`: tags files, folders (recursively) or paths read from stdin with a
+//! stored model. A file that cannot be read gets an error record; the others go on, and the
+//! exit code is 2 when any failed.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use atelier_models::Device;
+use atelier_train::tagger::Tagger;
+use serde_json::{Map, Value, json};
+
+use crate::args::{GlobalArgs, TagArgs};
+use crate::commands::train::{model_store_dir, train_error};
+use crate::error::{CliError, CliResult};
+use crate::output::print_json;
+
+const IMAGE_EXTENSIONS: [&str; 9] = [
+    "jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff", "jfif",
+];
+
+pub async fn run(args: &TagArgs, global: &GlobalArgs) -> CliResult {
+    let model_dir = resolve_model(args.model.as_deref(), &global.store).await?;
+    let paths = expand_paths(&args.paths)?;
+    let batch_size = args.batch_size;
+    let json = global.json;
+    let (tagger, results) = tokio::task::spawn_blocking(move || {
+        let tagger = Tagger::load(&model_dir, &Device::flex())?;
+        let results = tagger.tag(&paths, batch_size);
+        Ok::<_, atelier_train::TrainError>((tagger, results))
+    })
+    .await
+    .map_err(|e| CliError::internal(format!("tagging thread failed: {e}")))?
+    .map_err(train_error)?;
+    let mut failed = 0;
+    for result in &results {
+        match &result.outcome {
+            Ok(tags) => {
+                if json {
+                    let facets: Map<String, Value> = tags
+                        .iter()
+                        .map(|tag| {
+                            let scores: Map<String, Value> = tag
+                                .scores
+                                .iter()
+                                .map(|(label, p)| (label.clone(), json!(p)))
+                                .collect();
+                            (
+                                tag.facet.clone(),
+                                json!({"label": tag.label, "confidence": tag.confidence, "scores": scores}),
+                            )
+                        })
+                        .collect();
+                    print_json(&json!({"path": result.path, "ok": true, "facets": facets}))?;
+                } else {
+                    let summary: Vec<String> = tags
+                        .iter()
+                        .map(|t| format!("{}={} ({:.2})", t.facet, t.label, t.confidence))
+                        .collect();
+                    println!("{}: {}", result.path.display(), summary.join(", "));
+                }
+            }
+            Err(error) => {
+                failed += 1;
+                if json {
+                    print_json(&json!({"path": result.path, "ok": false, "error": error}))?;
+                } else {
+                    println!("{}: error: {error}", result.path.display());
+                }
+            }
+        }
+    }
+    if !json {
+        eprintln!(
+            "tagged {} of {} images with {} (run {})",
+            results.len() - failed,
+            results.len(),
+            tagger.manifest.backbone,
+            tagger.manifest.run.map_or("-".into(), |r| r.to_string())
+        );
+    }
+    if failed > 0 {
+        return Err(CliError::bad_input(format!(
+            "{failed} of {} files could not be tagged (see their error records)",
+            results.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Tags `paths` with the model in `model_dir` (used by the demo).
+pub async fn tag_files(
+    model_dir: &Path,
+    paths: &[PathBuf],
+) -> CliResult<Vec<atelier_train::tagger::TagResult>> {
+    let (model_dir, paths) = (model_dir.to_path_buf(), paths.to_vec());
+    let results = tokio::task::spawn_blocking(move || {
+        Tagger::load(&model_dir, &Device::flex()).map(|tagger| tagger.tag(&paths, 16))
+    })
+    .await
+    .map_err(|e| CliError::internal(format!("tagging thread failed: {e}")))??;
+    Ok(results)
+}
+
+/// `--model`: a model folder, `run-N`/`N` in a local store, a published NAME, NAME@VERSION or
+/// NAME:TAG (pulled into the cache), or the newest `run-N` in the store.
+pub async fn resolve_model(reference: Option<&str>, store: &str) -> CliResult<PathBuf> {
+    let store_dir = model_store_dir(store)?;
+    match reference {
+        Some(reference) => {
+            let as_path = Path::new(reference);
+            if as_path.join(atelier_train::artifact::MODEL_FILE).exists() {
+                return Ok(as_path.to_path_buf());
+            }
+            let name = match reference.parse::<i64>() {
+                Ok(run) => format!("run-{run}"),
+                Err(_) => reference.to_string(),
+            };
+            let dir = store_dir.join(&name);
+            if dir.join(atelier_train::artifact::MODEL_FILE).exists() {
+                return Ok(dir);
+            }
+            let not_found = |detail: String| {
+                CliError::bad_input(format!(
+                    "--model {reference}: no model folder at {reference} or {}, {detail}",
+                    dir.display()
+                ))
+            };
+            let published: atelier_store::ModelRef = reference.parse().map_err(|e| {
+                not_found(format!(
+                    "and not a published model (NAME, NAME@VERSION or NAME:TAG): {e}"
+                ))
+            })?;
+            match crate::commands::models::pull_model(store, &published).await {
+                Err(e) if e.exit_code() == 2 => Err(not_found(format!("and {e}"))),
+                other => other,
+            }
+        }
+        None => newest_model(&store_dir).ok_or_else(|| {
+            CliError::bad_input(format!(
+                "no model in {}: train one with `atelier train facets` or pass --model",
+                store_dir.display()
+            ))
+        }),
+    }
+}
+
+fn newest_model(store_dir: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(store_dir)
+        .ok()?
+        .filter_map(|entry| entry.ok())
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().to_string();
+            let run: i64 = name.strip_prefix("run-")?.parse().ok()?;
+            entry
+                .path()
+                .join(atelier_train::artifact::MODEL_FILE)
+                .exists()
+                .then(|| (run, entry.path()))
+        })
+        .max_by_key(|(run, _)| *run)
+        .map(|(_, path)| path)
+}
+
+/// Files as given, folders searched recursively for image files (sorted), `-` read from stdin.
+fn expand_paths(inputs: &[PathBuf]) -> CliResult<Vec<PathBuf>> {
+    let mut paths = Vec::new();
+    for input in inputs {
+        if input.as_os_str() == "-" {
+            for line in std::io::stdin().lock().lines() {
+                let line = line?;
+                let line = line.trim();
+                if !line.is_empty() {
+                    paths.push(PathBuf::from(line));
+                }
+            }
+        } else if input.is_dir() {
+            let mut found = Vec::new();
+            collect_images(input, &mut found)?;
+            found.sort();
+            paths.extend(found);
+        } else {
+            // Missing or unreadable files get their error record when tagged.
+            paths.push(input.clone());
+        }
+    }
+    Ok(paths)
+}
+
+fn collect_images(dir: &Path, found: &mut Vec<PathBuf>) -> CliResult {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| CliError::bad_input(format!("{}: {e}", dir.display())))?;
+    for entry in entries {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_images(&path, found)?;
+        } else if path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        {
+            found.push(path);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,72 @@
+//! `Backbone::forward_to_stride`: intermediate feature maps have the documented stride and
+//! channels, and asking for the final stride gives exactly the final feature map.
+
+use atelier_models::{Backbone, Device, EfficientNetLiteConfig, ResNetConfig, TinyCnnConfig};
+use burn::prelude::*;
+use burn::tensor::Distribution;
+
+fn images(size: usize) -> Tensor<4> {
+    Tensor::random(
+        [2, 3, size, size],
+        Distribution::Normal(0.0, 1.0),
+        &Device::flex(),
+    )
+}
+
+fn assert_same(a: Tensor<4>, b: Tensor<4>) {
+    assert_eq!(a.dims(), b.dims());
+    let largest = (a - b).abs().max().into_scalar::<f32>();
+    assert!(largest == 0.0, "differs by {largest}");
+}
+
+#[test]
+fn efficientnet_lite0_taps_stage_ends() {
+    let model = EfficientNetLiteConfig::lite0()
+        .with_num_classes(None)
+        .init(&Device::flex())
+        .unwrap();
+    let x = images(64);
+    // Stage ends: stride 8 -> 40 channels, 16 -> 112 (after the stride-1 stage 5), 32 -> the
+    // 1280-channel head.
+    assert_eq!(model.forward_to_stride(x.clone(), 8).dims(), [2, 40, 8, 8]);
+    assert_eq!(
+        model.forward_to_stride(x.clone(), 16).dims(),
+        [2, 112, 4, 4]
+    );
+    assert_same(
+        model.forward_to_stride(x.clone(), 32),
+        model.forward_features(x.clone()).feature_map,
+    );
+    assert_same(
+        model.forward_to_stride(x.clone(), usize::MAX),
+        model.forward_features(x).feature_map,
+    );
+}
+
+#[test]
+fn resnet_taps_its_layers() {
+    let model = ResNetConfig::resnet18()
+        .with_num_classes(None)
+        .with_stage_widths([8, 16, 32, 64])
+        .init(&Device::flex())
+        .unwrap();
+    let x = images(64);
+    assert_eq!(model.forward_to_stride(x.clone(), 4).dims(), [2, 8, 16, 16]);
+    assert_eq!(model.forward_to_stride(x.clone(), 16).dims(), [2, 32, 4, 4]);
+    assert_same(
+        model.forward_to_stride(x.clone(), 32),
+        model.forward_features(x).feature_map,
+    );
+}
+
+#[test]
+fn tiny_cnn_taps_each_layer() {
+    let model = TinyCnnConfig::default().init(&Device::flex()).unwrap();
+    let x = images(32);
+    assert_eq!(model.forward_to_stride(x.clone(), 2).dims(), [2, 8, 16, 16]);
+    assert_eq!(model.forward_to_stride(x.clone(), 4).dims(), [2, 16, 8, 8]);
+    assert_same(
+        model.forward_to_stride(x.clone(), 8),
+        model.forward_features(x).feature_map,
+    );
+}

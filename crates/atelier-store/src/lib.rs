@@ -1,0 +1,25 @@
+//! atelier's model store: versioned, checksummed models in a local folder or an S3 bucket,
+//! through one code path (the `object_store` crate).
+//!
+//! This crate owns the store's layout, publishing (atomic: parts first, the manifest with
+//! every part's size and SHA-256 last, versions reserved with create-if-absent puts so that
+//! concurrent publishers never collide), tags, removal, verified downloads and the local cache
+//! of pulled models (one folder per manifest hash). It is format-agnostic: a model is a flat
+//! folder of named files plus free JSON metadata; what the files mean is `atelier-train`'s
+//! business, and which store to use is the command line's.
+
+mod error;
+mod location;
+mod reference;
+mod store;
+
+pub use error::{StoreError, StoreResult};
+pub use location::{RetryPolicy, StoreLocation};
+pub use reference::{ModelRef, Selector, check_name, check_tag};
+pub use store::{
+    MANIFEST_FILE, Manifest, ModelInfo, ModelStore, Part, PublishStep, Pulled, StoreOptions,
+    VersionInfo, default_cache_dir,
+};
+
+/// The object-store crate this store is built on, for tests and tools that look under the hood.
+pub use object_store;

@@ -1,0 +1,150 @@
+//! A trained model as a folder of files: `model.json` (architecture, input, facets with label
+//! orders, class weights, training configuration, run id), `weights.bpk` (every parameter and
+//! batch-norm statistic of the network) and `metrics.json` (the run's F1 tables).
+//!
+//! The folder is written under a temporary name and renamed into place, so a reader never sees
+//! half a model. The model store (`atelier-store`) moves these folders to object storage.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::backbones::BackboneChoice;
+use crate::checkpoint::{load_module, read_json, save_module, write_json_atomically};
+use crate::config::TrainConfig;
+use crate::data::FacetSpec;
+use crate::error::TrainError;
+use crate::evaluate::FacetEvaluation;
+use crate::input::InputConfig;
+use crate::model::{FacetHeads, FacetNet, HeadKind};
+use burn::prelude::*;
+
+pub const MODEL_FILE: &str = "model.json";
+pub const WEIGHTS_FILE: &str = "weights.bpk";
+pub const METRICS_FILE: &str = "metrics.json";
+const FORMAT: &str = "atelier-facet-model";
+const FORMAT_VERSION: u32 = 1;
+
+/// Everything needed to rebuild and use the network, besides its weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelManifest {
+    pub format: String,
+    pub format_version: u32,
+    pub run: Option<i64>,
+    pub backbone: BackboneChoice,
+    pub head: HeadKind,
+    pub spatial_transformer: bool,
+    pub input: InputConfig,
+    pub facets: Vec<FacetSpec>,
+    /// Per facet, the loss weight of each class.
+    pub class_weights: Vec<Vec<f64>>,
+    pub training: TrainConfig,
+    pub best_epoch: usize,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+impl ModelManifest {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        run: Option<i64>,
+        training: &TrainConfig,
+        input: InputConfig,
+        facets: Vec<FacetSpec>,
+        class_weights: Vec<Vec<f64>>,
+        best_epoch: usize,
+        created_at: i64,
+    ) -> Self {
+        Self {
+            format: FORMAT.into(),
+            format_version: FORMAT_VERSION,
+            run,
+            backbone: training.backbone,
+            head: training.head,
+            spatial_transformer: training.spatial_transformer,
+            input,
+            facets,
+            class_weights,
+            training: training.clone(),
+            best_epoch,
+            created_at,
+        }
+    }
+
+    /// A network of this architecture with untrained weights.
+    pub fn build_net(&self, device: &Device) -> Result<FacetNet, TrainError> {
+        let backbone = self.backbone.build(None, device)?;
+        let stride = self.training.feature_stride;
+        let [feature_dim, map_size, _] =
+            BackboneChoice::feature_shape(&backbone, self.input.image_size, stride, device);
+        let map_size = match self.head {
+            HeadKind::Pooled => 1,
+            HeadKind::Spatial { .. } => map_size,
+        };
+        let classes: Vec<usize> = self.facets.iter().map(|f| f.labels.len()).collect();
+        let heads = FacetHeads::new(self.head, feature_dim, map_size, &classes, device);
+        Ok(FacetNet::new(
+            backbone,
+            heads,
+            self.spatial_transformer,
+            stride,
+            device,
+        ))
+    }
+}
+
+/// Writes a model folder at `dir` (which must not exist yet).
+pub fn save_model(
+    dir: &Path,
+    manifest: &ModelManifest,
+    net: &FacetNet,
+    evaluation: &[FacetEvaluation],
+) -> Result<(), TrainError> {
+    if dir.exists() {
+        return Err(TrainError::Config(format!(
+            "{} already exists; models are never overwritten",
+            dir.display()
+        )));
+    }
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(parent).map_err(|e| TrainError::io(parent, e))?;
+    let temporary = partial_name(dir);
+    if temporary.exists() {
+        fs::remove_dir_all(&temporary).map_err(|e| TrainError::io(&temporary, e))?;
+    }
+    fs::create_dir_all(&temporary).map_err(|e| TrainError::io(&temporary, e))?;
+    save_module(net, &temporary.join(WEIGHTS_FILE))?;
+    write_json_atomically(&temporary.join(METRICS_FILE), &evaluation)?;
+    write_json_atomically(&temporary.join(MODEL_FILE), manifest)?;
+    fs::rename(&temporary, dir).map_err(|e| TrainError::io(dir, e))
+}
+
+/// Reads a model folder and rebuilds its network on `device`.
+pub fn load_model(dir: &Path, device: &Device) -> Result<(ModelManifest, FacetNet), TrainError> {
+    let manifest_path = dir.join(MODEL_FILE);
+    if !manifest_path.exists() {
+        return Err(TrainError::artifact(
+            &manifest_path,
+            "not found: this is not a model folder (train one with `atelier train facets`)",
+        ));
+    }
+    let manifest: ModelManifest = read_json(&manifest_path)?;
+    if manifest.format != FORMAT || manifest.format_version > FORMAT_VERSION {
+        return Err(TrainError::artifact(
+            &manifest_path,
+            format!(
+                "format {} version {} is not one this atelier reads ({FORMAT} up to {FORMAT_VERSION})",
+                manifest.format, manifest.format_version
+            ),
+        ));
+    }
+    let net = load_module(manifest.build_net(device)?, &dir.join(WEIGHTS_FILE))?;
+    Ok((manifest, net))
+}
+
+fn partial_name(dir: &Path) -> PathBuf {
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(".partial");
+    dir.with_file_name(name)
+}

@@ -1,0 +1,93 @@
+//! Everything that defines a training run; stored with the run and the model so that a run can
+//! be resumed, repeated (`atelier retrain`) and explained.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::backbones::BackboneChoice;
+use crate::input::Augmentation;
+use crate::loss::ClassWeighting;
+use crate::model::HeadKind;
+use crate::schedule::{OptimizerChoice, Schedule};
+
+/// Where tensors live: `Cpu` is burn's pure-Rust `flex` backend; `Vulkan` needs the `vulkan`
+/// cargo feature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    Cpu,
+    Vulkan,
+}
+
+/// The settings of a facet training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub backbone: BackboneChoice,
+    /// Pretrained backbone weights (`.pth` or `.safetensors`); `None` starts from random
+    /// weights.
+    pub weights: Option<PathBuf>,
+    /// Facet names to train, in head order.
+    pub facets: Vec<String>,
+    pub image_size: u32,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub optimizer: OptimizerChoice,
+    pub schedule: Schedule,
+    pub class_weighting: ClassWeighting,
+    /// Focal-loss exponent; 0 is plain cross-entropy.
+    pub focal_gamma: f64,
+    pub head: HeadKind,
+    /// Read the backbone's feature map at this output stride instead of its final one (e.g. 16
+    /// for EfficientNet-Lite0's 112-channel map): finer detail for frozen heads.
+    #[serde(default)]
+    pub feature_stride: Option<usize>,
+    /// Keep the backbone's weights fixed. Without a spatial transformer its features are then
+    /// computed once per image and cached.
+    pub freeze_backbone: bool,
+    pub spatial_transformer: bool,
+    /// Training-time augmentation; only used when images go through the network each epoch
+    /// (cached features are computed from unaugmented images).
+    pub augmentation: Augmentation,
+    /// Part of the train split held out for model selection and early stopping.
+    pub validation_fraction: f64,
+    /// Stop after this many epochs without a better validation score.
+    pub patience: Option<usize>,
+    pub seed: u64,
+    pub device: DeviceChoice,
+}
+
+impl TrainConfig {
+    /// Defaults for a backbone: a frozen pretrained backbone with spatial heads, which is what
+    /// reaches a useful tagger in minutes on a CPU.
+    pub fn new(backbone: BackboneChoice, facets: Vec<String>) -> Self {
+        Self {
+            backbone,
+            weights: None,
+            facets,
+            image_size: 224,
+            epochs: 30,
+            batch_size: 32,
+            learning_rate: 1e-3,
+            optimizer: OptimizerChoice::AdamW { weight_decay: 1e-4 },
+            schedule: Schedule::Cosine { warmup_epochs: 1.0 },
+            class_weighting: ClassWeighting::None,
+            focal_gamma: 0.0,
+            head: HeadKind::Spatial { channels: 32 },
+            feature_stride: None,
+            freeze_backbone: true,
+            spatial_transformer: false,
+            augmentation: Augmentation::default(),
+            validation_fraction: 0.1,
+            patience: None,
+            seed: 1,
+            device: DeviceChoice::Cpu,
+        }
+    }
+
+    /// Whether backbone features can be computed once and reused across epochs.
+    pub fn caches_features(&self) -> bool {
+        self.freeze_backbone && !self.spatial_transformer
+    }
+}

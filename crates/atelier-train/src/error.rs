@@ -1,0 +1,49 @@
+//! Errors of training, evaluation and tagging.
+
+use std::path::PathBuf;
+
+/// Why a run, an evaluation or a tagging job could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// An option or a combination of options that cannot work; the message says the fix.
+    #[error("{0}")]
+    Config(String),
+    /// A training image could not be decoded (run `atelier check` to quarantine it).
+    #[error(
+        "{}: {reason}; run `atelier check` to quarantine unreadable images before training",
+        .path.display()
+    )]
+    Image { path: PathBuf, reason: String },
+    #[error("the dataset has no {what}: {fix}")]
+    EmptyDataset { what: String, fix: String },
+    #[error(transparent)]
+    Weights(#[from] atelier_models::WeightsError),
+    #[error("invalid model configuration: {0}")]
+    Model(#[from] atelier_models::ConfigError),
+    #[error("{}: {source}", .path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A checkpoint or model artifact that cannot be read back.
+    #[error("{}: {problem}", .path.display())]
+    Artifact { path: PathBuf, problem: String },
+    #[error(transparent)]
+    Catalog(#[from] atelier_catalog::CatalogError),
+}
+
+impl TrainError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        TrainError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn artifact(path: impl Into<PathBuf>, problem: impl ToString) -> Self {
+        TrainError::Artifact {
+            path: path.into(),
+            problem: problem.to_string(),
+        }
+    }
+}

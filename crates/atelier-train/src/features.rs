@@ -1,0 +1,234 @@
+//! Frozen-backbone features: each image goes through the backbone once, and the epochs over the
+//! heads then read this table instead of running the backbone again.
+//!
+//! With a cache folder, each image's feature map is also kept on disk under a key made of
+//! everything that determines it (backbone, weight file contents, input size and
+//! normalisation, pooling) and the image's content hash, so a retrain after relabelling, or a
+//! second experiment on the same catalogue, skips the backbone for every image it has seen.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use atelier_models::preprocess::PlanarImage;
+use atelier_models::{AnyBackbone, Backbone};
+use atelier_vision::decode::{DecodeLimits, decode_file};
+use burn::prelude::*;
+use image::RgbImage;
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::data::Example;
+use crate::error::TrainError;
+use crate::input::{InputConfig, eval_planes, to_batch};
+use crate::progress::Observer;
+
+/// One feature map per image, `[channels, height, width]` each, in example order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureTable {
+    pub dims: [usize; 3],
+    pub data: Vec<f32>,
+}
+
+impl FeatureTable {
+    pub fn len(&self) -> usize {
+        self.data.len() / self.per_image().max(1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    fn per_image(&self) -> usize {
+        self.dims.iter().product()
+    }
+
+    /// The rows `indices` as a `[indices.len(), channels, height, width]` tensor on `device`.
+    pub fn batch(&self, indices: &[usize], device: &Device) -> Tensor<4> {
+        self.batch_flipped(indices, &[], device)
+    }
+
+    /// Like [`FeatureTable::batch`], with the maps of rows whose `flip` entry is true mirrored
+    /// left to right. A convolutional feature map of a mirrored photo is close to the mirrored
+    /// map, so this is the horizontal-flip augmentation at no backbone cost.
+    pub fn batch_flipped(&self, indices: &[usize], flip: &[bool], device: &Device) -> Tensor<4> {
+        let per_image = self.per_image();
+        let [c, h, w] = self.dims;
+        let mut data = Vec::with_capacity(indices.len() * per_image);
+        for (row, &i) in indices.iter().enumerate() {
+            let start = data.len();
+            data.extend_from_slice(&self.data[i * per_image..][..per_image]);
+            if flip.get(row).copied().unwrap_or(false) {
+                for line in data[start..].chunks_exact_mut(w) {
+                    line.reverse();
+                }
+            }
+        }
+        Tensor::from_data(TensorData::new(data, [indices.len(), c, h, w]), device)
+    }
+}
+
+/// Decodes an image for training or evaluation; an unreadable file names itself.
+pub fn load_rgb(path: &Path) -> Result<RgbImage, TrainError> {
+    decode_file(path, &DecodeLimits::default())
+        .map(|decoded| decoded.rgb)
+        .map_err(|error| TrainError::Image {
+            path: path.to_path_buf(),
+            reason: error.to_string(),
+        })
+}
+
+/// Decodes and preprocesses images in parallel, keeping their order.
+pub fn eval_batch_planes(
+    examples: &[&Example],
+    input: &InputConfig,
+) -> Result<Vec<PlanarImage>, TrainError> {
+    examples
+        .par_iter()
+        .map(|example| load_rgb(&example.path).map(|rgb| eval_planes(&rgb, input)))
+        .collect()
+}
+
+/// Where cached feature maps of one backbone configuration live.
+pub struct FeatureCache {
+    dir: PathBuf,
+}
+
+impl FeatureCache {
+    /// The cache for a backbone configuration under `root`. `weights` is hashed, so a changed
+    /// file never serves stale features.
+    pub fn new(
+        root: &Path,
+        backbone: &str,
+        weights: Option<&Path>,
+        input: &InputConfig,
+        stride: Option<usize>,
+        pool: bool,
+    ) -> Result<Self, TrainError> {
+        let mut key = Sha256::new();
+        key.update(b"atelier-features-v1\0");
+        key.update(backbone.as_bytes());
+        match weights {
+            Some(path) => {
+                let bytes = fs::read(path).map_err(|e| TrainError::io(path, e))?;
+                key.update(Sha256::digest(&bytes));
+            }
+            None => key.update(b"random"),
+        }
+        key.update(serde_json::to_vec(input).unwrap_or_default());
+        if let Some(stride) = stride {
+            key.update(b"stride");
+            key.update(stride.to_le_bytes());
+        }
+        key.update([u8::from(pool)]);
+        let dir = root.join(&hex::encode(key.finalize())[..24]);
+        Ok(Self { dir })
+    }
+
+    fn path(&self, image_id: &str) -> PathBuf {
+        let prefix = image_id.get(..2).unwrap_or("xx");
+        self.dir.join(prefix).join(format!("{image_id}.f32"))
+    }
+
+    fn load(&self, image_id: &str, len: usize) -> Option<Vec<f32>> {
+        let bytes = fs::read(self.path(image_id)).ok()?;
+        if bytes.len() != len * 4 {
+            return None;
+        }
+        Some(
+            bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+        )
+    }
+
+    fn store(&self, image_id: &str, values: &[f32]) -> Result<(), TrainError> {
+        let path = self.path(image_id);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(|e| TrainError::io(parent, e))?;
+        }
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        crate::checkpoint::write_atomically(&path, &bytes)
+    }
+}
+
+/// Runs `backbone` (on a device without autodiff) over every example. With `pool`, each map is
+/// averaged to `[channels, 1, 1]`, which is all a pooled head needs and far smaller. Feature
+/// maps found in `cache` are read instead of computed, and computed ones are added to it.
+#[allow(clippy::too_many_arguments)]
+pub fn extract(
+    backbone: &AnyBackbone,
+    examples: &[Example],
+    input: &InputConfig,
+    batch_size: usize,
+    stride: Option<usize>,
+    pool: bool,
+    cache: Option<&FeatureCache>,
+    device: &Device,
+    observer: &mut dyn Observer,
+) -> Result<FeatureTable, TrainError> {
+    observer.phase("backbone features", examples.len() as u64);
+    let dims = output_dims(backbone, input, stride, pool, device);
+    let per_image: usize = dims.iter().product();
+    let mut data = vec![0.0f32; examples.len() * per_image];
+    let mut missing = Vec::new();
+    for (i, example) in examples.iter().enumerate() {
+        match cache.and_then(|c| c.load(&example.image_id, per_image)) {
+            Some(values) => data[i * per_image..][..per_image].copy_from_slice(&values),
+            None => missing.push(i),
+        }
+    }
+    let mut done = (examples.len() - missing.len()) as u64;
+    observer.advance(done, None);
+    for chunk in missing.chunks(batch_size.max(1)) {
+        let refs: Vec<&Example> = chunk.iter().map(|&i| &examples[i]).collect();
+        let planes = eval_batch_planes(&refs, input)?;
+        let map = forward_map(backbone, to_batch(&planes, device), stride, pool);
+        let values = map.into_data().try_into_vec::<f32>().map_err(|error| {
+            TrainError::Config(format!("backbone output is not float32: {error:?}"))
+        })?;
+        for (row, &i) in chunk.iter().enumerate() {
+            let features = &values[row * per_image..][..per_image];
+            data[i * per_image..][..per_image].copy_from_slice(features);
+            if let Some(cache) = cache {
+                cache.store(&examples[i].image_id, features)?;
+            }
+        }
+        done += chunk.len() as u64;
+        observer.advance(done, None);
+    }
+    observer.phase_end();
+    Ok(FeatureTable { dims, data })
+}
+
+fn forward_map(
+    backbone: &AnyBackbone,
+    images: Tensor<4>,
+    stride: Option<usize>,
+    pool: bool,
+) -> Tensor<4> {
+    let map = backbone.forward_to_stride(images, stride.unwrap_or(usize::MAX));
+    if pool {
+        let [b, c, h, w] = map.dims();
+        map.reshape([b, c, h * w]).mean_dim(2).reshape([b, c, 1, 1])
+    } else {
+        map
+    }
+}
+
+/// `[channels, height, width]` of one image's features.
+fn output_dims(
+    backbone: &AnyBackbone,
+    input: &InputConfig,
+    stride: Option<usize>,
+    pool: bool,
+    device: &Device,
+) -> [usize; 3] {
+    let [channels, height, width] =
+        crate::backbones::BackboneChoice::feature_shape(backbone, input.image_size, stride, device);
+    if pool {
+        [channels, 1, 1]
+    } else {
+        [channels, height, width]
+    }
+}

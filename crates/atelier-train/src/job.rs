@@ -1,0 +1,104 @@
+//! The glue between the catalogue and training, shared by the command line and the web app:
+//! reading a run's dataset from the catalogue and storing a run's tables and per-image
+//! predictions back into it.
+
+use std::path::PathBuf;
+
+use atelier_catalog::{Catalog, PredictionRow, RunFacetResult};
+
+use crate::data::{Dataset, Example, FacetSpec, Split};
+use crate::error::TrainError;
+use crate::evaluate::{FacetEvaluation, Probabilities, argmax};
+
+/// The catalogue's facets in their stored order (all of them when `facets` is empty).
+pub async fn facet_names(catalog: &Catalog, facets: &[String]) -> Result<Vec<String>, TrainError> {
+    if !facets.is_empty() {
+        return Ok(facets.to_vec());
+    }
+    Ok(catalog
+        .facets()
+        .await?
+        .into_iter()
+        .map(|f| f.name)
+        .collect())
+}
+
+/// Every active image with its labels for `facets`, in the catalogue's label orders.
+/// Quarantined and removed images are never part of a dataset.
+pub async fn load_dataset(catalog: &Catalog, facets: &[String]) -> Result<Dataset, TrainError> {
+    let names = facet_names(catalog, facets).await?;
+    let orders = catalog.facet_label_orders(&names).await?;
+    let images = catalog.training_images(&names).await?;
+    let facets: Vec<FacetSpec> = orders
+        .into_iter()
+        .map(|(name, labels)| FacetSpec { name, labels })
+        .collect();
+    let examples = images
+        .into_iter()
+        .map(|image| {
+            let targets = image
+                .labels
+                .iter()
+                .zip(&facets)
+                .map(|(label, facet)| {
+                    label
+                        .as_ref()
+                        .and_then(|label| facet.labels.iter().position(|l| l == label))
+                })
+                .collect();
+            Example {
+                image_id: image.id,
+                path: PathBuf::from(image.uri),
+                split: match image.split {
+                    atelier_catalog::Split::Train => Split::Train,
+                    atelier_catalog::Split::Test => Split::Test,
+                },
+                targets,
+            }
+        })
+        .collect();
+    Ok(Dataset { facets, examples })
+}
+
+/// Stores a run's F1 tables, class weights and per-image predictions, replacing earlier ones.
+pub async fn record_results(
+    catalog: &Catalog,
+    run: i64,
+    dataset: &Dataset,
+    class_weights: &[Vec<f64>],
+    evaluation: &[FacetEvaluation],
+    probabilities: &Probabilities,
+) -> Result<(), TrainError> {
+    let facets: Vec<RunFacetResult> = evaluation
+        .iter()
+        .zip(class_weights)
+        .map(|(facet, weights)| RunFacetResult {
+            facet: facet.facet.clone(),
+            labels: facet.labels.clone(),
+            class_weights: weights.clone(),
+            train_metrics: serde_json::to_value(&facet.train).ok(),
+            test_metrics: serde_json::to_value(&facet.test).ok(),
+        })
+        .collect();
+    let mut rows = Vec::with_capacity(dataset.examples.len() * dataset.facets.len());
+    for (f, facet) in dataset.facets.iter().enumerate() {
+        for (example, scores) in dataset.examples.iter().zip(&probabilities[f]) {
+            let (best, confidence) = argmax(scores);
+            rows.push(PredictionRow {
+                image_id: example.image_id.clone(),
+                facet: facet.name.clone(),
+                split: match example.split {
+                    Split::Train => atelier_catalog::Split::Train,
+                    Split::Test => atelier_catalog::Split::Test,
+                },
+                label: example.targets[f].map(|t| facet.labels[t].clone()),
+                predicted: facet.labels[best].clone(),
+                confidence: f64::from(confidence),
+                scores: scores.clone(),
+                out_of_fold: false,
+            });
+        }
+    }
+    catalog.record_run_results(run, &facets, &rows).await?;
+    Ok(())
+}

@@ -1,0 +1,32 @@
+//! How a long job reports what it is doing, so that the command line can draw progress bars and
+//! the web app can show a job's state, without this crate knowing about either.
+
+/// Receives progress events. Every method has an empty default.
+pub trait Observer: Send {
+    /// A phase starts (`"features"`, `"epoch 3/10"`, `"evaluate"`), with `total` units of work.
+    fn phase(&mut self, _name: &str, _total: u64) {}
+    /// `done` units of the current phase are finished; `loss` is the running mean loss when
+    /// training.
+    fn advance(&mut self, _done: u64, _loss: Option<f64>) {}
+    /// An epoch ended.
+    fn epoch_end(&mut self, _record: &EpochRecord) {}
+    /// The current phase ended.
+    fn phase_end(&mut self) {}
+}
+
+/// An observer that ignores everything.
+pub struct Silent;
+
+impl Observer for Silent {}
+
+/// What one epoch achieved; kept in the run's history and checkpoint.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EpochRecord {
+    /// 1-based.
+    pub epoch: usize,
+    pub learning_rate: f64,
+    pub train_loss: f64,
+    /// Mean over facets of the validation macro-F1 (`None` without a validation part).
+    pub validation_macro_f1: Option<f64>,
+    pub seconds: f64,
+}

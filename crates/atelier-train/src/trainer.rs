@@ -1,0 +1,562 @@
+//! The training loop: frozen-feature or full fine-tuning, per-epoch validation and checkpoints,
+//! resume, and the final predictions of the best epoch on every image.
+//!
+//! Two modes share one loop ([`fit`]):
+//! - cached: the backbone is frozen and there is no spatial transformer, so each image's feature
+//!   map is computed once ([`crate::features`]) and epochs train only the heads;
+//! - images: every batch is decoded, augmented and sent through the whole network; a frozen
+//!   backbone still passes gradients back to a spatial transformer in front of it.
+//!
+//! Reproducibility: parameters are initialised after seeding the device, the epoch order and
+//! every augmentation are drawn from RNGs seeded by (seed, epoch, image), and the validation
+//! part is a hash of (seed, image id). A run resumed from its last checkpoint therefore takes
+//! the same steps as an uninterrupted one.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{
+    AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig, decay::WeightDecayConfig,
+    momentum::MomentumConfig,
+};
+use burn::prelude::*;
+use burn::tensor::activation::softmax;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use crate::backbones::BackboneChoice;
+use crate::checkpoint::{Checkpoints, RunState};
+use crate::config::{DeviceChoice, TrainConfig};
+use crate::data::{Dataset, Part};
+use crate::error::TrainError;
+use crate::evaluate::{FacetEvaluation, Probabilities, evaluate, mean_macro_f1};
+use crate::features::{self, load_rgb};
+use crate::input::{InputConfig, augmentation_seed, eval_planes, to_batch, train_planes};
+use crate::loss::facet_loss;
+use crate::model::{FacetHeads, FacetNet};
+use crate::progress::{EpochRecord, Observer};
+use crate::schedule::OptimizerChoice;
+use atelier_models::spatial_transformer::SpatialTransformerConfig;
+
+static INIT_LOCK: Mutex<()> = Mutex::new(());
+
+/// Per-facet logits for a batch (example indices) of a given epoch, on the training device.
+type TrainForward<'a, M> = dyn Fn(&M, &[usize], usize) -> Result<Vec<Tensor<2>>, TrainError> + 'a;
+/// Per-facet logits for a batch of example indices, without autodiff.
+type Predict<'a, M> = dyn Fn(&M, &[usize]) -> Result<Vec<Tensor<2>>, TrainError> + 'a;
+/// Per-facet logits for a batch of example indices with the model already chosen.
+type PredictBatch<'a> = dyn Fn(&[usize]) -> Result<Vec<Tensor<2>>, TrainError> + 'a;
+
+/// What a finished run produced.
+pub struct TrainOutcome {
+    /// The best epoch's network, on a device without autodiff, ready for inference.
+    pub net: FacetNet,
+    pub input: InputConfig,
+    /// Per facet, the loss weight of each class (in label order).
+    pub class_weights: Vec<Vec<f64>>,
+    pub history: Vec<EpochRecord>,
+    pub best_epoch: usize,
+    pub stopped_early: bool,
+    /// Probabilities of the best epoch's network for every example of the dataset.
+    pub probabilities: Probabilities,
+    pub evaluation: Vec<FacetEvaluation>,
+}
+
+/// The device for a configuration's tensors (without autodiff).
+pub fn device_for(choice: DeviceChoice) -> Result<Device, TrainError> {
+    match choice {
+        DeviceChoice::Cpu => Ok(Device::flex()),
+        #[cfg(feature = "vulkan")]
+        DeviceChoice::Vulkan => Ok(Device::vulkan(burn::tensor::DeviceKind::DefaultDevice)),
+        #[cfg(not(feature = "vulkan"))]
+        DeviceChoice::Vulkan => Err(TrainError::Config(
+            "--device vulkan needs a build with the `vulkan` feature: \
+             cargo build --release -p atelier-cli --features vulkan"
+                .into(),
+        )),
+    }
+}
+
+/// Trains (or resumes, when `checkpoint_dir` holds a run with the same configuration) and
+/// evaluates the best epoch on every image.
+///
+/// `feature_cache` is a folder where frozen-backbone features are kept between runs (see
+/// [`features::FeatureCache`]).
+pub fn train(
+    dataset: &Dataset,
+    config: &TrainConfig,
+    checkpoint_dir: &Path,
+    feature_cache: Option<&Path>,
+    observer: &mut dyn Observer,
+) -> Result<TrainOutcome, TrainError> {
+    validate(dataset, config)?;
+    let device = device_for(config.device)?;
+    let checkpoints = Checkpoints::open(checkpoint_dir, config)?;
+
+    let parts = dataset.parts(config.validation_fraction, config.seed);
+    let fit_indices: Vec<usize> = indices_of(&parts, Part::Fit);
+    if fit_indices.is_empty() {
+        return Err(TrainError::EmptyDataset {
+            what: "training images".into(),
+            fix: "import images into the train split, with labels for the chosen facets".into(),
+        });
+    }
+    let validation_indices = indices_of(&parts, Part::Validation);
+    let class_weights: Vec<Vec<f64>> = dataset
+        .class_counts(&parts)
+        .iter()
+        .map(|counts| config.class_weighting.weights(counts))
+        .collect();
+    let weights_f32: Vec<Vec<f32>> = class_weights
+        .iter()
+        .map(|w| w.iter().map(|&x| x as f32).collect())
+        .collect();
+
+    let classes: Vec<usize> = dataset.facets.iter().map(|f| f.labels.len()).collect();
+    let pooled = matches!(config.head, crate::model::HeadKind::Pooled);
+    let train_device = device.clone().autodiff();
+    // burn draws initial weights from one process-wide generator. Seeding it and building
+    // every module under one lock keeps the initial weights a function of the seed alone, even
+    // when another run (a test, a web-app job) initialises at the same time.
+    let (backbone, heads, spatial_transformer) = {
+        let _guard = INIT_LOCK
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        device.seed(config.seed);
+        let backbone = config.backbone.build(config.weights.as_deref(), &device)?;
+        let [feature_dim, map_size, _] = BackboneChoice::feature_shape(
+            &backbone,
+            config.image_size,
+            config.feature_stride,
+            &device,
+        );
+        let heads_map_size = if pooled { 1 } else { map_size };
+        let heads = FacetHeads::new(
+            config.head,
+            feature_dim,
+            heads_map_size,
+            &classes,
+            &train_device,
+        );
+        let spatial_transformer = config
+            .spatial_transformer
+            .then(|| SpatialTransformerConfig::default().init(&train_device));
+        // Parameters are initialised lazily, on first use; draw them now, under the lock.
+        materialize(&backbone);
+        materialize(&heads);
+        if let Some(transformer) = &spatial_transformer {
+            materialize(transformer);
+        }
+        (backbone, heads, spatial_transformer)
+    };
+    let input = InputConfig::new(
+        config.image_size,
+        atelier_models::Backbone::normalization(&backbone),
+    );
+
+    let context = FitContext {
+        dataset,
+        config,
+        parts: &parts,
+        fit_indices: &fit_indices,
+        validation_indices: &validation_indices,
+        class_weights: &weights_f32,
+        checkpoints: &checkpoints,
+    };
+    let all: Vec<usize> = (0..dataset.examples.len()).collect();
+
+    let (net, fitted) = if config.caches_features() {
+        let cache = feature_cache
+            .map(|root| {
+                features::FeatureCache::new(
+                    root,
+                    config.backbone.name(),
+                    config.weights.as_deref(),
+                    &input,
+                    config.feature_stride,
+                    pooled,
+                )
+            })
+            .transpose()?;
+        let table = features::extract(
+            &backbone,
+            &dataset.examples,
+            &input,
+            config.batch_size,
+            config.feature_stride,
+            pooled,
+            cache.as_ref(),
+            &device,
+            observer,
+        )?;
+        let flip = config.augmentation.horizontal_flip;
+        let train_forward = |heads: &FacetHeads, batch: &[usize], epoch: usize| {
+            let flips: Vec<bool> = batch
+                .iter()
+                .map(|&i| flip && augmentation_seed(config.seed, epoch, i) % 2 == 1)
+                .collect();
+            Ok(heads.forward(table.batch_flipped(batch, &flips, &train_device)))
+        };
+        let predict = |heads: &FacetHeads, batch: &[usize]| {
+            Ok(heads.valid().forward(table.batch(batch, &device)))
+        };
+        let fitted = fit(&context, heads, &train_forward, &predict, observer)?;
+        let probabilities = predict_all(
+            &all,
+            config.batch_size,
+            &|batch| predict(&fitted.module, batch),
+            observer,
+        )?;
+        let net = FacetNet::new(
+            backbone,
+            fitted.module.valid(),
+            false,
+            config.feature_stride,
+            &device,
+        );
+        (
+            net,
+            Fitted {
+                probabilities,
+                ..fitted.map(|_| ())
+            },
+        )
+    } else {
+        let mut net = FacetNet {
+            spatial_transformer,
+            backbone: backbone.to_device(&train_device),
+            heads,
+            feature_stride: config.feature_stride.unwrap_or(usize::MAX),
+        };
+        if config.freeze_backbone {
+            net.backbone = net.backbone.freeze();
+        }
+        let train_forward = |net: &FacetNet, batch: &[usize], epoch: usize| {
+            let planes = batch
+                .par_iter()
+                .map(|&i| {
+                    let example = &dataset.examples[i];
+                    let seed = augmentation_seed(config.seed, epoch, i);
+                    load_rgb(&example.path)
+                        .map(|rgb| train_planes(&rgb, &input, &config.augmentation, seed))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(net.forward(to_batch(&planes, &train_device)))
+        };
+        let predict = |net: &FacetNet, batch: &[usize]| {
+            let images = eval_images(dataset, batch, &input, &device)?;
+            Ok(net.valid().forward(images))
+        };
+        let fitted = fit(&context, net, &train_forward, &predict, observer)?;
+        let valid = fitted.module.valid();
+        let probabilities = predict_all(
+            &all,
+            config.batch_size,
+            &|batch| {
+                let images = eval_images(dataset, batch, &input, &device)?;
+                Ok(valid.forward(images))
+            },
+            observer,
+        )?;
+        (
+            valid,
+            Fitted {
+                probabilities,
+                ..fitted.map(|_| ())
+            },
+        )
+    };
+
+    let evaluation = evaluate(dataset, &fitted.probabilities);
+    Ok(TrainOutcome {
+        net,
+        input,
+        class_weights,
+        history: fitted.state.history,
+        best_epoch: fitted.state.best_epoch,
+        stopped_early: fitted.state.stopped_early,
+        probabilities: fitted.probabilities,
+        evaluation,
+    })
+}
+
+/// Forces every lazily initialised parameter of `module` to draw its initial value.
+fn materialize<M: Module>(module: &M) {
+    struct Touch;
+    impl burn::module::ModuleVisitor for Touch {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+            let _ = param.val();
+        }
+    }
+    module.visit(&mut Touch);
+}
+
+fn validate(dataset: &Dataset, config: &TrainConfig) -> Result<(), TrainError> {
+    if config.epochs == 0 {
+        return Err(TrainError::Config("--epochs must be at least 1".into()));
+    }
+    if config.batch_size == 0 {
+        return Err(TrainError::Config("--batch-size must be at least 1".into()));
+    }
+    if !(16..=1024).contains(&config.image_size) {
+        return Err(TrainError::Config(format!(
+            "--image-size {} is outside 16..=1024 pixels",
+            config.image_size
+        )));
+    }
+    if !(0.0..1.0).contains(&config.validation_fraction) {
+        return Err(TrainError::Config(
+            "the validation fraction must be in [0, 1)".into(),
+        ));
+    }
+    if dataset.facets.is_empty() {
+        return Err(TrainError::EmptyDataset {
+            what: "facets".into(),
+            fix: "import labelled images first (`atelier import`)".into(),
+        });
+    }
+    for facet in &dataset.facets {
+        if facet.labels.len() < 2 {
+            return Err(TrainError::Config(format!(
+                "facet `{}` has {} label(s); a classifier needs at least 2 (leave it out with \
+                 --facets)",
+                facet.name,
+                facet.labels.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn indices_of(parts: &[Part], part: Part) -> Vec<usize> {
+    parts
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| **p == part)
+        .map(|(i, _)| i)
+        .collect()
+}
+
+fn eval_images(
+    dataset: &Dataset,
+    batch: &[usize],
+    input: &InputConfig,
+    device: &Device,
+) -> Result<Tensor<4>, TrainError> {
+    let planes = batch
+        .par_iter()
+        .map(|&i| load_rgb(&dataset.examples[i].path).map(|rgb| eval_planes(&rgb, input)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(to_batch(&planes, device))
+}
+
+/// Softmax probabilities for `indices`, computed `batch_size` at a time.
+fn predict_all(
+    indices: &[usize],
+    batch_size: usize,
+    predict: &PredictBatch,
+    observer: &mut dyn Observer,
+) -> Result<Probabilities, TrainError> {
+    observer.phase("predict", indices.len() as u64);
+    let mut probabilities: Probabilities = Vec::new();
+    let mut done = 0;
+    for batch in indices.chunks(batch_size.max(1)) {
+        let logits = predict(batch)?;
+        if probabilities.is_empty() {
+            probabilities = vec![Vec::with_capacity(indices.len()); logits.len()];
+        }
+        for (facet, logits) in logits.into_iter().enumerate() {
+            let [rows, classes] = logits.dims();
+            let values = softmax(logits, 1)
+                .into_data()
+                .try_into_vec::<f32>()
+                .map_err(|e| TrainError::Config(format!("model output is not float32: {e:?}")))?;
+            for row in 0..rows {
+                probabilities[facet].push(values[row * classes..][..classes].to_vec());
+            }
+        }
+        done += batch.len() as u64;
+        observer.advance(done, None);
+    }
+    observer.phase_end();
+    Ok(probabilities)
+}
+
+struct FitContext<'a> {
+    dataset: &'a Dataset,
+    config: &'a TrainConfig,
+    parts: &'a [Part],
+    fit_indices: &'a [usize],
+    validation_indices: &'a [usize],
+    class_weights: &'a [Vec<f32>],
+    checkpoints: &'a Checkpoints,
+}
+
+struct Fitted<M> {
+    module: M,
+    state: RunState,
+    probabilities: Probabilities,
+}
+
+impl<M> Fitted<M> {
+    fn map<N>(self, f: impl FnOnce(M) -> N) -> Fitted<N> {
+        Fitted {
+            module: f(self.module),
+            state: self.state,
+            probabilities: self.probabilities,
+        }
+    }
+}
+
+fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
+    match config.optimizer {
+        OptimizerChoice::AdamW { weight_decay } => AdamWConfig::new()
+            .with_weight_decay(weight_decay as f32)
+            .init(),
+        OptimizerChoice::Sgd {
+            momentum,
+            weight_decay,
+        } => SgdConfig::new()
+            .with_momentum(Some(MomentumConfig::new().with_momentum(momentum)))
+            .with_weight_decay(
+                (weight_decay > 0.0).then(|| WeightDecayConfig::new(weight_decay as f32)),
+            )
+            .init(),
+    }
+}
+
+/// Runs the epochs from the last checkpoint (or the start), returns the best epoch's module.
+fn fit<M: Module + Clone>(
+    context: &FitContext,
+    initial: M,
+    train_forward: &TrainForward<M>,
+    predict: &Predict<M>,
+    observer: &mut dyn Observer,
+) -> Result<Fitted<M>, TrainError> {
+    let config = context.config;
+    let template = initial.clone();
+    let mut module = initial;
+    let mut optim = optimizer(config);
+    let mut state = RunState {
+        completed_epochs: 0,
+        history: Vec::new(),
+        best_epoch: 0,
+        best_score: f64::NEG_INFINITY,
+        stopped_early: false,
+    };
+    if let Some(saved) = context.checkpoints.state()? {
+        module = context
+            .checkpoints
+            .load_module(module, saved.completed_epochs)?;
+        optim = context
+            .checkpoints
+            .load_optimizer(optim, saved.completed_epochs)?;
+        state = saved;
+    }
+
+    let batch_size = config.batch_size;
+    let steps_per_epoch = context.fit_indices.len().div_ceil(batch_size);
+    while state.completed_epochs < config.epochs && !state.stopped_early {
+        let epoch = state.completed_epochs;
+        let started = Instant::now();
+        let mut order = context.fit_indices.to_vec();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(
+            config.seed ^ (epoch as u64).wrapping_mul(0xA24B_AED4_963E_E407),
+        ));
+        observer.phase(
+            &format!("epoch {}/{}", epoch + 1, config.epochs),
+            order.len() as u64,
+        );
+        let (mut loss_sum, mut loss_count, mut done) = (0.0, 0usize, 0u64);
+        let mut learning_rate = 0.0;
+        for (step_in_epoch, batch) in order.chunks(batch_size).enumerate() {
+            let step = epoch * steps_per_epoch + step_in_epoch;
+            learning_rate =
+                config
+                    .schedule
+                    .rate(config.learning_rate, step, steps_per_epoch, config.epochs);
+            let logits = train_forward(&module, batch, epoch)?;
+            let mut loss: Option<Tensor<1>> = None;
+            for (facet, logits) in logits.into_iter().enumerate() {
+                let targets: Vec<Option<usize>> = batch
+                    .iter()
+                    .map(|&i| context.dataset.examples[i].targets[facet])
+                    .collect();
+                let term = facet_loss(
+                    logits,
+                    &targets,
+                    &context.class_weights[facet],
+                    config.focal_gamma as f32,
+                );
+                loss = Some(match loss {
+                    Some(sum) => sum + term,
+                    None => term,
+                });
+            }
+            let loss = loss.expect("at least one facet");
+            loss_sum += f64::from(loss.clone().into_scalar::<f32>());
+            loss_count += 1;
+            let gradients = GradientsParams::from_grads(loss.backward(), &module);
+            module = optim.step(learning_rate, module, gradients);
+            done += batch.len() as u64;
+            observer.advance(done, Some(loss_sum / loss_count as f64));
+        }
+        observer.phase_end();
+
+        let validation_score = if context.validation_indices.is_empty() {
+            None
+        } else {
+            let probabilities = predict_all(
+                context.validation_indices,
+                batch_size,
+                &|batch| predict(&module, batch),
+                &mut crate::progress::Silent,
+            )?;
+            Some(mean_macro_f1(
+                context.dataset,
+                context.parts,
+                Part::Validation,
+                context.validation_indices,
+                &probabilities,
+            ))
+        };
+        let record = EpochRecord {
+            epoch: epoch + 1,
+            learning_rate,
+            train_loss: loss_sum / loss_count.max(1) as f64,
+            validation_macro_f1: validation_score,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        observer.epoch_end(&record);
+        state.history.push(record);
+        state.completed_epochs = epoch + 1;
+        // Without a validation part the last epoch is the model.
+        let score = validation_score.unwrap_or(epoch as f64);
+        if score > state.best_score {
+            state.best_score = score;
+            state.best_epoch = epoch + 1;
+        } else if let Some(patience) = config.patience
+            && state.completed_epochs - state.best_epoch >= patience
+        {
+            state.stopped_early = true;
+        }
+        context.checkpoints.save(&state, &module, &optim)?;
+    }
+
+    let best = if state.best_epoch == state.completed_epochs {
+        module
+    } else {
+        context
+            .checkpoints
+            .load_module(template, state.best_epoch)?
+    };
+    Ok(Fitted {
+        module: best,
+        state,
+        probabilities: Vec::new(),
+    })
+}
