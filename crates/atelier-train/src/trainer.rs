@@ -169,7 +169,7 @@ pub fn train(
     };
     let all: Vec<usize> = (0..dataset.examples.len()).collect();
 
-    let (net, fitted) = if config.caches_features() {
+    let (net, state, probabilities) = if config.caches_features() {
         let cache = feature_cache
             .map(|root| {
                 features::FeatureCache::new(
@@ -204,27 +204,21 @@ pub fn train(
         let predict = |heads: &FacetHeads, batch: &[usize]| {
             Ok(heads.valid().forward(table.batch(batch, &device)))
         };
-        let fitted = fit(&context, heads, &train_forward, &predict, observer)?;
+        let (heads, state) = fit(&context, heads, &train_forward, &predict, observer)?;
         let probabilities = predict_all(
             &all,
             config.batch_size,
-            &|batch| predict(&fitted.module, batch),
+            &|batch| predict(&heads, batch),
             observer,
         )?;
         let net = FacetNet::new(
             backbone,
-            fitted.module.valid(),
+            heads.valid(),
             false,
             config.feature_stride,
             &device,
         );
-        (
-            net,
-            Fitted {
-                probabilities,
-                ..fitted.map(|_| ())
-            },
-        )
+        (net, state, probabilities)
     } else {
         let mut net = FacetNet {
             spatial_transformer,
@@ -251,8 +245,8 @@ pub fn train(
             let images = eval_images(dataset, batch, &input, &device)?;
             Ok(net.valid().forward(images))
         };
-        let fitted = fit(&context, net, &train_forward, &predict, observer)?;
-        let valid = fitted.module.valid();
+        let (net, state) = fit(&context, net, &train_forward, &predict, observer)?;
+        let valid = net.valid();
         let probabilities = predict_all(
             &all,
             config.batch_size,
@@ -262,24 +256,18 @@ pub fn train(
             },
             observer,
         )?;
-        (
-            valid,
-            Fitted {
-                probabilities,
-                ..fitted.map(|_| ())
-            },
-        )
+        (valid, state, probabilities)
     };
 
-    let evaluation = evaluate(dataset, &fitted.probabilities);
+    let evaluation = evaluate(dataset, &probabilities);
     Ok(TrainOutcome {
         net,
         input,
         class_weights,
-        history: fitted.state.history,
-        best_epoch: fitted.state.best_epoch,
-        stopped_early: fitted.state.stopped_early,
-        probabilities: fitted.probabilities,
+        history: state.history,
+        best_epoch: state.best_epoch,
+        stopped_early: state.stopped_early,
+        probabilities,
         evaluation,
     })
 }
@@ -396,22 +384,6 @@ struct FitContext<'a> {
     checkpoints: &'a Checkpoints,
 }
 
-struct Fitted<M> {
-    module: M,
-    state: RunState,
-    probabilities: Probabilities,
-}
-
-impl<M> Fitted<M> {
-    fn map<N>(self, f: impl FnOnce(M) -> N) -> Fitted<N> {
-        Fitted {
-            module: f(self.module),
-            state: self.state,
-            probabilities: self.probabilities,
-        }
-    }
-}
-
 fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
     match config.optimizer {
         OptimizerChoice::AdamW { weight_decay } => AdamWConfig::new()
@@ -429,14 +401,15 @@ fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
     }
 }
 
-/// Runs the epochs from the last checkpoint (or the start), returns the best epoch's module.
+/// Runs the epochs from the last checkpoint (or the start); returns the best epoch's module
+/// and the run's state.
 fn fit<M: Module + Clone>(
     context: &FitContext,
     initial: M,
     train_forward: &TrainForward<M>,
     predict: &Predict<M>,
     observer: &mut dyn Observer,
-) -> Result<Fitted<M>, TrainError> {
+) -> Result<(M, RunState), TrainError> {
     let config = context.config;
     let template = initial.clone();
     let mut module = initial;
@@ -554,9 +527,5 @@ fn fit<M: Module + Clone>(
             .checkpoints
             .load_module(template, state.best_epoch)?
     };
-    Ok(Fitted {
-        module: best,
-        state,
-        probabilities: Vec::new(),
-    })
+    Ok((best, state))
 }
