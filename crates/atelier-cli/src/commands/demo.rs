@@ -117,7 +117,7 @@ pub async fn run(args: &DemoArgs, global: &GlobalArgs) -> CliResult {
                 .with_file_name(format!("images/{i:06}.jpg"))
         })
         .collect();
-    let tagged = crate::commands::tag::tag_files(&trained.model_dir, &sample).await?;
+    let (_, tagged) = crate::commands::tag::tag_files(&trained.model_dir, &sample, 16).await?;
     step_seconds.push(("tag", step_started.elapsed().as_secs_f64()));
     let summary = catalog.summary().await?;
     let seconds = started.elapsed().as_secs_f64();

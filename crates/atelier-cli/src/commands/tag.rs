@@ -23,14 +23,7 @@ pub async fn run(args: &TagArgs, global: &GlobalArgs) -> CliResult {
     let paths = expand_paths(&args.paths)?;
     let batch_size = args.batch_size;
     let json = global.json;
-    let (tagger, results) = tokio::task::spawn_blocking(move || {
-        let tagger = Tagger::load(&model_dir, &Device::flex())?;
-        let results = tagger.tag(&paths, batch_size);
-        Ok::<_, atelier_train::TrainError>((tagger, results))
-    })
-    .await
-    .map_err(|e| CliError::internal(format!("tagging thread failed: {e}")))?
-    .map_err(train_error)?;
+    let (tagger, results) = tag_files(&model_dir, &paths, batch_size).await?;
     let mut failed = 0;
     for result in &results {
         match &result.outcome {
@@ -87,18 +80,24 @@ pub async fn run(args: &TagArgs, global: &GlobalArgs) -> CliResult {
     Ok(())
 }
 
-/// Tags `paths` with the model in `model_dir` (used by the demo).
+/// Loads the model in `model_dir` and tags `paths` in batches of `batch_size`, off the async
+/// runtime; returns the loaded tagger (for its manifest) and one result per path.
 pub async fn tag_files(
     model_dir: &Path,
     paths: &[PathBuf],
-) -> CliResult<Vec<atelier_train::tagger::TagResult>> {
+    batch_size: usize,
+) -> CliResult<(Tagger, Vec<atelier_train::tagger::TagResult>)> {
     let (model_dir, paths) = (model_dir.to_path_buf(), paths.to_vec());
-    let results = tokio::task::spawn_blocking(move || {
-        Tagger::load(&model_dir, &Device::flex()).map(|tagger| tagger.tag(&paths, 16))
+    let tagged = tokio::task::spawn_blocking(move || {
+        Tagger::load(&model_dir, &Device::flex()).map(|tagger| {
+            let results = tagger.tag(&paths, batch_size);
+            (tagger, results)
+        })
     })
     .await
-    .map_err(|e| CliError::internal(format!("tagging thread failed: {e}")))??;
-    Ok(results)
+    .map_err(|e| CliError::internal(format!("tagging thread failed: {e}")))?
+    .map_err(train_error)?;
+    Ok(tagged)
 }
 
 /// `--model`: a model folder, `run-N`/`N` in a local store, a published NAME, NAME@VERSION or
