@@ -74,6 +74,10 @@ impl ModelManifest {
 
     /// A network of this architecture with untrained weights.
     pub fn build_net(&self, device: &Device) -> Result<FacetNet, TrainError> {
+        crate::init::exclusive(|| self.build_net_unlocked(device))
+    }
+
+    fn build_net_unlocked(&self, device: &Device) -> Result<FacetNet, TrainError> {
         let backbone = self.backbone.build(None, device)?;
         let stride = self.training.feature_stride;
         let [feature_dim, map_size, _] =

@@ -24,6 +24,7 @@ pub mod data;
 pub mod error;
 pub mod evaluate;
 pub mod features;
+pub mod init;
 pub mod input;
 pub mod job;
 pub mod loss;

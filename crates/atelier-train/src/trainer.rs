@@ -13,7 +13,6 @@
 //! the same steps as an uninterrupted one.
 
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::Instant;
 
 use burn::module::Module;
@@ -35,14 +34,13 @@ use crate::data::{Dataset, Part};
 use crate::error::TrainError;
 use crate::evaluate::{FacetEvaluation, Probabilities, evaluate, mean_macro_f1};
 use crate::features::{self, load_rgb};
+use crate::init::{self, materialize};
 use crate::input::{InputConfig, augmentation_seed, eval_planes, to_batch, train_planes};
 use crate::loss::facet_loss;
 use crate::model::{FacetHeads, FacetNet};
 use crate::progress::{EpochRecord, Observer};
 use crate::schedule::OptimizerChoice;
 use atelier_models::spatial_transformer::SpatialTransformerConfig;
-
-static INIT_LOCK: Mutex<()> = Mutex::new(());
 
 /// Per-facet logits for a batch (example indices) of a given epoch, on the training device.
 type TrainForward<'a, M> = dyn Fn(&M, &[usize], usize) -> Result<Vec<Tensor<2>>, TrainError> + 'a;
@@ -119,13 +117,9 @@ pub fn train(
     let classes: Vec<usize> = dataset.facets.iter().map(|f| f.labels.len()).collect();
     let pooled = matches!(config.head, crate::model::HeadKind::Pooled);
     let train_device = device.clone().autodiff();
-    // burn draws initial weights from one process-wide generator. Seeding it and building
-    // every module under one lock keeps the initial weights a function of the seed alone, even
-    // when another run (a test, a web-app job) initialises at the same time.
-    let (backbone, heads, spatial_transformer) = {
-        let _guard = INIT_LOCK
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+    // Seeding and building every module in one exclusive section keeps the initial weights a
+    // function of the seed alone, even when another run initialises at the same time.
+    let (backbone, heads, spatial_transformer) = init::exclusive(|| {
         device.seed(config.seed);
         let backbone = config.backbone.build(config.weights.as_deref(), &device)?;
         let [feature_dim, map_size, _] = BackboneChoice::feature_shape(
@@ -151,8 +145,8 @@ pub fn train(
         if let Some(transformer) = &spatial_transformer {
             materialize(transformer);
         }
-        (backbone, heads, spatial_transformer)
-    };
+        Ok::<_, TrainError>((backbone, heads, spatial_transformer))
+    })?;
     let input = InputConfig::new(
         config.image_size,
         atelier_models::Backbone::normalization(&backbone),
@@ -270,17 +264,6 @@ pub fn train(
         probabilities,
         evaluation,
     })
-}
-
-/// Forces every lazily initialised parameter of `module` to draw its initial value.
-fn materialize<M: Module>(module: &M) {
-    struct Touch;
-    impl burn::module::ModuleVisitor for Touch {
-        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
-            let _ = param.val();
-        }
-    }
-    module.visit(&mut Touch);
 }
 
 fn validate(dataset: &Dataset, config: &TrainConfig) -> Result<(), TrainError> {

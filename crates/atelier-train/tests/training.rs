@@ -169,9 +169,12 @@ fn a_frozen_backbone_stays_fixed_while_the_spatial_transformer_learns() {
     let weights = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../atelier-models/fixtures/tiny_cnn.safetensors");
     config.weights = Some(weights.clone());
-    let initial = BackboneChoice::Tiny
-        .build(Some(&weights), &Device::flex())
-        .unwrap();
+    // Built exclusively: the other test may be initialising its run in parallel.
+    let initial = atelier_train::init::exclusive(|| {
+        BackboneChoice::Tiny
+            .build(Some(&weights), &Device::flex())
+            .unwrap()
+    });
     let checkpoints = tempfile::tempdir().unwrap();
     let outcome = train(&data, &config, checkpoints.path(), None, &mut Silent).unwrap();
     assert_eq!(parameters(&outcome.net.backbone), parameters(&initial));
