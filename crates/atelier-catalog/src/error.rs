@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use crate::model::Status;
+
 /// Everything that can go wrong in the catalogue.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -54,8 +56,9 @@ pub enum CatalogError {
     Source { location: String, message: String },
 
     #[error(
-        "{location}: label {label:?} is not a label of facet {facet:?} (known: {known}); fix the \
-         value, or pass --allow-new-labels to add it at the end of the facet's label order"
+        "{location}: label {label:?} is not a label of facet {facet:?} (known: {known}); use one of \
+         the known labels (an import adds new ones at the end of the facet's label order with \
+         --allow-new-labels)"
     )]
     UnknownLabel {
         location: String,
@@ -92,6 +95,52 @@ pub enum CatalogError {
 
     #[error("the import stopped unexpectedly: {0}")]
     Interrupted(String),
+
+    #[error(
+        "invalid user name {0:?}: use 1 to 64 characters among letters A-Z a-z, digits 0-9 and \
+         . _ @ -"
+    )]
+    InvalidUser(String),
+
+    #[error("user {0:?} already exists; pick another name, or change that user's role or password")]
+    UserExists(String),
+
+    #[error("no user named {0:?}; list the users to see who exists, or add this one first")]
+    UnknownUser(String),
+
+    #[error("no label event with id {0}; take the id from the image's label history")]
+    UnknownEvent(i64),
+
+    /// An optimistic version check failed: someone else changed the label since it was read.
+    #[error(
+        "the {facet} label of image {image} was changed by someone else: you saw version \
+         {expected_version}, it is now version {current_version} with label {}; reload the image \
+         and apply your change again",
+        current_label.as_deref().map_or_else(|| "(none)".to_string(), |l| format!("{l:?}"))
+    )]
+    Conflict {
+        image: String,
+        facet: String,
+        expected_version: i64,
+        current_version: i64,
+        current_label: Option<String>,
+    },
+
+    #[error(
+        "image {image} is {status}: only active images can be relabelled; import it again (or \
+         fix the file and run a check) to make it active first"
+    )]
+    ImageNotActive { image: String, status: Status },
+
+    #[error(
+        "training run {run} has no predictions for facet {facet:?}; it trained: {trained}; pick \
+         one of those facets or another run"
+    )]
+    FacetNotInRun {
+        run: i64,
+        facet: String,
+        trained: String,
+    },
 }
 
 /// Maps a sqlx error to [`CatalogError::Database`] with what the catalogue was doing.

@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use crate::content::{ContentId, FileContent};
 use crate::error::{CatalogError, db};
 use crate::model::{Backend, ImportOptions, ImportProgress, ImportReport, Split, Status};
+use crate::review::REVIEW_SOURCE;
 use crate::source::{Batch, BoxCoords, Origin, SourcePlan, SourceReader, SourceRow};
 use crate::sql::{ParamStyle, assembled, insert_values, now_millis, placeholders, select_where_in};
 
@@ -119,6 +120,14 @@ struct ImageWrite {
     reason: Option<String>,
     source: String,
     design: Option<String>,
+}
+
+/// An image's stored label for one facet, as far as an import compares it.
+struct StoredLabel {
+    /// `None`: cleared.
+    label: Option<i64>,
+    /// Who set it: `import`, or `review` for a reviewer's change.
+    source: String,
 }
 
 struct LabelWrite {
@@ -387,7 +396,7 @@ impl<'a> Synchroniser<'a> {
         id: &str,
         labels: &[Option<i64>],
         stored: &StoredImage,
-        stored_labels: &HashMap<(String, i64), Option<i64>>,
+        stored_labels: &HashMap<(String, i64), StoredLabel>,
         stored_boxes: Option<&Vec<BoxCoords>>,
     ) {
         let owned = stored.source == self.plan.source;
@@ -450,11 +459,15 @@ impl<'a> Synchroniser<'a> {
             || image.design != stored.design;
 
         for (facet, new) in self.facets.iter().zip(labels) {
-            let old = stored_labels
-                .get(&(id.to_string(), facet.id))
-                .copied()
-                .flatten();
+            let stored = stored_labels.get(&(id.to_string(), facet.id));
+            let old = stored.and_then(|s| s.label);
             if old != *new {
+                // Reviewers fix the source's mistakes: their label stands until a reviewer
+                // changes it again.
+                if stored.is_some_and(|s| s.source == REVIEW_SOURCE) {
+                    self.report.kept_reviewed_labels += 1;
+                    continue;
+                }
                 changed = true;
                 writes.labels.push(LabelWrite {
                     image: id.to_string(),
@@ -822,15 +835,16 @@ async fn load_images(
     Ok(stored)
 }
 
+/// The stored labels of `ids`, per (image, facet).
 async fn load_labels(
     conn: &mut AnyConnection,
     style: ParamStyle,
     ids: &[String],
-) -> Result<HashMap<(String, i64), Option<i64>>, CatalogError> {
+) -> Result<HashMap<(String, i64), StoredLabel>, CatalogError> {
     let rows = select_where_in(
         conn,
         style,
-        "SELECT image_id, facet_id, label_id FROM labels WHERE image_id IN (",
+        "SELECT image_id, facet_id, label_id, source FROM labels WHERE image_id IN (",
         "",
         ids,
     )
@@ -841,7 +855,10 @@ async fn load_labels(
     for row in rows {
         stored.insert(
             (row.try_get(0).map_err(&get)?, row.try_get(1).map_err(&get)?),
-            row.try_get(2).map_err(&get)?,
+            StoredLabel {
+                label: row.try_get(2).map_err(&get)?,
+                source: row.try_get(3).map_err(&get)?,
+            },
         );
     }
     Ok(stored)

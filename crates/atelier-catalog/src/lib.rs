@@ -12,6 +12,11 @@
 //! - Labels are versioned and every change is recorded in `label_events`.
 //! - Training runs, their per-facet results and per-image predictions are stored by the
 //!   `runs` module ([`Catalog::create_run`], [`Catalog::record_run_results`]).
+//! - The review web app's storage: users and sessions ([`Catalog::add_user`],
+//!   [`Catalog::session`]), audited relabelling guarded by label versions
+//!   ([`Catalog::set_labels`], [`Catalog::undo_label_event`]), the review pages' queries
+//!   ([`Catalog::review_page`]) and the clean labels of synthetic catalogues
+//!   ([`Catalog::import_truth`]).
 //!
 //! Import rules, per source (the canonical path of the manifest or folder root):
 //! - an image the source lists for the first time is added; one whose labels, box, design or
@@ -21,6 +26,8 @@
 //!   again, it comes back;
 //! - a split is taken from the source or the content hash once, and never changes;
 //! - a label unknown to an existing facet aborts the import unless new labels are allowed;
+//! - a label a reviewer set (source `review`) is kept when the source says otherwise:
+//!   reviewers fix the source's mistakes (counted in [`ImportReport::kept_reviewed_labels`]);
 //! - a file that is missing or empty is recorded as `quarantined` under a placeholder id
 //!   (`missing-` + sha256 of its path).
 //!
@@ -34,11 +41,15 @@ mod import;
 mod manifest;
 mod model;
 mod queries;
+mod review;
 mod runs;
 mod source;
 mod sql;
+mod truth;
 mod url;
+mod users;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -54,11 +65,14 @@ pub use model::{
     ImageLabel, ImageRecord, ImageRef, ImportOptions, ImportProgress, ImportReport, LabelEvent,
     LabelSummary, ProgressFn, QuarantinedImage, Split, SplitCounts, Status,
 };
+pub use review::{LabelChange, LabelEdit, ReviewFilter, ReviewItem, ReviewPage, ReviewQuery};
 pub use runs::{
     LabelledImage, NewRun, PredictionRecord, PredictionRow, RunFacetResult, RunFinish, RunRecord,
     RunStatus,
 };
+pub use truth::TruthReport;
 pub use url::DEFAULT_DATABASE_URL;
+pub use users::{Role, SessionRecord, UserRecord};
 
 use error::db;
 use url::DatabaseTarget;
@@ -301,6 +315,150 @@ impl Catalog {
         facets: &[String],
     ) -> Result<Vec<(String, Vec<String>)>, CatalogError> {
         runs::facet_label_orders(&self.pool, facets).await
+    }
+
+    /// Adds a user. `name` is 1 to 64 characters of `[A-Za-z0-9._@-]`
+    /// ([`CatalogError::InvalidUser`] otherwise); a taken name is
+    /// [`CatalogError::UserExists`]. `password_hash` is stored as given (a PHC string).
+    pub async fn add_user(
+        &self,
+        name: &str,
+        role: Role,
+        password_hash: &str,
+    ) -> Result<(), CatalogError> {
+        users::add_user(&self.pool, name, role, password_hash).await
+    }
+
+    /// One user, or `None` if the name is unknown.
+    pub async fn user(&self, name: &str) -> Result<Option<UserRecord>, CatalogError> {
+        users::user(&self.pool, name).await
+    }
+
+    /// Every user, ordered by name.
+    pub async fn users(&self) -> Result<Vec<UserRecord>, CatalogError> {
+        users::users(&self.pool).await
+    }
+
+    /// Changes a user's role; open sessions get the new role at their next look-up. An
+    /// unknown name is [`CatalogError::UnknownUser`].
+    pub async fn set_user_role(&self, name: &str, role: Role) -> Result<(), CatalogError> {
+        users::set_user_role(&self.pool, name, role).await
+    }
+
+    /// Replaces a user's password hash and ends all of the user's sessions. An unknown name is
+    /// [`CatalogError::UnknownUser`].
+    pub async fn set_user_password(
+        &self,
+        name: &str,
+        password_hash: &str,
+    ) -> Result<(), CatalogError> {
+        users::set_user_password(&self.pool, self.backend, name, password_hash).await
+    }
+
+    /// Removes a user with all of the user's sessions (label events keep the name as their
+    /// actor). An unknown name is [`CatalogError::UnknownUser`].
+    pub async fn remove_user(&self, name: &str) -> Result<(), CatalogError> {
+        users::remove_user(&self.pool, self.backend, name).await
+    }
+
+    /// Stores a session of `user` under the hash of its token, valid until `expires_at` (UTC
+    /// unix milliseconds, like `now` of [`Catalog::session`]). An unknown user is
+    /// [`CatalogError::UnknownUser`].
+    pub async fn create_session(
+        &self,
+        token_hash: &str,
+        user: &str,
+        csrf_token: &str,
+        expires_at: i64,
+    ) -> Result<(), CatalogError> {
+        users::create_session(&self.pool, token_hash, user, csrf_token, expires_at).await
+    }
+
+    /// The session stored under `token_hash` with its user's current role, or `None` when the
+    /// hash is unknown or the session expired (`expires_at <= now`).
+    pub async fn session(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<Option<SessionRecord>, CatalogError> {
+        users::session(&self.pool, token_hash, now).await
+    }
+
+    /// Ends a session (logout); an unknown hash is not an error.
+    pub async fn delete_session(&self, token_hash: &str) -> Result<(), CatalogError> {
+        users::delete_session(&self.pool, token_hash).await
+    }
+
+    /// Deletes every session that expired by `now` and returns how many there were. Expired
+    /// sessions are already refused by [`Catalog::session`]; this only reclaims their rows.
+    pub async fn delete_expired_sessions(&self, now: i64) -> Result<u64, CatalogError> {
+        users::delete_expired_sessions(&self.pool, now).await
+    }
+
+    /// Applies label edits as a reviewer, all or nothing, in one transaction, and returns what
+    /// each did, in order. Each edit must name the label version it was based on
+    /// ([`LabelEdit::expected_version`]); if the label moved on since, the whole batch fails
+    /// with [`CatalogError::Conflict`] and nothing is written. An edit that asks for the label
+    /// the image already has writes nothing (`event_id: None`); any other writes the label
+    /// (source `review`, version + 1) and a label event with the actor, reason and run.
+    /// Unknown images, facets, labels or runs, and images that are not active, fail the batch
+    /// too.
+    pub async fn set_labels(&self, edits: &[LabelEdit]) -> Result<Vec<LabelChange>, CatalogError> {
+        review::set_labels(&self.pool, self.backend, edits).await
+    }
+
+    /// Reverts one label event: sets the event's image and facet back to the event's old label,
+    /// recorded as a new event by `actor` with the reason `undo of event {id}` and the event's
+    /// run. The label must still be the one the event set, else [`CatalogError::Conflict`]
+    /// describes what it is now; an unknown id is [`CatalogError::UnknownEvent`].
+    pub async fn undo_label_event(
+        &self,
+        event_id: i64,
+        actor: &str,
+    ) -> Result<LabelChange, CatalogError> {
+        review::undo_label_event(&self.pool, self.backend, event_id, actor).await
+    }
+
+    /// One page of a run's predictions for a facet, picked by [`ReviewFilter`], of active
+    /// images only, most confident first (ties by image id), with each image's current label
+    /// and version. `total` counts every matching item, not only the page's. An unknown run,
+    /// facet or label is an error, and so is a facet the run has no results for
+    /// ([`CatalogError::FacetNotInRun`]).
+    pub async fn review_page(&self, query: &ReviewQuery) -> Result<ReviewPage, CatalogError> {
+        review::review_page(&self.pool, query).await
+    }
+
+    /// A run's predictions of one image, in the run's facet order (empty if the run did not
+    /// predict the image). Unknown runs and images are errors.
+    pub async fn image_predictions(
+        &self,
+        image: &str,
+        run: i64,
+    ) -> Result<Vec<PredictionRecord>, CatalogError> {
+        review::image_predictions(&self.pool, image, run).await
+    }
+
+    /// Image id → (current label, version) for every active image with a label row for
+    /// `facet` (a cleared label is `None` with its version).
+    pub async fn current_labels(
+        &self,
+        facet: &str,
+    ) -> Result<HashMap<String, (Option<String>, i64)>, CatalogError> {
+        review::current_labels(&self.pool, facet).await
+    }
+
+    /// Stores the clean labels of a synthetic catalogue from the `truth.csv` that
+    /// `atelier synth` writes (`path,<facets...>,flipped`), replacing any stored before, in
+    /// one transaction. Rows are matched to images by path, resolved as an import resolves a
+    /// manifest's paths; rows that match no image are reported, not stored. A column that is
+    /// not a facet of the catalogue, or a label a facet does not know, fails the import.
+    pub async fn import_truth(&self, csv: &Path) -> Result<TruthReport, CatalogError> {
+        truth::import_truth(&self.pool, self.backend, csv).await
+    }
+
+    /// Image id → clean label of `facet`, for every image that has one stored.
+    pub async fn truth_labels(&self, facet: &str) -> Result<HashMap<String, String>, CatalogError> {
+        truth::truth_labels(&self.pool, facet).await
     }
 }
 

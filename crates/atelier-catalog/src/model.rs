@@ -152,6 +152,9 @@ pub struct ImportReport {
     pub quarantined: u64,
     /// Rows skipped because an earlier row has the same content.
     pub duplicates: u64,
+    /// Labels the source would have changed but that a reviewer had set (source `review`):
+    /// the reviewer's label is kept.
+    pub kept_reviewed_labels: u64,
     pub warnings: Vec<String>,
 }
 

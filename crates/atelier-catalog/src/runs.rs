@@ -286,7 +286,10 @@ async fn refusal(
     }
 }
 
-async fn ensure_run_exists(conn: &mut AnyConnection, run: i64) -> Result<(), CatalogError> {
+pub(crate) async fn ensure_run_exists(
+    conn: &mut AnyConnection,
+    run: i64,
+) -> Result<(), CatalogError> {
     let found = sqlx::query("SELECT 1 FROM runs WHERE id = $1")
         .bind(run)
         .fetch_optional(&mut *conn)
@@ -355,7 +358,7 @@ fn parse_json<T: serde::de::DeserializeOwned>(
 }
 
 /// The catalogue's facets and labels, read once per operation (both tables are small).
-struct Vocabulary {
+pub(crate) struct Vocabulary {
     /// (id, name) in creation order.
     facets: Vec<(i64, String)>,
     /// Per facet id: labels in their stored order, with their ids.
@@ -363,7 +366,7 @@ struct Vocabulary {
 }
 
 impl Vocabulary {
-    async fn load(conn: &mut AnyConnection) -> Result<Vocabulary, CatalogError> {
+    pub(crate) async fn load(conn: &mut AnyConnection) -> Result<Vocabulary, CatalogError> {
         let context = "loading facets and labels";
         let facets = sqlx::query("SELECT id, name FROM facets ORDER BY id")
             .fetch_all(&mut *conn)
@@ -390,7 +393,8 @@ impl Vocabulary {
         Ok(Vocabulary { facets, labels })
     }
 
-    fn facet_id(&self, name: &str) -> Result<i64, CatalogError> {
+    /// The id of the facet named `name`, or [`CatalogError::UnknownFacet`] listing the others.
+    pub(crate) fn facet_id(&self, name: &str) -> Result<i64, CatalogError> {
         self.facets
             .iter()
             .find(|(_, n)| n == name)
@@ -406,19 +410,51 @@ impl Vocabulary {
             })
     }
 
-    fn labels(&self, facet: i64) -> &[(String, i64)] {
+    /// The name of the facet with id `id`.
+    pub(crate) fn facet_name(&self, id: i64) -> Option<&str> {
+        self.facets
+            .iter()
+            .find(|(facet, _)| *facet == id)
+            .map(|(_, name)| name.as_str())
+    }
+
+    /// A facet's labels with their ids, in stored order.
+    pub(crate) fn labels(&self, facet: i64) -> &[(String, i64)] {
         self.labels.get(&facet).map_or(&[], Vec::as_slice)
     }
 
     /// Label name → id for one facet, for the many lookups of a results write.
-    fn label_ids(&self, facet: i64) -> HashMap<&str, i64> {
+    pub(crate) fn label_ids(&self, facet: i64) -> HashMap<&str, i64> {
         self.labels(facet)
             .iter()
             .map(|(name, id)| (name.as_str(), *id))
             .collect()
     }
 
-    fn unknown_label(&self, facet: i64, location: String, label: &str) -> CatalogError {
+    /// Label id → name for one facet, to turn rows read by id back into names.
+    pub(crate) fn label_names(&self, facet: i64) -> HashMap<i64, &str> {
+        self.labels(facet)
+            .iter()
+            .map(|(name, id)| (*id, name.as_str()))
+            .collect()
+    }
+
+    /// The id of label `label` of facet `facet`, or [`CatalogError::UnknownLabel`] at
+    /// `location` listing the facet's labels.
+    pub(crate) fn label_id(
+        &self,
+        facet: i64,
+        label: &str,
+        location: impl FnOnce() -> String,
+    ) -> Result<i64, CatalogError> {
+        self.labels(facet)
+            .iter()
+            .find(|(name, _)| name == label)
+            .map(|(_, id)| *id)
+            .ok_or_else(|| self.unknown_label(facet, location(), label))
+    }
+
+    pub(crate) fn unknown_label(&self, facet: i64, location: String, label: &str) -> CatalogError {
         let name = self
             .facets
             .iter()
@@ -742,8 +778,7 @@ pub(crate) async fn predictions(
         None => None,
     };
     let sql = format!(
-        "SELECT p.image_id, i.uri, f.name, p.split, l.label, pl.label, p.confidence, p.scores, \
-                p.out_of_fold \
+        "SELECT {PREDICTION_COLUMNS} \
          FROM predictions p \
          JOIN run_facets rf ON rf.run_id = p.run_id AND rf.facet_id = p.facet_id \
          JOIN images i ON i.id = p.image_id \
@@ -763,35 +798,41 @@ pub(crate) async fn predictions(
         query = query.bind(id);
     }
     let rows = query.fetch_all(&mut *conn).await.map_err(db(context))?;
-    rows.iter()
-        .map(|row| {
-            let get = db(context);
-            let split: String = row.try_get(3).map_err(&get)?;
-            let scores: String = row.try_get(7).map_err(&get)?;
-            let out_of_fold: i64 = row.try_get(8).map_err(&get)?;
-            Ok(PredictionRecord {
-                image_id: row.try_get(0).map_err(&get)?,
-                uri: row.try_get(1).map_err(&get)?,
-                facet: row.try_get(2).map_err(&get)?,
-                split: Split::from_db(&split)?,
-                label: row.try_get(4).map_err(&get)?,
-                predicted: row.try_get(5).map_err(&get)?,
-                confidence: row.try_get(6).map_err(&get)?,
-                scores: parse_json("predictions", "scores", &scores)?,
-                out_of_fold: match out_of_fold {
-                    0 => false,
-                    1 => true,
-                    other => {
-                        return Err(CatalogError::Corrupt {
-                            table: "predictions",
-                            column: "out_of_fold",
-                            value: other.to_string(),
-                        });
-                    }
-                },
-            })
-        })
-        .collect()
+    rows.iter().map(prediction_record).collect()
+}
+
+/// The columns [`prediction_record`] reads, for a query over `predictions p` joined to
+/// `images i`, `facets f`, `facet_labels pl` (predicted) and `facet_labels l` (label, LEFT).
+pub(crate) const PREDICTION_COLUMNS: &str = "p.image_id, i.uri, f.name, p.split, l.label, \
+     pl.label, p.confidence, p.scores, p.out_of_fold";
+
+/// One row selected with [`PREDICTION_COLUMNS`].
+pub(crate) fn prediction_record(row: &AnyRow) -> Result<PredictionRecord, CatalogError> {
+    let get = db("reading predictions");
+    let split: String = row.try_get(3).map_err(&get)?;
+    let scores: String = row.try_get(7).map_err(&get)?;
+    let out_of_fold: i64 = row.try_get(8).map_err(&get)?;
+    Ok(PredictionRecord {
+        image_id: row.try_get(0).map_err(&get)?,
+        uri: row.try_get(1).map_err(&get)?,
+        facet: row.try_get(2).map_err(&get)?,
+        split: Split::from_db(&split)?,
+        label: row.try_get(4).map_err(&get)?,
+        predicted: row.try_get(5).map_err(&get)?,
+        confidence: row.try_get(6).map_err(&get)?,
+        scores: parse_json("predictions", "scores", &scores)?,
+        out_of_fold: match out_of_fold {
+            0 => false,
+            1 => true,
+            other => {
+                return Err(CatalogError::Corrupt {
+                    table: "predictions",
+                    column: "out_of_fold",
+                    value: other.to_string(),
+                });
+            }
+        },
+    })
 }
 
 pub(crate) async fn training_images(

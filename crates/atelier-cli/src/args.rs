@@ -65,6 +65,11 @@ pub enum Command {
     Backbone(BackboneArgs),
     /// Train a model (`atelier train facets ...`).
     Train(TrainArgs),
+    /// Train a new run with a run's stored options on the catalogue's current labels.
+    Retrain(RetrainArgs),
+    /// A run's likely mistagged images (confident learning on out-of-sample predictions),
+    /// largest margin first.
+    Mistags(MistagsArgs),
     /// List training runs, newest first.
     Runs,
     /// Print a run's per-class precision, recall and F1 tables (or its predictions).
@@ -73,6 +78,48 @@ pub enum Command {
     Tag(TagArgs),
     /// Published models in the store (--store): list, show, push, pull, promote, rm.
     Models(ModelsArgs),
+    /// The review web app: runs, F1 views, false negatives/positives, mistags, retagging.
+    Serve(ServeArgs),
+    /// Who may log in to the web app: add, list, role, password, remove.
+    Users(UsersArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// HOST:PORT to listen on (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: String,
+    /// Where retrains started from the app keep their per-epoch checkpoints.
+    #[arg(long, default_value = "checkpoints")]
+    pub checkpoint_dir: PathBuf,
+    /// Where thumbnails are kept (default: ~/.cache/atelier/thumbnails).
+    #[arg(long)]
+    pub thumbnail_cache: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct UsersArgs {
+    #[command(subcommand)]
+    pub action: UsersAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersAction {
+    /// Add a user; the password is asked for (or read from standard input's first line).
+    Add {
+        name: String,
+        /// viewer (reads), reviewer (also retags and retrains) or admin (also manages users).
+        #[arg(long, default_value = "reviewer")]
+        role: String,
+    },
+    /// List users with their roles.
+    List,
+    /// Change a user's role.
+    Role { name: String, role: String },
+    /// Set a new password (asked for, or read from standard input); closes their sessions.
+    Password { name: String },
+    /// Remove a user and close their sessions.
+    Remove { name: String },
 }
 
 #[derive(Debug, Args)]
@@ -162,6 +209,12 @@ pub struct TrainFacetsArgs {
     /// cpu (burn's pure-Rust backend) or vulkan (a build with the `vulkan` feature).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Also train K models on K folds of the train split (0: off, or at least 2), each without
+    /// its fold, so that every train image gets a prediction from a model that never saw it
+    /// (for `atelier mistags`; train tables then come from these). Cheap with
+    /// --freeze-backbone (shared feature cache); K more full trainings otherwise.
+    #[arg(long, default_value_t = 0)]
+    pub folds: usize,
     /// Continue run RUN from its last checkpoint (its stored options are used).
     #[arg(long)]
     pub resume: Option<i64>,
@@ -171,6 +224,26 @@ pub struct TrainFacetsArgs {
     /// After training, publish the model to the store (--store) as the next version of NAME.
     #[arg(long, value_name = "NAME")]
     pub publish: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RetrainArgs {
+    /// The run whose options (facets, backbone, folds, everything) the new run repeats.
+    pub run: i64,
+    /// Where the new run keeps its checkpoints. Default: where RUN kept its own.
+    #[arg(long)]
+    pub checkpoint_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct MistagsArgs {
+    pub run: i64,
+    /// Only this facet (default: every facet of the run).
+    #[arg(long)]
+    pub facet: Option<String>,
+    /// Show at most this many images (precision@k is computed on the whole queue).
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
 }
 
 #[derive(Debug, Args)]
@@ -306,6 +379,10 @@ pub struct ImportArgs {
     /// Accept labels unknown to an existing facet (appended to the end of its order).
     #[arg(long)]
     pub allow_new_labels: bool,
+    /// PATH is a truth.csv from `atelier synth --label-noise`: store its clean labels for
+    /// already imported images (the mistag queue then reports precision@k against them).
+    #[arg(long)]
+    pub truth: bool,
 }
 
 #[derive(Debug, Args)]
@@ -351,6 +428,19 @@ pub struct DemoArgs {
     /// Training epochs over the cached backbone features.
     #[arg(long, default_value_t = 30)]
     pub epochs: usize,
+    /// Share of (image, facet) labels the renderer flips on purpose, for the mistag queue to
+    /// find (its known flips are imported as truth, so the app reports precision@k).
+    #[arg(long, default_value_t = 0.05)]
+    pub label_noise: f64,
+    /// Cross-fitting folds for out-of-fold train scores (0 turns them off).
+    #[arg(long, default_value_t = 3)]
+    pub folds: usize,
+    /// Where the web app listens at the end (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: String,
+    /// Stop after tagging instead of starting the web app.
+    #[arg(long)]
+    pub no_serve: bool,
     /// Network input size in pixels.
     #[arg(long, default_value_t = 224)]
     pub image_size: u32,

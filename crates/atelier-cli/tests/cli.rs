@@ -289,6 +289,7 @@ fn demo_runs_the_loop_and_a_rerun_changes_nothing() {
         "24",
         "--size",
         "96",
+        "--no-serve",
         "--json",
     ];
     let run = |args: &[&str]| {

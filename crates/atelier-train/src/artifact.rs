@@ -1,19 +1,23 @@
 //! A trained model as a folder of files: `model.json` (architecture, input, facets with label
 //! orders, class weights, training configuration, run id), `weights.bpk` (every parameter and
-//! batch-norm statistic of the network) and `metrics.json` (the run's F1 tables).
+//! batch-norm statistic of the network), `metrics.json` (the run's F1 tables) and, for a model
+//! trained from the catalogue, `lineage.json` (which labels it learnt from).
 //!
 //! The folder is written under a temporary name and renamed into place, so a reader never sees
 //! half a model. The model store (`atelier-store`) moves these folders to object storage.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use crate::backbones::BackboneChoice;
 use crate::checkpoint::{load_module, read_json, save_module, write_json_atomically};
 use crate::config::TrainConfig;
-use crate::data::FacetSpec;
+use crate::data::{Dataset, FacetSpec};
 use crate::error::TrainError;
 use crate::evaluate::FacetEvaluation;
 use crate::input::InputConfig;
@@ -23,6 +27,8 @@ use burn::prelude::*;
 pub const MODEL_FILE: &str = "model.json";
 pub const WEIGHTS_FILE: &str = "weights.bpk";
 pub const METRICS_FILE: &str = "metrics.json";
+/// Written next to `model.json` by a catalogue run: where the model's data came from.
+pub const LINEAGE_FILE: &str = "lineage.json";
 const FORMAT: &str = "atelier-facet-model";
 const FORMAT_VERSION: u32 = 1;
 
@@ -151,4 +157,63 @@ fn partial_name(dir: &Path) -> PathBuf {
     let mut name = dir.file_name().unwrap_or_default().to_os_string();
     name.push(".partial");
     dir.with_file_name(name)
+}
+
+/// Writes `lineage.json` into a model folder: the hash of the catalogue labels the run used,
+/// image counts per split and per label, the run, and what the network started from.
+///
+/// The label snapshot hash is the SHA-256 of the sorted lines `image_id TAB split TAB facet
+/// TAB label`, one per labelled (image, facet) pair of the run: two models trained on the same
+/// labels of the same images have the same hash, whatever the catalogue's row order.
+pub fn write_lineage(
+    dir: &Path,
+    dataset: &Dataset,
+    run: i64,
+    config: &TrainConfig,
+) -> Result<(), TrainError> {
+    write_json_atomically(&dir.join(LINEAGE_FILE), &lineage(dataset, run, config))
+}
+
+fn lineage(dataset: &Dataset, run: i64, config: &TrainConfig) -> Value {
+    let mut lines = Vec::new();
+    let mut images: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut labels: BTreeMap<&str, BTreeMap<&str, BTreeMap<&str, u64>>> = BTreeMap::new();
+    for example in &dataset.examples {
+        let split = example.split.as_str();
+        *images.entry(split).or_default() += 1;
+        for (facet, target) in dataset.facets.iter().zip(&example.targets) {
+            let Some(label) = target.and_then(|t| facet.labels.get(t)) else {
+                continue;
+            };
+            lines.push(format!(
+                "{}\t{split}\t{}\t{label}\n",
+                example.image_id, facet.name
+            ));
+            *labels
+                .entry(&facet.name)
+                .or_default()
+                .entry(label)
+                .or_default()
+                .entry(split)
+                .or_default() += 1;
+        }
+    }
+    lines.sort();
+    let mut hasher = Sha256::new();
+    for line in &lines {
+        hasher.update(line.as_bytes());
+    }
+    json!({
+        "format": "atelier-lineage",
+        "format_version": 1,
+        "run": run,
+        "catalog_label_snapshot_sha256": hex::encode(hasher.finalize()),
+        "labelled_pairs": lines.len(),
+        "images": images,
+        "labels": labels,
+        // Training starts from a backbone's weights file, never from a stored model (yet); a
+        // retrain (`parent_run`) starts from the same weights file as its parent.
+        "parent_model": Value::Null,
+        "pretrained_weights": config.weights,
+    })
 }

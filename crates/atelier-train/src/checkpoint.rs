@@ -5,6 +5,8 @@
 //! - `epoch-NNNN/model.bpk` and `optimizer.bpk`: the trainable module and the optimiser state
 //!   after epoch NNNN (burnpack files, which keep parameter ids so the optimiser state maps back).
 //! - `state.json`: which epoch folder is current, which is the best so far, and the history.
+//! - `fold-K/`: the same layout for fold model K of a run with `folds` (see [`crate::folds`]);
+//!   pruning touches only `epoch-*` folders, so these survive the main model's saves.
 //!
 //! An epoch folder is written under a temporary name and renamed into place; `state.json` is
 //! replaced (also by rename) only after that, and older folders are deleted last. A crash at

@@ -56,6 +56,12 @@ pub struct TrainConfig {
     pub patience: Option<usize>,
     pub seed: u64,
     pub device: DeviceChoice,
+    /// Cross-fitting for out-of-fold predictions: 0 (off) or K >= 2. After the main model, K
+    /// more models of this configuration are each trained without one K-th of the train split
+    /// and predict it (see [`crate::folds`]); the run's train-split predictions and train
+    /// tables then come from models that never saw the image.
+    #[serde(default)]
+    pub folds: usize,
 }
 
 impl TrainConfig {
@@ -83,6 +89,7 @@ impl TrainConfig {
             patience: None,
             seed: 1,
             device: DeviceChoice::Cpu,
+            folds: 0,
         }
     }
 

@@ -30,6 +30,10 @@ pub enum TrainError {
     Artifact { path: PathBuf, problem: String },
     #[error(transparent)]
     Catalog(#[from] atelier_catalog::CatalogError),
+    /// The thread a run trained on stopped without an answer (a panic); the run's checkpoints
+    /// are kept, so it can be resumed.
+    #[error("the training thread stopped unexpectedly: {0}")]
+    Thread(String),
 }
 
 impl TrainError {

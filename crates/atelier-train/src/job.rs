@@ -61,6 +61,8 @@ pub async fn load_dataset(catalog: &Catalog, facets: &[String]) -> Result<Datase
 }
 
 /// Stores a run's F1 tables, class weights and per-image predictions, replacing earlier ones.
+/// `out_of_fold` says, per example, whether its probabilities come from a cross-fitted model
+/// that never saw it (see [`crate::folds`]); an empty slice means none does.
 pub async fn record_results(
     catalog: &Catalog,
     run: i64,
@@ -68,7 +70,15 @@ pub async fn record_results(
     class_weights: &[Vec<f64>],
     evaluation: &[FacetEvaluation],
     probabilities: &Probabilities,
+    out_of_fold: &[bool],
 ) -> Result<(), TrainError> {
+    if !out_of_fold.is_empty() && out_of_fold.len() != dataset.examples.len() {
+        return Err(TrainError::Config(format!(
+            "run {run}: {} out-of-fold flags for {} images; give one per image or none",
+            out_of_fold.len(),
+            dataset.examples.len()
+        )));
+    }
     let facets: Vec<RunFacetResult> = evaluation
         .iter()
         .zip(class_weights)
@@ -82,7 +92,7 @@ pub async fn record_results(
         .collect();
     let mut rows = Vec::with_capacity(dataset.examples.len() * dataset.facets.len());
     for (f, facet) in dataset.facets.iter().enumerate() {
-        for (example, scores) in dataset.examples.iter().zip(&probabilities[f]) {
+        for (i, (example, scores)) in dataset.examples.iter().zip(&probabilities[f]).enumerate() {
             let (best, confidence) = argmax(scores);
             rows.push(PredictionRow {
                 image_id: example.image_id.clone(),
@@ -95,7 +105,7 @@ pub async fn record_results(
                 predicted: facet.labels[best].clone(),
                 confidence: f64::from(confidence),
                 scores: scores.clone(),
-                out_of_fold: false,
+                out_of_fold: out_of_fold.get(i).copied().unwrap_or(false),
             });
         }
     }

@@ -10,10 +10,13 @@
 //!   ([`features`]);
 //! - the training loop with checkpoints and resume ([`trainer`], [`checkpoint`]);
 //! - per-class precision/recall/F1 tables and confusion matrices ([`metrics`], [`evaluate`]);
-//! - model artifacts and tagging new images with them ([`artifact`], [`tagger`]).
+//! - model artifacts and tagging new images with them ([`artifact`], [`tagger`]);
+//! - cross-fitted out-of-fold predictions for the train split ([`folds`]) and the
+//!   confident-learning queue of likely mistagged images built from them ([`mistags`]).
 //!
 //! Training itself never touches the catalogue; [`job`] reads a dataset from it and stores a
-//! run's results back, for the command line and the web app alike. Progress goes to an
+//! run's results back, and [`runner`] drives a catalogue run from creation to completion
+//! (including `retrain`), for the command line and the web app alike. Progress goes to an
 //! [`progress::Observer`], so this crate draws nothing.
 
 pub mod artifact;
@@ -24,13 +27,16 @@ pub mod data;
 pub mod error;
 pub mod evaluate;
 pub mod features;
+pub mod folds;
 pub mod init;
 pub mod input;
 pub mod job;
 pub mod loss;
 pub mod metrics;
+pub mod mistags;
 pub mod model;
 pub mod progress;
+pub mod runner;
 pub mod schedule;
 pub mod tagger;
 pub mod trainer;
@@ -39,4 +45,5 @@ pub use backbones::BackboneChoice;
 pub use config::{DeviceChoice, TrainConfig};
 pub use data::{Dataset, Example, FacetSpec, Split};
 pub use error::TrainError;
+pub use runner::{FinishedRun, RunPaths, create_retrain, create_run, execute_run};
 pub use trainer::{TrainOutcome, train};

@@ -1,8 +1,15 @@
 //! How a long job reports what it is doing, so that the command line can draw progress bars and
 //! the web app can show a job's state, without this crate knowing about either.
 
+use crate::config::TrainConfig;
+
 /// Receives progress events. Every method has an empty default.
 pub trait Observer: Send {
+    /// A catalogue run is about to train (sent once, before any phase).
+    fn run_start(&mut self, _start: &RunStart) {}
+    /// Cross-fitting: fold model `fold` (1-based) of `folds` starts; its phases follow, and
+    /// it will predict `held_out` train images it never sees.
+    fn fold_start(&mut self, _fold: usize, _folds: usize, _held_out: usize) {}
     /// A phase starts (`"features"`, `"epoch 3/10"`, `"evaluate"`), with `total` units of work.
     fn phase(&mut self, _name: &str, _total: u64) {}
     /// `done` units of the current phase are finished; `loss` is the running mean loss when
@@ -12,6 +19,16 @@ pub trait Observer: Send {
     fn epoch_end(&mut self, _record: &EpochRecord) {}
     /// The current phase ended.
     fn phase_end(&mut self) {}
+}
+
+/// What a catalogue run trains on, as it starts.
+#[derive(Debug, Clone, Copy)]
+pub struct RunStart<'a> {
+    pub run: i64,
+    pub config: &'a TrainConfig,
+    /// Images of the catalogue's train split in the dataset.
+    pub train_images: usize,
+    pub test_images: usize,
 }
 
 /// An observer that ignores everything.

@@ -1,9 +1,12 @@
-//! `atelier demo`: the whole loop on synthetic data: render a catalogue, import and check it,
-//! train a facet tagger on EfficientNet-Lite0 (frozen ImageNet features, spatial heads), print
-//! its F1 tables, and tag a few files with the saved model.
+//! `atelier demo`: the whole loop on synthetic data: render a catalogue (with a share of its
+//! labels flipped on purpose), import and check it, train a facet tagger on EfficientNet-Lite0
+//! (frozen ImageNet features, spatial heads, out-of-fold scores for the train split), print its
+//! F1 tables and the mistag queue's precision against the known flips, tag a few files with
+//! the saved model, and start the review web app with a demo login.
 //!
 //! Re-running it is safe: the renderer is deterministic, so the second import finds every image
-//! unchanged; each run trains a new model (a new run in the catalogue).
+//! unchanged (labels a reviewer fixed are kept); each run trains a new model (a new run in the
+//! catalogue).
 
 use std::time::Instant;
 
@@ -35,9 +38,10 @@ pub async fn run(args: &DemoArgs, global: &GlobalArgs) -> CliResult {
     let mut step_started = Instant::now();
     let synth_dir = args.dir.join("synth");
     say(format!(
-        "1/5 rendering {} synthetic dress photos into {}",
+        "1/6 rendering {} synthetic dress photos into {} ({:.0} % of labels flipped on purpose)",
         args.count,
-        synth_dir.display()
+        synth_dir.display(),
+        args.label_noise * 100.0
     ));
     let rendered = synth::render(
         SynthOptions {
@@ -45,7 +49,7 @@ pub async fn run(args: &DemoArgs, global: &GlobalArgs) -> CliResult {
             count: args.count,
             seed: args.seed,
             size: args.size,
-            label_noise: 0.0,
+            label_noise: args.label_noise,
         },
         json,
     )
@@ -54,7 +58,7 @@ pub async fn run(args: &DemoArgs, global: &GlobalArgs) -> CliResult {
     step_started = Instant::now();
 
     say(format!(
-        "2/5 importing {} into {db_url}",
+        "2/6 importing {} into {db_url}",
         rendered.manifest.display()
     ));
     let catalog = open_catalog(&db_url).await?;
@@ -62,6 +66,7 @@ pub async fn run(args: &DemoArgs, global: &GlobalArgs) -> CliResult {
         path: rendered.manifest.clone(),
         test_fraction: 0.1,
         allow_new_labels: false,
+        truth: false,
     };
     let imported = import::import(&catalog, &import_args, json).await?;
     // Reports read better in the renderer's natural order (mini → maxi) than alphabetically.
@@ -78,20 +83,31 @@ pub async fn run(args: &DemoArgs, global: &GlobalArgs) -> CliResult {
             .collect();
         catalog.set_label_order(&stored.name, &labels).await?;
     }
+    // The renderer's clean labels, so the mistag queue can be scored against the flips.
+    let truth = catalog.import_truth(&rendered.truth).await?;
     if !json {
         import::print_report(&imported);
+        import::print_truth_report(&truth);
     }
     step_seconds.push(("import", step_started.elapsed().as_secs_f64()));
     step_started = Instant::now();
 
-    say("3/5 decoding every image (quarantining unusable files)".to_string());
+    say("3/6 decoding every image (quarantining unusable files)".to_string());
     let checked = check::check(&catalog, DecodeLimits::default(), json).await?;
     step_seconds.push(("check", step_started.elapsed().as_secs_f64()));
     step_started = Instant::now();
 
     say(format!(
-        "4/5 training a facet tagger ({} epochs over frozen EfficientNet-Lite0 features)",
-        args.epochs
+        "4/6 training a facet tagger ({} epochs over frozen EfficientNet-Lite0 features{})",
+        args.epochs,
+        if args.folds > 0 {
+            format!(
+                ", then {} out-of-fold models for honest train scores",
+                args.folds
+            )
+        } else {
+            String::new()
+        }
     ));
     ensure_lite0_weights(json)?;
     let store = if global.store == GlobalArgs::DEFAULT_STORE {
@@ -109,7 +125,7 @@ pub async fn run(args: &DemoArgs, global: &GlobalArgs) -> CliResult {
     step_seconds.push(("train", step_started.elapsed().as_secs_f64()));
     step_started = Instant::now();
 
-    say("5/5 tagging a few photos with the saved model".to_string());
+    say("5/6 tagging a few photos with the saved model".to_string());
     let sample: Vec<std::path::PathBuf> = (0..3)
         .map(|i| {
             rendered
@@ -119,6 +135,9 @@ pub async fn run(args: &DemoArgs, global: &GlobalArgs) -> CliResult {
         .collect();
     let (_, tagged) = crate::commands::tag::tag_files(&trained.model_dir, &sample, 16).await?;
     step_seconds.push(("tag", step_started.elapsed().as_secs_f64()));
+    let queue = atelier_train::mistags::mistag_queue(&catalog, trained.run, None)
+        .await
+        .map_err(train::train_error)?;
     let summary = catalog.summary().await?;
     let seconds = started.elapsed().as_secs_f64();
     if json {
@@ -131,6 +150,7 @@ pub async fn run(args: &DemoArgs, global: &GlobalArgs) -> CliResult {
             "run": trained.run,
             "model": trained.model_dir,
             "facets": trained.summary["facets"],
+            "mistags": {"queue": queue.items.len(), "precision_at": queue.precision_at, "known_flips": queue.known_flips},
             "seconds": seconds,
             "step_seconds": step_seconds.iter().map(|(s, t)| (s.to_string(), serde_json::Value::from(*t))).collect::<serde_json::Map<String, serde_json::Value>>(),
         }));
@@ -154,6 +174,18 @@ pub async fn run(args: &DemoArgs, global: &GlobalArgs) -> CliResult {
         .map(|(step, t)| format!("{step} {t:.1} s"))
         .collect();
     println!(
+        "suspected mistags: {} in the queue of run {}{}",
+        queue.items.len(),
+        trained.run,
+        match queue.known_flips {
+            Some(flips) => format!(" ({flips} labels were flipped on purpose)"),
+            None => String::new(),
+        }
+    );
+    for (k, precision) in &queue.precision_at {
+        println!("  precision@{k} against the known flips: {precision:.2}");
+    }
+    println!(
         "done in {seconds:.1} s ({}). Explore with:",
         steps.join(", ")
     );
@@ -165,7 +197,50 @@ pub async fn run(args: &DemoArgs, global: &GlobalArgs) -> CliResult {
     println!("  {exe} --db {db_url} eval {run}            # per-class precision/recall/F1");
     println!("  {exe} --db {db_url} --store {store} tag PHOTO.jpg");
     println!("  {exe} --db {db_url} runs");
-    Ok(())
+    println!("  {exe} --db {db_url} mistags {run}");
+    if args.no_serve {
+        return Ok(());
+    }
+    println!();
+    println!("6/6 starting the review web app");
+    serve_demo(catalog, &args.addr, &db_url, &store, &args.dir).await
+}
+
+/// The demo's login: an admin, so every page and action can be tried.
+const DEMO_USER: &str = "demo";
+const DEMO_PASSWORD: &str = "atelier-demo";
+
+/// Creates (or resets) the demo login and serves the app until the process is stopped.
+async fn serve_demo(
+    catalog: atelier_catalog::Catalog,
+    addr: &str,
+    db_url: &str,
+    store: &str,
+    dir: &std::path::Path,
+) -> CliResult {
+    let hash = atelier_web::hash_password(DEMO_PASSWORD)
+        .map_err(|e| crate::error::CliError::internal(e.to_string()))?;
+    if catalog.user(DEMO_USER).await?.is_some() {
+        catalog.set_user_password(DEMO_USER, &hash).await?;
+        catalog
+            .set_user_role(DEMO_USER, atelier_catalog::Role::Admin)
+            .await?;
+    } else {
+        catalog
+            .add_user(DEMO_USER, atelier_catalog::Role::Admin, &hash)
+            .await?;
+    }
+    let addr: std::net::SocketAddr = addr.parse().map_err(|e| {
+        crate::error::CliError::bad_input(format!("--addr {addr}: {e}; use HOST:PORT"))
+    })?;
+    let config = atelier_web::AppConfig {
+        run_paths: train::run_paths(&dir.join("checkpoints"), store)?,
+        thumbnail_cache: dir.join("thumbnails"),
+    };
+    println!(
+        "  log in as {DEMO_USER} / {DEMO_PASSWORD} (an admin; add people with `atelier --db {db_url} users add NAME`)"
+    );
+    crate::commands::serve::serve(catalog, config, addr).await
 }
 
 /// The demo's training options: frozen ImageNet features with spatial heads, which reach the
@@ -193,6 +268,8 @@ fn demo_training(args: &DemoArgs) -> CliResult<TrainFacetsArgs> {
         checkpoints.to_str().unwrap_or("checkpoints"),
         "--class-weights",
         "effective",
+        "--folds",
+        &args.folds.to_string(),
     ])
     .map_err(|e| crate::error::CliError::internal(format!("demo training options: {e}")))?;
     Ok(options.train)

@@ -35,6 +35,7 @@ pub async fn run(catalog: &Catalog, args: &EvalArgs, json: bool) -> CliResult {
                 "predicted": prediction.predicted,
                 "confidence": prediction.confidence,
                 "scores": prediction.scores,
+                "out_of_fold": prediction.out_of_fold,
             });
             if json {
                 print_json(&line)?;

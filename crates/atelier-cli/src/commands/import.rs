@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use atelier_catalog::{Catalog, ImportOptions, ImportReport};
+use atelier_catalog::{Catalog, ImportOptions, ImportReport, TruthReport};
 
 use crate::args::ImportArgs;
 use crate::error::{CliError, CliResult};
@@ -10,6 +10,14 @@ use crate::output::print_json;
 use crate::progress;
 
 pub async fn run(catalog: &Catalog, args: &ImportArgs, json: bool) -> CliResult {
+    if args.truth {
+        let report = catalog.import_truth(&args.path).await?;
+        if json {
+            return print_json(&report);
+        }
+        print_truth_report(&report);
+        return Ok(());
+    }
     let report = import(catalog, args, json).await?;
     if json {
         return print_json(&report);
@@ -43,6 +51,19 @@ pub async fn import(catalog: &Catalog, args: &ImportArgs, json: bool) -> CliResu
         eprintln!("warning: {warning}");
     }
     Ok(report)
+}
+
+pub fn print_truth_report(report: &TruthReport) {
+    println!(
+        "{} truth rows: {} matched catalogue images, {} clean labels stored",
+        report.rows, report.matched_images, report.labels
+    );
+    if !report.unmatched_paths.is_empty() {
+        println!(
+            "not in the catalogue (import the manifest first): {}",
+            report.unmatched_paths.join(", ")
+        );
+    }
 }
 
 pub fn print_report(report: &ImportReport) {

@@ -6,10 +6,14 @@ mod demo;
 mod eval;
 mod facets;
 mod import;
+mod mistags;
 mod models;
+mod retrain;
+mod serve;
 mod synth;
 mod tag;
 mod train;
+mod users;
 mod weights;
 
 use atelier_catalog::Catalog;
@@ -41,12 +45,24 @@ pub async fn run(cli: &Cli) -> CliResult {
                 train::run(&open_catalog(global.db_url()).await?, facets, global).await
             }
         },
+        Command::Retrain(args) => {
+            retrain::run(&open_catalog(global.db_url()).await?, args, global).await
+        }
+        Command::Mistags(args) => {
+            mistags::run(&open_catalog(global.db_url()).await?, args, global.json).await
+        }
         Command::Runs => eval::list(&open_catalog(global.db_url()).await?, global.json).await,
         Command::Eval(args) => {
             eval::run(&open_catalog(global.db_url()).await?, args, global.json).await
         }
         Command::Tag(args) => tag::run(args, global).await,
         Command::Models(args) => models::run(args, global).await,
+        Command::Serve(args) => {
+            serve::run(open_catalog(global.db_url()).await?, args, global).await
+        }
+        Command::Users(args) => {
+            users::run(&open_catalog(global.db_url()).await?, args, global.json).await
+        }
     }
 }
 

@@ -1,23 +1,19 @@
 //! `atelier models list|show|push|pull|promote|rm`, and the store plumbing that `train
 //! --publish` and `tag --model NAME[@VERSION|:TAG]` share: opening `--store`, publishing a
-//! model folder with its metadata, pulling into the cache, and the model's `lineage.json`.
+//! model folder with its metadata, and pulling into the cache. (Training writes the model's
+//! `lineage.json`: `atelier_train::artifact::write_lineage`.)
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use atelier_store::{
     Manifest, ModelInfo, ModelRef, ModelStore, Selector, StoreError, StoreOptions,
 };
-use atelier_train::{Dataset, TrainConfig};
+use atelier_train::artifact::LINEAGE_FILE;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use crate::args::{GlobalArgs, ModelsAction, ModelsArgs};
 use crate::error::{CliError, CliResult};
 use crate::output::print_json;
-
-/// Written next to `model.json` by training: where the model's data came from.
-pub const LINEAGE_FILE: &str = "lineage.json";
 
 impl From<StoreError> for CliError {
     fn from(error: StoreError) -> Self {
@@ -167,63 +163,6 @@ pub fn published_json(store: &ModelStore, manifest: &Manifest) -> Value {
 pub async fn pull_model(store_url: &str, reference: &ModelRef) -> CliResult<PathBuf> {
     let store = open_store(store_url)?;
     Ok(store.pull(reference).await?.dir)
-}
-
-/// Writes `lineage.json` into a model folder: the hash of the catalogue labels the run used,
-/// image counts per split and per label, the run, and what the network started from.
-///
-/// The label snapshot hash is the SHA-256 of the sorted lines `image_id TAB split TAB facet
-/// TAB label`, one per labelled (image, facet) pair of the run: two models trained on the same
-/// labels of the same images have the same hash, whatever the catalogue's row order.
-pub fn write_lineage(dir: &Path, dataset: &Dataset, run: i64, config: &TrainConfig) -> CliResult {
-    let lineage = lineage(dataset, run, config);
-    let text = serde_json::to_vec_pretty(&lineage)
-        .map_err(|e| CliError::internal(format!("cannot encode lineage.json: {e}")))?;
-    let path = dir.join(LINEAGE_FILE);
-    std::fs::write(&path, text).map_err(|e| CliError::internal(format!("{}: {e}", path.display())))
-}
-
-fn lineage(dataset: &Dataset, run: i64, config: &TrainConfig) -> Value {
-    let mut lines = Vec::new();
-    let mut images: BTreeMap<&str, u64> = BTreeMap::new();
-    let mut labels: BTreeMap<&str, BTreeMap<&str, BTreeMap<&str, u64>>> = BTreeMap::new();
-    for example in &dataset.examples {
-        let split = example.split.as_str();
-        *images.entry(split).or_default() += 1;
-        for (facet, target) in dataset.facets.iter().zip(&example.targets) {
-            let Some(label) = target.and_then(|t| facet.labels.get(t)) else {
-                continue;
-            };
-            lines.push(format!(
-                "{}\t{split}\t{}\t{label}\n",
-                example.image_id, facet.name
-            ));
-            *labels
-                .entry(&facet.name)
-                .or_default()
-                .entry(label)
-                .or_default()
-                .entry(split)
-                .or_default() += 1;
-        }
-    }
-    lines.sort();
-    let mut hasher = Sha256::new();
-    for line in &lines {
-        hasher.update(line.as_bytes());
-    }
-    json!({
-        "format": "atelier-lineage",
-        "format_version": 1,
-        "run": run,
-        "catalog_label_snapshot_sha256": hex::encode(hasher.finalize()),
-        "labelled_pairs": lines.len(),
-        "images": images,
-        "labels": labels,
-        // Training starts from a backbone's weights file, never from a stored model (yet).
-        "parent_model": Value::Null,
-        "pretrained_weights": config.weights,
-    })
 }
 
 fn folder_metadata(dir: &Path) -> Value {

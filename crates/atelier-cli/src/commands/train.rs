@@ -1,18 +1,19 @@
 //! `atelier train facets`: builds the run's configuration from the options (or takes a stored
-//! run's for `--resume`), records the run in the catalogue, trains, saves the model in the
-//! store, and stores the F1 tables and per-image predictions with the run.
+//! run's for `--resume`), then lets `atelier_train::runner` record the run, train it, save the
+//! model in the store's folder and store the F1 tables and per-image predictions with the run;
+//! this module draws the progress, prints the tables and publishes the model.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
-use atelier_catalog::{Catalog, NewRun, RunFinish, RunStatus};
+use atelier_catalog::{Catalog, RunStatus};
 use atelier_models::pretrained::{self, EFFICIENTNET_LITE0};
-use atelier_train::artifact::{ModelManifest, save_model};
 use atelier_train::input::Augmentation;
 use atelier_train::loss::ClassWeighting;
 use atelier_train::model::HeadKind;
+use atelier_train::progress::{EpochRecord, Observer, RunStart};
+use atelier_train::runner::{self, FinishedRun, RunPaths};
 use atelier_train::schedule::{OptimizerChoice, Schedule};
-use atelier_train::{BackboneChoice, DeviceChoice, TrainConfig, TrainError, job};
+use atelier_train::{BackboneChoice, DeviceChoice, TrainConfig, TrainError};
 use serde_json::{Value, json};
 
 use crate::args::{GlobalArgs, TrainFacetsArgs};
@@ -71,179 +72,126 @@ pub async fn train_facets(
     args: &TrainFacetsArgs,
     global: &GlobalArgs,
 ) -> CliResult<TrainedRun> {
-    let started = Instant::now();
-    let (run, config) = match args.resume {
-        Some(run) => resume(catalog, run).await?,
+    let paths = run_paths(&args.checkpoint_dir, &global.store)?;
+    let run = match args.resume {
+        Some(run) => check_resumable(catalog, run).await?,
         None => {
-            let mut config = config_from_args(args)?;
-            config.facets = job::facet_names(catalog, &config.facets).await?;
-            // Refuse unknown facet names before a run is recorded for them.
-            catalog.facet_label_orders(&config.facets).await?;
-            let stored = json!({
-                "train": config,
-                "checkpoint_dir": absolute(&args.checkpoint_dir),
-            });
-            let run = catalog
-                .create_run(&NewRun {
-                    kind: "facets".into(),
-                    config: stored,
-                    parent_run: None,
-                })
-                .await?;
-            (run, config)
+            let config = config_from_args(args)?;
+            runner::create_run(catalog, &config, &paths, None).await?
         }
     };
-    let checkpoint_dir = checkpoint_dir_of(catalog, run).await?;
-    let result = train_and_store(catalog, run, &config, &checkpoint_dir, global, started).await;
-    if let Err(error) = &result {
-        catalog
-            .finish_run(
-                run,
-                &RunFinish {
-                    status: RunStatus::Failed,
-                    summary: None,
-                    model_ref: None,
-                    error: Some(error.to_string()),
-                },
-            )
-            .await?;
-    }
-    result
+    execute(catalog, run, &paths, global).await
 }
 
-async fn train_and_store(
+/// Trains a recorded run with progress bars (none with `--json`) and prints its summary.
+pub async fn execute(
     catalog: &Catalog,
     run: i64,
-    config: &TrainConfig,
-    checkpoint_dir: &Path,
+    paths: &RunPaths,
     global: &GlobalArgs,
-    started: Instant,
 ) -> CliResult<TrainedRun> {
-    let dataset = job::load_dataset(catalog, &config.facets)
-        .await
-        .map_err(train_error)?;
-    if !global.json {
-        let train = dataset
-            .examples
-            .iter()
-            .filter(|e| e.split == atelier_train::Split::Train)
-            .count();
-        eprintln!(
-            "run {run}: {} on {} images ({train} train, {} test), facets {}",
-            config.backbone,
-            dataset.examples.len(),
-            dataset.examples.len() - train,
-            config.facets.join(", ")
-        );
-    }
-    let json = global.json;
-    let (dataset, config_owned, dir) = (dataset, config.clone(), checkpoint_dir.to_path_buf());
-    let (dataset, outcome) = tokio::task::spawn_blocking(move || {
-        let mut progress = TrainProgress::new(json);
-        let cache = feature_cache_dir();
-        let outcome =
-            atelier_train::train(&dataset, &config_owned, &dir, Some(&cache), &mut progress);
-        (dataset, outcome)
-    })
-    .await
-    .map_err(|e| CliError::internal(format!("training thread failed: {e}")))?;
-    let outcome = outcome.map_err(train_error)?;
-
-    let model_dir = model_store_dir(&global.store)?.join(format!("run-{run}"));
-    let manifest = ModelManifest::new(
-        Some(run),
-        config,
-        outcome.input,
-        dataset.facets.clone(),
-        outcome.class_weights.clone(),
-        outcome.best_epoch,
-        now_millis(),
-    );
-    if model_dir.exists() {
-        // A resumed run that had already saved its model before being interrupted.
-        std::fs::remove_dir_all(&model_dir)?;
-    }
-    save_model(&model_dir, &manifest, &outcome.net, &outcome.evaluation).map_err(train_error)?;
-    models::write_lineage(&model_dir, &dataset, run, config)?;
-    job::record_results(
-        catalog,
-        run,
-        &dataset,
-        &outcome.class_weights,
-        &outcome.evaluation,
-        &outcome.probabilities,
-    )
-    .await
-    .map_err(train_error)?;
-
-    let facets: serde_json::Map<String, Value> = outcome
-        .evaluation
-        .iter()
-        .map(|facet| {
-            (
-                facet.facet.clone(),
-                json!({
-                    "train_macro_f1": facet.train.macro_f1,
-                    "test_macro_f1": facet.test.macro_f1,
-                    "test_weighted_f1": facet.test.weighted_f1,
-                    "test_accuracy": facet.test.accuracy,
-                }),
-            )
-        })
-        .collect();
-    let summary = json!({
-        "facets": facets,
-        "best_epoch": outcome.best_epoch,
-        "epochs_run": outcome.history.len(),
-        "stopped_early": outcome.stopped_early,
-        "history": outcome.history,
-        "seconds": started.elapsed().as_secs_f64(),
+    let observer = Box::new(CliObserver {
+        bars: TrainProgress::new(global.json),
+        json: global.json,
     });
-    catalog
-        .finish_run(
-            run,
-            &RunFinish {
-                status: RunStatus::Completed,
-                summary: Some(summary.clone()),
-                model_ref: Some(model_dir.display().to_string()),
-                error: None,
-            },
-        )
-        .await?;
+    let finished = runner::execute_run(catalog, run, paths, observer).await?;
     if !global.json {
-        print_summary(run, &outcome.evaluation, outcome.best_epoch, &model_dir);
+        print_summary(&finished);
     }
     Ok(TrainedRun {
-        run,
-        model_dir,
-        summary,
+        run: finished.run,
+        model_dir: finished.model_dir,
+        summary: finished.summary,
     })
 }
 
-fn print_summary(
-    run: i64,
-    evaluation: &[atelier_train::evaluate::FacetEvaluation],
-    best_epoch: usize,
-    model_dir: &Path,
-) {
+/// Where a run started from the command line keeps its files: checkpoints under
+/// `checkpoint_base`, the model in the store's folder, features in the shared cache.
+pub fn run_paths(checkpoint_base: &Path, store: &str) -> CliResult<RunPaths> {
+    Ok(RunPaths {
+        checkpoint_base: checkpoint_base.to_path_buf(),
+        model_base: model_store_dir(store)?,
+        feature_cache: feature_cache_dir(),
+    })
+}
+
+/// The progress bars, plus the lines a person reads as a run and its folds start.
+struct CliObserver {
+    bars: TrainProgress,
+    json: bool,
+}
+
+impl Observer for CliObserver {
+    fn run_start(&mut self, start: &RunStart) {
+        if !self.json {
+            eprintln!(
+                "run {}: {} on {} images ({} train, {} test), facets {}",
+                start.run,
+                start.config.backbone,
+                start.train_images + start.test_images,
+                start.train_images,
+                start.test_images,
+                start.config.facets.join(", ")
+            );
+        }
+    }
+
+    fn fold_start(&mut self, fold: usize, folds: usize, held_out: usize) {
+        if !self.json {
+            eprintln!(
+                "fold {fold}/{folds}: training without {held_out} train images, then \
+                 predicting them"
+            );
+        }
+    }
+
+    fn phase(&mut self, name: &str, total: u64) {
+        self.bars.phase(name, total);
+    }
+
+    fn advance(&mut self, done: u64, loss: Option<f64>) {
+        self.bars.advance(done, loss);
+    }
+
+    fn epoch_end(&mut self, record: &EpochRecord) {
+        self.bars.epoch_end(record);
+    }
+
+    fn phase_end(&mut self) {
+        self.bars.phase_end();
+    }
+}
+
+fn print_summary(finished: &FinishedRun) {
+    let run = finished.run;
     println!(
-        "run {run}: best epoch {best_epoch}, model saved in {}",
-        model_dir.display()
+        "run {run}: best epoch {}, model saved in {}",
+        finished.best_epoch,
+        finished.model_dir.display()
     );
     println!(
         "{:<12} {:>14} {:>14} {:>12}",
         "facet", "train macro-F1", "test macro-F1", "test acc."
     );
-    for facet in evaluation {
+    for facet in &finished.evaluation {
         println!(
             "{:<12} {:>14.3} {:>14.3} {:>12.3}",
             facet.facet, facet.train.macro_f1, facet.test.macro_f1, facet.test.accuracy
         );
     }
+    if finished.summary["train_metrics"] == "out_of_fold" {
+        println!(
+            "train macro-F1 is out of fold ({} folds): each train image scored by a model that \
+             never saw it",
+            finished.summary["folds"]
+        );
+    }
     println!("per-class tables: atelier eval {run}");
 }
 
-async fn resume(catalog: &Catalog, run: i64) -> CliResult<(i64, TrainConfig)> {
+/// `--resume RUN`: the run must exist and not be completed (a failed one is reopened by
+/// [`runner::execute_run`]).
+async fn check_resumable(catalog: &Catalog, run: i64) -> CliResult<i64> {
     let record = catalog.run(run).await?.ok_or_else(|| {
         CliError::bad_input(format!("--resume {run}: no such run (see `atelier runs`)"))
     })?;
@@ -252,26 +200,7 @@ async fn resume(catalog: &Catalog, run: i64) -> CliResult<(i64, TrainConfig)> {
             "--resume {run}: the run already completed; start a new run instead"
         )));
     }
-    let config: TrainConfig =
-        serde_json::from_value(record.config["train"].clone()).map_err(|e| {
-            CliError::internal(format!("run {run} has an unreadable configuration: {e}"))
-        })?;
-    if record.status == RunStatus::Failed {
-        catalog.reopen_run(run).await?;
-    }
-    Ok((run, config))
-}
-
-async fn checkpoint_dir_of(catalog: &Catalog, run: i64) -> CliResult<PathBuf> {
-    let record = catalog
-        .run(run)
-        .await?
-        .ok_or_else(|| CliError::internal(format!("run {run} vanished from the catalogue")))?;
-    let base = record.config["checkpoint_dir"]
-        .as_str()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("checkpoints"));
-    Ok(base.join(format!("run-{run}")))
+    Ok(run)
 }
 
 /// Where training saves its `run-N` model folders: a local store's own folder, or for a
@@ -294,16 +223,6 @@ fn feature_cache_dir() -> PathBuf {
     home.join(".cache/atelier/features")
 }
 
-fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
-}
-
-fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// Turns a training error into a command-line error with the right exit code.
 pub fn train_error(error: TrainError) -> CliError {
     error.into()
@@ -315,7 +234,7 @@ fn config_from_args(args: &TrainFacetsArgs) -> CliResult<TrainConfig> {
         .parse()
         .map_err(|e: String| CliError::bad_input(format!("--backbone: {e}")))?;
     let weights = match (&args.weights, backbone) {
-        (Some(path), _) => Some(absolute(path)),
+        (Some(path), _) => Some(std::path::absolute(path).unwrap_or_else(|_| path.clone())),
         (None, BackboneChoice::EfficientnetLite0) => Some(
             pretrained::cached(&EFFICIENTNET_LITE0, &pretrained::default_cache_dir()).ok_or_else(
                 || {
@@ -433,5 +352,6 @@ fn config_from_args(args: &TrainFacetsArgs) -> CliResult<TrainConfig> {
     config.patience = args.patience;
     config.seed = args.seed;
     config.device = device;
+    config.folds = args.folds;
     Ok(config)
 }

@@ -1,0 +1,546 @@
+//! A catalogue run's whole life, for the command line and the web app alike: recording it
+//! ([`create_run`], or [`create_retrain`] to repeat a run on the current labels), then
+//! [`execute_run`]: load its dataset, train (resuming from checkpoints), cross-fit the fold
+//! models when the run asks for out-of-fold predictions, save the model folder with its
+//! lineage, store the tables and per-image predictions, and finish the run — or mark it failed
+//! with the error.
+//!
+//! While it trains, a run's `progress` in the catalogue is kept current (at every phase change
+//! and epoch end), so another process can follow it:
+//! `{"phase": "epoch 3/20", "epoch": 3, "epochs": 20, "fold": null, "folds": 0,
+//! "updated_at": 1700000000000}`. `epoch` is the epoch under way or last finished of the model
+//! being trained; `fold` is that model's fold (1-based), `null` for the main model.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use atelier_catalog::{Catalog, CatalogError, NewRun, RunFinish, RunRecord, RunStatus};
+use serde_json::{Value, json};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+use crate::artifact::{ModelManifest, save_model, write_lineage};
+use crate::config::TrainConfig;
+use crate::data::{Dataset, Split};
+use crate::error::TrainError;
+use crate::evaluate::{FacetEvaluation, Probabilities, evaluate};
+use crate::folds::{check_folds, cross_fit};
+use crate::job;
+use crate::progress::{EpochRecord, Observer, RunStart};
+use crate::trainer::train;
+
+/// The `kind` of the catalogue runs this module records.
+pub const FACETS_RUN: &str = "facets";
+
+/// Where a run keeps its files.
+#[derive(Debug, Clone)]
+pub struct RunPaths {
+    /// Checkpoints go to `run-N/` below (fold models to `run-N/fold-k/`). Stored with the run
+    /// when it is created; a resume uses the stored folder.
+    pub checkpoint_base: PathBuf,
+    /// The model is saved as the folder `run-N/` below.
+    pub model_base: PathBuf,
+    /// Frozen-backbone features, kept between runs (see [`crate::features::FeatureCache`]).
+    pub feature_cache: PathBuf,
+}
+
+/// What a completed run produced.
+#[derive(Debug, Clone)]
+pub struct FinishedRun {
+    pub run: i64,
+    pub model_dir: PathBuf,
+    /// The summary stored with the run: per-facet F1, epochs, history, seconds, and whether
+    /// the train tables are `"out_of_fold"` or `"in_sample"` (`train_metrics`).
+    pub summary: Value,
+    pub evaluation: Vec<FacetEvaluation>,
+    pub best_epoch: usize,
+}
+
+/// Records a new run (status running) for `config` on the catalogue's facets; `parent_run` is the
+/// run it retrains. Refuses unknown facets before recording anything.
+///
+/// An empty `config.facets` means every facet of the catalogue; the stored configuration
+/// names them, so a resume or retrain trains the same heads.
+pub async fn create_run(
+    catalog: &Catalog,
+    config: &TrainConfig,
+    paths: &RunPaths,
+    parent_run: Option<i64>,
+) -> Result<i64, TrainError> {
+    check_folds(config.folds)?;
+    let mut config = config.clone();
+    config.facets = job::facet_names(catalog, &config.facets).await?;
+    catalog.facet_label_orders(&config.facets).await?;
+    let stored = json!({
+        "train": config,
+        "checkpoint_dir": absolute(&paths.checkpoint_base),
+    });
+    Ok(catalog
+        .create_run(&NewRun {
+            kind: FACETS_RUN.into(),
+            config: stored,
+            parent_run,
+        })
+        .await?)
+}
+
+/// A new run with the stored configuration of `parent` (facets, backbone, folds, everything),
+/// trained on the catalogue's CURRENT labels. Returns the new run id (not yet trained).
+pub async fn create_retrain(
+    catalog: &Catalog,
+    parent: i64,
+    paths: &RunPaths,
+) -> Result<i64, TrainError> {
+    let record = find_run(catalog, parent).await?;
+    let config = stored_config(&record)?;
+    create_run(catalog, &config, paths, Some(parent)).await
+}
+
+/// The training configuration stored with a run.
+pub fn stored_config(record: &RunRecord) -> Result<TrainConfig, TrainError> {
+    if record.kind != FACETS_RUN {
+        return Err(TrainError::Config(format!(
+            "run {} is a `{}` run; only `{FACETS_RUN}` runs can be trained here",
+            record.id, record.kind
+        )));
+    }
+    serde_json::from_value(record.config["train"].clone()).map_err(|e| {
+        TrainError::Catalog(CatalogError::Corrupt {
+            table: "runs",
+            column: "config",
+            value: format!("run {}: {e}", record.id),
+        })
+    })
+}
+
+/// The checkpoint base folder stored with a run (`None` for a run recorded without one).
+pub fn stored_checkpoint_base(record: &RunRecord) -> Option<PathBuf> {
+    record.config["checkpoint_dir"].as_str().map(PathBuf::from)
+}
+
+/// Trains run `run` (its stored config; resumes from its checkpoints), saves the model,
+/// records tables and predictions, finishes the run; on error marks it failed and returns the
+/// error. Progress goes to `observer` AND is written to the run's `progress` JSON in the
+/// catalogue at each phase change and epoch end ({"phase":..,"epoch":..,"epochs":..,
+/// "fold":..,"folds":..,"updated_at":..}) so another process (the web app) can show it.
+///
+/// A failed run is reopened first (that is how a run is resumed); a completed one is refused.
+pub async fn execute_run(
+    catalog: &Catalog,
+    run: i64,
+    paths: &RunPaths,
+    observer: Box<dyn Observer + Send>,
+) -> Result<FinishedRun, TrainError> {
+    let record = find_run(catalog, run).await?;
+    match record.status {
+        RunStatus::Completed => {
+            return Err(TrainError::Config(format!(
+                "run {run} already completed; train a new one (`atelier retrain {run}` repeats it \
+                 on the current labels)"
+            )));
+        }
+        RunStatus::Failed => catalog.reopen_run(run).await?,
+        RunStatus::Running => {}
+    }
+    let result = train_and_record(catalog, &record, paths, observer).await;
+    if let Err(error) = &result {
+        let failed = RunFinish {
+            status: RunStatus::Failed,
+            summary: None,
+            model_ref: None,
+            error: Some(error.to_string()),
+        };
+        // The training error is the one to report; a second failure only gets logged.
+        if let Err(e) = catalog.finish_run(run, &failed).await {
+            tracing::warn!("run {run} failed ({error}) and could not be marked failed: {e}");
+        }
+    }
+    result
+}
+
+async fn find_run(catalog: &Catalog, run: i64) -> Result<RunRecord, TrainError> {
+    catalog.run(run).await?.ok_or_else(|| {
+        TrainError::Config(format!(
+            "run {run} does not exist (see `atelier runs` for the runs)"
+        ))
+    })
+}
+
+/// What the training thread hands back.
+struct Trained {
+    dataset: Dataset,
+    class_weights: Vec<Vec<f64>>,
+    probabilities: Probabilities,
+    out_of_fold: Vec<bool>,
+    evaluation: Vec<FacetEvaluation>,
+    best_epoch: usize,
+    history: Vec<EpochRecord>,
+    stopped_early: bool,
+    /// The progress last sent, to go on from.
+    progress: ProgressState,
+}
+
+async fn train_and_record(
+    catalog: &Catalog,
+    record: &RunRecord,
+    paths: &RunPaths,
+    observer: Box<dyn Observer + Send>,
+) -> Result<FinishedRun, TrainError> {
+    let started = Instant::now();
+    let run = record.id;
+    let config = stored_config(record)?;
+    check_folds(config.folds)?;
+    let checkpoint_dir = stored_checkpoint_base(record)
+        .unwrap_or_else(|| paths.checkpoint_base.clone())
+        .join(format!("run-{run}"));
+    let model_dir = paths.model_base.join(format!("run-{run}"));
+
+    let mut state = ProgressState::new(&config);
+    state.phase = "load".into();
+    catalog.set_run_progress(run, &state.to_json()).await?;
+    let dataset = job::load_dataset(catalog, &config.facets).await?;
+    if config.folds > 0 && !config.caches_features() {
+        tracing::warn!(
+            "run {run}: --folds {} without cached features trains {} more complete networks \
+             (about {}x the time of one run); --freeze-backbone without a spatial transformer \
+             shares one feature cache instead",
+            config.folds,
+            config.folds,
+            config.folds + 1
+        );
+    }
+
+    let (sender, receiver) = unbounded_channel();
+    let observer = CatalogProgress {
+        inner: observer,
+        state,
+        sender,
+    };
+    let (thread_config, cache, dir) = (
+        config.clone(),
+        paths.feature_cache.clone(),
+        model_dir.clone(),
+    );
+    let training = tokio::task::spawn_blocking(move || {
+        train_blocking(
+            run,
+            dataset,
+            &thread_config,
+            &checkpoint_dir,
+            &cache,
+            &dir,
+            observer,
+        )
+    });
+    // The training thread's progress is written while it runs; the writer stops when the
+    // thread drops its observer.
+    let ((), joined) = tokio::join!(write_progress(catalog, run, receiver), training);
+    let trained = joined.map_err(|e| TrainError::Thread(e.to_string()))??;
+
+    let mut state = trained.progress.clone();
+    state.phase = "record".into();
+    state.fold = None;
+    catalog.set_run_progress(run, &state.to_json()).await?;
+    job::record_results(
+        catalog,
+        run,
+        &trained.dataset,
+        &trained.class_weights,
+        &trained.evaluation,
+        &trained.probabilities,
+        &trained.out_of_fold,
+    )
+    .await?;
+
+    let facets: serde_json::Map<String, Value> = trained
+        .evaluation
+        .iter()
+        .map(|facet| {
+            (
+                facet.facet.clone(),
+                json!({
+                    "train_macro_f1": facet.train.macro_f1,
+                    "test_macro_f1": facet.test.macro_f1,
+                    "test_weighted_f1": facet.test.weighted_f1,
+                    "test_accuracy": facet.test.accuracy,
+                }),
+            )
+        })
+        .collect();
+    let summary = json!({
+        "facets": facets,
+        "best_epoch": trained.best_epoch,
+        "epochs_run": trained.history.len(),
+        "stopped_early": trained.stopped_early,
+        "history": trained.history,
+        "folds": config.folds,
+        "train_metrics": if config.folds > 0 { "out_of_fold" } else { "in_sample" },
+        "seconds": started.elapsed().as_secs_f64(),
+    });
+    catalog
+        .finish_run(
+            run,
+            &RunFinish {
+                status: RunStatus::Completed,
+                summary: Some(summary.clone()),
+                model_ref: Some(model_dir.display().to_string()),
+                error: None,
+            },
+        )
+        .await?;
+    Ok(FinishedRun {
+        run,
+        model_dir,
+        summary,
+        evaluation: trained.evaluation,
+        best_epoch: trained.best_epoch,
+    })
+}
+
+/// The part of a run that computes: the main model, the fold models, the saved model folder.
+fn train_blocking(
+    run: i64,
+    dataset: Dataset,
+    config: &TrainConfig,
+    checkpoint_dir: &Path,
+    feature_cache: &Path,
+    model_dir: &Path,
+    mut observer: CatalogProgress,
+) -> Result<Trained, TrainError> {
+    let train_images = dataset
+        .examples
+        .iter()
+        .filter(|e| e.split == Split::Train)
+        .count();
+    observer.run_start(&RunStart {
+        run,
+        config,
+        train_images,
+        test_images: dataset.examples.len() - train_images,
+    });
+    let main = train(
+        &dataset,
+        config,
+        checkpoint_dir,
+        Some(feature_cache),
+        &mut observer,
+    )?;
+    let (probabilities, out_of_fold, evaluation) = if config.folds > 0 {
+        let cross_fitted = cross_fit(
+            &dataset,
+            config,
+            checkpoint_dir,
+            Some(feature_cache),
+            &mut observer,
+        )?;
+        let (probabilities, out_of_fold) = merge_out_of_fold(main.probabilities, cross_fitted);
+        // Train tables from out-of-fold probabilities, test tables from the main model.
+        let evaluation = evaluate(&dataset, &probabilities);
+        (probabilities, out_of_fold, evaluation)
+    } else {
+        let in_sample = vec![false; dataset.examples.len()];
+        (main.probabilities, in_sample, main.evaluation)
+    };
+
+    observer.record_phase("save");
+    let manifest = ModelManifest::new(
+        Some(run),
+        config,
+        main.input,
+        dataset.facets.clone(),
+        main.class_weights.clone(),
+        main.best_epoch,
+        now_millis(),
+    );
+    if model_dir.exists() {
+        // A resumed run that had already saved its model before being interrupted.
+        std::fs::remove_dir_all(model_dir).map_err(|e| TrainError::io(model_dir, e))?;
+    }
+    save_model(model_dir, &manifest, &main.net, &evaluation)?;
+    write_lineage(model_dir, &dataset, run, config)?;
+    Ok(Trained {
+        dataset,
+        class_weights: main.class_weights,
+        probabilities,
+        out_of_fold,
+        evaluation,
+        best_epoch: main.best_epoch,
+        history: main.history,
+        stopped_early: main.stopped_early,
+        progress: observer.state.clone(),
+    })
+}
+
+/// Replaces the main model's probabilities by the out-of-fold ones where there are any, and
+/// says per example which it kept.
+fn merge_out_of_fold(
+    mut probabilities: Probabilities,
+    cross_fitted: crate::folds::OutOfFold,
+) -> (Probabilities, Vec<bool>) {
+    let examples = probabilities.first().map_or(0, Vec::len);
+    let mut out_of_fold = vec![false; examples];
+    for (facet, per_example) in cross_fitted.into_iter().enumerate() {
+        for (i, scores) in per_example.into_iter().enumerate() {
+            if let Some(scores) = scores {
+                probabilities[facet][i] = scores;
+                out_of_fold[i] = true;
+            }
+        }
+    }
+    (probabilities, out_of_fold)
+}
+
+/// The run's progress as written to the catalogue.
+#[derive(Debug, Clone, PartialEq)]
+struct ProgressState {
+    phase: String,
+    epoch: usize,
+    epochs: usize,
+    /// 1-based fold of the model being trained; `None` for the main model.
+    fold: Option<usize>,
+    folds: usize,
+}
+
+impl ProgressState {
+    fn new(config: &TrainConfig) -> Self {
+        Self {
+            phase: String::new(),
+            epoch: 0,
+            epochs: config.epochs,
+            fold: None,
+            folds: config.folds,
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "phase": self.phase,
+            "epoch": self.epoch,
+            "epochs": self.epochs,
+            "fold": self.fold,
+            "folds": self.folds,
+            "updated_at": now_millis(),
+        })
+    }
+}
+
+/// `(epoch, epochs)` of a training phase named `epoch E/N` by the trainer.
+fn epoch_of_phase(name: &str) -> Option<(usize, usize)> {
+    let (epoch, epochs) = name.strip_prefix("epoch ")?.split_once('/')?;
+    Some((epoch.parse().ok()?, epochs.parse().ok()?))
+}
+
+/// Passes every event to the caller's observer and sends the run's progress to the catalogue
+/// writer at each phase change and epoch end.
+struct CatalogProgress {
+    inner: Box<dyn Observer + Send>,
+    state: ProgressState,
+    sender: UnboundedSender<Value>,
+}
+
+impl CatalogProgress {
+    fn send(&self) {
+        // The receiver lives until this observer is dropped; a failed send cannot happen.
+        let _ = self.sender.send(self.state.to_json());
+    }
+
+    /// A phase of the run itself (not of training): recorded, not shown as a bar.
+    fn record_phase(&mut self, name: &str) {
+        self.state.phase = name.to_string();
+        self.send();
+    }
+}
+
+impl Observer for CatalogProgress {
+    fn run_start(&mut self, start: &RunStart) {
+        self.inner.run_start(start);
+    }
+
+    fn fold_start(&mut self, fold: usize, folds: usize, held_out: usize) {
+        self.state.fold = Some(fold);
+        self.state.folds = folds;
+        self.state.epoch = 0;
+        self.state.phase = format!("fold {fold}/{folds}");
+        self.send();
+        self.inner.fold_start(fold, folds, held_out);
+    }
+
+    fn phase(&mut self, name: &str, total: u64) {
+        self.state.phase = name.to_string();
+        if let Some((epoch, epochs)) = epoch_of_phase(name) {
+            self.state.epoch = epoch;
+            self.state.epochs = epochs;
+        }
+        self.send();
+        self.inner.phase(name, total);
+    }
+
+    fn advance(&mut self, done: u64, loss: Option<f64>) {
+        self.inner.advance(done, loss);
+    }
+
+    fn epoch_end(&mut self, record: &EpochRecord) {
+        self.state.epoch = record.epoch;
+        self.send();
+        self.inner.epoch_end(record);
+    }
+
+    fn phase_end(&mut self) {
+        self.inner.phase_end();
+    }
+}
+
+/// Writes progress values to the run as they come, skipping to the newest when several are
+/// waiting, until the sender is dropped. Progress is advisory: a failed write is logged.
+async fn write_progress(catalog: &Catalog, run: i64, mut receiver: UnboundedReceiver<Value>) {
+    while let Some(mut latest) = receiver.recv().await {
+        while let Ok(newer) = receiver.try_recv() {
+            latest = newer;
+        }
+        if let Err(e) = catalog.set_run_progress(run, &latest).await {
+            tracing::warn!("run {run}: cannot record progress: {e}");
+        }
+    }
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_phases_are_read_and_others_ignored() {
+        assert_eq!(epoch_of_phase("epoch 3/20"), Some((3, 20)));
+        assert_eq!(epoch_of_phase("features"), None);
+        assert_eq!(epoch_of_phase("epoch x/2"), None);
+    }
+
+    #[test]
+    fn out_of_fold_scores_replace_only_where_present() {
+        let main: Probabilities = vec![
+            vec![vec![0.9, 0.1], vec![0.8, 0.2], vec![0.7, 0.3]],
+            vec![vec![1.0, 0.0], vec![0.0, 1.0], vec![0.5, 0.5]],
+        ];
+        let cross_fitted = vec![
+            vec![None, Some(vec![0.4, 0.6]), None],
+            vec![None, Some(vec![0.3, 0.7]), None],
+        ];
+        let (merged, flags) = merge_out_of_fold(main.clone(), cross_fitted);
+        assert_eq!(flags, [false, true, false]);
+        assert_eq!(merged[0][1], [0.4, 0.6]);
+        assert_eq!(merged[1][1], [0.3, 0.7]);
+        for facet in 0..2 {
+            for i in [0, 2] {
+                assert_eq!(merged[facet][i], main[facet][i]);
+            }
+        }
+    }
+}

@@ -1,0 +1,180 @@
+// atelier review pages: retag with buttons or keys, undo, select many, conflicts.
+// Every write sends the session's CSRF token and the label version the page showed.
+"use strict";
+
+(function () {
+  const csrf = document.querySelector('meta[name="csrf-token"]')?.content;
+  const undoStack = []; // event ids of this page's changes, newest last
+
+  function toast(text, kind) {
+    const box = document.getElementById("toast");
+    if (!box) return;
+    box.textContent = text;
+    box.className = "show " + (kind || "");
+    clearTimeout(box._timer);
+    box._timer = setTimeout(() => (box.className = ""), 4000);
+  }
+
+  async function post(url, body) {
+    const response = await fetch(url, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf || "" },
+      body: JSON.stringify(body),
+      credentials: "same-origin",
+    });
+    let data = {};
+    try { data = await response.json(); } catch (_) { /* empty body */ }
+    return { status: response.status, data };
+  }
+
+  function cardsOf(image, facet) {
+    return document.querySelectorAll(
+      `.card[data-image="${image}"][data-facet="${CSS.escape(facet)}"]`);
+  }
+
+  // Shows a label change on every card of that image and facet.
+  function showChange(image, facet, label, version) {
+    for (const card of cardsOf(image, facet)) {
+      card.dataset.version = String(version);
+      card.dataset.label = label || "";
+      const value = card.querySelector(".label-value");
+      if (value) value.textContent = label || "(none)";
+      for (const button of card.querySelectorAll("button.pick")) {
+        button.classList.toggle("current", button.dataset.label === label);
+      }
+      card.classList.remove("flash");
+      void card.offsetWidth; // restart the animation
+      card.classList.add("flash", "changed");
+    }
+  }
+
+  async function retag(cards, label) {
+    if (!cards.length) return;
+    const edits = cards.map((card) => ({
+      image: card.dataset.image,
+      facet: card.dataset.facet,
+      label: label,
+      expected_version: Number(card.dataset.version),
+      reason: card.dataset.reason || null,
+      run: card.dataset.run ? Number(card.dataset.run) : null,
+    }));
+    const { status, data } = await post("/api/labels", { edits });
+    if (status === 200) {
+      let changed = 0;
+      for (const change of data.changes) {
+        showChange(change.image, change.facet, change.new_label, change.version);
+        if (change.event_id != null) { undoStack.push(change.event_id); changed++; }
+      }
+      toast(changed ? `${changed} label${changed > 1 ? "s" : ""} set to ${label} · u undoes`
+        : `already ${label}`, "ok");
+    } else if (status === 409 && data.current) {
+      resolveConflict(data, label, edits);
+    } else {
+      toast(data.error || `failed (${status})`, "error");
+    }
+  }
+
+  // Someone else changed the label first: show theirs, and offer to apply ours over it.
+  function resolveConflict(data, label, edits) {
+    const current = data.current;
+    showChange(current.image, current.facet, current.label, current.version);
+    const theirs = current.label || "(none)";
+    const mine = window.confirm(
+      `Someone else changed ${current.facet} of this image to "${theirs}" meanwhile.\n\n` +
+      `OK: set it to "${label}" anyway.  Cancel: keep "${theirs}".`);
+    if (mine) {
+      const cards = edits.length === 1 ? [...cardsOf(current.image, current.facet)].slice(0, 1) : [];
+      if (cards.length) retag(cards, label);
+      else toast("nothing was saved; the page shows the current labels, try again", "error");
+    } else {
+      toast(`kept "${theirs}"`, "ok");
+    }
+  }
+
+  async function undo(eventId) {
+    const id = eventId ?? undoStack.pop();
+    if (id == null) { toast("nothing to undo on this page"); return; }
+    const { status, data } = await post("/api/labels/undo", { event: id });
+    if (status === 200) {
+      showChange(data.image, data.facet, data.new_label, data.version);
+      toast(`undone: ${data.facet} is ${data.new_label || "(none)"} again`, "ok");
+    } else {
+      toast(data.error || `undo failed (${status})`, "error");
+    }
+  }
+
+  // Keyboard: arrows move between cards, digits pick a label, u undoes, x selects.
+  function cards() { return [...document.querySelectorAll(".card[data-image]")]; }
+  function focusedCard() { return document.activeElement?.closest?.(".card[data-image]"); }
+  function columns(list) {
+    if (!list.length) return 1;
+    const top = list[0].offsetTop;
+    return Math.max(1, list.filter((c) => c.offsetTop === top).length);
+  }
+
+  function updateSelection() {
+    const count = document.querySelectorAll(".card input[type=checkbox]:checked").length;
+    const counter = document.querySelector(".toolbar .count");
+    if (counter) counter.textContent = `${count} selected`;
+  }
+
+  document.addEventListener("keydown", (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    const tag = event.target.tagName;
+    if (tag === "INPUT" || tag === "SELECT" || tag === "TEXTAREA") return;
+    const list = cards();
+    if (!list.length) return;
+    let card = focusedCard();
+    const index = card ? list.indexOf(card) : -1;
+    const step = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: columns(list), ArrowUp: -columns(list) }[event.key];
+    if (step !== undefined) {
+      const next = list[Math.min(list.length - 1, Math.max(0, index < 0 ? 0 : index + step))];
+      next.focus();
+      event.preventDefault();
+      return;
+    }
+    if (event.key === "u") { undo(); event.preventDefault(); return; }
+    if (!card) return;
+    if (event.key === "x") {
+      const box = card.querySelector("input[type=checkbox]");
+      if (box) { box.checked = !box.checked; updateSelection(); }
+      event.preventDefault();
+      return;
+    }
+    if (/^[0-9]$/.test(event.key)) {
+      const position = event.key === "0" ? 9 : Number(event.key) - 1;
+      const button = card.querySelectorAll("button.pick")[position];
+      if (button) { retag([card], button.dataset.label); event.preventDefault(); }
+    }
+  });
+
+  document.addEventListener("click", (event) => {
+    const pick = event.target.closest("button.pick");
+    if (pick) { retag([pick.closest(".card")], pick.dataset.label); return; }
+    const undoButton = event.target.closest("button.undo");
+    if (undoButton) { undo(); return; }
+    const undoEvent = event.target.closest("button.undo-event");
+    if (undoEvent) { undo(Number(undoEvent.dataset.event)).then(() => setTimeout(() => location.reload(), 600)); return; }
+    const batch = event.target.closest("button.batch-apply");
+    if (batch) {
+      const label = document.querySelector(".toolbar select.batch-label")?.value;
+      const selected = [...document.querySelectorAll(".card input[type=checkbox]:checked")]
+        .map((box) => box.closest(".card"));
+      if (!selected.length) { toast("select images first (click their box or press x)"); return; }
+      if (label) retag(selected, label);
+    }
+  });
+
+  document.addEventListener("change", (event) => {
+    if (event.target.matches(".card input[type=checkbox]")) updateSelection();
+  });
+
+  // Pages of running jobs refresh themselves.
+  const reload = document.querySelector("[data-reload]");
+  if (reload) setTimeout(() => location.reload(), Number(reload.dataset.reload) || 3000);
+
+  // Viewers see the grids without edit controls.
+  if (document.querySelector('meta[name="user-role"]')?.content === "viewer") {
+    document.body.classList.add("read-only");
+  }
+})();

@@ -1,0 +1,112 @@
+//! The one error type of the web app and how it becomes an HTTP response.
+
+use atelier_catalog::CatalogError;
+use atelier_train::TrainError;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Everything a request can fail with. Each variant maps to one status code; the message is
+/// shown to the user as is, so it says what was wrong and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("log in first")]
+    Unauthenticated,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// Someone else changed a label first; `current` says what it is now.
+    #[error("{message}")]
+    Conflict {
+        message: String,
+        current: serde_json::Value,
+    },
+    #[error("too many failed logins for this user; wait {0} seconds and try again")]
+    RateLimited(u64),
+    #[error(transparent)]
+    Catalog(CatalogError),
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl WebError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            WebError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            WebError::Forbidden(_) => StatusCode::FORBIDDEN,
+            WebError::NotFound(_) => StatusCode::NOT_FOUND,
+            WebError::Conflict { .. } => StatusCode::CONFLICT,
+            WebError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            WebError::Catalog(error) => catalog_status(error),
+            WebError::Train(TrainError::Catalog(error)) => catalog_status(error),
+            WebError::Train(TrainError::Config(_)) => StatusCode::BAD_REQUEST,
+            WebError::Train(_) | WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+fn catalog_status(error: &CatalogError) -> StatusCode {
+    match error {
+        CatalogError::UnknownImage(_)
+        | CatalogError::UnknownRun(_)
+        | CatalogError::UnknownFacet { .. }
+        | CatalogError::UnknownEvent(_)
+        | CatalogError::UnknownUser(_) => StatusCode::NOT_FOUND,
+        CatalogError::UnknownLabel { .. }
+        | CatalogError::InvalidUser(_)
+        | CatalogError::ImageNotActive { .. } => StatusCode::BAD_REQUEST,
+        CatalogError::Conflict { .. } | CatalogError::UserExists(_) => StatusCode::CONFLICT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// Turns a catalogue error into a web error, keeping a label conflict's current state.
+pub fn from_catalog(error: CatalogError) -> WebError {
+    if let CatalogError::Conflict {
+        image,
+        facet,
+        current_version,
+        current_label,
+        ..
+    } = &error
+    {
+        return WebError::Conflict {
+            message: error.to_string(),
+            current: json!({
+                "image": image,
+                "facet": facet,
+                "label": current_label,
+                "version": current_version,
+            }),
+        };
+    }
+    WebError::Catalog(error)
+}
+
+/// Errors answer as JSON: API clients and the page script read its `error` text. For pages
+/// (paths outside `/api/`), `app::html_errors` turns it into an HTML page or a login redirect.
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!("{self}");
+        }
+        let mut body = json!({ "error": self.to_string() });
+        if let WebError::Conflict { current, .. } = &self {
+            body["current"] = current.clone();
+        }
+        (status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<CatalogError> for WebError {
+    fn from(error: CatalogError) -> Self {
+        from_catalog(error)
+    }
+}

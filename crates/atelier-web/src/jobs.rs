@@ -1,0 +1,59 @@
+//! Retraining in the background. Jobs run one at a time (training uses every core), in the
+//! order they were asked for; their progress is written to the run's record by the runner, so
+//! the run page shows it whichever process trains.
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
+use atelier_train::progress::Silent;
+use atelier_train::runner;
+
+use crate::app::AppState;
+
+#[derive(Default)]
+pub struct Jobs {
+    /// Held by the job that is training.
+    turn: tokio::sync::Mutex<()>,
+    /// Runs waiting for their turn or training.
+    pending: Mutex<BTreeSet<i64>>,
+}
+
+impl Jobs {
+    /// Trains run `run` (already recorded) in the background.
+    pub fn start(&self, state: AppState, run: i64) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(run);
+        tokio::spawn(async move {
+            let jobs = state.jobs.clone();
+            let _turn = jobs.turn.lock().await;
+            let result = runner::execute_run(
+                &state.catalog,
+                run,
+                &state.config.run_paths,
+                Box::new(Silent),
+            )
+            .await;
+            match result {
+                Ok(finished) => {
+                    tracing::info!("run {run} finished: {}", finished.model_dir.display())
+                }
+                // The runner has already marked the run failed with this error.
+                Err(error) => tracing::error!("run {run} failed: {error}"),
+            }
+            jobs.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&run);
+        });
+    }
+
+    /// Whether `run` was started here and has not finished yet.
+    pub fn is_pending(&self, run: i64) -> bool {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&run)
+    }
+}

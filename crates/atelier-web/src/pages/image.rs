@@ -1,0 +1,266 @@
+//! The image page (full picture, every facet's label with the run's prediction and scores,
+//! the split, the label history with undo) and the image bytes and thumbnails, served only
+//! by catalogue id.
+
+use std::path::PathBuf;
+
+use atelier_catalog::{LabelEvent, PredictionRecord, Role, RunStatus, Split, Status};
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use maud::{Markup, html};
+use serde::{Deserialize, Serialize};
+
+use crate::app::{AppState, bytes_response};
+use crate::auth::User;
+use crate::error::WebError;
+use crate::format::{Format, respond};
+use crate::thumbs;
+use crate::views::layout::page;
+use crate::views::{short_id, split_badge, timestamp};
+
+#[derive(Deserialize)]
+pub struct ImageParams {
+    run: Option<i64>,
+}
+
+/// One facet of the image: its label (with the version a change must quote) and the run's view.
+#[derive(Debug, Serialize)]
+pub struct FacetRow {
+    pub facet: String,
+    pub labels: Vec<String>,
+    pub label: Option<String>,
+    pub version: i64,
+    pub prediction: Option<PredictionRecordView>,
+}
+
+/// A prediction without the server's file path.
+#[derive(Debug, Serialize)]
+pub struct PredictionRecordView {
+    pub predicted: String,
+    pub confidence: f64,
+    /// (label, probability) in the run's label order.
+    pub scores: Vec<(String, f32)>,
+    pub out_of_fold: bool,
+    pub label_at_training: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ImagePage {
+    pub id: String,
+    pub split: Split,
+    pub status: Status,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub design: Option<String>,
+    pub run: Option<i64>,
+    pub facets: Vec<FacetRow>,
+    pub history: Vec<LabelEvent>,
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    user: User,
+    format: Format,
+    Path(image): Path<String>,
+    Query(params): Query<ImageParams>,
+) -> Result<Response, WebError> {
+    let record = state
+        .catalog
+        .image(&image)
+        .await?
+        .ok_or_else(|| WebError::NotFound(format!("no image {image:?} in the catalogue")))?;
+    let run = match params.run {
+        Some(run) => Some(run),
+        None => state
+            .catalog
+            .runs()
+            .await?
+            .into_iter()
+            .find(|r| r.status == RunStatus::Completed)
+            .map(|r| r.id),
+    };
+    let predictions: Vec<PredictionRecord> = match run {
+        Some(run) => state.catalog.image_predictions(&image, run).await?,
+        None => Vec::new(),
+    };
+    let run_labels = match run {
+        Some(run) => state.catalog.run_facets(run).await?,
+        None => Vec::new(),
+    };
+    let names: Vec<String> = state
+        .catalog
+        .facets()
+        .await?
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
+    let orders = state.catalog.facet_label_orders(&names).await?;
+    let facets = orders
+        .into_iter()
+        .map(|(facet, labels)| {
+            let current = record.labels.iter().find(|l| l.facet == facet);
+            let prediction = predictions.iter().find(|p| p.facet == facet).map(|p| {
+                let order = run_labels
+                    .iter()
+                    .find(|r| r.facet == facet)
+                    .map(|r| r.labels.clone())
+                    .unwrap_or_default();
+                PredictionRecordView {
+                    predicted: p.predicted.clone(),
+                    confidence: p.confidence,
+                    scores: order.into_iter().zip(p.scores.iter().copied()).collect(),
+                    out_of_fold: p.out_of_fold,
+                    label_at_training: p.label.clone(),
+                }
+            });
+            FacetRow {
+                facet,
+                labels,
+                label: current.and_then(|l| l.label.clone()),
+                version: current.map_or(0, |l| l.version),
+                prediction,
+            }
+        })
+        .collect();
+    let mut history = state.catalog.label_history(&image).await?;
+    history.reverse();
+    let data = ImagePage {
+        id: record.id,
+        split: record.split,
+        status: record.status,
+        width: record.width,
+        height: record.height,
+        design: record.design,
+        run,
+        facets,
+        history,
+    };
+    Ok(respond(format, &data, |data| render(data, &user)))
+}
+
+fn render(data: &ImagePage, user: &User) -> Markup {
+    let can_edit = user.role >= Role::Reviewer && data.status == Status::Active;
+    let body = html! {
+        div.image-page {
+            figure {
+                img.full src=(format!("/images/{}/file", data.id)) alt=(format!("image {}", short_id(&data.id)));
+                figcaption {
+                    (split_badge(data.split.as_str())) " "
+                    @if let (Some(w), Some(h)) = (data.width, data.height) { (w) "×" (h) " px · " }
+                    @if let Some(design) = &data.design { "design " (design) " · " }
+                    span.mono { (data.id) }
+                    @if data.status != Status::Active { " · " strong.error { (data.status.as_str()) } }
+                }
+            }
+            section {
+                h2 { "Labels" @if let Some(run) = data.run { span.muted { " and run #" (run) "'s predictions" } } }
+                @for facet in &data.facets {
+                    article.card.facet-row tabindex="0" data-image=(data.id) data-facet=(facet.facet)
+                        data-version=(facet.version) data-run=(data.run.map_or(String::new(), |r| r.to_string()))
+                        data-label=(facet.label.as_deref().unwrap_or("")) data-reason="image page" {
+                        h3 { (facet.facet) ": " strong.label-value { (facet.label.as_deref().unwrap_or("(none)")) } }
+                        @if let Some(prediction) = &facet.prediction {
+                            p.model {
+                                "predicted " strong { (prediction.predicted) } " · " (format!("{:.2}", prediction.confidence))
+                                @if prediction.out_of_fold { span.muted { " (out-of-fold)" } }
+                            }
+                            div.scores {
+                                @for (label, p) in &prediction.scores {
+                                    div.score-row {
+                                        span.score-label { (label) }
+                                        span.score-bar { span style=(format!("width:{:.1}%", p * 100.0)) {} }
+                                        span.score-value { (format!("{p:.2}")) }
+                                    }
+                                }
+                            }
+                        }
+                        @if can_edit {
+                            div.labels role="group" aria-label=(format!("set the {} label", facet.facet)) {
+                                @for (i, label) in facet.labels.iter().enumerate() {
+                                    @let is_current = facet.label.as_deref() == Some(label.as_str());
+                                    @let is_suggested = facet.prediction.as_ref().is_some_and(|p| &p.predicted == label);
+                                    button.pick.current[is_current].suggested[is_suggested] type="button" data-label=(label) {
+                                        @if i < 9 { kbd { (i + 1) } } (label)
+                                    }
+                                }
+                            }
+                            noscript {
+                                form method="post" action=(format!("/images/{}/labels", data.id)) {
+                                    input type="hidden" name="csrf" value=(user.csrf_token);
+                                    input type="hidden" name="facet" value=(facet.facet);
+                                    input type="hidden" name="expected_version" value=(facet.version);
+                                    select name="label" { @for label in &facet.labels { option value=(label) selected[facet.label.as_deref() == Some(label.as_str())] { (label) } } }
+                                    button type="submit" { "Save" }
+                                }
+                            }
+                        }
+                    }
+                }
+                h2 { "History" }
+                @if data.history.is_empty() { p.empty { "No label changes yet." } }
+                @else {
+                    table.history {
+                        thead { tr { th { "When" } th { "Who" } th { "Facet" } th { "Change" } th { "Why" } th {} } }
+                        tbody {
+                            @for (i, event) in data.history.iter().enumerate() {
+                                // Only a facet's latest change can be undone: undoing an older
+                                // one would overwrite the changes made after it.
+                                @let latest = data.history[..i].iter().all(|e| e.facet != event.facet);
+                                tr {
+                                    td { (timestamp(event.at)) }
+                                    td { (event.actor) span.muted { " (" (event.source) ")" } }
+                                    td { (event.facet) }
+                                    td { (event.old_label.as_deref().unwrap_or("(none)")) " → " strong { (event.new_label.as_deref().unwrap_or("(none)")) } }
+                                    td { (event.reason.as_deref().unwrap_or("")) @if let Some(run) = event.run_id { " " a href=(format!("/runs/{run}")) { "run #" (run) } } }
+                                    td { @if can_edit && latest && event.source == "review" { button.undo-event type="button" data-event=(event.id) { "Undo" } } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    page(
+        &format!("Image {}", short_id(&data.id)),
+        user,
+        &[("Runs".into(), "/runs".into())],
+        body,
+    )
+}
+
+async fn image_path(state: &AppState, image: &str) -> Result<PathBuf, WebError> {
+    let record = state
+        .catalog
+        .image(image)
+        .await?
+        .ok_or_else(|| WebError::NotFound(format!("no image {image:?} in the catalogue")))?;
+    Ok(PathBuf::from(record.uri))
+}
+
+/// The original file of a catalogue image.
+pub async fn file(
+    State(state): State<AppState>,
+    _user: User,
+    Path(image): Path<String>,
+) -> Result<Response, WebError> {
+    let path = image_path(&state, &image).await?;
+    let bytes = tokio::fs::read(&path)
+        .await
+        .map_err(|e| WebError::NotFound(format!("image {image} cannot be read: {e}")))?;
+    Ok(bytes_response(thumbs::content_type(&bytes), bytes))
+}
+
+/// A JPEG thumbnail of a catalogue image (made once, then cached).
+pub async fn thumbnail(
+    State(state): State<AppState>,
+    _user: User,
+    Path(image): Path<String>,
+) -> Result<Response, WebError> {
+    let path = image_path(&state, &image).await?;
+    let cache = state.config.thumbnail_cache.clone();
+    let bytes = tokio::task::spawn_blocking(move || thumbs::thumbnail(&cache, &image, &path))
+        .await
+        .map_err(|e| WebError::Internal(format!("thumbnail thread failed: {e}")))??;
+    Ok(bytes_response("image/jpeg", bytes))
+}

@@ -1,0 +1,12 @@
+//! Request handlers, one module per page (each builds its data once and answers as HTML or
+//! JSON, see [`crate::format`]).
+
+pub mod body;
+pub mod facet;
+pub mod image;
+pub mod labels;
+pub mod login;
+pub mod mistags;
+pub mod review;
+pub mod runs;
+pub mod users;

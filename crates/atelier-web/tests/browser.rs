@@ -1,0 +1,133 @@
+//! The review loop in a real headless Chromium (Debian's `chromium`, driven by `playwright-core`
+//! from `e2e/`): log in as a reviewer, open a class's false negatives, retag an image with the
+//! keyboard, undo, retag again; then the catalogue and the label history must show exactly
+//! that. Screenshots of every page land in `e2e/screenshots/`.
+//!
+//! `.ci/run` installs both (`scripts/browser.sh`); elsewhere the test says it is skipped when
+//! they are missing, and under CI it fails instead.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::fixture;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The browser and the driver, or why they are not there.
+fn tools() -> Result<(PathBuf, PathBuf), String> {
+    let chromium = std::env::var_os("CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    if !chromium.exists() {
+        return Err(format!(
+            "{} not found (apt-get install chromium)",
+            chromium.display()
+        ));
+    }
+    let e2e = workspace().join("e2e");
+    if !e2e.join("node_modules/playwright-core").is_dir() {
+        return Err("e2e/node_modules/playwright-core missing (run scripts/browser.sh)".into());
+    }
+    Ok((chromium, e2e))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reviewer_retags_undoes_and_retags_with_the_keyboard() {
+    let (chromium, e2e) = match tools() {
+        Ok(found) => found,
+        Err(missing) if std::env::var_os("CI").is_some() => panic!("browser test: {missing}"),
+        Err(missing) => {
+            eprintln!("skipped: {missing}");
+            return;
+        }
+    };
+    let fx = fixture().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = fx.app.clone();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let shots = e2e.join("screenshots");
+    let run = fx.run.to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg("review.mjs")
+            .current_dir(&e2e)
+            .env("BASE_URL", &base)
+            .env("USER", "rita")
+            .env("PASSWORD", common::PASSWORD)
+            .env("RUN", &run)
+            .env("FACET", "silhouette")
+            .env("LABEL", "sheath")
+            .env("SHOTS", &shots)
+            .env("CHROMIUM", &chromium)
+            .output()
+            .expect("run node")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "browser script failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap();
+
+    // The most confident false negative of sheath is image 5 (predicted a-line at 0.95).
+    let image = result["image"].as_str().unwrap();
+    assert_eq!(image, fx.images[5]);
+    assert_eq!(
+        result["labels_seen"],
+        serde_json::json!(["sheath", "a-line", "sheath", "mermaid"])
+    );
+    let history = fx.catalog.label_history(image).await.unwrap();
+    let changes: Vec<(Option<&str>, Option<&str>, &str)> = history
+        .iter()
+        .map(|e| {
+            (
+                e.old_label.as_deref(),
+                e.new_label.as_deref(),
+                e.actor.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            (None, Some("sheath"), "import"),
+            (Some("sheath"), Some("a-line"), "rita"),
+            (Some("a-line"), Some("sheath"), "rita"),
+            (Some("sheath"), Some("mermaid"), "rita"),
+        ]
+    );
+    assert_eq!(
+        history[2].reason.as_deref(),
+        Some(format!("undo of event {}", history[1].id).as_str())
+    );
+    assert_eq!(
+        history[1].run_id,
+        Some(fx.run),
+        "the change names the run that suggested it"
+    );
+    let record = fx.catalog.image(image).await.unwrap().unwrap();
+    assert_eq!(record.labels[0].label.as_deref(), Some("mermaid"));
+    for shot in [
+        "01-login",
+        "04-f1-view",
+        "05-false-negatives",
+        "08-retagged-again",
+        "09-image",
+    ] {
+        assert!(e2e_shot(shot).exists(), "screenshot {shot} was not saved");
+    }
+}
+
+fn e2e_shot(name: &str) -> PathBuf {
+    workspace().join(format!("e2e/screenshots/{name}.png"))
+}

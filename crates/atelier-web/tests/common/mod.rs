@@ -1,0 +1,288 @@
+//! A small catalogue for the web tests: 12 images with silhouette labels, one completed run
+//! with per-class tables and predictions, and three users (admin, reviewer, viewer). The app
+//! is driven as a router, without a socket.
+
+#![allow(dead_code)]
+
+use atelier_catalog::{
+    Catalog, ImportOptions, NewRun, PredictionRow, Role, RunFacetResult, RunFinish, RunStatus,
+    Split,
+};
+use atelier_train::metrics::classification_report;
+use atelier_train::runner::RunPaths;
+use atelier_web::{AppConfig, hash_password, router};
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+pub const PASSWORD: &str = "password-123";
+pub const LABELS: [&str; 3] = ["a-line", "mermaid", "sheath"];
+
+/// Per image: (split, label index, predicted index, confidence).
+pub const IMAGES: [(&str, usize, usize, f32); 12] = [
+    ("train", 0, 0, 0.9),
+    ("train", 0, 2, 0.8),
+    ("train", 1, 1, 0.7),
+    ("train", 1, 1, 0.9),
+    ("train", 2, 2, 0.6),
+    ("train", 2, 0, 0.95),
+    ("train", 0, 0, 0.5),
+    ("train", 2, 2, 0.85),
+    ("test", 0, 2, 0.7),
+    ("test", 1, 1, 0.8),
+    ("test", 2, 0, 0.6),
+    ("test", 2, 2, 0.9),
+];
+
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub catalog: Catalog,
+    pub app: Router,
+    pub run: i64,
+    /// Image ids in the order of [`IMAGES`].
+    pub images: Vec<String>,
+}
+
+fn scores(predicted: usize, confidence: f32) -> Vec<f32> {
+    let rest = (1.0 - confidence) / 2.0;
+    (0..3)
+        .map(|i| if i == predicted { confidence } else { rest })
+        .collect()
+}
+
+pub async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let images_dir = dir.path().join("img");
+    std::fs::create_dir_all(&images_dir).unwrap();
+    let mut manifest = String::from("path,split,silhouette\n");
+    for (i, (split, label, _, _)) in IMAGES.iter().enumerate() {
+        let shade = (i * 20) as u8;
+        image::RgbImage::from_pixel(24, 32, image::Rgb([shade, 100, 255 - shade]))
+            .save(images_dir.join(format!("{i}.png")))
+            .unwrap();
+        manifest.push_str(&format!("img/{i}.png,{split},{}\n", LABELS[*label]));
+    }
+    std::fs::write(dir.path().join("manifest.csv"), manifest).unwrap();
+    let url = format!("sqlite://{}", dir.path().join("catalog.db").display());
+    let catalog = Catalog::open(&url).await.unwrap();
+    catalog
+        .import(&dir.path().join("manifest.csv"), &ImportOptions::default())
+        .await
+        .unwrap();
+    let records = catalog
+        .training_images(&["silhouette".to_string()])
+        .await
+        .unwrap();
+    let images: Vec<String> = (0..IMAGES.len())
+        .map(|i| {
+            let uri = dir
+                .path()
+                .join(format!("img/{i}.png"))
+                .canonicalize()
+                .unwrap();
+            records
+                .iter()
+                .find(|r| std::path::Path::new(&r.uri) == uri)
+                .unwrap()
+                .id
+                .clone()
+        })
+        .collect();
+    let run = record_run(&catalog, &images).await;
+    for (name, role) in [
+        ("ada", Role::Admin),
+        ("rita", Role::Reviewer),
+        ("ron", Role::Reviewer),
+        ("vic", Role::Viewer),
+    ] {
+        catalog
+            .add_user(name, role, &hash_password(PASSWORD).unwrap())
+            .await
+            .unwrap();
+    }
+    let config = AppConfig {
+        run_paths: RunPaths {
+            checkpoint_base: dir.path().join("checkpoints"),
+            model_base: dir.path().join("models"),
+            feature_cache: dir.path().join("features"),
+        },
+        thumbnail_cache: dir.path().join("thumbs"),
+    };
+    let app = router(catalog.clone(), config);
+    Fixture {
+        dir,
+        catalog,
+        app,
+        run,
+        images,
+    }
+}
+
+async fn record_run(catalog: &Catalog, images: &[String]) -> i64 {
+    let run = catalog
+        .create_run(&NewRun {
+            kind: "facets".into(),
+            config: json!({"train": {"backbone": "tiny", "facets": ["silhouette"]}}),
+            parent_run: None,
+        })
+        .await
+        .unwrap();
+    let labels: Vec<String> = LABELS.iter().map(|l| l.to_string()).collect();
+    let part = |split: &str| {
+        let rows: Vec<_> = IMAGES.iter().filter(|r| r.0 == split).collect();
+        classification_report(
+            &labels,
+            &rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+            &rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+        )
+    };
+    let (train, test) = (part("train"), part("test"));
+    let rows: Vec<PredictionRow> = IMAGES
+        .iter()
+        .zip(images)
+        .map(
+            |((split, label, predicted, confidence), id)| PredictionRow {
+                image_id: id.clone(),
+                facet: "silhouette".into(),
+                split: if *split == "train" {
+                    Split::Train
+                } else {
+                    Split::Test
+                },
+                label: Some(labels[*label].clone()),
+                predicted: labels[*predicted].clone(),
+                confidence: f64::from(*confidence),
+                scores: scores(*predicted, *confidence),
+                out_of_fold: false,
+            },
+        )
+        .collect();
+    catalog
+        .record_run_results(
+            run,
+            &[RunFacetResult {
+                facet: "silhouette".into(),
+                labels: labels.clone(),
+                class_weights: vec![1.0; 3],
+                train_metrics: Some(serde_json::to_value(&train).unwrap()),
+                test_metrics: Some(serde_json::to_value(&test).unwrap()),
+            }],
+            &rows,
+        )
+        .await
+        .unwrap();
+    catalog
+        .finish_run(
+            run,
+            &RunFinish {
+                status: RunStatus::Completed,
+                summary: Some(json!({"facets": {"silhouette": {
+                    "train_macro_f1": train.macro_f1, "test_macro_f1": test.macro_f1}}})),
+                model_ref: None,
+                error: None,
+            },
+        )
+        .await
+        .unwrap();
+    run
+}
+
+/// A logged-in client: its session cookie and CSRF token.
+#[derive(Clone)]
+pub struct Session {
+    pub cookie: String,
+    pub csrf: String,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn location(&self) -> Option<&str> {
+        self.headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Sends one request; `csrf` adds the session's token header, `body` is sent as JSON.
+pub async fn send(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    session: Option<&Session>,
+    csrf: bool,
+    body: Option<Value>,
+) -> Reply {
+    let mut request = Request::builder().method(method).uri(uri);
+    if let Some(session) = session {
+        request = request.header(header::COOKIE, &session.cookie);
+        if csrf {
+            request = request.header("x-csrf-token", &session.csrf);
+        }
+    }
+    let body = match body {
+        Some(value) => {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+            Body::from(value.to_string())
+        }
+        None => Body::empty(),
+    };
+    let response = app
+        .clone()
+        .oneshot(request.body(body).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub async fn get(app: &Router, uri: &str, session: Option<&Session>) -> Reply {
+    send(app, Method::GET, uri, session, false, None).await
+}
+
+/// Logs in through the JSON API.
+pub async fn login(app: &Router, user: &str) -> Session {
+    let reply = send(
+        app,
+        Method::POST,
+        "/api/login",
+        None,
+        false,
+        Some(json!({"user": user, "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let cookie = reply
+        .headers
+        .get(header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap()
+        .to_string();
+    Session {
+        cookie,
+        csrf: reply.json()["csrf_token"].as_str().unwrap().to_string(),
+    }
+}

@@ -1,0 +1,100 @@
+// End-to-end review in a real headless Chromium: log in as a reviewer, open the false
+// negatives of a class, retag one image with the keyboard, undo, retag again, and save a
+// screenshot of every page. The Rust test that starts the server (crates/atelier-web/tests/
+// browser.rs) then checks the catalogue and the label history.
+//
+// Environment: BASE_URL, USER, PASSWORD, RUN, FACET, LABEL (the class whose false negatives
+// are reviewed), SHOTS (folder for screenshots), CHROMIUM (browser binary).
+// Prints one JSON line: {"image": ID, "labels_seen": [...]}.
+
+import { chromium } from "playwright-core";
+import { mkdirSync } from "node:fs";
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`set ${name}`);
+  return value;
+};
+const base = env("BASE_URL");
+const shots = env("SHOTS");
+mkdirSync(shots, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-dev-shm-usage"],
+});
+const failures = [];
+try {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  page.on("pageerror", (error) => failures.push(`page error: ${error.message}`));
+  page.on("console", (message) => {
+    if (message.type() === "error") {
+      failures.push(`console error: ${message.text()} (${message.location().url})`);
+    }
+  });
+  const shot = (name) => page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
+
+  await page.goto(`${base}/runs`);
+  await page.waitForURL(/\/login/);
+  await shot("01-login");
+  await page.fill('input[name="user"]', env("USER"));
+  await page.fill('input[name="password"]', env("PASSWORD"));
+  await Promise.all([page.waitForURL(/\/runs$/), page.click('button[type="submit"]')]);
+  await shot("02-runs");
+
+  const run = env("RUN");
+  const facet = env("FACET");
+  await page.goto(`${base}/runs/${run}`);
+  await shot("03-run");
+  await page.goto(`${base}/runs/${run}/facets/${facet}`);
+  await page.waitForSelector("svg.chart");
+  await shot("04-f1-view");
+
+  // The false negatives of LABEL, through the link in the F1 table's test row.
+  const label = env("LABEL");
+  await page.goto(`${base}/runs/${run}/facets/${facet}/review?kind=fn&label=${encodeURIComponent(label)}`);
+  const card = page.locator(".card[data-image]").first();
+  await card.waitFor();
+  const image = await card.getAttribute("data-image");
+  const labelOf = async () => (await card.locator(".label-value").textContent()).trim();
+  const labelsSeen = [await labelOf()];
+  await shot("05-false-negatives");
+
+  // Keyboard only: focus the first card with an arrow, "1" picks the facet's first label.
+  await page.keyboard.press("ArrowRight");
+  const firstLabel = await card.locator("button.pick").nth(0).getAttribute("data-label");
+  const secondLabel = await card.locator("button.pick").nth(1).getAttribute("data-label");
+  await page.keyboard.press("1");
+  await page.waitForFunction(
+    ([selector, expected]) => document.querySelector(selector)?.textContent.trim() === expected,
+    [`.card[data-image="${image}"] .label-value`, firstLabel]);
+  labelsSeen.push(await labelOf());
+  await shot("06-retagged");
+
+  await page.keyboard.press("u");
+  await page.waitForFunction(
+    ([selector, expected]) => document.querySelector(selector)?.textContent.trim() === expected,
+    [`.card[data-image="${image}"] .label-value`, labelsSeen[0]]);
+  labelsSeen.push(await labelOf());
+  await shot("07-undone");
+
+  await page.keyboard.press("2");
+  await page.waitForFunction(
+    ([selector, expected]) => document.querySelector(selector)?.textContent.trim() === expected,
+    [`.card[data-image="${image}"] .label-value`, secondLabel]);
+  labelsSeen.push(await labelOf());
+  await shot("08-retagged-again");
+
+  await page.goto(`${base}/images/${image}?run=${run}`);
+  await page.waitForSelector("table.history");
+  await shot("09-image");
+  await page.goto(`${base}/runs/${run}/mistags`);
+  await shot("10-mistags");
+  await page.goto(`${base}/runs/compare?a=${run}&b=${run}`);
+  await shot("11-compare");
+
+  if (failures.length) throw new Error(failures.join("\n"));
+  console.log(JSON.stringify({ image, labels_seen: labelsSeen, first_label: firstLabel, second_label: secondLabel }));
+} finally {
+  await browser.close();
+}
