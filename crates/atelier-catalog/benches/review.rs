@@ -3,9 +3,11 @@
 //! then the latency (p50, p95, max over repeated calls) of each query behind the review web
 //! app's pages, which must answer within 100 ms at p95.
 //!
-//! `cargo bench -p atelier-catalog --bench review` (or, without a release build of the
-//! dependencies, `cargo test -p atelier-catalog --bench review`); `ATELIER_BENCH_ROWS` changes
-//! N, and `ATELIER_BENCH_POSTGRES_URL` (an admin URL) adds a run on a fresh PostgreSQL database.
+//! `cargo bench -p atelier-catalog --bench review`, or without a release build of the whole
+//! dependency tree (dependencies are optimised in test builds already):
+//! `CARGO_PROFILE_TEST_OPT_LEVEL=3 cargo test -p atelier-catalog --bench review`.
+//! `ATELIER_BENCH_ROWS` changes N, and `ATELIER_BENCH_POSTGRES_URL` (an admin URL) adds a run
+//! on a fresh PostgreSQL database.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -97,6 +99,11 @@ async fn run(backend: &str, url: &str, manifest: &Path, ids: &[String]) {
         .import(manifest, &ImportOptions::default())
         .await
         .expect("import");
+    println!(
+        "{backend}: imported {} images in {:.1} s",
+        ids.len(),
+        started.elapsed().as_secs_f64()
+    );
     let run = catalog
         .create_run(&NewRun {
             kind: "facets".to_string(),
@@ -150,16 +157,27 @@ async fn run(backend: &str, url: &str, manifest: &Path, ids: &[String]) {
             });
         }
     }
+    let recording = Instant::now();
     catalog
         .record_run_results(run, &facets, &predictions)
         .await
         .expect("results");
     println!(
-        "{backend}: {} images, {} predictions ready in {:.1} s",
-        ids.len(),
+        "{backend}: recorded {} predictions in {:.1} s",
         predictions.len(),
-        started.elapsed().as_secs_f64()
+        recording.elapsed().as_secs_f64()
     );
+
+    if backend == "postgres" {
+        // A catalogue that serves pages has been analysed by autovacuum since its last bulk
+        // write; without statistics and a visibility map, the planner of a freshly filled
+        // database neither picks good plans nor reads indexes alone.
+        let mut conn = PgConnection::connect(url).await.expect("connect");
+        sqlx::raw_sql("VACUUM ANALYZE")
+            .execute(&mut conn)
+            .await
+            .expect("vacuum");
+    }
 
     let page = |filter: ReviewFilter, split: Option<Split>, offset: u64| ReviewQuery {
         run,

@@ -425,7 +425,7 @@ impl Catalog {
     /// facet or label is an error, and so is a facet the run has no results for
     /// ([`CatalogError::FacetNotInRun`]).
     pub async fn review_page(&self, query: &ReviewQuery) -> Result<ReviewPage, CatalogError> {
-        review::review_page(&self.pool, query).await
+        review::review_page(&self.pool, self.backend, query).await
     }
 
     /// A run's predictions of one image, in the run's facet order (empty if the run did not
@@ -444,7 +444,7 @@ impl Catalog {
         &self,
         facet: &str,
     ) -> Result<HashMap<String, (Option<String>, i64)>, CatalogError> {
-        review::current_labels(&self.pool, facet).await
+        review::current_labels(&self.pool, self.backend, facet).await
     }
 
     /// Stores the clean labels of a synthetic catalogue from the `truth.csv` that

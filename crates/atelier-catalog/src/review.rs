@@ -469,8 +469,32 @@ async fn ensure_run_has_facet(
     })
 }
 
+/// How a statement over `predictions p` keeps the predictions of active images only, without
+/// a look-up per prediction: a `WITH` clause to put before the statement, and a condition for
+/// its `WHERE`. Both exclude the (usually few) images that are not active, found through the
+/// `images (status, split)` index. Each engine needs its own spelling to do that well:
+/// SQLite evaluates `NOT IN (subquery)` once into a temporary index, where a `NOT EXISTS`
+/// would run per row. PostgreSQL, under a LIMIT, plans `NOT EXISTS` on `images` as a
+/// primary-key look-up per row, and stops hashing a `NOT IN` list once it outgrows
+/// `work_mem`; a materialised list has no index to look up, so it is hashed (and a hash join
+/// spills to disk gracefully).
+fn active_images_only(backend: Backend) -> (&'static str, &'static str) {
+    match backend {
+        Backend::Sqlite => (
+            "",
+            "p.image_id NOT IN (SELECT id FROM images WHERE status IN ('quarantined', 'removed'))",
+        ),
+        Backend::Postgres => (
+            "WITH inactive AS MATERIALIZED \
+             (SELECT id FROM images WHERE status IN ('quarantined', 'removed')) ",
+            "NOT EXISTS (SELECT 1 FROM inactive WHERE inactive.id = p.image_id)",
+        ),
+    }
+}
+
 pub(crate) async fn review_page(
     pool: &AnyPool,
+    backend: Backend,
     query: &ReviewQuery,
 ) -> Result<ReviewPage, CatalogError> {
     let context = "reading a review page";
@@ -486,8 +510,9 @@ pub(crate) async fn review_page(
     };
 
     // Parameters: $1 run, $2 facet, $3 and $4 the filter's labels, then the split, if any.
-    // Each filter is a range of one of the two prediction indexes: (run, facet, label,
-    // predicted, confidence) or (run, facet, predicted, confidence).
+    // Each filter is a range of one of the two covering indexes of migration 0004:
+    // predictions_by_label (run, facet, label, predicted, confidence DESC, image, split) or
+    // predictions_by_prediction (run, facet, predicted, confidence DESC, image, label, split).
     let (filter, first, second) = match &query.filter {
         ReviewFilter::FalseNegatives { label } => {
             let id = label_id(label)?;
@@ -517,12 +542,11 @@ pub(crate) async fn review_page(
     } else {
         ("$5", "$6")
     };
-    let conditions =
-        format!("p.run_id = $1 AND p.facet_id = $2 AND {filter}{split} AND i.status = 'active'");
+    let (with, active) = active_images_only(backend);
+    let conditions = format!("p.run_id = $1 AND p.facet_id = $2 AND {filter}{split} AND {active}");
 
     let mut count = assembled(format!(
-        "SELECT COUNT(*) FROM predictions p JOIN images i ON i.id = p.image_id \
-         WHERE {conditions}"
+        "{with}SELECT COUNT(*) FROM predictions p WHERE {conditions}"
     ))
     .bind(query.run)
     .bind(facet)
@@ -537,13 +561,16 @@ pub(crate) async fn review_page(
         .and_then(|row| row.try_get(0))
         .map_err(db(context))?;
 
+    // The page is cut from the index first; only its rows then look up their current label.
     let mut page = assembled(format!(
-        "SELECT p.image_id, p.split, p.label_id, l.label_id, l.version, p.predicted_label_id, \
-                p.confidence \
-         FROM predictions p JOIN images i ON i.id = p.image_id \
-         LEFT JOIN labels l ON l.image_id = p.image_id AND l.facet_id = p.facet_id \
-         WHERE {conditions} \
-         ORDER BY p.confidence DESC, p.image_id LIMIT {limit} OFFSET {offset}"
+        "{with}SELECT page.image_id, page.split, page.label_id, l.label_id, l.version, \
+                page.predicted_label_id, page.confidence \
+         FROM (SELECT p.image_id, p.facet_id, p.split, p.label_id, p.predicted_label_id, \
+                      p.confidence \
+               FROM predictions p WHERE {conditions} \
+               ORDER BY p.confidence DESC, p.image_id LIMIT {limit} OFFSET {offset}) page \
+         LEFT JOIN labels l ON l.image_id = page.image_id AND l.facet_id = page.facet_id \
+         ORDER BY page.confidence DESC, page.image_id"
     ))
     .bind(query.run)
     .bind(facet)
@@ -603,17 +630,18 @@ pub(crate) async fn image_predictions(
     if exists.is_none() {
         return Err(CatalogError::UnknownImage(image.to_string()));
     }
-    // From the run's few facets to one primary-key look-up each.
+    // From the run's few facets to one primary-key look-up of a prediction each. SQLite
+    // takes CROSS JOIN as "in this order" (left to right); without it, it may start from the
+    // image and scan every prediction of the run. PostgreSQL plans it as an inner join.
     let sql = format!(
         "SELECT {PREDICTION_COLUMNS} \
-         FROM run_facets rf \
-         JOIN predictions p ON p.run_id = rf.run_id AND p.facet_id = rf.facet_id \
-                           AND p.image_id = $2 \
+         FROM run_facets rf CROSS JOIN predictions p \
          JOIN images i ON i.id = p.image_id \
          JOIN facets f ON f.id = p.facet_id \
          JOIN facet_labels pl ON pl.id = p.predicted_label_id \
          LEFT JOIN facet_labels l ON l.id = p.label_id \
-         WHERE rf.run_id = $1 \
+         WHERE rf.run_id = $1 AND p.run_id = rf.run_id AND p.facet_id = rf.facet_id \
+           AND p.image_id = $2 \
          ORDER BY rf.position"
     );
     assembled(sql)
@@ -629,6 +657,7 @@ pub(crate) async fn image_predictions(
 
 pub(crate) async fn current_labels(
     pool: &AnyPool,
+    backend: Backend,
     facet: &str,
 ) -> Result<HashMap<String, (Option<String>, i64)>, CatalogError> {
     let context = "reading current labels";
@@ -636,36 +665,62 @@ pub(crate) async fn current_labels(
     let vocabulary = Vocabulary::load(&mut conn).await?;
     let facet_id = vocabulary.facet_id(facet)?;
     let names = vocabulary.label_names(facet_id);
-    let rows = sqlx::query(
-        "SELECT l.image_id, l.label_id, l.version FROM labels l \
-         JOIN images i ON i.id = l.image_id \
-         WHERE l.facet_id = $1 AND i.status = 'active'",
-    )
+    // Two index scans instead of a join that would look up every label's image: the images
+    // that are not active (few), left out below, and the facet's labels, which
+    // labels_facet_label (facet, label, version, image) holds in full. The labels come as one
+    // row per (label, version) with the image ids joined by spaces (ids never contain one):
+    // for 100 000 images, a row per image costs several times the query in driver overhead.
+    let inactive: HashSet<String> =
+        sqlx::query_scalar("SELECT id FROM images WHERE status IN ('quarantined', 'removed')")
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db(context))?
+            .into_iter()
+            .collect();
+    let joined = match backend {
+        Backend::Sqlite => "group_concat(image_id, ' ')",
+        Backend::Postgres => "string_agg(image_id, ' ')",
+    };
+    let groups = assembled(format!(
+        "SELECT label_id, version, {joined} FROM labels WHERE facet_id = $1 \
+         GROUP BY label_id, version"
+    ))
     .bind(facet_id)
     .fetch_all(&mut *conn)
     .await
     .map_err(db(context))?;
     let get = db(context);
-    let mut labels = HashMap::with_capacity(rows.len());
-    for row in rows {
-        let label: Option<i64> = row.try_get(1).map_err(&get)?;
+    let groups = groups
+        .iter()
+        .map(|group| {
+            Ok((
+                group.try_get::<Option<i64>, _>(0)?,
+                group.try_get::<i64, _>(1)?,
+                group.try_get::<String, _>(2)?,
+            ))
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()
+        .map_err(&get)?;
+    // Sized up front: growing a map of 100 000 entries step by step rehashes it many times.
+    let count: usize = groups
+        .iter()
+        .map(|(_, _, images)| images.split(' ').count())
+        .sum();
+    let mut labels = HashMap::with_capacity(count);
+    for (label, version, images) in groups {
         let name = match label {
             None => None,
-            Some(id) => Some(
-                names
-                    .get(&id)
-                    .ok_or_else(|| CatalogError::Corrupt {
-                        table: "labels",
-                        column: "label_id",
-                        value: id.to_string(),
-                    })?
-                    .to_string(),
-            ),
+            Some(id) => Some(*names.get(&id).ok_or_else(|| CatalogError::Corrupt {
+                table: "labels",
+                column: "label_id",
+                value: id.to_string(),
+            })?),
         };
-        labels.insert(
-            row.try_get(0).map_err(&get)?,
-            (name, row.try_get(2).map_err(&get)?),
-        );
+        for image in images.split(' ') {
+            if inactive.is_empty() || !inactive.contains(image) {
+                labels.insert(image.to_string(), (name.map(str::to_string), version));
+            }
+        }
     }
     Ok(labels)
 }

@@ -853,19 +853,21 @@ pub(crate) async fn training_images(
     // One statement, so that images and labels come from one snapshot; an image has one row
     // per requested facet it carries a label for (or one row without a label). A join per
     // facet instead would hit SQLite's 64-table limit with many facets.
-    let label_join = if distinct.is_empty() {
-        "LEFT JOIN labels l ON 1 = 0".to_string()
+    let sql = if distinct.is_empty() {
+        // No labels to read. (A join `ON 1 = 0` instead would make SQLite scan every label
+        // once per image.)
+        "SELECT i.id, i.uri, i.split, NULL, NULL FROM images i \
+         WHERE i.status = 'active' ORDER BY i.id"
+            .to_string()
     } else {
         format!(
-            "LEFT JOIN labels l ON l.image_id = i.id AND l.facet_id IN ({})",
+            "SELECT i.id, i.uri, i.split, l.facet_id, fl.label FROM images i \
+             LEFT JOIN labels l ON l.image_id = i.id AND l.facet_id IN ({}) \
+             LEFT JOIN facet_labels fl ON fl.id = l.label_id \
+             WHERE i.status = 'active' ORDER BY i.id",
             placeholders(ParamStyle::for_backend(backend), 1, distinct.len())
         )
     };
-    let sql = format!(
-        "SELECT i.id, i.uri, i.split, l.facet_id, fl.label FROM images i {label_join} \
-         LEFT JOIN facet_labels fl ON fl.id = l.label_id \
-         WHERE i.status = 'active' ORDER BY i.id"
-    );
     let mut query = assembled(sql);
     for id in &distinct {
         query = query.bind(*id);

@@ -57,7 +57,8 @@ fn catalog_status(error: &CatalogError) -> StatusCode {
         | CatalogError::UnknownRun(_)
         | CatalogError::UnknownFacet { .. }
         | CatalogError::UnknownEvent(_)
-        | CatalogError::UnknownUser(_) => StatusCode::NOT_FOUND,
+        | CatalogError::UnknownUser(_)
+        | CatalogError::FacetNotInRun { .. } => StatusCode::NOT_FOUND,
         CatalogError::UnknownLabel { .. }
         | CatalogError::InvalidUser(_)
         | CatalogError::ImageNotActive { .. } => StatusCode::BAD_REQUEST,

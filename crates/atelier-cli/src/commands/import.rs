@@ -79,6 +79,12 @@ pub fn print_report(report: &ImportReport) {
         report.quarantined,
         report.duplicates
     );
+    if report.kept_reviewed_labels > 0 {
+        println!(
+            "kept {} labels that reviewers changed (the source still has the old ones)",
+            report.kept_reviewed_labels
+        );
+    }
     if changed == 0 {
         println!("nothing changed: the catalogue already matches this import");
     }

@@ -59,11 +59,15 @@ pub fn toolbar(labels: &[String]) -> Markup {
                 kbd { "u" } " undo · " kbd { "x" } " select"
             }
             div.batch {
-                span.count { "0 selected" } " "
-                select.batch-label aria-label="label for the selected images" {
-                    @for label in labels { option value=(label) { (label) } }
+                @if labels.is_empty() {
+                    span.muted { "Pick one facet to retag many images at once." } " "
+                } @else {
+                    span.count { "0 selected" } " "
+                    select.batch-label aria-label="label for the selected images" {
+                        @for label in labels { option value=(label) { (label) } }
+                    }
+                    button.batch-apply type="button" { "Retag selected" }
                 }
-                button.batch-apply type="button" { "Retag selected" }
                 button.undo type="button" title="undo your last change (u)" { "Undo" }
             }
         }

@@ -1,0 +1,147 @@
+//! The loop in the app, with real (tiny) training: a reviewer fixes a label, starts a retrain
+//! from the run page's endpoint, the job trains in the background with its progress on the run,
+//! and the new run appears with its parent and can be compared with it.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use atelier_catalog::{Catalog, ImportOptions, Role};
+use atelier_train::config::TrainConfig;
+use atelier_train::model::HeadKind;
+use atelier_train::progress::Silent;
+use atelier_train::{BackboneChoice, RunPaths, create_run, execute_run};
+use atelier_vision::synth::{SynthOptions, synthesize};
+use atelier_web::{AppConfig, hash_password, router};
+use axum::http::{Method, StatusCode};
+use serde_json::json;
+
+mod common;
+
+use common::{get, login, send};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retrain_from_the_app_trains_in_the_background_and_is_comparable() {
+    let dir = tempfile::tempdir().unwrap();
+    let synth = synthesize(
+        &SynthOptions {
+            out_dir: dir.path().join("synth"),
+            count: 30,
+            seed: 3,
+            size: 64,
+            label_noise: 0.1,
+        },
+        &|_| {},
+    )
+    .unwrap();
+    let url = format!("sqlite://{}", dir.path().join("catalog.db").display());
+    let catalog = Catalog::open(&url).await.unwrap();
+    catalog
+        .import(
+            &synth.manifest,
+            &ImportOptions {
+                test_fraction: 0.3,
+                ..ImportOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    let paths = RunPaths {
+        checkpoint_base: dir.path().join("checkpoints"),
+        model_base: dir.path().join("models"),
+        feature_cache: dir.path().join("features"),
+    };
+    let mut config = TrainConfig::new(BackboneChoice::Tiny, vec!["silhouette".into()]);
+    config.weights = Some(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../atelier-models/fixtures/tiny_cnn.safetensors"),
+    );
+    config.image_size = 32;
+    config.epochs = 2;
+    config.batch_size = 8;
+    config.head = HeadKind::Pooled;
+    config.freeze_backbone = true;
+    config.folds = 2;
+    let first = create_run(&catalog, &config, &paths, None).await.unwrap();
+    execute_run(&catalog, first, &paths, Box::new(Silent))
+        .await
+        .unwrap();
+
+    catalog
+        .add_user(
+            "rita",
+            Role::Reviewer,
+            &hash_password(common::PASSWORD).unwrap(),
+        )
+        .await
+        .unwrap();
+    let app = router(
+        catalog.clone(),
+        AppConfig {
+            run_paths: paths,
+            thumbnail_cache: dir.path().join("thumbs"),
+        },
+    );
+    let rita = login(&app, "rita").await;
+
+    // The queue of the first run lists out-of-fold train images too.
+    let queue = get(&app, &format!("/api/runs/{first}/mistags"), Some(&rita)).await;
+    assert_eq!(queue.status, StatusCode::OK, "{}", queue.text());
+    assert_eq!(queue.json()["train_images_included"], json!(true));
+
+    let started = send(
+        &app,
+        Method::POST,
+        &format!("/api/runs/{first}/retrain"),
+        Some(&rita),
+        true,
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(started.status, StatusCode::OK, "{}", started.text());
+    let second = started.json()["run"].as_i64().unwrap();
+    assert_eq!(second, first + 1);
+
+    // The job runs in the background; the run page (JSON twin) shows its state.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let page = loop {
+        let page = get(&app, &format!("/api/runs/{second}"), Some(&rita))
+            .await
+            .json();
+        match page["run"]["status"].as_str() {
+            Some("completed") => break page,
+            Some("failed") => panic!("the retrain failed: {page}"),
+            _ if Instant::now() > deadline => panic!("the retrain did not finish: {page}"),
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
+    assert_eq!(page["run"]["parent_run"], json!(first));
+    assert_eq!(
+        page["config"]["train"]["folds"],
+        json!(2),
+        "the parent's settings"
+    );
+    let parent = get(&app, &format!("/api/runs/{first}"), Some(&rita))
+        .await
+        .json();
+    assert_eq!(parent["retrains"], json!([second]));
+
+    let compare = get(
+        &app,
+        &format!("/api/runs/compare?a={first}&b={second}"),
+        Some(&rita),
+    )
+    .await;
+    assert_eq!(compare.status, StatusCode::OK);
+    let facets = compare.json()["facets"].clone();
+    assert_eq!(facets[0]["facet"], json!("silhouette"));
+    let class = &facets[0]["classes"][0];
+    let expected = class["test_b"].as_f64().unwrap() - class["test_a"].as_f64().unwrap();
+    assert!((class["test_delta"].as_f64().unwrap() - expected).abs() < 1e-12);
+    let html = get(
+        &app,
+        &format!("/runs/compare?a={first}&b={second}"),
+        Some(&rita),
+    )
+    .await;
+    assert!(html.text().contains("class=\"delta"));
+}
