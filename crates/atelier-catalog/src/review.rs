@@ -513,21 +513,50 @@ pub(crate) async fn review_page(
     // Each filter is a range of one of the two covering indexes of migration 0004:
     // predictions_by_label (run, facet, label, predicted, confidence DESC, image, split) or
     // predictions_by_prediction (run, facet, predicted, confidence DESC, image, label, split).
+    // "Anything but L" is written as the list of the facet's other labels: `<> L` is no index
+    // range, so the database would walk every row of L and sort the survivors, while `IN
+    // (others)` is one short range per other label (100 000 images: 4.5 ms -> 1 ms a count).
+    // The ids come from the catalogue itself, so inlining them is safe; `<> $4` stays so that
+    // every statement binds the same parameters.
+    let others = |id: i64| {
+        let ids: Vec<String> = vocabulary
+            .labels(facet)
+            .iter()
+            .map(|(_, other)| *other)
+            .filter(|other| *other != id)
+            .map(|other| other.to_string())
+            .collect();
+        if ids.is_empty() {
+            "(NULL)".to_string()
+        } else {
+            format!("({})", ids.join(", "))
+        }
+    };
     let (filter, first, second) = match &query.filter {
         ReviewFilter::FalseNegatives { label } => {
             let id = label_id(label)?;
-            ("p.label_id = $3 AND p.predicted_label_id <> $4", id, id)
+            (
+                format!(
+                    "p.label_id = $3 AND p.predicted_label_id <> $4 AND p.predicted_label_id IN {}",
+                    others(id)
+                ),
+                id,
+                id,
+            )
         }
         ReviewFilter::FalsePositives { label } => {
             let id = label_id(label)?;
             (
-                "p.predicted_label_id = $3 AND p.label_id IS NOT NULL AND p.label_id <> $4",
+                format!(
+                    "p.predicted_label_id = $3 AND p.label_id <> $4 AND p.label_id IN {}",
+                    others(id)
+                ),
                 id,
                 id,
             )
         }
         ReviewFilter::Cell { label, predicted } => (
-            "p.label_id = $3 AND p.predicted_label_id = $4",
+            "p.label_id = $3 AND p.predicted_label_id = $4".to_string(),
             label_id(label)?,
             label_id(predicted)?,
         ),
