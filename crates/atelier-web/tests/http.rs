@@ -518,3 +518,109 @@ async fn admins_manage_users_and_logout_ends_the_session() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// Sends a urlencoded form as a browser without script would.
+async fn post_form(
+    app: &axum::Router,
+    uri: &str,
+    session: &common::Session,
+    form: &str,
+) -> common::Reply {
+    let request = axum::http::Request::builder()
+        .method(Method::POST)
+        .uri(uri)
+        .header("cookie", &session.cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(axum::body::Body::from(form.to_string()))
+        .unwrap();
+    let response = tower::ServiceExt::oneshot(app.clone(), request)
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    common::Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn html_forms_need_the_csrf_field_and_the_role() {
+    let fx = fixture().await;
+    let image = &fx.images[2];
+    let uri = format!("/images/{image}/labels");
+    let rita = login(&fx.app, "rita").await;
+    let vic = login(&fx.app, "vic").await;
+    let form = |csrf: &str| format!("csrf={csrf}&facet=silhouette&label=sheath&expected_version=1");
+
+    let missing = post_form(
+        &fx.app,
+        &uri,
+        &rita,
+        "facet=silhouette&label=sheath&expected_version=1",
+    )
+    .await;
+    assert_eq!(missing.status, StatusCode::FORBIDDEN);
+    assert!(
+        missing.text().contains("CSRF"),
+        "an HTML error page says why"
+    );
+    let viewer = post_form(&fx.app, &uri, &vic, &form(&vic.csrf)).await;
+    assert_eq!(viewer.status, StatusCode::FORBIDDEN);
+    assert_eq!(fx.catalog.label_history(image).await.unwrap().len(), 1);
+
+    let saved = post_form(&fx.app, &uri, &rita, &form(&rita.csrf)).await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.text());
+    assert_eq!(saved.location(), Some(format!("/images/{image}").as_str()));
+    let record = fx.catalog.image(image).await.unwrap().unwrap();
+    assert_eq!(record.labels[0].label.as_deref(), Some("sheath"));
+    // The same form again quotes a stale version: a conflict page, nothing written.
+    let stale = post_form(&fx.app, &uri, &rita, &form(&rita.csrf)).await;
+    assert_eq!(stale.status, StatusCode::CONFLICT);
+    assert_eq!(fx.catalog.label_history(image).await.unwrap().len(), 2);
+
+    // Retrain and logout forms check the field too.
+    let retrain = post_form(
+        &fx.app,
+        &format!("/runs/{}/retrain", fx.run),
+        &rita,
+        "csrf=wrong",
+    )
+    .await;
+    assert_eq!(retrain.status, StatusCode::FORBIDDEN);
+    let logout = post_form(&fx.app, "/logout", &rita, "csrf=wrong").await;
+    assert_eq!(logout.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        get(&fx.app, "/api/runs", Some(&rita)).await.status,
+        StatusCode::OK
+    );
+    let logout = post_form(&fx.app, "/logout", &rita, &format!("csrf={}", rita.csrf)).await;
+    assert_eq!(logout.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        get(&fx.app, "/api/runs", Some(&rita)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assets_are_served_without_a_session() {
+    let fx = fixture().await;
+    for (path, kind) in [
+        ("/assets/app.css", "text/css"),
+        ("/assets/app.js", "text/javascript"),
+        ("/favicon.ico", "image/svg+xml"),
+        ("/login", "text/html"),
+    ] {
+        let reply = get(&fx.app, path, None).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}");
+        let content_type = reply.headers.get("content-type").unwrap().to_str().unwrap();
+        assert!(content_type.starts_with(kind), "{path}: {content_type}");
+    }
+    let root = get(&fx.app, "/", None).await;
+    assert_eq!(root.location(), Some("/runs"));
+}
