@@ -297,7 +297,17 @@ impl Catalog {
         run: i64,
         facet: Option<&str>,
     ) -> Result<Vec<PredictionRecord>, CatalogError> {
-        runs::predictions(&self.pool, run, facet).await
+        runs::predictions(&self.pool, run, facet, false).await
+    }
+
+    /// Like [`Catalog::predictions`], but only the predictions made by a model that never saw
+    /// the image: test images, and train images predicted out of fold (`--folds`).
+    pub async fn out_of_sample_predictions(
+        &self,
+        run: i64,
+        facet: Option<&str>,
+    ) -> Result<Vec<PredictionRecord>, CatalogError> {
+        runs::predictions(&self.pool, run, facet, true).await
     }
 
     /// Every active image (never quarantined or removed ones) with its label for each of

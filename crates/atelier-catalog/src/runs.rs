@@ -769,6 +769,7 @@ pub(crate) async fn predictions(
     pool: &AnyPool,
     run: i64,
     facet: Option<&str>,
+    out_of_sample_only: bool,
 ) -> Result<Vec<PredictionRecord>, CatalogError> {
     let context = "reading predictions";
     let mut conn = pool.acquire().await.map_err(db(context))?;
@@ -785,10 +786,15 @@ pub(crate) async fn predictions(
          JOIN facets f ON f.id = p.facet_id \
          JOIN facet_labels pl ON pl.id = p.predicted_label_id \
          LEFT JOIN facet_labels l ON l.id = p.label_id \
-         WHERE p.run_id = $1 {} \
+         WHERE p.run_id = $1 {} {} \
          ORDER BY p.image_id, rf.position",
         if facet_id.is_some() {
             "AND p.facet_id = $2"
+        } else {
+            ""
+        },
+        if out_of_sample_only {
+            "AND (p.split = 'test' OR p.out_of_fold = 1)"
         } else {
             ""
         }

@@ -805,6 +805,17 @@ async fn predictions_keep_the_run_label_order(env: &TestEnv) {
         catalog.predictions(run, None).await.unwrap(),
         expected_records(env, &rows, &["neckline", "silhouette"])
     );
+    // Out of sample: test rows, and train rows predicted out of fold; no in-sample train row.
+    let out_of_sample: Vec<PredictionRow> = rows
+        .iter()
+        .filter(|r| r.split == Split::Test || r.out_of_fold)
+        .cloned()
+        .collect();
+    assert!(out_of_sample.len() < rows.len() && !out_of_sample.is_empty());
+    assert_eq!(
+        catalog.out_of_sample_predictions(run, None).await.unwrap(),
+        expected_records(env, &out_of_sample, &["neckline", "silhouette"])
+    );
     let err = catalog
         .facet_label_orders(&strings(&["colour"]))
         .await

@@ -249,7 +249,8 @@ pub async fn mistag_queue(
             }
         )));
     }
-    let predictions = catalog.predictions(run, facet).await?;
+    // In-sample train predictions never count, so they are not even read.
+    let predictions = catalog.out_of_sample_predictions(run, facet).await?;
     let train_images_included = predictions.iter().any(|p| p.out_of_fold);
 
     let mut items = Vec::new();
