@@ -8,6 +8,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use atelier_vision::battery::{Expected, battery};
 use serde_json::Value;
 
+mod common;
+
+use common::json_of;
+
 fn atelier(db: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_atelier"))
         .arg("--db")
@@ -16,17 +20,6 @@ fn atelier(db: &str, args: &[&str]) -> Output {
         .env_remove("ATELIER_DB")
         .output()
         .expect("run atelier")
-}
-
-fn json_of(output: &Output) -> Value {
-    assert!(
-        output.status.success(),
-        "atelier failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let last = stdout.lines().last().expect("some output");
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
 }
 
 fn stderr_of(output: &Output) -> String {

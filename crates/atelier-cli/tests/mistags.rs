@@ -2,89 +2,12 @@
 //! small CNN on a small synthetic catalogue with label noise.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::process::{Command, Output};
 
 use serde_json::Value;
 
-struct Workspace {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    db: String,
-}
+mod common;
 
-impl Workspace {
-    /// A catalogue with `count` synthetic 64-pixel images with 20% label noise, imported and
-    /// checked.
-    fn new(count: usize) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_path_buf();
-        let db = format!("sqlite://{}", root.join("catalog.db").display());
-        let synth = root.join("synth");
-        let workspace = Self {
-            _dir: dir,
-            root,
-            db,
-        };
-        let count = count.to_string();
-        json_of(&workspace.run(&[
-            "synth",
-            "--out",
-            synth.to_str().unwrap(),
-            "--count",
-            &count,
-            "--size",
-            "64",
-            "--label-noise",
-            "0.2",
-            "--json",
-        ]));
-        let manifest = synth.join("manifest.csv");
-        json_of(&workspace.run(&[
-            "import",
-            manifest.to_str().unwrap(),
-            "--test-fraction",
-            "0.3",
-            "--json",
-        ]));
-        json_of(&workspace.run(&["check", "--json"]));
-        workspace
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_atelier"))
-            .current_dir(&self.root)
-            .arg("--db")
-            .arg(&self.db)
-            .arg("--store")
-            .arg(self.root.join("models"))
-            .args(args)
-            .env("ATELIER_FEATURE_CACHE", self.root.join("feature-cache"))
-            .env_remove("ATELIER_DB")
-            .env_remove("ATELIER_STORE")
-            .output()
-            .expect("run atelier")
-    }
-}
-
-fn json_of(output: &Output) -> Value {
-    assert!(
-        output.status.success(),
-        "atelier failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let last = stdout.lines().last().expect("some output");
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
-}
-
-fn json_lines(output: &Output) -> Vec<Value> {
-    assert!(output.status.success());
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
-        .collect()
-}
+use common::{Workspace, json_lines, json_of};
 
 /// A quick run of the small CNN on the length and silhouette facets.
 fn tiny_run<'a>(epochs: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
@@ -113,7 +36,13 @@ fn tiny_run<'a>(epochs: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
 
 /// `eval RUN --predictions` lines by (image, facet).
 fn predictions(workspace: &Workspace, run: &str) -> HashMap<(String, String), Value> {
-    json_lines(&workspace.run(&["eval", run, "--predictions", "--json"]))
+    let output = workspace.run(&["eval", run, "--predictions", "--json"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    json_lines(&output)
         .into_iter()
         .map(|line| {
             let key = (
@@ -127,7 +56,8 @@ fn predictions(workspace: &Workspace, run: &str) -> HashMap<(String, String), Va
 
 #[test]
 fn folds_give_out_of_fold_train_predictions_and_a_queue_of_out_of_sample_suspects() {
-    let workspace = Workspace::new(80);
+    let workspace =
+        Workspace::synthetic(80, &["--label-noise", "0.2"], &["--test-fraction", "0.3"]);
     let trained = json_of(&workspace.run(&tiny_run("2", &["--freeze-backbone", "--folds", "2"])));
     let run = trained["run"].as_i64().unwrap().to_string();
 
@@ -200,7 +130,8 @@ fn folds_give_out_of_fold_train_predictions_and_a_queue_of_out_of_sample_suspect
 
 #[test]
 fn retrain_repeats_a_run_with_its_options_as_its_child() {
-    let workspace = Workspace::new(40);
+    let workspace =
+        Workspace::synthetic(40, &["--label-noise", "0.2"], &["--test-fraction", "0.3"]);
     // Full fine-tuning with folds works, and warns of its cost.
     let output = workspace.run(&tiny_run("1", &["--folds", "2"]));
     let trained = json_of(&output);

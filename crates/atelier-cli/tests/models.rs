@@ -7,7 +7,9 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use serde_json::Value;
+mod common;
+
+use common::json_of;
 
 const S3_ENV: &str = "ATELIER_TEST_S3_ENDPOINT";
 
@@ -97,17 +99,6 @@ impl Workspace {
     fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("run atelier")
     }
-}
-
-fn json_of(output: &Output) -> Value {
-    assert!(
-        output.status.success(),
-        "atelier failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let last = stdout.lines().last().expect("some output");
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
 }
 
 fn stderr(output: &Output) -> String {

@@ -2,78 +2,15 @@
 //! synthetic catalogue (fast enough for every test run; the demo covers the real backbone).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-struct Workspace {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    db: String,
-}
+mod common;
 
-impl Workspace {
-    /// A catalogue with `count` synthetic 64-pixel images, imported and checked.
-    fn new(count: usize) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_path_buf();
-        let db = format!("sqlite://{}", root.join("catalog.db").display());
-        let synth = root.join("synth");
-        let workspace = Self {
-            _dir: dir,
-            root,
-            db,
-        };
-        let count = count.to_string();
-        let synth_arg = synth.to_str().unwrap();
-        json_of(&workspace.run(&[
-            "synth", "--out", synth_arg, "--count", &count, "--size", "64", "--json",
-        ]));
-        let manifest = synth.join("manifest.csv");
-        json_of(&workspace.run(&["import", manifest.to_str().unwrap(), "--json"]));
-        json_of(&workspace.run(&["check", "--json"]));
-        workspace
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_atelier"));
-        command
-            .current_dir(&self.root)
-            .arg("--db")
-            .arg(&self.db)
-            .arg("--store")
-            .arg(self.root.join("models"))
-            .args(args)
-            .env("ATELIER_FEATURE_CACHE", self.root.join("feature-cache"))
-            .env_remove("ATELIER_DB")
-            .env_remove("ATELIER_STORE");
-        command
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("run atelier")
-    }
-}
-
-fn json_of(output: &Output) -> Value {
-    assert!(
-        output.status.success(),
-        "atelier failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let last = stdout.lines().last().expect("some output");
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
-}
-
-fn json_lines(output: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
-        .collect()
-}
+use common::{Workspace, json_lines, json_of};
 
 /// Options of a quick run of the small CNN, fine-tuned end to end.
 fn tiny_run(epochs: &str, seed: &str) -> Vec<String> {
@@ -129,7 +66,7 @@ fn recompute(labels: &[String], pairs: &[(String, String)]) -> Vec<(f64, f64, f6
 
 #[test]
 fn train_eval_and_tag_agree_with_each_other() {
-    let workspace = Workspace::new(96);
+    let workspace = Workspace::synthetic(96, &[], &[]);
     let mut options = tiny_run("2", "3");
     options.extend(["--facets", "length,neckline", "--class-weights", "inverse"].map(String::from));
     let trained = json_of(&workspace.run(&args(&options)));
@@ -274,7 +211,7 @@ fn checkpoint_state(root: &Path, run: i64) -> Option<Value> {
 
 #[test]
 fn resume_after_kill_9_ends_like_an_uninterrupted_run() {
-    let workspace = Workspace::new(160);
+    let workspace = Workspace::synthetic(160, &[], &[]);
     let options = tiny_run("5", "11");
 
     let uninterrupted = json_of(&workspace.run(&args(&options)));
@@ -347,7 +284,7 @@ fn resume_after_kill_9_ends_like_an_uninterrupted_run() {
 
 #[test]
 fn bad_training_options_are_refused_with_the_fix() {
-    let workspace = Workspace::new(12);
+    let workspace = Workspace::synthetic(12, &[], &[]);
     for (option, value, hint) in [
         ("--backbone", "vgg", "resnet18"),
         ("--class-weights", "sqrt", "inverse"),

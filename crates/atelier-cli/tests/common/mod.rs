@@ -1,0 +1,90 @@
+//! Helpers shared by the binary's end-to-end tests: a folder with a small synthetic catalogue
+//! that runs `atelier` against itself, and readers of `--json` output.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// A temporary folder holding a synthetic catalogue (`catalog.db`), its store (`models/`) and
+/// its feature cache, with `atelier` run inside it.
+pub struct Workspace {
+    _dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub db: String,
+}
+
+impl Workspace {
+    /// `count` synthetic 64-pixel images, imported and checked; `synth` and `import` are extra
+    /// options of those two commands (e.g. `--label-noise 0.2`, `--test-fraction 0.3`).
+    pub fn synthetic(count: usize, synth: &[&str], import: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let db = format!("sqlite://{}", root.join("catalog.db").display());
+        let folder = root.join("synth");
+        let workspace = Self {
+            _dir: dir,
+            root,
+            db,
+        };
+        let count = count.to_string();
+        let mut synth_args = vec![
+            "synth",
+            "--out",
+            folder.to_str().unwrap(),
+            "--count",
+            &count,
+        ];
+        synth_args.extend(["--size", "64", "--json"]);
+        synth_args.extend(synth);
+        json_of(&workspace.run(&synth_args));
+        let manifest = folder.join("manifest.csv");
+        let mut import_args = vec!["import", manifest.to_str().unwrap(), "--json"];
+        import_args.extend(import);
+        json_of(&workspace.run(&import_args));
+        json_of(&workspace.run(&["check", "--json"]));
+        workspace
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_atelier"));
+        command
+            .current_dir(&self.root)
+            .arg("--db")
+            .arg(&self.db)
+            .arg("--store")
+            .arg(self.root.join("models"))
+            .args(args)
+            .env("ATELIER_FEATURE_CACHE", self.root.join("feature-cache"))
+            .env_remove("ATELIER_DB")
+            .env_remove("ATELIER_STORE");
+        command
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run atelier")
+    }
+}
+
+/// The last line of a successful command's standard output, as JSON.
+pub fn json_of(output: &Output) -> Value {
+    assert!(
+        output.status.success(),
+        "atelier failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout.lines().last().expect("some output");
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+/// Every line of a command's standard output, as JSON (also for commands that exit non-zero
+/// after reporting each item, like `tag` with a broken file).
+pub fn json_lines(output: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect()
+}
