@@ -124,8 +124,9 @@ pub(crate) async fn insert_values<T>(
     Ok(())
 }
 
-/// The current time as UTC unix milliseconds, the catalogue's timestamp unit.
-pub(crate) fn now_millis() -> i64 {
+/// The current time as UTC unix milliseconds, the catalogue's timestamp unit (callers that
+/// store or compare catalogue timestamps use this one clock).
+pub fn now_millis() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use atelier_catalog::{Catalog, CatalogError, NewRun, RunFinish, RunRecord, RunStatus};
+use atelier_catalog::{Catalog, CatalogError, NewRun, RunFinish, RunRecord, RunStatus, now_millis};
 use serde_json::{Value, json};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
@@ -504,12 +504,6 @@ async fn write_progress(catalog: &Catalog, run: i64, mut receiver: UnboundedRece
 
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
-}
-
-fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]

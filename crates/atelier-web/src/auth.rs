@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+pub use atelier_catalog::now_millis;
 use atelier_catalog::{Role, SessionRecord};
 use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
@@ -70,13 +71,6 @@ pub fn random_token() -> String {
 /// What the catalogue stores for a session token.
 pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
-}
-
-/// Now as UTC unix milliseconds.
-pub fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers.
@@ -138,17 +132,6 @@ impl User {
                 "missing or stale CSRF token: reload the page and try again".into(),
             )),
         }
-    }
-
-    /// A writer: at least `role`, with a valid CSRF token.
-    pub fn writer(
-        &self,
-        role: Role,
-        headers: &HeaderMap,
-        form_token: Option<&str>,
-    ) -> Result<(), WebError> {
-        self.require(role)?;
-        self.check_csrf(headers, form_token)
     }
 }
 
