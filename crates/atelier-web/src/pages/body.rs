@@ -1,14 +1,40 @@
-//! Write requests arrive as HTML forms (urlencoded) or as JSON from scripts; [`parse`] reads
-//! either into the same struct, so each write has one handler.
+//! Write requests arrive as HTML forms (urlencoded) or as JSON from scripts; [`write`] checks
+//! who may make them and reads either into the same struct, so each write has one handler.
 
+use atelier_catalog::Role;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, header};
 use serde::de::DeserializeOwned;
 
+use crate::auth::User;
 use crate::error::WebError;
 
-/// Reads a JSON or urlencoded body into `T` (form values are strings; empty body = `{}`).
-pub fn parse<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T, WebError> {
+/// A write's body as `T`, once `user` is known to hold `role` and the request carries the
+/// session's CSRF token (header `X-CSRF-Token`, or the form's `csrf` field). The role is checked
+/// before the body is read, so a viewer learns that first rather than a field error.
+pub fn write<T: DeserializeOwned>(
+    user: &User,
+    role: Role,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<T, WebError> {
+    user.require(role)?;
+    let value = read(headers, body)?;
+    user.check_csrf(headers, value.get("csrf").and_then(|v| v.as_str()))?;
+    into::<T>(value)
+}
+
+fn into<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, WebError> {
+    serde_json::from_value(value).map_err(|e| {
+        WebError::BadRequest(format!("the request is missing or has a bad field: {e}"))
+    })
+}
+
+/// The body as a JSON value; a form becomes an object of strings, an empty body `{}`.
+fn read(headers: &HeaderMap, body: &Bytes) -> Result<serde_json::Value, WebError> {
+    if body.is_empty() {
+        return Ok(serde_json::Value::Object(serde_json::Map::new()));
+    }
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
@@ -28,9 +54,7 @@ pub fn parse<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T
         }
         serde_json::Value::Object(fields)
     };
-    serde_json::from_value(value).map_err(|e| {
-        WebError::BadRequest(format!("the request is missing or has a bad field: {e}"))
-    })
+    Ok(value)
 }
 
 /// `application/x-www-form-urlencoded` decoding: `+` is a space, `%XX` a byte.
@@ -94,6 +118,10 @@ pub mod loose {
 mod tests {
     use super::*;
     use serde::Deserialize;
+
+    fn parse<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T, WebError> {
+        into(read(headers, body)?)
+    }
 
     #[derive(Deserialize, Debug, PartialEq)]
     struct Edit {

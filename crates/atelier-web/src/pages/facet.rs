@@ -12,7 +12,7 @@ use crate::app::AppState;
 use crate::auth::User;
 use crate::error::WebError;
 use crate::format::{Format, respond};
-use crate::pages::runs::RunFacet;
+use crate::pages::runs::{RunFacet, find_run};
 use crate::views::chart::{Bars, confusion, f1_bars};
 use crate::views::layout::page;
 use crate::views::{score, url_encode};
@@ -34,11 +34,7 @@ pub async fn show(
     format: Format,
     Path((run, facet)): Path<(i64, String)>,
 ) -> Result<Response, WebError> {
-    let record = state
-        .catalog
-        .run(run)
-        .await?
-        .ok_or_else(|| WebError::NotFound(format!("no run #{run}; see the runs list")))?;
+    let record = find_run(&state, run).await?;
     let result = state
         .catalog
         .run_facets(run)

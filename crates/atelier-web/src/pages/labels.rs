@@ -85,8 +85,7 @@ pub async fn set(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<EditsResponse>, WebError> {
-    user.writer(Role::Reviewer, &headers, None)?;
-    let request: EditsRequest = body::parse(&headers, &body)?;
+    let request: EditsRequest = body::write(&user, Role::Reviewer, &headers, &body)?;
     let changes = apply(&state, &user, request.edits).await?;
     Ok(Json(EditsResponse { changes }))
 }
@@ -105,8 +104,7 @@ pub async fn undo(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<LabelChange>, WebError> {
-    user.writer(Role::Reviewer, &headers, None)?;
-    let request: UndoRequest = body::parse(&headers, &body)?;
+    let request: UndoRequest = body::write(&user, Role::Reviewer, &headers, &body)?;
     let change = state
         .catalog
         .undo_label_event(request.event, &user.name)
@@ -117,7 +115,6 @@ pub async fn undo(
 
 #[derive(Debug, Deserialize)]
 pub struct FormEdit {
-    csrf: Option<String>,
     facet: String,
     label: Option<String>,
     #[serde(deserialize_with = "loose::i64")]
@@ -132,9 +129,7 @@ pub async fn set_from_form(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, WebError> {
-    user.require(Role::Reviewer)?;
-    let form: FormEdit = body::parse(&headers, &body)?;
-    user.check_csrf(&headers, form.csrf.as_deref())?;
+    let form: FormEdit = body::write(&user, Role::Reviewer, &headers, &body)?;
     apply(
         &state,
         &user,

@@ -82,6 +82,15 @@ impl RunRow {
     }
 }
 
+/// The stored run `run`, or a 404 that points to the runs list.
+pub async fn find_run(state: &AppState, run: i64) -> Result<RunRecord, WebError> {
+    state
+        .catalog
+        .run(run)
+        .await?
+        .ok_or_else(|| WebError::NotFound(format!("no run #{run}; see the runs list")))
+}
+
 #[derive(Debug, Serialize)]
 pub struct RunsPage {
     pub runs: Vec<RunRow>,
@@ -207,11 +216,7 @@ pub async fn show(
     format: Format,
     Path(run): Path<i64>,
 ) -> Result<Response, WebError> {
-    let record = state
-        .catalog
-        .run(run)
-        .await?
-        .ok_or_else(|| WebError::NotFound(format!("no run #{run}; see the runs list")))?;
+    let record = find_run(&state, run).await?;
     let facets = state
         .catalog
         .run_facets(run)
@@ -349,11 +354,7 @@ pub async fn compare(
 ) -> Result<Response, WebError> {
     let mut runs = Vec::new();
     for id in [query.a, query.b] {
-        state
-            .catalog
-            .run(id)
-            .await?
-            .ok_or_else(|| WebError::NotFound(format!("no run #{id}; see the runs list")))?;
+        find_run(&state, id).await?;
         let facets: HashMap<String, RunFacet> = state
             .catalog
             .run_facets(id)
@@ -442,11 +443,6 @@ fn render_compare(data: &ComparePage, user: &User) -> Markup {
     )
 }
 
-#[derive(Deserialize)]
-pub struct CsrfField {
-    csrf: Option<String>,
-}
-
 /// Starts a retrain of `run` with its settings on the current labels.
 pub async fn retrain(
     State(state): State<AppState>,
@@ -456,9 +452,7 @@ pub async fn retrain(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, WebError> {
-    user.require(Role::Reviewer)?;
-    let form: CsrfField = body::parse(&headers, &body)?;
-    user.check_csrf(&headers, form.csrf.as_deref())?;
+    let _: serde::de::IgnoredAny = body::write(&user, Role::Reviewer, &headers, &body)?;
     let new_run = runner::create_retrain(&state.catalog, run, &state.config.run_paths).await?;
     tracing::info!(
         "{} started run {new_run}, a retrain of run {run}",

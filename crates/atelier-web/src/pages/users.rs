@@ -94,7 +94,6 @@ fn done(format: Format, value: serde_json::Value) -> Response {
 
 #[derive(Deserialize)]
 pub struct AddUser {
-    csrf: Option<String>,
     name: String,
     password: String,
     role: String,
@@ -107,9 +106,7 @@ pub async fn add(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, WebError> {
-    user.require(Role::Admin)?;
-    let form: AddUser = body::parse(&headers, &body)?;
-    user.check_csrf(&headers, form.csrf.as_deref())?;
+    let form: AddUser = body::write(&user, Role::Admin, &headers, &body)?;
     let role = parse_role(&form.role)?;
     let password = form.password;
     let hash = tokio::task::spawn_blocking(move || hash_password(&password))
@@ -122,7 +119,6 @@ pub async fn add(
 
 #[derive(Deserialize)]
 pub struct SetRole {
-    csrf: Option<String>,
     role: String,
 }
 
@@ -134,9 +130,7 @@ pub async fn set_role(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, WebError> {
-    user.require(Role::Admin)?;
-    let form: SetRole = body::parse(&headers, &body)?;
-    user.check_csrf(&headers, form.csrf.as_deref())?;
+    let form: SetRole = body::write(&user, Role::Admin, &headers, &body)?;
     let role = parse_role(&form.role)?;
     if name == user.name && role != Role::Admin {
         return Err(WebError::BadRequest(
@@ -147,11 +141,6 @@ pub async fn set_role(
     Ok(done(format, json!({ "user": name, "role": role })))
 }
 
-#[derive(Deserialize)]
-pub struct Remove {
-    csrf: Option<String>,
-}
-
 pub async fn remove(
     State(state): State<AppState>,
     user: User,
@@ -160,9 +149,7 @@ pub async fn remove(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, WebError> {
-    user.require(Role::Admin)?;
-    let form: Remove = body::parse(&headers, &body)?;
-    user.check_csrf(&headers, form.csrf.as_deref())?;
+    let _: serde::de::IgnoredAny = body::write(&user, Role::Admin, &headers, &body)?;
     if name == user.name {
         return Err(WebError::BadRequest("you cannot remove yourself".into()));
     }
