@@ -320,6 +320,14 @@ impl Catalog {
         runs::training_images(&self.pool, self.backend, facets).await
     }
 
+    /// The dress box `[x0, y0, x1, y1]` in pixels of every active image that has one, by image
+    /// id (what the dress locator of a detail-view model learns from).
+    pub async fn dress_boxes(
+        &self,
+    ) -> Result<std::collections::HashMap<String, [f64; 4]>, CatalogError> {
+        runs::dress_boxes(&self.pool).await
+    }
+
     /// The current label order of each of `facets`, in the order given.
     pub async fn facet_label_orders(
         &self,

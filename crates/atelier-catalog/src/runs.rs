@@ -925,3 +925,25 @@ pub(crate) async fn facet_label_orders(
         })
         .collect()
 }
+
+/// The dress box `[x0, y0, x1, y1]` (pixels) of every active image that has one; an image with
+/// several dress boxes gets its first.
+pub(crate) async fn dress_boxes(pool: &AnyPool) -> Result<HashMap<String, [f64; 4]>, CatalogError> {
+    let rows = sqlx::query(
+        "SELECT b.image_id, b.x0, b.y0, b.x1, b.y1 FROM boxes b \
+         JOIN images i ON i.id = b.image_id \
+         WHERE b.kind = 'dress' AND i.status = 'active' ORDER BY b.image_id, b.id",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(db("reading dress boxes"))?;
+    let mut boxes = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let id: String = row.try_get(0).map_err(db("reading dress boxes"))?;
+        let coords = [1, 2, 3, 4].map(|column| row.try_get::<f64, _>(column).unwrap_or(f64::NAN));
+        if coords.iter().all(|c| c.is_finite()) {
+            boxes.entry(id).or_insert(coords);
+        }
+    }
+    Ok(boxes)
+}

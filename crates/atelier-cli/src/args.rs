@@ -168,9 +168,20 @@ pub struct TrainFacetsArgs {
     /// Keep the backbone fixed; without a spatial transformer its features are computed once.
     #[arg(long)]
     pub freeze_backbone: bool,
-    /// pooled (global average, then linear) or spatial (1x1 squeeze, then linear over the map).
+    /// Also look at a zoomed square over the upper body (neckline, shoulders, arms), placed by
+    /// a dress locator trained on the catalogue's dress boxes; needs --freeze-backbone.
+    #[arg(long)]
+    pub detail_crop: bool,
+    /// Side of the detail square in dress-box heights (with --detail-crop).
+    #[arg(long, default_value_t = 0.62)]
+    pub detail_side: f32,
+    /// pooled (global average, then linear), grid (average over a --grid-cells square grid,
+    /// then linear) or spatial (1x1 squeeze, then linear over the map).
     #[arg(long, default_value = "spatial")]
     pub head: String,
+    /// Side of the grid of a grid head.
+    #[arg(long, default_value_t = 2)]
+    pub grid_cells: usize,
     /// Read the backbone's feature map at this output stride (e.g. 16) instead of its final one.
     #[arg(long)]
     pub feature_stride: Option<usize>,

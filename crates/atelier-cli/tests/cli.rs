@@ -304,6 +304,15 @@ fn demo_runs_the_loop_and_a_rerun_changes_nothing() {
         24
     );
     assert!(demo_dir.join("atelier.db").exists());
+    // The tagger is scored against the renderer's truth too, for every facet.
+    let against_truth = first["test_macro_f1_against_truth"].as_object().unwrap();
+    assert_eq!(against_truth.len(), 5, "{first}");
+    assert!(
+        against_truth
+            .values()
+            .all(|f1| (0.0..=1.0).contains(&f1.as_f64().unwrap())),
+        "{first}"
+    );
 
     let second = run(&args);
     assert_eq!(second["import"]["unchanged"], 24, "{second}");

@@ -21,6 +21,7 @@ use crate::data::{Dataset, FacetSpec};
 use crate::error::TrainError;
 use crate::evaluate::FacetEvaluation;
 use crate::input::InputConfig;
+use crate::locator::DressLocator;
 use crate::model::{FacetHeads, FacetNet, HeadKind};
 use burn::prelude::*;
 
@@ -88,17 +89,27 @@ impl ModelManifest {
         let stride = self.training.feature_stride;
         let [feature_dim, map_size, _] =
             BackboneChoice::feature_shape(&backbone, self.input.image_size, stride, device);
-        let map_size = match self.head {
-            HeadKind::Pooled => 1,
+        let heads_map_size = match self.head {
+            HeadKind::Pooled | HeadKind::Grid { .. } => 1,
             HeadKind::Spatial { .. } => map_size,
         };
         let classes: Vec<usize> = self.facets.iter().map(|f| f.labels.len()).collect();
-        let heads = FacetHeads::new(self.head, feature_dim, map_size, &classes, device);
+        let detail = self.training.detail_crop.is_some();
+        let views = if detail { 2 } else { 1 };
+        let heads = FacetHeads::new(
+            self.head,
+            feature_dim * views,
+            heads_map_size,
+            &classes,
+            device,
+        );
+        let locator = detail.then(|| DressLocator::new(feature_dim, map_size, device));
         Ok(FacetNet::new(
             backbone,
             heads,
             self.spatial_transformer,
             stride,
+            locator,
             device,
         ))
     }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backbones::BackboneChoice;
 use crate::input::Augmentation;
+use crate::locator::DetailCrop;
 use crate::loss::ClassWeighting;
 use crate::model::HeadKind;
 use crate::schedule::{OptimizerChoice, Schedule};
@@ -46,6 +47,11 @@ pub struct TrainConfig {
     /// Keep the backbone's weights fixed. Without a spatial transformer its features are then
     /// computed once per image and cached.
     pub freeze_backbone: bool,
+    /// A second, zoomed view of the upper body, placed by a dress locator trained on the
+    /// catalogue's dress boxes (see [`crate::locator`]); needs a frozen backbone with cached
+    /// features.
+    #[serde(default)]
+    pub detail_crop: Option<DetailCrop>,
     pub spatial_transformer: bool,
     /// Training-time augmentation; only used when images go through the network each epoch
     /// (cached features are computed from unaugmented images).
@@ -83,6 +89,7 @@ impl TrainConfig {
             head: HeadKind::Spatial { channels: 32 },
             feature_stride: None,
             freeze_backbone: true,
+            detail_crop: None,
             spatial_transformer: false,
             augmentation: Augmentation::default(),
             validation_fraction: 0.1,

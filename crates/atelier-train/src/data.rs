@@ -55,6 +55,12 @@ pub struct Example {
     /// Index into the facet's labels, one entry per facet of the dataset; `None` when the
     /// image has no label for that facet (it is then masked out of that facet's loss).
     pub targets: Vec<Option<usize>>,
+    /// The catalogue's dress box in the image's pixels `[x0, y0, x1, y1]`, if it has one: what
+    /// the dress locator learns from.
+    pub dress_box: Option<[f32; 4]>,
+    /// Where the detail view of this image is, for models with one (set by
+    /// [`crate::locator`] from its predicted box, never from `dress_box`).
+    pub detail_region: Option<crate::locator::Region>,
 }
 
 /// The images and facets of a run.
@@ -122,6 +128,8 @@ mod tests {
             path: PathBuf::from(format!("{id}.jpg")),
             split,
             targets: vec![Some(id % 2), None],
+            dress_box: None,
+            detail_region: None,
         }
     }
 

@@ -42,6 +42,23 @@ impl FeatureTable {
         self.dims.iter().product()
     }
 
+    /// Each image's map of `self` followed, along the channels, by its map of `other` (same
+    /// images in the same order, same map size).
+    pub fn concat_channels(&self, other: &FeatureTable) -> FeatureTable {
+        assert_eq!(self.len(), other.len(), "tables of different images");
+        assert_eq!(self.dims[1..], other.dims[1..], "maps of different sizes");
+        let (a, b) = (self.per_image(), other.per_image());
+        let mut data = Vec::with_capacity(self.data.len() + other.data.len());
+        for i in 0..self.len() {
+            data.extend_from_slice(&self.data[i * a..][..a]);
+            data.extend_from_slice(&other.data[i * b..][..b]);
+        }
+        FeatureTable {
+            dims: [self.dims[0] + other.dims[0], self.dims[1], self.dims[2]],
+            data,
+        }
+    }
+
     /// The rows `indices` as a `[indices.len(), channels, height, width]` tensor on `device`.
     pub fn batch(&self, indices: &[usize], device: &Device) -> Tensor<4> {
         self.batch_flipped(indices, &[], device)
@@ -75,17 +92,6 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage, TrainError> {
             path: path.to_path_buf(),
             reason: error.to_string(),
         })
-}
-
-/// Decodes and preprocesses images in parallel, keeping their order.
-pub fn eval_batch_planes(
-    examples: &[&Example],
-    input: &InputConfig,
-) -> Result<Vec<PlanarImage>, TrainError> {
-    examples
-        .par_iter()
-        .map(|example| load_rgb(&example.path).map(|rgb| eval_planes(&rgb, input)))
-        .collect()
 }
 
 /// Where cached feature maps of one backbone configuration live.
@@ -124,13 +130,25 @@ impl FeatureCache {
         Ok(Self { dir })
     }
 
-    fn path(&self, image_id: &str) -> PathBuf {
-        let prefix = image_id.get(..2).unwrap_or("xx");
-        self.dir.join(prefix).join(format!("{image_id}.f32"))
+    /// The same configuration's cache for another view of the images (see [`View`]).
+    fn for_view(&self, view: View) -> Self {
+        match view {
+            View::Whole => Self {
+                dir: self.dir.clone(),
+            },
+            View::Detail => Self {
+                dir: self.dir.with_extension("detail"),
+            },
+        }
     }
 
-    fn load(&self, image_id: &str, len: usize) -> Option<Vec<f32>> {
-        let bytes = fs::read(self.path(image_id)).ok()?;
+    fn path(&self, key: &str) -> PathBuf {
+        let prefix = key.get(..2).unwrap_or("xx");
+        self.dir.join(prefix).join(format!("{key}.f32"))
+    }
+
+    fn load(&self, key: &str, len: usize) -> Option<Vec<f32>> {
+        let bytes = fs::read(self.path(key)).ok()?;
         if bytes.len() != len * 4 {
             return None;
         }
@@ -142,8 +160,8 @@ impl FeatureCache {
         )
     }
 
-    fn store(&self, image_id: &str, values: &[f32]) -> Result<(), TrainError> {
-        let path = self.path(image_id);
+    fn store(&self, key: &str, values: &[f32]) -> Result<(), TrainError> {
+        let path = self.path(key);
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).map_err(|e| TrainError::io(parent, e))?;
         }
@@ -152,13 +170,55 @@ impl FeatureCache {
     }
 }
 
-/// Runs `backbone` (on a device without autodiff) over every example. With `pool`, each map is
-/// averaged to `[channels, 1, 1]`, which is all a pooled head needs and far smaller. Feature
-/// maps found in `cache` are read instead of computed, and computed ones are added to it.
+/// What part of each photo goes through the backbone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// The whole photo, letterboxed.
+    Whole,
+    /// The example's `detail_region` (set by [`crate::locator`]), cropped from the original
+    /// pixels.
+    Detail,
+}
+
+/// The photo `example` as the backbone sees it in `view`.
+pub fn view_planes(
+    example: &Example,
+    view: View,
+    input: &InputConfig,
+) -> Result<PlanarImage, TrainError> {
+    let rgb = load_rgb(&example.path)?;
+    match view {
+        View::Whole => Ok(eval_planes(&rgb, input)),
+        View::Detail => {
+            let region = example.detail_region.ok_or_else(|| {
+                TrainError::Config(format!(
+                    "{}: no detail region; the dress locator runs before detail features",
+                    example.path.display()
+                ))
+            })?;
+            Ok(eval_planes(&crate::locator::crop(&rgb, region), input))
+        }
+    }
+}
+
+/// The cache file name of an example's features in a view: the detail view also depends on
+/// where the crop is.
+fn cache_key(example: &Example, view: View) -> String {
+    match (view, example.detail_region) {
+        (View::Detail, Some(r)) => format!("{}-{}_{}_{}", example.image_id, r.x0, r.y0, r.side),
+        _ => example.image_id.clone(),
+    }
+}
+
+/// Runs `backbone` (on a device without autodiff) over every example's `view`. With `pool`, each
+/// map is averaged to `[channels, 1, 1]`, which is all a pooled head needs and far smaller.
+/// Feature maps found in `cache` are read instead of computed, and computed ones are added to
+/// it.
 #[allow(clippy::too_many_arguments)]
 pub fn extract(
     backbone: &AnyBackbone,
     examples: &[Example],
+    view: View,
     input: &InputConfig,
     batch_size: usize,
     stride: Option<usize>,
@@ -167,13 +227,21 @@ pub fn extract(
     device: &Device,
     observer: &mut dyn Observer,
 ) -> Result<FeatureTable, TrainError> {
-    observer.phase("backbone features", examples.len() as u64);
+    observer.phase(
+        match view {
+            View::Whole => "backbone features",
+            View::Detail => "backbone features of the detail view",
+        },
+        examples.len() as u64,
+    );
+    let cache = cache.map(|c| c.for_view(view));
+    let cache = cache.as_ref();
     let dims = output_dims(backbone, input, stride, pool, device);
     let per_image: usize = dims.iter().product();
     let mut data = vec![0.0f32; examples.len() * per_image];
     let mut missing = Vec::new();
     for (i, example) in examples.iter().enumerate() {
-        match cache.and_then(|c| c.load(&example.image_id, per_image)) {
+        match cache.and_then(|c| c.load(&cache_key(example, view), per_image)) {
             Some(values) => data[i * per_image..][..per_image].copy_from_slice(&values),
             None => missing.push(i),
         }
@@ -182,7 +250,10 @@ pub fn extract(
     observer.advance(done, None);
     for chunk in missing.chunks(batch_size.max(1)) {
         let refs: Vec<&Example> = chunk.iter().map(|&i| &examples[i]).collect();
-        let planes = eval_batch_planes(&refs, input)?;
+        let planes = refs
+            .par_iter()
+            .map(|example| view_planes(example, view, input))
+            .collect::<Result<Vec<_>, _>>()?;
         let map = forward_map(backbone, to_batch(&planes, device), stride, pool);
         let values = map.into_data().try_into_vec::<f32>().map_err(|error| {
             TrainError::Config(format!("backbone output is not float32: {error:?}"))
@@ -191,7 +262,7 @@ pub fn extract(
             let features = &values[row * per_image..][..per_image];
             data[i * per_image..][..per_image].copy_from_slice(features);
             if let Some(cache) = cache {
-                cache.store(&examples[i].image_id, features)?;
+                cache.store(&cache_key(&examples[i], view), features)?;
             }
         }
         done += chunk.len() as u64;

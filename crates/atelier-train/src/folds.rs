@@ -181,6 +181,8 @@ mod tests {
                         Split::Train
                     },
                     targets: vec![Some(i % 2)],
+                    dress_box: None,
+                    detail_region: None,
                 })
                 .collect(),
         }

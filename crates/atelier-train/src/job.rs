@@ -29,6 +29,7 @@ pub async fn load_dataset(catalog: &Catalog, facets: &[String]) -> Result<Datase
     let names = facet_names(catalog, facets).await?;
     let orders = catalog.facet_label_orders(&names).await?;
     let images = catalog.training_images(&names).await?;
+    let boxes = catalog.dress_boxes().await?;
     let facets: Vec<FacetSpec> = orders
         .into_iter()
         .map(|(name, labels)| FacetSpec { name, labels })
@@ -47,6 +48,10 @@ pub async fn load_dataset(catalog: &Catalog, facets: &[String]) -> Result<Datase
                 })
                 .collect();
             Example {
+                dress_box: boxes
+                    .get(&image.id)
+                    .map(|b| [b[0] as f32, b[1] as f32, b[2] as f32, b[3] as f32]),
+                detail_region: None,
                 image_id: image.id,
                 path: PathBuf::from(image.uri),
                 split: match image.split {
@@ -111,4 +116,39 @@ pub async fn record_results(
     }
     catalog.record_run_results(run, &facets, &rows).await?;
     Ok(())
+}
+
+/// Per facet of `run`, its test-split metrics against the imported ground truth (`atelier
+/// import --truth`) instead of the catalogue's labels; facets without truth are left out.
+/// When labels are known to be noisy (the demo flips some on purpose), this measures the
+/// tagger rather than the noise.
+pub async fn test_metrics_against_truth(
+    catalog: &Catalog,
+    run: i64,
+) -> Result<Vec<(String, crate::metrics::SplitMetrics)>, TrainError> {
+    let mut out = Vec::new();
+    for facet in catalog.run_facets(run).await? {
+        let truth = catalog.truth_labels(&facet.facet).await?;
+        if truth.is_empty() {
+            continue;
+        }
+        let index = |label: &str| facet.labels.iter().position(|l| l == label);
+        let (mut expected, mut predicted) = (Vec::new(), Vec::new());
+        for row in catalog.predictions(run, Some(&facet.facet)).await? {
+            if row.split != atelier_catalog::Split::Test {
+                continue;
+            }
+            let (Some(t), Some(p)) = (
+                truth.get(&row.image_id).and_then(|l| index(l)),
+                index(&row.predicted),
+            ) else {
+                continue;
+            };
+            expected.push(t);
+            predicted.push(p);
+        }
+        let metrics = crate::metrics::classification_report(&facet.labels, &expected, &predicted);
+        out.push((facet.facet, metrics));
+    }
+    Ok(out)
 }

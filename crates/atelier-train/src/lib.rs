@@ -8,6 +8,7 @@
 //! - the loss ([`loss`]: class-weighted, focal, masked per facet), optimisers and schedules
 //!   ([`schedule`]), input preprocessing and augmentation ([`input`]), frozen-feature caching
 //!   ([`features`]);
+//! - the dress locator and the zoomed detail view it places ([`locator`]);
 //! - the training loop with checkpoints and resume ([`trainer`], [`checkpoint`]);
 //! - per-class precision/recall/F1 tables and confusion matrices ([`metrics`], [`evaluate`]);
 //! - model artifacts and tagging new images with them ([`artifact`], [`tagger`]);
@@ -31,6 +32,7 @@ pub mod folds;
 pub mod init;
 pub mod input;
 pub mod job;
+pub mod locator;
 pub mod loss;
 pub mod metrics;
 pub mod mistags;

@@ -1,9 +1,10 @@
 //! The facet model: an optional spatial transformer, one shared backbone, and one
 //! classification head per facet.
 //!
-//! Heads read the backbone's final feature map in one of two ways ([`HeadKind`]):
+//! Heads read the backbone's final feature map in one of three ways ([`HeadKind`]):
 //! - `Pooled`: global average pooling, then a linear layer per facet (the classic transfer
 //!   learning head);
+//! - `Grid`: average pooling to a small grid (2x2 by default), then a linear layer per facet;
 //! - `Spatial`: a shared 1x1 convolution squeezes the channels, and each facet's linear layer
 //!   sees the whole squeezed map. Where a detail is (sleeves at the sides of the shoulders, a
 //!   hem near the bottom) survives, which pooling throws away; for small details on frozen
@@ -15,14 +16,27 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
+use burn::tensor::module::adaptive_avg_pool2d;
+use image::RgbImage;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+
+use crate::input::{InputConfig, eval_planes, to_batch};
+use crate::locator::{DetailCrop, DressLocator};
 
 /// How the heads read the feature map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum HeadKind {
     Pooled,
-    Spatial { channels: usize },
+    Spatial {
+        channels: usize,
+    },
+    /// Average pooling to a `cells` x `cells` grid, then a linear layer per facet: keeps
+    /// coarse position (top/bottom, left/right) at the cost of a pooled head.
+    Grid {
+        cells: usize,
+    },
 }
 
 /// The per-facet heads over a `[batch, channels, height, width]` feature map.
@@ -30,6 +44,8 @@ pub enum HeadKind {
 pub struct FacetHeads {
     squeeze: Option<Conv2d>,
     heads: Vec<Linear>,
+    /// Side of the pooling grid of a `Grid` head (0 for the other kinds).
+    grid: usize,
 }
 
 impl FacetHeads {
@@ -44,6 +60,7 @@ impl FacetHeads {
     ) -> Self {
         let (squeeze, inputs) = match kind {
             HeadKind::Pooled => (None, channels),
+            HeadKind::Grid { cells } => (None, channels * cells * cells),
             HeadKind::Spatial { channels: squeezed } => (
                 Some(Conv2dConfig::new([channels, squeezed], [1, 1]).init(device)),
                 squeezed * map_size * map_size,
@@ -53,13 +70,32 @@ impl FacetHeads {
             .iter()
             .map(|&k| LinearConfig::new(inputs, k).init(device))
             .collect();
-        Self { squeeze, heads }
+        let grid = match kind {
+            HeadKind::Grid { cells } => cells,
+            _ => 0,
+        };
+        Self {
+            squeeze,
+            heads,
+            grid,
+        }
     }
 
     /// Logits `[batch, classes]` for every facet, in the dataset's facet order.
     pub fn forward(&self, feature_map: Tensor<4>) -> Vec<Tensor<2>> {
+        let input = self.inputs(feature_map);
+        self.heads
+            .iter()
+            .map(|head| head.forward(input.clone()))
+            .collect()
+    }
+
+    /// What every facet's linear layer reads: `[batch, inputs]`.
+    pub fn inputs(&self, feature_map: Tensor<4>) -> Tensor<2> {
         let [batch, channels, height, width] = feature_map.dims();
-        let input = match &self.squeeze {
+        match &self.squeeze {
+            None if self.grid > 0 => adaptive_avg_pool2d(feature_map, [self.grid, self.grid])
+                .reshape([batch, channels * self.grid * self.grid]),
             None => feature_map
                 .reshape([batch, channels, height * width])
                 .mean_dim(2)
@@ -69,11 +105,7 @@ impl FacetHeads {
                 let [_, c, h, w] = squeezed.dims();
                 squeezed.reshape([batch, c * h * w])
             }
-        };
-        self.heads
-            .iter()
-            .map(|head| head.forward(input.clone()))
-            .collect()
+        }
     }
 }
 
@@ -85,6 +117,8 @@ pub struct FacetNet {
     pub heads: FacetHeads,
     /// Output stride of the feature map the heads read (`usize::MAX`: the final map).
     pub feature_stride: usize,
+    /// For models with a detail view: places it from the whole photo's feature map.
+    pub locator: Option<DressLocator>,
 }
 
 impl FacetNet {
@@ -94,9 +128,11 @@ impl FacetNet {
         heads: FacetHeads,
         spatial_transformer: bool,
         feature_stride: Option<usize>,
+        locator: Option<DressLocator>,
         device: &Device,
     ) -> Self {
         Self {
+            locator,
             feature_stride: feature_stride.unwrap_or(usize::MAX),
             spatial_transformer: spatial_transformer
                 .then(|| SpatialTransformerConfig::default().init(device)),
@@ -115,8 +151,59 @@ impl FacetNet {
         self.backbone.forward_to_stride(images, self.feature_stride)
     }
 
-    /// Per-facet logits for normalised images `[batch, 3, size, size]`.
+    /// Per-facet logits for normalised images `[batch, 3, size, size]` (whole view only).
     pub fn forward(&self, images: Tensor<4>) -> Vec<Tensor<2>> {
         self.heads.forward(self.feature_map(images))
+    }
+
+    /// Per-facet logits for decoded photos: the whole view, and for a model with a detail view
+    /// also the crop its locator places, cut from the original pixels exactly as in training.
+    pub fn forward_photos(
+        &self,
+        photos: &[RgbImage],
+        input: &InputConfig,
+        detail_crop: Option<&DetailCrop>,
+        device: &Device,
+    ) -> Vec<Tensor<2>> {
+        let planes: Vec<_> = photos.par_iter().map(|p| eval_planes(p, input)).collect();
+        let whole = self.feature_map(to_batch(&planes, device));
+        let (Some(locator), Some(crop)) = (&self.locator, detail_crop) else {
+            return self.heads.forward(whole);
+        };
+        let boxes = locator.boxes(whole.clone());
+        let detail_planes: Vec<_> = photos
+            .par_iter()
+            .zip(boxes)
+            .map(|(photo, square)| {
+                let region = crop.region_for(square, photo.width(), photo.height());
+                eval_planes(&crate::locator::crop(photo, region), input)
+            })
+            .collect();
+        let detail = self.feature_map(to_batch(&detail_planes, device));
+        self.heads.forward(Tensor::cat(vec![whole, detail], 1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 7x7 map pooled to a 2x2 grid uses PyTorch's adaptive windows, rows and columns
+    /// `[0, 4)` and `[3, 7)`: the centre cell is in all four, a corner in one.
+    #[test]
+    fn grid_heads_pool_overlapping_windows_by_hand() {
+        let device = Device::flex();
+        let heads = FacetHeads::new(HeadKind::Grid { cells: 2 }, 2, 1, &[3], &device);
+        let mut map = vec![0.0f32; 2 * 49];
+        map[3 * 7 + 3] = 16.0; // channel 0, centre
+        map[49 + 6 * 7 + 6] = 32.0; // channel 1, bottom-right corner
+        let map = Tensor::<4>::from_data(TensorData::new(map, [1, 2, 7, 7]), &device);
+        let inputs: Vec<f32> = heads.inputs(map).into_data().try_into_vec().unwrap();
+        // Channel-major: channel 0's four cells, then channel 1's.
+        assert_eq!(inputs, [1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 2.0]);
+        assert_eq!(
+            heads.forward(Tensor::zeros([4, 2, 7, 7], &device))[0].dims(),
+            [4, 3]
+        );
     }
 }

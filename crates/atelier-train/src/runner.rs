@@ -175,6 +175,8 @@ struct Trained {
     best_epoch: usize,
     history: Vec<EpochRecord>,
     stopped_early: bool,
+    /// How well the dress locator of a detail-view run placed its boxes.
+    locator: Option<crate::locator::LocatorReport>,
     /// The progress last sent, to go on from.
     progress: ProgressState,
 }
@@ -274,6 +276,7 @@ async fn train_and_record(
         "history": trained.history,
         "folds": config.folds,
         "train_metrics": if config.folds > 0 { "out_of_fold" } else { "in_sample" },
+        "locator": trained.locator,
         "seconds": started.elapsed().as_secs_f64(),
     });
     catalog
@@ -317,13 +320,26 @@ fn train_blocking(
         train_images,
         test_images: dataset.examples.len() - train_images,
     });
-    let main = train(
+    let mut dataset = dataset;
+    let placed = match &config.detail_crop {
+        Some(crop) => Some(crate::locator::place_detail_views(
+            &mut dataset,
+            config,
+            crop,
+            Some(feature_cache),
+            &mut observer,
+        )?),
+        None => None,
+    };
+    let mut main = train(
         &dataset,
         config,
         checkpoint_dir,
         Some(feature_cache),
         &mut observer,
     )?;
+    let locator_report = placed.as_ref().map(|(_, report)| *report);
+    main.net.locator = placed.map(|(locator, _)| locator);
     let (probabilities, out_of_fold, evaluation) = if config.folds > 0 {
         let cross_fitted = cross_fit(
             &dataset,
@@ -366,6 +382,7 @@ fn train_blocking(
         best_epoch: main.best_epoch,
         history: main.history,
         stopped_early: main.stopped_early,
+        locator: locator_report,
         progress: observer.state.clone(),
     })
 }

@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
+use image::RgbImage;
 use rayon::prelude::*;
 
 use crate::artifact::{ModelManifest, load_model};
 use crate::error::TrainError;
 use crate::evaluate::argmax;
 use crate::features::load_rgb;
-use crate::input::{eval_planes, to_batch};
 use crate::model::FacetNet;
 
 /// One facet's prediction for one image.
@@ -60,15 +60,11 @@ impl Tagger {
     }
 
     fn tag_batch(&self, paths: &[PathBuf]) -> Vec<TagResult> {
-        let planes: Vec<Result<_, String>> = paths
+        let photos: Vec<Result<_, String>> = paths
             .par_iter()
-            .map(|path| {
-                load_rgb(path)
-                    .map(|rgb| eval_planes(&rgb, &self.manifest.input))
-                    .map_err(|error| error.to_string())
-            })
+            .map(|path| load_rgb(path).map_err(|error| error.to_string()))
             .collect();
-        let good: Vec<_> = planes
+        let good: Vec<_> = photos
             .iter()
             .filter_map(|p| p.as_ref().ok())
             .cloned()
@@ -76,15 +72,15 @@ impl Tagger {
         let mut predicted = if good.is_empty() {
             Vec::new()
         } else {
-            self.predict(to_batch(&good, &self.device))
+            self.predict(&good)
         }
         .into_iter();
         paths
             .iter()
-            .zip(planes)
-            .map(|(path, planes)| TagResult {
+            .zip(photos)
+            .map(|(path, photo)| TagResult {
                 path: path.clone(),
-                outcome: match planes {
+                outcome: match photo {
                     Ok(_) => Ok(predicted.next().expect("one prediction per decoded image")),
                     Err(error) => Err(error),
                 },
@@ -92,11 +88,16 @@ impl Tagger {
             .collect()
     }
 
-    /// Per image, per facet tags for a batch of normalised images.
-    fn predict(&self, images: Tensor<4>) -> Vec<Vec<FacetTag>> {
-        let [batch, ..] = images.dims();
-        let mut tags: Vec<Vec<FacetTag>> = vec![Vec::new(); batch];
-        for (facet, logits) in self.manifest.facets.iter().zip(self.net.forward(images)) {
+    /// Per image, per facet tags for a batch of decoded photos.
+    fn predict(&self, photos: &[RgbImage]) -> Vec<Vec<FacetTag>> {
+        let logits = self.net.forward_photos(
+            photos,
+            &self.manifest.input,
+            self.manifest.training.detail_crop.as_ref(),
+            &self.device,
+        );
+        let mut tags: Vec<Vec<FacetTag>> = vec![Vec::new(); photos.len()];
+        for (facet, logits) in self.manifest.facets.iter().zip(logits) {
             let classes = facet.labels.len();
             let values: Vec<f32> = softmax(logits, 1)
                 .into_data()

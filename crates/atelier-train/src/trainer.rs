@@ -33,7 +33,7 @@ use crate::config::{DeviceChoice, TrainConfig};
 use crate::data::{Dataset, Part};
 use crate::error::TrainError;
 use crate::evaluate::{FacetEvaluation, Probabilities, evaluate, mean_macro_f1};
-use crate::features::{self, load_rgb};
+use crate::features::{self, View, load_rgb};
 use crate::init::{self, materialize};
 use crate::input::{InputConfig, augmentation_seed, eval_planes, to_batch, train_planes};
 use crate::loss::facet_loss;
@@ -129,9 +129,11 @@ pub fn train(
             &device,
         );
         let heads_map_size = if pooled { 1 } else { map_size };
+        // With a detail view the heads read both views' maps, stacked along the channels.
+        let views = if config.detail_crop.is_some() { 2 } else { 1 };
         let heads = FacetHeads::new(
             config.head,
-            feature_dim,
+            feature_dim * views,
             heads_map_size,
             &classes,
             &train_device,
@@ -164,6 +166,8 @@ pub fn train(
     let all: Vec<usize> = (0..dataset.examples.len()).collect();
 
     let (net, state, probabilities) = if config.caches_features() {
+        // The locator needs whole maps, so a detail-view model never caches pooled ones.
+        let pool_features = pooled && config.detail_crop.is_none();
         let cache = feature_cache
             .map(|root| {
                 features::FeatureCache::new(
@@ -172,21 +176,28 @@ pub fn train(
                     config.weights.as_deref(),
                     &input,
                     config.feature_stride,
-                    pooled,
+                    pool_features,
                 )
             })
             .transpose()?;
-        let table = features::extract(
-            &backbone,
-            &dataset.examples,
-            &input,
-            config.batch_size,
-            config.feature_stride,
-            pooled,
-            cache.as_ref(),
-            &device,
-            observer,
-        )?;
+        let extract_view = |view: View, observer: &mut dyn Observer| {
+            features::extract(
+                &backbone,
+                &dataset.examples,
+                view,
+                &input,
+                config.batch_size,
+                config.feature_stride,
+                pool_features,
+                cache.as_ref(),
+                &device,
+                observer,
+            )
+        };
+        let mut table = extract_view(View::Whole, observer)?;
+        if config.detail_crop.is_some() {
+            table = table.concat_channels(&extract_view(View::Detail, observer)?);
+        }
         let flip = config.augmentation.horizontal_flip;
         let train_forward = |heads: &FacetHeads, batch: &[usize], epoch: usize| {
             let flips: Vec<bool> = batch
@@ -205,11 +216,13 @@ pub fn train(
             &|batch| predict(&heads, batch),
             observer,
         )?;
+        // The runner attaches the dress locator it placed the detail views with.
         let net = FacetNet::new(
             backbone,
             heads.valid(),
             false,
             config.feature_stride,
+            None,
             &device,
         );
         (net, state, probabilities)
@@ -219,6 +232,7 @@ pub fn train(
             backbone: backbone.to_device(&train_device),
             heads,
             feature_stride: config.feature_stride.unwrap_or(usize::MAX),
+            locator: None,
         };
         if config.freeze_backbone {
             net.backbone = net.backbone.freeze();
@@ -282,6 +296,13 @@ fn validate(dataset: &Dataset, config: &TrainConfig) -> Result<(), TrainError> {
     if !(0.0..1.0).contains(&config.validation_fraction) {
         return Err(TrainError::Config(
             "the validation fraction must be in [0, 1)".into(),
+        ));
+    }
+    if config.detail_crop.is_some() && !config.caches_features() {
+        return Err(TrainError::Config(
+            "--detail-crop works on cached features: add --freeze-backbone and leave out \
+             --spatial-transformer"
+                .into(),
         ));
     }
     if dataset.facets.is_empty() {

@@ -377,3 +377,47 @@ async fn a_run_that_cannot_train_is_marked_failed_and_bad_options_record_nothing
     assert_eq!(record.error.as_deref(), Some(error.to_string().as_str()));
     assert!(create_retrain(catalog, 99, &setup.paths).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_scores_against_the_truth_count_agreement_with_the_truth_file() {
+    let setup = setup(40, true).await;
+    let catalog = &setup.catalog;
+    let run = create_run(catalog, &config(0), &setup.paths, None)
+        .await
+        .unwrap();
+    execute_run(catalog, run, &setup.paths, Box::new(Silent))
+        .await
+        .unwrap();
+    let scored = atelier_train::job::test_metrics_against_truth(catalog, run)
+        .await
+        .unwrap();
+    assert_eq!(
+        scored.iter().map(|(f, _)| f.as_str()).collect::<Vec<_>>(),
+        ["silhouette", "length"]
+    );
+    let rows = catalog.predictions(run, None).await.unwrap();
+    let mut differs_from_labels = false;
+    for (facet, metrics) in &scored {
+        // Recounted from the truth CSV that synth wrote, not from the catalogue.
+        let truth = csv_column(&setup.truth, facet);
+        let test: Vec<&PredictionRecord> = rows
+            .iter()
+            .filter(|r| &r.facet == facet && r.split == Split::Test)
+            .collect();
+        let agree = test
+            .iter()
+            .filter(|r| truth[&file_name(&r.uri)] == r.predicted)
+            .count();
+        assert_eq!(metrics.count as usize, test.len(), "{facet}");
+        assert!(
+            (metrics.accuracy - agree as f64 / test.len() as f64).abs() < 1e-12,
+            "{facet}"
+        );
+        let labelled = test
+            .iter()
+            .filter(|r| r.label.as_deref() == Some(r.predicted.as_str()))
+            .count();
+        differs_from_labels |= labelled != agree;
+    }
+    assert!(differs_from_labels, "20% label noise shows in some facet");
+}

@@ -63,6 +63,10 @@ fn dataset(dir: &Path, count: usize) -> Dataset {
                     .iter()
                     .map(|f| f.labels.iter().position(|l| l == &record[column(&f.name)]))
                     .collect(),
+                dress_box: Some(
+                    ["x0", "y0", "x1", "y1"].map(|c| record[column(c)].parse().unwrap()),
+                ),
+                detail_region: None,
             }
         })
         .collect();

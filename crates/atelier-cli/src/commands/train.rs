@@ -186,6 +186,15 @@ fn print_summary(finished: &FinishedRun) {
             finished.summary["folds"]
         );
     }
+    let locator = &finished.summary["locator"];
+    if let Some(fit) = locator["fit_images"].as_u64() {
+        let iou = locator["test_mean_iou"]
+            .as_f64()
+            .map_or("no test boxes".to_string(), |iou| {
+                format!("mean IoU {iou:.3} on the test split's boxes")
+            });
+        println!("dress locator (places the detail view): learned from {fit} boxes, {iou}");
+    }
     println!("per-class tables: atelier eval {run}");
 }
 
@@ -272,9 +281,13 @@ fn config_from_args(args: &TrainFacetsArgs) -> CliResult<TrainConfig> {
             channels: args.head_channels,
         },
         "spatial" => return Err(CliError::bad_input("--head-channels must be at least 1")),
+        "grid" if (1..=7).contains(&args.grid_cells) => HeadKind::Grid {
+            cells: args.grid_cells,
+        },
+        "grid" => return Err(CliError::bad_input("--grid-cells must be from 1 to 7")),
         other => {
             return Err(CliError::bad_input(format!(
-                "--head {other}: choose pooled or spatial"
+                "--head {other}: choose pooled, grid or spatial"
             )));
         }
     };
@@ -338,6 +351,18 @@ fn config_from_args(args: &TrainFacetsArgs) -> CliResult<TrainConfig> {
     }
     config.feature_stride = args.feature_stride;
     config.freeze_backbone = args.freeze_backbone;
+    if args.detail_crop && !(0.1..=2.0).contains(&args.detail_side) {
+        return Err(CliError::bad_input(format!(
+            "--detail-side {}: use a fraction of the dress box height from 0.1 to 2 (e.g. 0.62)",
+            args.detail_side
+        )));
+    }
+    config.detail_crop = args
+        .detail_crop
+        .then(|| atelier_train::locator::DetailCrop {
+            side: args.detail_side,
+            ..Default::default()
+        });
     config.spatial_transformer = args.spatial_transformer;
     config.augmentation = if args.no_augment {
         Augmentation {
