@@ -11,6 +11,7 @@ use atelier_catalog::{
 use common::{TestEnv, blob, import, sha256_hex};
 
 on_both_backends!(
+    dress_boxes_are_those_of_active_images,
     fresh_import_counts_and_records,
     reimport_of_the_same_manifest_writes_nothing,
     changed_label_is_updated_with_an_event,
@@ -969,4 +970,26 @@ async fn late_error_rolls_back_earlier_chunks(env: &TestEnv) {
             .all(|w| w[0].rows_done <= w[1].rows_done)
     );
     assert_eq!(reported.last().unwrap().rows_done, rows as u64);
+}
+
+/// The dress locator's training targets: one box per active image that has one.
+async fn dress_boxes_are_those_of_active_images(env: &TestEnv) {
+    let catalog = env.open().await;
+    let manifest = basic_manifest(env);
+    import(&catalog, &manifest).await;
+    let boxes = catalog.dress_boxes().await.unwrap();
+    assert_eq!(boxes.len(), 2, "{boxes:?}");
+    assert_eq!(boxes[&id_of("a")], [1.0, 2.0, 30.0, 40.0]);
+    assert_eq!(boxes[&id_of("c")], [5.0, 5.0, 10.0, 10.0]);
+
+    // c leaves the source: it is marked removed, and its box no longer trains anything.
+    env.write(
+        "manifest.csv",
+        b"path,silhouette,neckline,x0,y0,x1,y1,design\n\
+          img/a.jpg,sheath,v-neck,1,2,30,40,d1\n\
+          img/b.jpg,a-line,boat,,,,,d1\n",
+    );
+    import(&catalog, &manifest).await;
+    let boxes = catalog.dress_boxes().await.unwrap();
+    assert_eq!(boxes.keys().collect::<Vec<_>>(), [&id_of("a")]);
 }
