@@ -17,6 +17,7 @@ use image::RgbImage;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
+use crate::config::TrainConfig;
 use crate::data::Example;
 use crate::error::TrainError;
 use crate::input::{InputConfig, eval_planes, to_batch};
@@ -100,16 +101,20 @@ pub struct FeatureCache {
 }
 
 impl FeatureCache {
-    /// The cache for a backbone configuration under `root`. `weights` is hashed, so a changed
-    /// file never serves stale features.
+    /// The cache of the features `config` trains on, for images prepared as `input` (`pool` as
+    /// for [`extract`]), under `root`. The weight file is hashed, so a changed file never serves
+    /// stale features.
     pub fn new(
         root: &Path,
-        backbone: &str,
-        weights: Option<&Path>,
+        config: &TrainConfig,
         input: &InputConfig,
-        stride: Option<usize>,
         pool: bool,
     ) -> Result<Self, TrainError> {
+        let (backbone, weights, stride) = (
+            config.backbone.name(),
+            config.weights.as_deref(),
+            config.feature_stride,
+        );
         let mut key = Sha256::new();
         key.update(b"atelier-features-v1\0");
         key.update(backbone.as_bytes());

@@ -285,16 +285,7 @@ pub fn place_detail_views(
         atelier_models::Backbone::normalization(&backbone),
     );
     let cache = feature_cache
-        .map(|root| {
-            FeatureCache::new(
-                root,
-                config.backbone.name(),
-                config.weights.as_deref(),
-                &input,
-                config.feature_stride,
-                false,
-            )
-        })
+        .map(|root| FeatureCache::new(root, config, &input, false))
         .transpose()?;
     let table = features::extract(
         &backbone,

@@ -169,16 +169,7 @@ pub fn train(
         // The locator needs whole maps, so a detail-view model never caches pooled ones.
         let pool_features = pooled && config.detail_crop.is_none();
         let cache = feature_cache
-            .map(|root| {
-                features::FeatureCache::new(
-                    root,
-                    config.backbone.name(),
-                    config.weights.as_deref(),
-                    &input,
-                    config.feature_stride,
-                    pool_features,
-                )
-            })
+            .map(|root| features::FeatureCache::new(root, config, &input, pool_features))
             .transpose()?;
         let extract_view = |view: View, observer: &mut dyn Observer| {
             features::extract(
