@@ -4,6 +4,8 @@
 //! heads), cross-fitted folds reuse the placed views, and a catalogue without dress boxes gets
 //! an error that says what to do.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use atelier_catalog::{Catalog, ImportOptions, Split};
@@ -12,66 +14,29 @@ use atelier_train::locator::DetailCrop;
 use atelier_train::model::HeadKind;
 use atelier_train::progress::Silent;
 use atelier_train::tagger::Tagger;
-use atelier_train::{BackboneChoice, RunPaths, TrainError, create_run, execute_run};
-use atelier_vision::synth::{SynthOptions, synthesize};
+use atelier_train::{TrainError, create_run, execute_run};
+use atelier_vision::synth::SynthOptions;
 use burn::prelude::*;
-
-struct Setup {
-    _dir: tempfile::TempDir,
-    catalog: Catalog,
-    paths: RunPaths,
-    manifest: PathBuf,
-}
+use common::Setup;
 
 async fn setup(count: usize) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_path_buf();
-    let synth = synthesize(
-        &SynthOptions {
-            out_dir: root.join("synth"),
+    common::setup(
+        SynthOptions {
+            out_dir: PathBuf::new(),
             count,
             seed: 5,
             size: 96,
             label_noise: 0.0,
         },
-        &|_| {},
+        false,
     )
-    .unwrap();
-    let catalog = Catalog::open(&format!("sqlite://{}", root.join("c.db").display()))
-        .await
-        .unwrap();
-    let options = ImportOptions {
-        test_fraction: 0.3,
-        ..ImportOptions::default()
-    };
-    catalog.import(&synth.manifest, &options).await.unwrap();
-    let paths = RunPaths {
-        checkpoint_base: root.join("checkpoints"),
-        model_base: root.join("models"),
-        feature_cache: root.join("features"),
-    };
-    Setup {
-        _dir: dir,
-        catalog,
-        paths,
-        manifest: synth.manifest,
-    }
+    .await
 }
 
 fn config(head: HeadKind, folds: usize) -> TrainConfig {
-    let mut config = TrainConfig::new(
-        BackboneChoice::Tiny,
-        vec!["neckline".into(), "sleeve".into()],
-    );
-    config.weights = Some(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../atelier-models/fixtures/tiny_cnn.safetensors"),
-    );
-    config.image_size = 32;
+    let mut config = common::frozen_tiny(&["neckline", "sleeve"]);
     config.epochs = 2;
-    config.batch_size = 8;
     config.head = head;
-    config.freeze_backbone = true;
     config.detail_crop = Some(DetailCrop::default());
     config.folds = folds;
     config.seed = 9;

@@ -4,81 +4,42 @@
 //! images and drops relabelled ones, a retrain repeats its parent's configuration, and a run
 //! that cannot train is marked failed.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use atelier_catalog::{Catalog, ImportOptions, PredictionRecord, RunStatus, Split};
+use atelier_catalog::{ImportOptions, PredictionRecord, RunStatus, Split};
 use atelier_train::config::TrainConfig;
 use atelier_train::mistags::mistag_queue;
 use atelier_train::model::HeadKind;
 use atelier_train::progress::{EpochRecord, Observer, Silent};
-use atelier_train::{BackboneChoice, RunPaths, create_retrain, create_run, execute_run};
-use atelier_vision::synth::{SynthOptions, synthesize};
-
-struct Setup {
-    _dir: tempfile::TempDir,
-    catalog: Catalog,
-    paths: RunPaths,
-    manifest: PathBuf,
-    truth: PathBuf,
-}
+use atelier_train::{create_retrain, create_run, execute_run};
+use atelier_vision::synth::SynthOptions;
+use common::Setup;
 
 /// `count` 64-pixel photos with 20% label noise, imported (30% test), with their truth when
-/// `truth` (a few photos may not carry every label that the truth file names).
+/// `truth`.
 async fn setup(count: usize, truth: bool) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_path_buf();
-    let synth = synthesize(
-        &SynthOptions {
-            out_dir: root.join("synth"),
+    common::setup(
+        SynthOptions {
+            out_dir: PathBuf::new(),
             count,
             seed: 21,
             size: 64,
             label_noise: 0.2,
         },
-        &|_| {},
+        truth,
     )
-    .unwrap();
-    let url = format!("sqlite://{}", root.join("catalog.db").display());
-    let catalog = Catalog::open(&url).await.unwrap();
-    let options = ImportOptions {
-        test_fraction: 0.3,
-        ..ImportOptions::default()
-    };
-    catalog.import(&synth.manifest, &options).await.unwrap();
-    if truth {
-        catalog.import_truth(&synth.truth).await.unwrap();
-    }
-    let paths = RunPaths {
-        checkpoint_base: root.join("checkpoints"),
-        model_base: root.join("models"),
-        feature_cache: root.join("features"),
-    };
-    Setup {
-        _dir: dir,
-        catalog,
-        paths,
-        manifest: synth.manifest,
-        truth: synth.truth,
-    }
+    .await
 }
 
 fn config(folds: usize) -> TrainConfig {
-    let mut config = TrainConfig::new(
-        BackboneChoice::Tiny,
-        vec!["silhouette".into(), "length".into()],
-    );
-    config.weights = Some(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../atelier-models/fixtures/tiny_cnn.safetensors"),
-    );
-    config.image_size = 32;
+    let mut config = common::frozen_tiny(&["silhouette", "length"]);
     config.epochs = 3;
-    config.batch_size = 8;
     config.learning_rate = 0.01;
     config.head = HeadKind::Pooled;
-    config.freeze_backbone = true;
     config.seed = 4;
     config.folds = folds;
     config
