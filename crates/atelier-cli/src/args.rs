@@ -185,6 +185,11 @@ pub struct TrainFacetsArgs {
     /// Read the backbone's feature map at this output stride (e.g. 16) instead of its final one.
     #[arg(long)]
     pub feature_stride: Option<usize>,
+    /// Read the output of this backbone stage (counted from 1) instead of the final map: e.g. 6
+    /// for EfficientNet-Lite0's 192-channel map before its last block and ImageNet head,
+    /// which keeps more of a garment's geometry. Not with --feature-stride.
+    #[arg(long, conflicts_with = "feature_stride")]
+    pub feature_stage: Option<usize>,
     /// Channels of the spatial head's squeeze.
     #[arg(long, default_value_t = 32)]
     pub head_channels: usize,

@@ -98,6 +98,25 @@ fn bad_option_values_are_bad_input() {
     let output = atelier("mysql://nope", &["summary"]);
     assert_eq!(output.status.code(), Some(2), "{}", stderr_of(&output));
     assert!(stderr_of(&output).contains("mysql://nope"));
+
+    // The small CNN has three stages.
+    let output = atelier(
+        &db,
+        &[
+            "train",
+            "facets",
+            "--backbone",
+            "tiny",
+            "--feature-stage",
+            "4",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", stderr_of(&output));
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.contains("--feature-stage 4") && stderr.contains("stages 1 to 3"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -32,6 +32,25 @@ impl Normalization {
     };
 }
 
+/// Which feature map of a backbone a head reads.
+///
+/// The final map is the most ImageNet-specific: EfficientNet-Lite's 1x1 head convolution turns
+/// its last block's 320 channels into 1280 class-like detectors. Earlier maps keep more of a
+/// garment's geometry (where a sleeve ends, how deep a neckline goes), which a frozen backbone's
+/// heads can then read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FeatureTap {
+    /// The final feature map, as in [`Backbone::forward_features`].
+    #[default]
+    Final,
+    /// The map after the last layer whose output stride is this (a power of two); see
+    /// [`Backbone::forward_to_stride`].
+    Stride(usize),
+    /// The output of the backbone's stage with this 1-based number; see
+    /// [`Backbone::forward_to_stage`].
+    Stage(usize),
+}
+
 /// What a backbone computes for a batch of images.
 #[derive(Debug, Clone)]
 pub struct BackboneFeatures {
@@ -51,6 +70,24 @@ pub trait Backbone {
     /// run. Earlier maps keep more spatial detail (a neckline's shape, a sleeve's end), which
     /// frozen heads can use; the final map equals `forward_features(..).feature_map`.
     fn forward_to_stride(&self, images: Tensor<4>, stride: usize) -> Tensor<4>;
+
+    /// The output of stage `stage`, counted from 1 (EfficientNet-Lite: its 7 MBConv stages;
+    /// ResNet: `layer1..layer4`; the small CNN: its conv layers). Numbers above
+    /// [`Backbone::stage_count`] mean the final map; 0 is read as 1. Only the layers up to it
+    /// run.
+    fn forward_to_stage(&self, images: Tensor<4>, stage: usize) -> Tensor<4>;
+
+    /// How many stages [`Backbone::forward_to_stage`] can stop after.
+    fn stage_count(&self) -> usize;
+
+    /// The feature map that `tap` names.
+    fn forward_to(&self, images: Tensor<4>, tap: FeatureTap) -> Tensor<4> {
+        match tap {
+            FeatureTap::Final => self.forward_features(images).feature_map,
+            FeatureTap::Stride(stride) => self.forward_to_stride(images, stride),
+            FeatureTap::Stage(stage) => self.forward_to_stage(images, stage),
+        }
+    }
 
     /// Channels of the feature map (and length of the pooled vector).
     fn feature_dim(&self) -> usize;
@@ -115,6 +152,22 @@ impl Backbone for AnyBackbone {
             Self::ResNet(model) => model.forward_to_stride(images, stride),
             Self::EfficientNetLite(model) => model.forward_to_stride(images, stride),
             Self::Tiny(model) => model.forward_to_stride(images, stride),
+        }
+    }
+
+    fn forward_to_stage(&self, images: Tensor<4>, stage: usize) -> Tensor<4> {
+        match self {
+            Self::ResNet(model) => model.forward_to_stage(images, stage),
+            Self::EfficientNetLite(model) => model.forward_to_stage(images, stage),
+            Self::Tiny(model) => model.forward_to_stage(images, stage),
+        }
+    }
+
+    fn stage_count(&self) -> usize {
+        match self {
+            Self::ResNet(model) => model.stage_count(),
+            Self::EfficientNetLite(model) => model.stage_count(),
+            Self::Tiny(model) => model.stage_count(),
         }
     }
 

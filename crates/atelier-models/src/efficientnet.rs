@@ -244,6 +244,25 @@ impl Backbone for EfficientNetLite {
         x
     }
 
+    fn forward_to_stage(&self, images: Tensor<4>, stage: usize) -> Tensor<4> {
+        if stage > self.stage_count() {
+            return self.forward_features(images).feature_map;
+        }
+        let blocks: usize = self.config.stages[..stage.max(1)]
+            .iter()
+            .map(|s| s.repeats)
+            .sum();
+        let mut x = relu6(self.bn0.forward(self.conv_stem.forward(images)));
+        for block in &self.blocks[..blocks] {
+            x = block.forward(x);
+        }
+        x
+    }
+
+    fn stage_count(&self) -> usize {
+        self.config.stages.len()
+    }
+
     fn feature_dim(&self) -> usize {
         self.config.head_channels
     }

@@ -30,7 +30,9 @@ pub mod spatial_transformer;
 pub mod tiny;
 pub mod weights;
 
-pub use backbone::{AnyBackbone, Backbone, BackboneFeatures, ConfigError, Normalization};
+pub use backbone::{
+    AnyBackbone, Backbone, BackboneFeatures, ConfigError, FeatureTap, Normalization,
+};
 /// The burn device type models run on (`Device::flex()` is the CPU default).
 pub use burn::prelude::Device;
 pub use efficientnet::{EfficientNetLite, EfficientNetLiteConfig, MbConvStage};

@@ -287,6 +287,22 @@ impl Backbone for ResNet {
         x
     }
 
+    fn forward_to_stage(&self, images: Tensor<4>, stage: usize) -> Tensor<4> {
+        let x = relu(self.bn1.forward(self.conv1.forward(images)));
+        let mut x = self.maxpool.forward(x);
+        let layers = [&self.layer1, &self.layer2, &self.layer3, &self.layer4];
+        for layer in layers.into_iter().take(stage.max(1)) {
+            for block in layer {
+                x = block.forward(x);
+            }
+        }
+        x
+    }
+
+    fn stage_count(&self) -> usize {
+        4
+    }
+
     fn feature_dim(&self) -> usize {
         self.config.feature_dim()
     }

@@ -145,6 +145,18 @@ impl Backbone for TinyCnn {
         x
     }
 
+    fn forward_to_stage(&self, images: Tensor<4>, stage: usize) -> Tensor<4> {
+        let mut x = images;
+        for layer in self.layers.iter().take(stage.max(1)) {
+            x = layer.forward(x);
+        }
+        x
+    }
+
+    fn stage_count(&self) -> usize {
+        self.layers.len()
+    }
+
     fn feature_dim(&self) -> usize {
         *self.config.channels.last().unwrap_or(&3)
     }

@@ -86,9 +86,9 @@ impl ModelManifest {
 
     fn build_net_unlocked(&self, device: &Device) -> Result<FacetNet, TrainError> {
         let backbone = self.backbone.build(None, device)?;
-        let stride = self.training.feature_stride;
+        let tap = self.training.feature_tap();
         let [feature_dim, map_size, _] =
-            BackboneChoice::feature_shape(&backbone, self.input.image_size, stride, device);
+            BackboneChoice::feature_shape(&backbone, self.input.image_size, tap, device);
         let heads_map_size = match self.head {
             HeadKind::Pooled | HeadKind::Grid { .. } => 1,
             HeadKind::Spatial { .. } => map_size,
@@ -108,7 +108,7 @@ impl ModelManifest {
             backbone,
             heads,
             self.spatial_transformer,
-            stride,
+            tap,
             locator,
             device,
         ))

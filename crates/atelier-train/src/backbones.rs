@@ -4,7 +4,9 @@ use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 
-use atelier_models::{AnyBackbone, Backbone, EfficientNetLiteConfig, ResNetConfig, TinyCnnConfig};
+use atelier_models::{
+    AnyBackbone, Backbone, EfficientNetLiteConfig, FeatureTap, ResNetConfig, TinyCnnConfig,
+};
 use burn::module::Module;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -41,6 +43,16 @@ impl BackboneChoice {
         }
     }
 
+    /// How many stages a feature tap can stop after (see
+    /// [`atelier_models::Backbone::forward_to_stage`]).
+    pub fn stage_count(self) -> usize {
+        match self {
+            Self::Resnet18 | Self::Resnet34 | Self::Resnet50 => 4,
+            Self::EfficientnetLite0 => EfficientNetLiteConfig::lite0().stages.len(),
+            Self::Tiny => TinyCnnConfig::default().channels.len(),
+        }
+    }
+
     /// Builds the backbone without its ImageNet classifier, loading `weights` when given (an
     /// ImageNet classifier in the file is ignored).
     pub fn build(self, weights: Option<&Path>, device: &Device) -> Result<AnyBackbone, TrainError> {
@@ -73,20 +85,19 @@ impl BackboneChoice {
         Ok(backbone)
     }
 
-    /// `[channels, height, width]` of the feature map at `stride` (`None`: the final map) for
+    /// `[channels, height, width]` of the feature map that `tap` names, for
     /// a square input of `image_size` pixels. Padding rules differ between architectures (and
     /// round differently for odd sizes), so this runs one blank image through the backbone
     /// rather than trusting a formula.
     pub fn feature_shape(
         backbone: &AnyBackbone,
         image_size: u32,
-        stride: Option<usize>,
+        tap: FeatureTap,
         device: &Device,
     ) -> [usize; 3] {
         let size = image_size as usize;
         let probe = Tensor::<4>::zeros([1, 3, size, size], device);
-        let stride = stride.unwrap_or(usize::MAX);
-        let [_, channels, height, width] = backbone.valid().forward_to_stride(probe, stride).dims();
+        let [_, channels, height, width] = backbone.valid().forward_to(probe, tap).dims();
         [channels, height, width]
     }
 }

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use atelier_models::FeatureTap;
 use serde::{Deserialize, Serialize};
 
 use crate::backbones::BackboneChoice;
@@ -44,6 +45,11 @@ pub struct TrainConfig {
     /// for EfficientNet-Lite0's 112-channel map): finer detail for frozen heads.
     #[serde(default)]
     pub feature_stride: Option<usize>,
+    /// Read the output of this backbone stage (1-based; e.g. 6 for EfficientNet-Lite0's
+    /// 192-channel map before its last block and head) instead of the final map; see
+    /// [`atelier_models::Backbone::forward_to_stage`]. Not together with `feature_stride`.
+    #[serde(default)]
+    pub feature_stage: Option<usize>,
     /// Keep the backbone's weights fixed. Without a spatial transformer its features are then
     /// computed once per image and cached.
     pub freeze_backbone: bool,
@@ -88,6 +94,7 @@ impl TrainConfig {
             focal_gamma: 0.0,
             head: HeadKind::Spatial { channels: 32 },
             feature_stride: None,
+            feature_stage: None,
             freeze_backbone: true,
             detail_crop: None,
             spatial_transformer: false,
@@ -97,6 +104,16 @@ impl TrainConfig {
             seed: 1,
             device: DeviceChoice::Cpu,
             folds: 0,
+        }
+    }
+
+    /// The feature map the heads read. A configuration naming both a stride and a stage reads
+    /// the stage (the CLI refuses to build one).
+    pub fn feature_tap(&self) -> FeatureTap {
+        match (self.feature_stride, self.feature_stage) {
+            (_, Some(stage)) => FeatureTap::Stage(stage),
+            (Some(stride), None) => FeatureTap::Stride(stride),
+            (None, None) => FeatureTap::Final,
         }
     }
 

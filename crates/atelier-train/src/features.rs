@@ -10,7 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use atelier_models::preprocess::PlanarImage;
-use atelier_models::{AnyBackbone, Backbone};
+use atelier_models::{AnyBackbone, Backbone, FeatureTap};
 use atelier_vision::decode::{DecodeLimits, decode_file};
 use burn::prelude::*;
 use image::RgbImage;
@@ -41,6 +41,19 @@ impl FeatureTable {
 
     fn per_image(&self) -> usize {
         self.dims.iter().product()
+    }
+
+    /// The maps of `rows`, in that order.
+    pub fn select(&self, rows: &[usize]) -> FeatureTable {
+        let per_image = self.per_image();
+        let mut data = Vec::with_capacity(rows.len() * per_image);
+        for &row in rows {
+            data.extend_from_slice(&self.data[row * per_image..][..per_image]);
+        }
+        FeatureTable {
+            dims: self.dims,
+            data,
+        }
     }
 
     /// Each image's map of `self` followed, along the channels, by its map of `other` (same
@@ -110,11 +123,7 @@ impl FeatureCache {
         input: &InputConfig,
         pool: bool,
     ) -> Result<Self, TrainError> {
-        let (backbone, weights, stride) = (
-            config.backbone.name(),
-            config.weights.as_deref(),
-            config.feature_stride,
-        );
+        let (backbone, weights) = (config.backbone.name(), config.weights.as_deref());
         let mut key = Sha256::new();
         key.update(b"atelier-features-v1\0");
         key.update(backbone.as_bytes());
@@ -126,9 +135,18 @@ impl FeatureCache {
             None => key.update(b"random"),
         }
         key.update(serde_json::to_vec(input).unwrap_or_default());
-        if let Some(stride) = stride {
-            key.update(b"stride");
-            key.update(stride.to_le_bytes());
+        // Spelled so that the final map's key is what it was before taps other than strides
+        // existed: caches made then still hit.
+        match config.feature_tap() {
+            FeatureTap::Final => {}
+            FeatureTap::Stride(stride) => {
+                key.update(b"stride");
+                key.update(stride.to_le_bytes());
+            }
+            FeatureTap::Stage(stage) => {
+                key.update(b"stage");
+                key.update(stage.to_le_bytes());
+            }
         }
         key.update([u8::from(pool)]);
         let dir = root.join(&hex::encode(key.finalize())[..24]);
@@ -226,7 +244,7 @@ pub fn extract(
     view: View,
     input: &InputConfig,
     batch_size: usize,
-    stride: Option<usize>,
+    tap: FeatureTap,
     pool: bool,
     cache: Option<&FeatureCache>,
     device: &Device,
@@ -241,7 +259,7 @@ pub fn extract(
     );
     let cache = cache.map(|c| c.for_view(view));
     let cache = cache.as_ref();
-    let dims = output_dims(backbone, input, stride, pool, device);
+    let dims = output_dims(backbone, input, tap, pool, device);
     let per_image: usize = dims.iter().product();
     let mut data = vec![0.0f32; examples.len() * per_image];
     let mut missing = Vec::new();
@@ -259,7 +277,7 @@ pub fn extract(
             .par_iter()
             .map(|example| view_planes(example, view, input))
             .collect::<Result<Vec<_>, _>>()?;
-        let map = forward_map(backbone, to_batch(&planes, device), stride, pool);
+        let map = forward_map(backbone, to_batch(&planes, device), tap, pool);
         let values = map.into_data().try_into_vec::<f32>().map_err(|error| {
             TrainError::Config(format!("backbone output is not float32: {error:?}"))
         })?;
@@ -280,10 +298,10 @@ pub fn extract(
 fn forward_map(
     backbone: &AnyBackbone,
     images: Tensor<4>,
-    stride: Option<usize>,
+    tap: FeatureTap,
     pool: bool,
 ) -> Tensor<4> {
-    let map = backbone.forward_to_stride(images, stride.unwrap_or(usize::MAX));
+    let map = backbone.forward_to(images, tap);
     if pool {
         let [b, c, h, w] = map.dims();
         map.reshape([b, c, h * w]).mean_dim(2).reshape([b, c, 1, 1])
@@ -296,12 +314,12 @@ fn forward_map(
 fn output_dims(
     backbone: &AnyBackbone,
     input: &InputConfig,
-    stride: Option<usize>,
+    tap: FeatureTap,
     pool: bool,
     device: &Device,
 ) -> [usize; 3] {
     let [channels, height, width] =
-        crate::backbones::BackboneChoice::feature_shape(backbone, input.image_size, stride, device);
+        crate::backbones::BackboneChoice::feature_shape(backbone, input.image_size, tap, device);
     if pool {
         [channels, 1, 1]
     } else {

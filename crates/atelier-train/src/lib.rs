@@ -7,7 +7,7 @@
 //!   `atelier-models`, one head per facet;
 //! - the loss ([`loss`]: class-weighted, focal, masked per facet), optimisers and schedules
 //!   ([`schedule`]), input preprocessing and augmentation ([`input`]), frozen-feature caching
-//!   ([`features`]);
+//!   ([`features`]) and the per-channel standardisation heads train on ([`standardize`]);
 //! - the dress locator and the zoomed detail view it places ([`locator`]);
 //! - the training loop with checkpoints and resume ([`trainer`], [`checkpoint`]);
 //! - per-class precision/recall/F1 tables and confusion matrices ([`metrics`], [`evaluate`]);
@@ -40,6 +40,7 @@ pub mod model;
 pub mod progress;
 pub mod runner;
 pub mod schedule;
+pub mod standardize;
 pub mod tagger;
 pub mod trainer;
 

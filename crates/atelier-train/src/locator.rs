@@ -35,6 +35,7 @@ use crate::error::TrainError;
 use crate::features::{self, FeatureCache, FeatureTable, View, load_rgb};
 use crate::input::InputConfig;
 use crate::progress::Observer;
+use crate::standardize::ChannelStats;
 
 /// Which square of the original photo the detail view shows, relative to the dress box: its
 /// side is `side` times the box height, its top `top_margin` box heights above the box, and it
@@ -156,6 +157,15 @@ impl DressLocator {
         }
     }
 
+    /// This locator re-expressed for raw feature maps, when it was trained on maps
+    /// standardised with `stats` (see [`crate::standardize`]).
+    pub fn fold_standardization(self, stats: &ChannelStats) -> Self {
+        Self {
+            squeeze: stats.fold_into_conv1x1(self.squeeze),
+            regress: self.regress,
+        }
+    }
+
     /// `[batch, 4]` boxes in fractions of the square for feature maps `[batch, c, h, w]`.
     pub fn forward(&self, feature_map: Tensor<4>) -> Tensor<2> {
         let squeezed = relu(self.squeeze.forward(feature_map));
@@ -198,8 +208,9 @@ impl Default for LocatorTraining {
 }
 
 /// Fits a locator to `targets` (fractions of the square) for the rows `rows` of `table`, with an
-/// L1 loss. `device` is the inference device; training runs on its autodiff twin. The result
-/// depends only on the inputs and `training.seed`.
+/// L1 loss. It trains on those rows' maps standardised per channel and is returned folded back
+/// for raw maps (see [`crate::standardize`]). `device` is the inference device; training runs
+/// on its autodiff twin. The result depends only on the inputs and `training.seed`.
 pub fn fit_locator(
     table: &FeatureTable,
     rows: &[usize],
@@ -208,6 +219,9 @@ pub fn fit_locator(
     device: &Device,
 ) -> DressLocator {
     let [channels, map_size, _] = table.dims;
+    let stats = ChannelStats::of(table, rows);
+    let mut fit_table = table.select(rows);
+    stats.apply(&mut fit_table);
     let train_device = device.clone().autodiff();
     let mut locator = crate::init::exclusive(|| {
         train_device.seed(training.seed);
@@ -224,11 +238,10 @@ pub fn fit_locator(
     for _ in 0..training.epochs {
         order.shuffle(&mut rng);
         for batch in order.chunks(training.batch_size.max(1)) {
-            let indices: Vec<usize> = batch.iter().map(|&k| rows[k]).collect();
             let target: Vec<f32> = batch.iter().flat_map(|&k| targets[k]).collect();
             let target =
                 Tensor::<2>::from_data(TensorData::new(target, [batch.len(), 4]), &train_device);
-            let predicted = locator.forward(table.batch(&indices, &train_device));
+            let predicted = locator.forward(fit_table.batch(batch, &train_device));
             let loss = (predicted - target).abs().mean();
             let gradients = GradientsParams::from_grads(loss.backward(), &locator);
             // Cosine decay: the last epochs settle instead of jittering around the optimum.
@@ -239,7 +252,7 @@ pub fn fit_locator(
             step += 1;
         }
     }
-    locator.valid()
+    locator.valid().fold_standardization(&stats)
 }
 
 /// The locator's boxes (fractions of the square) for every row of `table`.
@@ -293,7 +306,7 @@ pub fn place_detail_views(
         View::Whole,
         &input,
         config.batch_size,
-        config.feature_stride,
+        config.feature_tap(),
         false,
         cache.as_ref(),
         &device,

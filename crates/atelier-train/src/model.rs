@@ -11,7 +11,7 @@
 //!   ImageNet features this is what lifts necklines and sleeves.
 
 use atelier_models::spatial_transformer::{SpatialTransformer, SpatialTransformerConfig};
-use atelier_models::{AnyBackbone, Backbone};
+use atelier_models::{AnyBackbone, Backbone, FeatureTap};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::input::{InputConfig, eval_planes, to_batch};
 use crate::locator::{DetailCrop, DressLocator};
+use crate::standardize::ChannelStats;
 
 /// How the heads read the feature map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +82,28 @@ impl FacetHeads {
         }
     }
 
+    /// These heads re-expressed for raw feature maps, when they were trained on maps
+    /// standardised with `stats` (see [`crate::standardize`]).
+    pub fn fold_standardization(self, stats: &ChannelStats) -> Self {
+        match self.squeeze {
+            Some(squeeze) => Self {
+                squeeze: Some(stats.fold_into_conv1x1(squeeze)),
+                ..self
+            },
+            None => {
+                let per_channel = self.grid.max(1) * self.grid.max(1);
+                Self {
+                    heads: self
+                        .heads
+                        .into_iter()
+                        .map(|head| stats.fold_into_linear(head, per_channel))
+                        .collect(),
+                    ..self
+                }
+            }
+        }
+    }
+
     /// Logits `[batch, classes]` for every facet, in the dataset's facet order.
     pub fn forward(&self, feature_map: Tensor<4>) -> Vec<Tensor<2>> {
         let input = self.inputs(feature_map);
@@ -115,8 +138,9 @@ pub struct FacetNet {
     pub spatial_transformer: Option<SpatialTransformer>,
     pub backbone: AnyBackbone,
     pub heads: FacetHeads,
-    /// Output stride of the feature map the heads read (`usize::MAX`: the final map).
-    pub feature_stride: usize,
+    /// The backbone's feature map the heads read.
+    #[module(skip)]
+    pub feature_tap: FeatureTap,
     /// For models with a detail view: places it from the whole photo's feature map.
     pub locator: Option<DressLocator>,
 }
@@ -127,13 +151,13 @@ impl FacetNet {
         backbone: AnyBackbone,
         heads: FacetHeads,
         spatial_transformer: bool,
-        feature_stride: Option<usize>,
+        feature_tap: FeatureTap,
         locator: Option<DressLocator>,
         device: &Device,
     ) -> Self {
         Self {
             locator,
-            feature_stride: feature_stride.unwrap_or(usize::MAX),
+            feature_tap,
             spatial_transformer: spatial_transformer
                 .then(|| SpatialTransformerConfig::default().init(device)),
             backbone,
@@ -148,7 +172,7 @@ impl FacetNet {
             Some(transformer) => transformer.forward(images),
             None => images,
         };
-        self.backbone.forward_to_stride(images, self.feature_stride)
+        self.backbone.forward_to(images, self.feature_tap)
     }
 
     /// Per-facet logits for normalised images `[batch, 3, size, size]` (whole view only).

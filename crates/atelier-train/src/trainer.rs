@@ -40,6 +40,7 @@ use crate::loss::facet_loss;
 use crate::model::{FacetHeads, FacetNet};
 use crate::progress::{EpochRecord, Observer};
 use crate::schedule::OptimizerChoice;
+use crate::standardize::ChannelStats;
 use atelier_models::spatial_transformer::SpatialTransformerConfig;
 
 /// Per-facet logits for a batch (example indices) of a given epoch, on the training device.
@@ -125,7 +126,7 @@ pub fn train(
         let [feature_dim, map_size, _] = BackboneChoice::feature_shape(
             &backbone,
             config.image_size,
-            config.feature_stride,
+            config.feature_tap(),
             &device,
         );
         let heads_map_size = if pooled { 1 } else { map_size };
@@ -178,7 +179,7 @@ pub fn train(
                 view,
                 &input,
                 config.batch_size,
-                config.feature_stride,
+                config.feature_tap(),
                 pool_features,
                 cache.as_ref(),
                 &device,
@@ -189,6 +190,15 @@ pub fn train(
         if config.detail_crop.is_some() {
             table = table.concat_channels(&extract_view(View::Detail, observer)?);
         }
+        // The heads train on maps standardised with the train split's statistics and are
+        // folded back to read raw ones (see `crate::standardize`).
+        let train_rows: Vec<usize> = fit_indices
+            .iter()
+            .chain(&validation_indices)
+            .copied()
+            .collect();
+        let stats = ChannelStats::of(&table, &train_rows);
+        stats.apply(&mut table);
         let flip = config.augmentation.horizontal_flip;
         let train_forward = |heads: &FacetHeads, batch: &[usize], epoch: usize| {
             let flips: Vec<bool> = batch
@@ -210,9 +220,9 @@ pub fn train(
         // The runner attaches the dress locator it placed the detail views with.
         let net = FacetNet::new(
             backbone,
-            heads.valid(),
+            heads.valid().fold_standardization(&stats),
             false,
-            config.feature_stride,
+            config.feature_tap(),
             None,
             &device,
         );
@@ -222,7 +232,7 @@ pub fn train(
             spatial_transformer,
             backbone: backbone.to_device(&train_device),
             heads,
-            feature_stride: config.feature_stride.unwrap_or(usize::MAX),
+            feature_tap: config.feature_tap(),
             locator: None,
         };
         if config.freeze_backbone {

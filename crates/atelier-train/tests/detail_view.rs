@@ -1,7 +1,7 @@
 //! A catalogue run with a detail view (`--detail-crop`) end to end, on a few synthetic photos
 //! with the small CNN: the dress locator is trained on the catalogue's boxes and reported, the
 //! saved model tags a photo exactly as the run predicted it (same locator, same crop, same
-//! heads), cross-fitted folds reuse the placed views, and a catalogue without dress boxes gets
+//! heads, same feature tap), cross-fitted folds reuse the placed views, and a catalogue without dress boxes gets
 //! an error that says what to do.
 
 mod common;
@@ -87,8 +87,16 @@ async fn assert_tagging_repeats_the_run(setup: &Setup, run: i64, model_dir: &Pat
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_detail_view_model_tags_new_photos_as_it_was_evaluated() {
     let setup = setup(40).await;
-    for head in [HeadKind::Spatial { channels: 4 }, HeadKind::Pooled] {
-        let run = create_run(&setup.catalog, &config(head, 0), &setup.paths, None)
+    // The third model reads the small CNN's second stage instead of its final map, in training
+    // (cached maps) and in tagging (the backbone run anew) alike.
+    for (head, stage) in [
+        (HeadKind::Spatial { channels: 4 }, None),
+        (HeadKind::Pooled, None),
+        (HeadKind::Grid { cells: 2 }, Some(2)),
+    ] {
+        let mut config = config(head, 0);
+        config.feature_stage = stage;
+        let run = create_run(&setup.catalog, &config, &setup.paths, None)
             .await
             .unwrap();
         let finished = execute_run(&setup.catalog, run, &setup.paths, Box::new(Silent))
@@ -101,14 +109,19 @@ async fn a_detail_view_model_tags_new_photos_as_it_was_evaluated() {
         assert!((0.0..=1.0).contains(&iou), "{locator}");
         assert_tagging_repeats_the_run(&setup, run, &finished.model_dir).await;
     }
-    // Both runs placed their views from the same cached whole-photo maps, and the detail
-    // view's maps have their own cache folder.
+    // The first two runs placed their views from the same cached whole-photo maps; the
+    // stage-2 maps are cached apart from the final ones; each detail view's maps have their own
+    // cache folder.
     let caches: Vec<String> = std::fs::read_dir(&setup.paths.feature_cache)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(caches.len(), 2, "{caches:?}");
-    assert!(caches.iter().any(|c| c.ends_with(".detail")), "{caches:?}");
+    assert_eq!(caches.len(), 4, "{caches:?}");
+    assert_eq!(
+        caches.iter().filter(|c| c.ends_with(".detail")).count(),
+        2,
+        "{caches:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -350,6 +350,16 @@ fn config_from_args(args: &TrainFacetsArgs) -> CliResult<TrainConfig> {
         )));
     }
     config.feature_stride = args.feature_stride;
+    if let Some(stage) = args.feature_stage {
+        let stages = backbone.stage_count();
+        if !(1..=stages).contains(&stage) {
+            return Err(CliError::bad_input(format!(
+                "--feature-stage {stage}: {backbone} has stages 1 to {stages} (leave the option \
+                 out for the final map)"
+            )));
+        }
+    }
+    config.feature_stage = args.feature_stage;
     config.freeze_backbone = args.freeze_backbone;
     if args.detail_crop && !(0.1..=2.0).contains(&args.detail_side) {
         return Err(CliError::bad_input(format!(
