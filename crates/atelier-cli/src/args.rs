@@ -231,6 +231,11 @@ pub struct TrainFacetsArgs {
     /// --freeze-backbone (shared feature cache); K more full trainings otherwise.
     #[arg(long, default_value_t = 0)]
     pub folds: usize,
+    /// With --folds: run the fold models first, then train the main model without the train
+    /// labels the mistag queue's rule suspects with at least this margin (bare flag: 0.5). The
+    /// catalogue keeps the labels; reviewers still see them in `atelier mistags`.
+    #[arg(long, num_args = 0..=1, default_missing_value = "0.5", value_name = "MARGIN")]
+    pub drop_suspects: Option<f32>,
     /// Continue run RUN from its last checkpoint (its stored options are used).
     #[arg(long)]
     pub resume: Option<i64>,

@@ -74,6 +74,11 @@ pub struct TrainConfig {
     /// tables then come from models that never saw the image.
     #[serde(default)]
     pub folds: usize,
+    /// With `folds`: the fold models run first, and the main model trains without the train
+    /// labels confident learning then suspects with at least this margin (see
+    /// [`crate::mistags::drop_suspected_labels`]). The catalogue keeps those labels.
+    #[serde(default)]
+    pub drop_suspects: Option<f32>,
 }
 
 impl TrainConfig {
@@ -104,6 +109,7 @@ impl TrainConfig {
             seed: 1,
             device: DeviceChoice::Cpu,
             folds: 0,
+            drop_suspects: None,
         }
     }
 

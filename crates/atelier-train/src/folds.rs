@@ -36,6 +36,22 @@ pub fn check_folds(folds: usize) -> Result<(), TrainError> {
     Ok(())
 }
 
+/// Refuses what cross-fitting cannot do: a fold count of 1, or dropping suspects without fold
+/// models to find them (or with a margin outside -1..=1, where none or all would be dropped).
+pub fn check_cross_fitting(config: &crate::config::TrainConfig) -> Result<(), TrainError> {
+    check_folds(config.folds)?;
+    match config.drop_suspects {
+        Some(_) if config.folds == 0 => Err(TrainError::Config(
+            "dropping suspected mistags needs out-of-fold scores; add --folds 3 (or more)".into(),
+        )),
+        Some(margin) if !(-1.0..=1.0).contains(&margin) => Err(TrainError::Config(format!(
+            "--drop-suspects {margin}: a margin is a difference of probabilities; use a value \
+             from 0 to 1 (e.g. 0.5)"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// The fold (0-based, below `folds`) of every example of the train split; `None` for test
 /// images, and for every image when `folds` is 0.
 ///

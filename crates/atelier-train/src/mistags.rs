@@ -29,7 +29,9 @@ use std::cmp::Ordering;
 use atelier_catalog::{Catalog, PredictionRecord, Split};
 use serde::Serialize;
 
+use crate::data::{Dataset, Split as DataSplit};
 use crate::error::TrainError;
+use crate::folds::OutOfFold;
 
 /// An image whose given label the model confidently disagrees with.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -175,6 +177,55 @@ pub fn temper(probabilities: &[f32], temperature: f32) -> Vec<f32> {
     let exps: Vec<f64> = scaled.iter().map(|v| (v - top).exp()).collect();
     let total: f64 = exps.iter().sum();
     exps.iter().map(|e| (e / total) as f32).collect()
+}
+
+/// The dataset with the train labels confident learning suspects masked out (the images stay
+/// for their other facets), and how many were masked per facet, in dataset facet order.
+///
+/// Per facet, the suspects are found exactly as for the review queue, from `out_of_fold`
+/// probabilities calibrated by temperature scaling, but only among train images: test labels
+/// never influence what a model trains on. A suspect is masked when its margin is at least
+/// `min_margin`. This is the "prune, then train" step of confident learning (Northcutt et al.,
+/// 2021, section 3.3): the catalogue keeps every label, so reviewers still see the suspects in
+/// the queue; only the model stops learning from them.
+pub fn drop_suspected_labels(
+    dataset: &Dataset,
+    out_of_fold: &OutOfFold,
+    min_margin: f32,
+) -> (Dataset, Vec<usize>) {
+    let mut pruned = dataset.clone();
+    let mut dropped = vec![0; dataset.facets.len()];
+    for (facet, spec) in dataset.facets.iter().enumerate() {
+        let Some(scored) = out_of_fold.get(facet) else {
+            continue;
+        };
+        let rows: Vec<usize> = dataset
+            .examples
+            .iter()
+            .enumerate()
+            .filter(|(i, e)| {
+                e.split == DataSplit::Train && scored.get(*i).is_some_and(Option::is_some)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let labels: Vec<Option<usize>> = rows
+            .iter()
+            .map(|&i| dataset.examples[i].targets[facet])
+            .collect();
+        let raw: Vec<Vec<f32>> = rows
+            .iter()
+            .map(|&i| scored[i].clone().unwrap_or_default())
+            .collect();
+        let temperature = fit_temperature(&labels, &raw);
+        let probabilities: Vec<Vec<f32>> = raw.iter().map(|p| temper(p, temperature)).collect();
+        for suspect in suspects(&labels, &probabilities, spec.labels.len()) {
+            if suspect.margin >= min_margin {
+                pruned.examples[rows[suspect.index]].targets[facet] = None;
+                dropped[facet] += 1;
+            }
+        }
+    }
+    (pruned, dropped)
 }
 
 /// Largest margin first.
@@ -503,5 +554,60 @@ mod tests {
         assert_eq!(precision_at(&items), vec![(10, 0.7), (50, 12.0 / 50.0)]);
         items.truncate(9);
         assert!(precision_at(&items).is_empty());
+    }
+
+    /// One facet, two classes: twelve train images the fold models agree with, one train image
+    /// labelled 0 that they confidently call 1, one train image they are unsure about, and a
+    /// test image (no out-of-fold scores; test labels are never dropped).
+    #[test]
+    fn only_confident_train_suspects_are_dropped() {
+        use crate::data::{Example, FacetSpec};
+        let example = |i: usize, split: DataSplit, label: usize| Example {
+            image_id: format!("{i:064x}"),
+            path: format!("{i}.jpg").into(),
+            split,
+            targets: vec![Some(label)],
+            dress_box: None,
+            detail_region: None,
+        };
+        let mut examples = Vec::new();
+        let mut scores = Vec::new();
+        for i in 0..12 {
+            let label = i % 2;
+            examples.push(example(i, DataSplit::Train, label));
+            scores.push(Some(if label == 0 {
+                vec![0.9, 0.1]
+            } else {
+                vec![0.1, 0.9]
+            }));
+        }
+        examples.push(example(12, DataSplit::Train, 0));
+        scores.push(Some(vec![0.02, 0.98]));
+        examples.push(example(13, DataSplit::Train, 1));
+        scores.push(Some(vec![0.5, 0.5]));
+        examples.push(example(14, DataSplit::Test, 0));
+        scores.push(None);
+        let dataset = Dataset {
+            facets: vec![FacetSpec {
+                name: "sleeve".into(),
+                labels: vec!["short".into(), "long".into()],
+            }],
+            examples,
+        };
+
+        let (pruned, dropped) = drop_suspected_labels(&dataset, &vec![scores.clone()], 0.5);
+        assert_eq!(dropped, vec![1]);
+        for (i, (before, after)) in dataset.examples.iter().zip(&pruned.examples).enumerate() {
+            let expected = if i == 12 { None } else { before.targets[0] };
+            assert_eq!(after.targets[0], expected, "image {i}");
+            assert_eq!(after.image_id, before.image_id);
+        }
+        // Image 13's 0.5 is below both class thresholds (about 0.77 and 0.84), so no rule
+        // suspects it, whatever the margin.
+        let (_, dropped) = drop_suspected_labels(&dataset, &vec![scores.clone()], 0.0);
+        assert_eq!(dropped, vec![1]);
+        // Image 12's margin is below 1.
+        let (_, dropped) = drop_suspected_labels(&dataset, &vec![scores], 1.0);
+        assert_eq!(dropped, vec![0]);
     }
 }

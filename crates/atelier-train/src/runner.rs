@@ -23,8 +23,9 @@ use crate::config::TrainConfig;
 use crate::data::{Dataset, Split};
 use crate::error::TrainError;
 use crate::evaluate::{FacetEvaluation, Probabilities, evaluate};
-use crate::folds::{check_folds, cross_fit};
+use crate::folds::{check_cross_fitting, cross_fit};
 use crate::job;
+use crate::mistags::drop_suspected_labels;
 use crate::progress::{EpochRecord, Observer, RunStart};
 use crate::trainer::train;
 
@@ -66,7 +67,7 @@ pub async fn create_run(
     paths: &RunPaths,
     parent_run: Option<i64>,
 ) -> Result<i64, TrainError> {
-    check_folds(config.folds)?;
+    check_cross_fitting(config)?;
     let mut config = config.clone();
     config.facets = job::facet_names(catalog, &config.facets).await?;
     catalog.facet_label_orders(&config.facets).await?;
@@ -177,6 +178,8 @@ struct Trained {
     stopped_early: bool,
     /// How well the dress locator of a detail-view run placed its boxes.
     locator: Option<crate::locator::LocatorReport>,
+    /// Per facet, the train labels the main model did not learn from (`drop_suspects`).
+    dropped_suspects: Option<std::collections::BTreeMap<String, usize>>,
     /// The progress last sent, to go on from.
     progress: ProgressState,
 }
@@ -190,7 +193,7 @@ async fn train_and_record(
     let started = Instant::now();
     let run = record.id;
     let config = stored_config(record)?;
-    check_folds(config.folds)?;
+    check_cross_fitting(&config)?;
     let checkpoint_dir = stored_checkpoint_base(record)
         .unwrap_or_else(|| paths.checkpoint_base.clone())
         .join(format!("run-{run}"));
@@ -277,6 +280,7 @@ async fn train_and_record(
         "folds": config.folds,
         "train_metrics": if config.folds > 0 { "out_of_fold" } else { "in_sample" },
         "locator": trained.locator,
+        "dropped_suspects": trained.dropped_suspects,
         "seconds": started.elapsed().as_secs_f64(),
     });
     catalog
@@ -331,8 +335,27 @@ fn train_blocking(
         )?),
         None => None,
     };
+    // Dropping suspects needs the fold models' scores before the main model trains; otherwise
+    // the folds run after it.
+    let mut cross_fitted = match config.drop_suspects {
+        Some(_) => Some(cross_fit(
+            &dataset,
+            config,
+            checkpoint_dir,
+            Some(feature_cache),
+            &mut observer,
+        )?),
+        None => None,
+    };
+    let pruned = match (config.drop_suspects, &cross_fitted) {
+        (Some(min_margin), Some(scores)) => {
+            Some(drop_suspected_labels(&dataset, scores, min_margin))
+        }
+        _ => None,
+    };
+    let training_set = pruned.as_ref().map_or(&dataset, |(pruned, _)| pruned);
     let mut main = train(
-        &dataset,
+        training_set,
         config,
         checkpoint_dir,
         Some(feature_cache),
@@ -340,14 +363,16 @@ fn train_blocking(
     )?;
     let locator_report = placed.as_ref().map(|(_, report)| *report);
     main.net.locator = placed.map(|(locator, _)| locator);
-    let (probabilities, out_of_fold, evaluation) = if config.folds > 0 {
-        let cross_fitted = cross_fit(
+    if config.folds > 0 && cross_fitted.is_none() {
+        cross_fitted = Some(cross_fit(
             &dataset,
             config,
             checkpoint_dir,
             Some(feature_cache),
             &mut observer,
-        )?;
+        )?);
+    }
+    let (probabilities, out_of_fold, evaluation) = if let Some(cross_fitted) = cross_fitted {
         let (probabilities, out_of_fold) = merge_out_of_fold(main.probabilities, cross_fitted);
         // Train tables from out-of-fold probabilities, test tables from the main model.
         let evaluation = evaluate(&dataset, &probabilities);
@@ -372,7 +397,17 @@ fn train_blocking(
         std::fs::remove_dir_all(model_dir).map_err(|e| TrainError::io(model_dir, e))?;
     }
     save_model(model_dir, &manifest, &main.net, &evaluation)?;
+    // The lineage is the catalogue's labels at training time; the summary says which of them
+    // the main model left out.
     write_lineage(model_dir, &dataset, run, config)?;
+    let dropped_suspects = pruned.as_ref().map(|(_, dropped)| {
+        dataset
+            .facets
+            .iter()
+            .zip(dropped)
+            .map(|(facet, &count)| (facet.name.clone(), count))
+            .collect()
+    });
     Ok(Trained {
         dataset,
         class_weights: main.class_weights,
@@ -383,6 +418,7 @@ fn train_blocking(
         history: main.history,
         stopped_early: main.stopped_early,
         locator: locator_report,
+        dropped_suspects,
         progress: observer.state.clone(),
     })
 }

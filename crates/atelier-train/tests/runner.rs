@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use atelier_catalog::{ImportOptions, PredictionRecord, RunStatus, Split};
 use atelier_train::config::TrainConfig;
-use atelier_train::mistags::mistag_queue;
+use atelier_train::mistags::{self, mistag_queue};
 use atelier_train::model::HeadKind;
 use atelier_train::progress::{EpochRecord, Observer, Silent};
 use atelier_train::{create_retrain, create_run, execute_run};
@@ -305,6 +305,89 @@ async fn folds_give_out_of_fold_train_predictions_and_a_review_queue() {
     assert_eq!(child_record.config["train"]["folds"], 2);
     let again = execute_run(catalog, folded, &setup.paths, Box::new(Silent)).await;
     assert!(again.unwrap_err().to_string().contains("already completed"));
+}
+
+/// `drop_suspects`: the fold models score the train split first, the main model then trains
+/// without the labels they suspect, and the catalogue, the stored predictions and the review
+/// queue keep every label.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_suspects_leave_the_main_model_but_not_the_catalogue() {
+    let setup = setup(48, true).await;
+    let catalog = &setup.catalog;
+    let mut refused = config(0);
+    refused.drop_suspects = Some(0.5);
+    let error = create_run(catalog, &refused, &setup.paths, None)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("--folds"), "{error}");
+
+    let mut config = config(2);
+    config.drop_suspects = Some(0.0);
+    let run = create_run(catalog, &config, &setup.paths, None)
+        .await
+        .unwrap();
+    let finished = execute_run(catalog, run, &setup.paths, Box::new(Silent))
+        .await
+        .unwrap();
+    let dropped = finished.summary["dropped_suspects"].as_object().unwrap();
+    let facets: Vec<&str> = dropped.keys().map(String::as_str).collect();
+    assert_eq!(facets, ["length", "silhouette"]);
+    let total: u64 = dropped.values().map(|v| v.as_u64().unwrap()).sum();
+
+    // Every train label is still stored with the run's predictions, for the review queue.
+    let rows = catalog.predictions(run, None).await.unwrap();
+    let train_labelled = rows
+        .iter()
+        .filter(|r| r.split == Split::Train && r.label.is_some())
+        .count();
+    // The model's lineage is the catalogue's labels, dropped ones included.
+    let lineage: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(finished.model_dir.join("lineage.json")).unwrap())
+            .unwrap();
+    let lineage_train: u64 = lineage["labels"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|labels| labels.as_object().unwrap().values())
+        .filter_map(|splits| splits["train"].as_u64())
+        .sum();
+    assert_eq!(train_labelled as u64, lineage_train);
+    assert!(
+        total > 0,
+        "20 % flipped labels, yet nothing suspected: {dropped:?}"
+    );
+
+    // The counts are the suspects of the stored out-of-fold scores of the train split,
+    // calibrated and thresholded on those rows alone (margin >= 0).
+    for facet in catalog.run_facets(run).await.unwrap() {
+        let train: Vec<&PredictionRecord> = rows
+            .iter()
+            .filter(|r| r.facet == facet.facet && r.split == Split::Train)
+            .collect();
+        let labels: Vec<Option<usize>> = train
+            .iter()
+            .map(|r| {
+                r.label
+                    .as_ref()
+                    .and_then(|l| facet.labels.iter().position(|x| x == l))
+            })
+            .collect();
+        let raw: Vec<Vec<f32>> = train.iter().map(|r| r.scores.clone()).collect();
+        let temperature = mistags::fit_temperature(&labels, &raw);
+        let calibrated: Vec<Vec<f32>> = raw
+            .iter()
+            .map(|p| mistags::temper(p, temperature))
+            .collect();
+        let expected = mistags::suspects(&labels, &calibrated, facet.labels.len()).len();
+        // The tiny model's scores sit close to the class thresholds, and the catalogue's
+        // copies may round differently from the in-memory ones: allow one image either way.
+        let counted = dropped[&facet.facet].as_u64().unwrap() as i64;
+        assert!(
+            (counted - expected as i64).abs() <= 1,
+            "{}: dropped {counted}, the stored scores suspect {expected}",
+            facet.facet
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

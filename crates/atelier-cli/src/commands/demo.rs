@@ -2,7 +2,7 @@
 //! labels flipped on purpose), import and check it, train a facet tagger on EfficientNet-Lite0
 //! (frozen ImageNet features from stage 6 of the backbone, of the whole photo and of an
 //! upper-body detail view placed by a dress locator, 3x3 grid heads, out-of-fold scores for the
-//! train split), print its test F1
+//! train split, and a main model that leaves out the labels those scores confidently dispute), print its test F1
 //! against the catalogue's labels and against the renderer's truth, the mistag queue's
 //! precision against the known flips, tag a few files with the saved model, and start the
 //! review web app with a demo login.
@@ -106,7 +106,8 @@ pub async fn run(args: &DemoArgs, global: &GlobalArgs) -> CliResult {
         args.epochs,
         if args.folds > 0 {
             format!(
-                ", then {} out-of-fold models for honest train scores",
+                "; first {} out-of-fold models score the train split, then the main model \
+                 learns without the labels they confidently dispute",
                 args.folds
             )
         } else {
@@ -285,9 +286,13 @@ fn demo_training(args: &DemoArgs) -> CliResult<TrainFacetsArgs> {
         #[command(flatten)]
         train: TrainFacetsArgs,
     }
-    let epochs = args.epochs.to_string();
+    let (epochs, image_size, folds) = (
+        args.epochs.to_string(),
+        args.image_size.to_string(),
+        args.folds.to_string(),
+    );
     let checkpoints = args.dir.join("checkpoints");
-    let options: Options = clap::Parser::try_parse_from([
+    let mut options = vec![
         "demo",
         "--backbone",
         "efficientnet-lite0",
@@ -307,15 +312,21 @@ fn demo_training(args: &DemoArgs) -> CliResult<TrainFacetsArgs> {
         "--epochs",
         &epochs,
         "--image-size",
-        &args.image_size.to_string(),
+        &image_size,
         "--checkpoint-dir",
         checkpoints.to_str().unwrap_or("checkpoints"),
         "--class-weights",
         "effective",
         "--folds",
-        &args.folds.to_string(),
-    ])
-    .map_err(|e| crate::error::CliError::internal(format!("demo training options: {e}")))?;
+        &folds,
+    ];
+    // The demo flips labels on purpose; the tagger learns without the ones its fold models
+    // confidently disagree with (the catalogue and the review queue keep them).
+    if args.folds > 0 {
+        options.push("--drop-suspects");
+    }
+    let options: Options = clap::Parser::try_parse_from(options)
+        .map_err(|e| crate::error::CliError::internal(format!("demo training options: {e}")))?;
     Ok(options.train)
 }
 

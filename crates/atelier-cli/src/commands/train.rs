@@ -195,6 +195,17 @@ fn print_summary(finished: &FinishedRun) {
             });
         println!("dress locator (places the detail view): learned from {fit} boxes, {iou}");
     }
+    if let Some(dropped) = finished.summary["dropped_suspects"].as_object() {
+        let counts: Vec<String> = dropped
+            .iter()
+            .map(|(facet, count)| format!("{facet} {count}"))
+            .collect();
+        println!(
+            "suspected mistags left out of the main model's training (the catalogue keeps \
+             them): {}",
+            counts.join(", ")
+        );
+    }
     println!("per-class tables: atelier eval {run}");
 }
 
@@ -388,5 +399,7 @@ fn config_from_args(args: &TrainFacetsArgs) -> CliResult<TrainConfig> {
     config.seed = args.seed;
     config.device = device;
     config.folds = args.folds;
+    config.drop_suspects = args.drop_suspects;
+    atelier_train::folds::check_cross_fitting(&config).map_err(train_error)?;
     Ok(config)
 }
