@@ -4,7 +4,8 @@
 //! feature map.
 
 use atelier_models::{
-    Backbone, Device, EfficientNetLiteConfig, FeatureTap, ResNetConfig, TinyCnnConfig,
+    Backbone, Device, EfficientNetLite, EfficientNetLiteConfig, FeatureTap, ResNet, ResNetConfig,
+    TinyCnnConfig,
 };
 use burn::prelude::*;
 use burn::tensor::Distribution;
@@ -17,6 +18,23 @@ fn images(size: usize) -> Tensor<4> {
     )
 }
 
+/// EfficientNet-Lite0 without its classifier (random weights: only shapes and taps matter).
+fn lite0() -> EfficientNetLite {
+    EfficientNetLiteConfig::lite0()
+        .with_num_classes(None)
+        .init(&Device::flex())
+        .unwrap()
+}
+
+/// ResNet-18's layout with narrow stages, without a classifier.
+fn small_resnet18() -> ResNet {
+    ResNetConfig::resnet18()
+        .with_num_classes(None)
+        .with_stage_widths([8, 16, 32, 64])
+        .init(&Device::flex())
+        .unwrap()
+}
+
 fn assert_same(a: Tensor<4>, b: Tensor<4>) {
     assert_eq!(a.dims(), b.dims());
     let largest = (a - b).abs().max().into_scalar::<f32>();
@@ -25,10 +43,7 @@ fn assert_same(a: Tensor<4>, b: Tensor<4>) {
 
 #[test]
 fn efficientnet_lite0_taps_stage_ends() {
-    let model = EfficientNetLiteConfig::lite0()
-        .with_num_classes(None)
-        .init(&Device::flex())
-        .unwrap();
+    let model = lite0();
     let x = images(64);
     // Stage ends: stride 8 -> 40 channels, 16 -> 112 (after the stride-1 stage 5), 32 -> the
     // 1280-channel head.
@@ -49,11 +64,7 @@ fn efficientnet_lite0_taps_stage_ends() {
 
 #[test]
 fn resnet_taps_its_layers() {
-    let model = ResNetConfig::resnet18()
-        .with_num_classes(None)
-        .with_stage_widths([8, 16, 32, 64])
-        .init(&Device::flex())
-        .unwrap();
+    let model = small_resnet18();
     let x = images(64);
     assert_eq!(model.forward_to_stride(x.clone(), 4).dims(), [2, 8, 16, 16]);
     assert_eq!(model.forward_to_stride(x.clone(), 16).dims(), [2, 32, 4, 4]);
@@ -77,10 +88,7 @@ fn tiny_cnn_taps_each_layer() {
 
 #[test]
 fn efficientnet_lite0_taps_each_stage() {
-    let model = EfficientNetLiteConfig::lite0()
-        .with_num_classes(None)
-        .init(&Device::flex())
-        .unwrap();
+    let model = lite0();
     assert_eq!(model.stage_count(), 7);
     let x = images(64);
     // Lite0's stage outputs: 16, 24, 40, 80, 112, 192 and 320 channels at strides 2, 4, 8, 16,
@@ -118,11 +126,7 @@ fn efficientnet_lite0_taps_each_stage() {
 
 #[test]
 fn resnet_and_tiny_stages_are_their_layers() {
-    let resnet = ResNetConfig::resnet18()
-        .with_num_classes(None)
-        .with_stage_widths([8, 16, 32, 64])
-        .init(&Device::flex())
-        .unwrap();
+    let resnet = small_resnet18();
     let x = images(64);
     assert_eq!(resnet.stage_count(), 4);
     assert_same(

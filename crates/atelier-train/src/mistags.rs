@@ -179,6 +179,19 @@ pub fn temper(probabilities: &[f32], temperature: f32) -> Vec<f32> {
     exps.iter().map(|e| (e / total) as f32).collect()
 }
 
+/// [`suspects`] after calibrating `raw` probabilities with the temperature fitted to these
+/// rows' labels ([`fit_temperature`], [`temper`]): the rule of the review queue and of
+/// [`drop_suspected_labels`]. Margins and probabilities are the calibrated ones.
+pub fn calibrated_suspects(
+    labels: &[Option<usize>],
+    raw: &[Vec<f32>],
+    classes: usize,
+) -> Vec<Suspect> {
+    let temperature = fit_temperature(labels, raw);
+    let probabilities: Vec<Vec<f32>> = raw.iter().map(|p| temper(p, temperature)).collect();
+    suspects(labels, &probabilities, classes)
+}
+
 /// The dataset with the train labels confident learning suspects masked out (the images stay
 /// for their other facets), and how many were masked per facet, in dataset facet order.
 ///
@@ -216,9 +229,7 @@ pub fn drop_suspected_labels(
             .iter()
             .map(|&i| scored[i].clone().unwrap_or_default())
             .collect();
-        let temperature = fit_temperature(&labels, &raw);
-        let probabilities: Vec<Vec<f32>> = raw.iter().map(|p| temper(p, temperature)).collect();
-        for suspect in suspects(&labels, &probabilities, spec.labels.len()) {
+        for suspect in calibrated_suspects(&labels, &raw, spec.labels.len()) {
             if suspect.margin >= min_margin {
                 pruned.examples[rows[suspect.index]].targets[facet] = None;
                 dropped[facet] += 1;
@@ -324,8 +335,6 @@ pub async fn mistag_queue(
             })
             .collect();
         let raw: Vec<Vec<f32>> = rows.iter().map(|p| p.scores.clone()).collect();
-        let temperature = fit_temperature(&labels, &raw);
-        let probabilities: Vec<Vec<f32>> = raw.iter().map(|p| temper(p, temperature)).collect();
 
         let truth = catalog.truth_labels(&result.facet).await?;
         truth_known |= !truth.is_empty();
@@ -338,7 +347,7 @@ pub async fn mistag_queue(
             .count() as u64;
         let current = catalog.current_labels(&result.facet).await?;
 
-        for suspect in suspects(&labels, &probabilities, result.labels.len()) {
+        for suspect in calibrated_suspects(&labels, &raw, result.labels.len()) {
             let row = rows[suspect.index];
             let given = &result.labels[suspect.given];
             // The map lists every active image with a label row for the facet: an image it

@@ -335,23 +335,24 @@ fn train_blocking(
         )?),
         None => None,
     };
-    // Dropping suspects needs the fold models' scores before the main model trains; otherwise
-    // the folds run after it.
-    let mut cross_fitted = match config.drop_suspects {
-        Some(_) => Some(cross_fit(
+    let fold_scores = |observer: &mut CatalogProgress| {
+        cross_fit(
             &dataset,
             config,
             checkpoint_dir,
             Some(feature_cache),
-            &mut observer,
-        )?),
-        None => None,
+            observer,
+        )
     };
-    let pruned = match (config.drop_suspects, &cross_fitted) {
-        (Some(min_margin), Some(scores)) => {
-            Some(drop_suspected_labels(&dataset, scores, min_margin))
+    // Dropping suspects needs the fold models' scores before the main model trains; otherwise
+    // the folds run after it.
+    let (mut cross_fitted, pruned) = match config.drop_suspects {
+        Some(min_margin) => {
+            let scores = fold_scores(&mut observer)?;
+            let pruned = drop_suspected_labels(&dataset, &scores, min_margin);
+            (Some(scores), Some(pruned))
         }
-        _ => None,
+        None => (None, None),
     };
     let training_set = pruned.as_ref().map_or(&dataset, |(pruned, _)| pruned);
     let mut main = train(
@@ -364,13 +365,7 @@ fn train_blocking(
     let locator_report = placed.as_ref().map(|(_, report)| *report);
     main.net.locator = placed.map(|(locator, _)| locator);
     if config.folds > 0 && cross_fitted.is_none() {
-        cross_fitted = Some(cross_fit(
-            &dataset,
-            config,
-            checkpoint_dir,
-            Some(feature_cache),
-            &mut observer,
-        )?);
+        cross_fitted = Some(fold_scores(&mut observer)?);
     }
     let (probabilities, out_of_fold, evaluation) = if let Some(cross_fitted) = cross_fitted {
         let (probabilities, out_of_fold) = merge_out_of_fold(main.probabilities, cross_fitted);

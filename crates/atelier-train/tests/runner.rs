@@ -373,12 +373,7 @@ async fn dropped_suspects_leave_the_main_model_but_not_the_catalogue() {
             })
             .collect();
         let raw: Vec<Vec<f32>> = train.iter().map(|r| r.scores.clone()).collect();
-        let temperature = mistags::fit_temperature(&labels, &raw);
-        let calibrated: Vec<Vec<f32>> = raw
-            .iter()
-            .map(|p| mistags::temper(p, temperature))
-            .collect();
-        let expected = mistags::suspects(&labels, &calibrated, facet.labels.len()).len();
+        let expected = mistags::calibrated_suspects(&labels, &raw, facet.labels.len()).len();
         // The tiny model's scores sit close to the class thresholds, and the catalogue's
         // copies may round differently from the in-memory ones: allow one image either way.
         let counted = dropped[&facet.facet].as_u64().unwrap() as i64;

@@ -400,6 +400,5 @@ fn config_from_args(args: &TrainFacetsArgs) -> CliResult<TrainConfig> {
     config.device = device;
     config.folds = args.folds;
     config.drop_suspects = args.drop_suspects;
-    atelier_train::folds::check_cross_fitting(&config).map_err(train_error)?;
     Ok(config)
 }
