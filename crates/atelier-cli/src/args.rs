@@ -162,6 +162,10 @@ pub struct TrainFacetsArgs {
     /// Focal-loss exponent (0: plain cross-entropy).
     #[arg(long, default_value_t = 0.0)]
     pub focal_gamma: f64,
+    /// Train the heads with generalised cross-entropy of exponent Q in (0, 1] (0.7 is usual):
+    /// a bounded loss, so mistagged training labels pull far less than under cross-entropy.
+    #[arg(long, value_name = "Q")]
+    pub gce_q: Option<f64>,
     /// Put a spatial transformer (initialised to the identity) in front of the backbone.
     #[arg(long)]
     pub spatial_transformer: bool,
@@ -172,9 +176,10 @@ pub struct TrainFacetsArgs {
     /// a dress locator trained on the catalogue's dress boxes; needs --freeze-backbone.
     #[arg(long)]
     pub detail_crop: bool,
-    /// Side of the detail square in dress-box heights (with --detail-crop).
-    #[arg(long, default_value_t = 0.62)]
-    pub detail_side: f32,
+    /// Side of the detail square in dress-box heights (with --detail-crop); a comma-separated
+    /// list gives one detail view per side (e.g. 0.72,0.9), all placed by the same locator.
+    #[arg(long, value_delimiter = ',', default_value = "0.62")]
+    pub detail_side: Vec<f32>,
     /// pooled (global average, then linear), grid (average over a --grid-cells square grid,
     /// then linear) or spatial (1x1 squeeze, then linear over the map).
     #[arg(long, default_value = "spatial")]

@@ -117,6 +117,20 @@ fn bad_option_values_are_bad_input() {
         stderr.contains("--feature-stage 4") && stderr.contains("stages 1 to 3"),
         "{stderr}"
     );
+
+    // Generalised cross-entropy: its exponent's range, and not together with a focal loss.
+    for (options, expected) in [
+        (&["--gce-q", "1.5"][..], "--gce-q 1.5"),
+        (&["--gce-q", "0"][..], "(0, 1]"),
+        (&["--gce-q", "0.7", "--focal-gamma", "2"][..], "choose one"),
+    ] {
+        let mut arguments = vec!["train", "facets", "--backbone", "tiny"];
+        arguments.extend_from_slice(options);
+        let output = atelier(&db, &arguments);
+        assert_eq!(output.status.code(), Some(2), "{}", stderr_of(&output));
+        let stderr = stderr_of(&output);
+        assert!(stderr.contains(expected), "{options:?}: {stderr}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -94,11 +94,10 @@ impl ModelManifest {
             HeadKind::Spatial { .. } => map_size,
         };
         let classes: Vec<usize> = self.facets.iter().map(|f| f.labels.len()).collect();
-        let detail = self.training.detail_crop.is_some();
-        let views = if detail { 2 } else { 1 };
+        let detail = !self.training.detail_crops.is_empty();
         let heads = FacetHeads::new(
             self.head,
-            feature_dim * views,
+            feature_dim * self.training.views(),
             heads_map_size,
             &classes,
             device,

@@ -4,12 +4,13 @@
 use std::path::PathBuf;
 
 use atelier_models::FeatureTap;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::backbones::BackboneChoice;
+use crate::error::TrainError;
 use crate::input::Augmentation;
 use crate::locator::DetailCrop;
-use crate::loss::ClassWeighting;
+use crate::loss::{ClassWeighting, TargetLoss};
 use crate::model::HeadKind;
 use crate::schedule::{OptimizerChoice, Schedule};
 
@@ -40,6 +41,11 @@ pub struct TrainConfig {
     pub class_weighting: ClassWeighting,
     /// Focal-loss exponent; 0 is plain cross-entropy.
     pub focal_gamma: f64,
+    /// Train the heads with generalised cross-entropy of this exponent `q` in `(0, 1]` instead
+    /// of (focal) cross-entropy: bounded per-image losses, so mistagged training labels pull
+    /// less (see [`crate::loss`]). Not together with a focal exponent.
+    #[serde(default)]
+    pub gce_q: Option<f64>,
     pub head: HeadKind,
     /// Read the backbone's feature map at this output stride instead of its final one (e.g. 16
     /// for EfficientNet-Lite0's 112-channel map): finer detail for frozen heads.
@@ -53,11 +59,16 @@ pub struct TrainConfig {
     /// Keep the backbone's weights fixed. Without a spatial transformer its features are then
     /// computed once per image and cached.
     pub freeze_backbone: bool,
-    /// A second, zoomed view of the upper body, placed by a dress locator trained on the
-    /// catalogue's dress boxes (see [`crate::locator`]); needs a frozen backbone with cached
-    /// features.
-    #[serde(default)]
-    pub detail_crop: Option<DetailCrop>,
+    /// Zoomed views of the upper body, each a square placed by one dress locator trained on
+    /// the catalogue's dress boxes (see [`crate::locator`]); the heads read them after the whole
+    /// photo. Needs a frozen backbone with cached features. Stored configurations from before
+    /// several views existed name one optional square `detail_crop`; they still load.
+    #[serde(
+        default,
+        alias = "detail_crop",
+        deserialize_with = "one_or_more_detail_crops"
+    )]
+    pub detail_crops: Vec<DetailCrop>,
     pub spatial_transformer: bool,
     /// Training-time augmentation; only used when images go through the network each epoch
     /// (cached features are computed from unaugmented images).
@@ -97,11 +108,12 @@ impl TrainConfig {
             schedule: Schedule::Cosine { warmup_epochs: 1.0 },
             class_weighting: ClassWeighting::None,
             focal_gamma: 0.0,
+            gce_q: None,
             head: HeadKind::Spatial { channels: 32 },
             feature_stride: None,
             feature_stage: None,
             freeze_backbone: true,
-            detail_crop: None,
+            detail_crops: Vec::new(),
             spatial_transformer: false,
             augmentation: Augmentation::default(),
             validation_fraction: 0.1,
@@ -123,8 +135,94 @@ impl TrainConfig {
         }
     }
 
+    /// The per-image loss the heads train with.
+    pub fn target_loss(&self) -> TargetLoss {
+        match self.gce_q {
+            Some(q) => TargetLoss::Generalized { q: q as f32 },
+            None => TargetLoss::Focal {
+                gamma: self.focal_gamma as f32,
+            },
+        }
+    }
+
+    /// Refuses settings that cannot work together, with a message that names the fix; runs
+    /// check this before anything is recorded.
+    pub fn check(&self) -> Result<(), TrainError> {
+        crate::folds::check_cross_fitting(self)?;
+        if self.focal_gamma < 0.0 {
+            return Err(TrainError::Config(format!(
+                "--focal-gamma {}: use 0 (plain cross-entropy) or more",
+                self.focal_gamma
+            )));
+        }
+        match self.gce_q {
+            Some(q) if !(q > 0.0 && q <= 1.0) => Err(TrainError::Config(format!(
+                "--gce-q {q}: the exponent of generalised cross-entropy lies in (0, 1]; 0.7 is usual"
+            ))),
+            Some(_) if self.focal_gamma > 0.0 => Err(TrainError::Config(
+                "--gce-q and --focal-gamma are two different losses; choose one".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// How many feature maps the heads read, stacked along the channels: the whole photo and
+    /// each detail view.
+    pub fn views(&self) -> usize {
+        1 + self.detail_crops.len()
+    }
+
     /// Whether backbone features can be computed once and reused across epochs.
     pub fn caches_features(&self) -> bool {
         self.freeze_backbone && !self.spatial_transformer
+    }
+}
+
+/// `detail_crops` as stored now (a list), or as stored before several views existed (one
+/// square, or null for none).
+fn one_or_more_detail_crops<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<DetailCrop>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Stored {
+        Several(Vec<DetailCrop>),
+        One(DetailCrop),
+    }
+    Ok(match Option::<Stored>::deserialize(deserializer)? {
+        Some(Stored::Several(crops)) => crops,
+        Some(Stored::One(crop)) => vec![crop],
+        None => Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs and models stored before several detail views existed keep loading, with the same
+    /// single view (or none).
+    #[test]
+    fn configurations_with_one_detail_crop_still_load() {
+        let mut config = TrainConfig::new(BackboneChoice::Tiny, vec!["sleeve".into()]);
+        let crop = DetailCrop {
+            side: 0.72,
+            top_margin: 0.05,
+        };
+        let mut old = serde_json::to_value(&config).unwrap();
+        let object = old.as_object_mut().unwrap();
+        object.remove("detail_crops");
+        object.insert("detail_crop".into(), serde_json::to_value(crop).unwrap());
+        let loaded: TrainConfig = serde_json::from_value(old.clone()).unwrap();
+        assert_eq!(loaded.detail_crops, vec![crop]);
+        old["detail_crop"] = serde_json::Value::Null;
+        let loaded: TrainConfig = serde_json::from_value(old).unwrap();
+        assert!(loaded.detail_crops.is_empty());
+
+        config.detail_crops = vec![crop, DetailCrop { side: 0.9, ..crop }];
+        let round_trip: TrainConfig =
+            serde_json::from_str(&serde_json::to_string(&config).unwrap()).unwrap();
+        assert_eq!(round_trip, config);
+        assert_eq!(round_trip.views(), 3);
     }
 }

@@ -159,7 +159,8 @@ impl FeatureCache {
             View::Whole => Self {
                 dir: self.dir.clone(),
             },
-            View::Detail => Self {
+            // Every detail view shares one folder: the file names say where the crop is.
+            View::Detail(_) => Self {
                 dir: self.dir.with_extension("detail"),
             },
         }
@@ -198,9 +199,9 @@ impl FeatureCache {
 pub enum View {
     /// The whole photo, letterboxed.
     Whole,
-    /// The example's `detail_region` (set by [`crate::locator`]), cropped from the original
-    /// pixels.
-    Detail,
+    /// The example's detail region number `n` (0-based; set by [`crate::locator`]), cropped
+    /// from the original pixels.
+    Detail(usize),
 }
 
 /// The photo `example` as the backbone sees it in `view`.
@@ -212,8 +213,8 @@ pub fn view_planes(
     let rgb = load_rgb(&example.path)?;
     match view {
         View::Whole => Ok(eval_planes(&rgb, input)),
-        View::Detail => {
-            let region = example.detail_region.ok_or_else(|| {
+        View::Detail(n) => {
+            let region = *example.detail_regions.get(n).ok_or_else(|| {
                 TrainError::Config(format!(
                     "{}: no detail region; the dress locator runs before detail features",
                     example.path.display()
@@ -227,9 +228,12 @@ pub fn view_planes(
 /// The cache file name of an example's features in a view: the detail view also depends on
 /// where the crop is.
 fn cache_key(example: &Example, view: View) -> String {
-    match (view, example.detail_region) {
-        (View::Detail, Some(r)) => format!("{}-{}_{}_{}", example.image_id, r.x0, r.y0, r.side),
-        _ => example.image_id.clone(),
+    match view {
+        View::Detail(n) => match example.detail_regions.get(n) {
+            Some(r) => format!("{}-{}_{}_{}", example.image_id, r.x0, r.y0, r.side),
+            None => example.image_id.clone(),
+        },
+        View::Whole => example.image_id.clone(),
     }
 }
 
@@ -253,7 +257,7 @@ pub fn extract(
     observer.phase(
         match view {
             View::Whole => "backbone features",
-            View::Detail => "backbone features of the detail view",
+            View::Detail(_) => "backbone features of a detail view",
         },
         examples.len() as u64,
     );

@@ -198,7 +198,7 @@ mod tests {
                     },
                     targets: vec![Some(i % 2)],
                     dress_box: None,
-                    detail_region: None,
+                    detail_regions: Vec::new(),
                 })
                 .collect(),
         }

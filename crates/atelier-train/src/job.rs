@@ -51,7 +51,7 @@ pub async fn load_dataset(catalog: &Catalog, facets: &[String]) -> Result<Datase
                 dress_box: boxes
                     .get(&image.id)
                     .map(|b| [b[0] as f32, b[1] as f32, b[2] as f32, b[3] as f32]),
-                detail_region: None,
+                detail_regions: Vec::new(),
                 image_id: image.id,
                 path: PathBuf::from(image.uri),
                 split: match image.split {

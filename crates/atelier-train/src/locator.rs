@@ -278,13 +278,13 @@ pub struct LocatorReport {
 }
 
 /// Trains the dress locator of a detail-view run on the whole-photo features of the train
-/// split's boxed images, then sets every example's `detail_region` from the locator's own box
-/// (train and test alike, as tagging will). Cross-fitted fold models reuse these regions, so
-/// the detail features are computed once per run.
+/// split's boxed images, then sets every example's `detail_regions`, one per crop, from the
+/// locator's own box (train and test alike, as tagging will). Cross-fitted fold models reuse
+/// these regions, so the detail features are computed once per run.
 pub fn place_detail_views(
     dataset: &mut Dataset,
     config: &TrainConfig,
-    crop: &DetailCrop,
+    crops: &[DetailCrop],
     feature_cache: Option<&Path>,
     observer: &mut dyn Observer,
 ) -> Result<(DressLocator, LocatorReport), TrainError> {
@@ -360,7 +360,10 @@ pub fn place_detail_views(
             / test_rows.len() as f32
     });
     for ((example, square), (w, h)) in dataset.examples.iter_mut().zip(&predicted).zip(&sizes) {
-        example.detail_region = Some(crop.region_for(*square, *w, *h));
+        example.detail_regions = crops
+            .iter()
+            .map(|crop| crop.region_for(*square, *w, *h))
+            .collect();
     }
     Ok((
         locator,

@@ -1,11 +1,18 @@
 //! The training loss: class-weighted, optionally focal, cross-entropy per facet, with images that
-//! have no label for a facet masked out of that facet's term; and the class-weight schemes.
+//! have no label for a facet masked out of that facet's term; its noise-robust generalisation;
+//! and the class-weight schemes.
 //!
 //! For one facet with logits `z`, target `y`, class weights `w` and focal exponent `gamma`:
-//! `loss = sum_i m_i w[y_i] (1 - p_i)^gamma (-log p_i) / sum_i m_i w[y_i]`, where `p_i` is the
-//! softmax probability of `y_i` and `m_i` is 0 when image `i` has no label. With `gamma = 0` and
-//! unit weights this is PyTorch's `cross_entropy(..., weight=w, ignore_index=...)` with mean
-//! reduction, which also divides by the summed weights of the labelled examples.
+//! `loss = sum_i m_i w[y_i] (1 - p_i)^gamma l(p_i) / sum_i m_i w[y_i]`, where `p_i` is the
+//! softmax probability of `y_i`, `m_i` is 0 when image `i` has no label, and `l(p) = -log p`.
+//! With `gamma = 0` and unit weights this is PyTorch's
+//! `cross_entropy(..., weight=w, ignore_index=...)` with mean reduction, which also divides by
+//! the summed weights of the labelled examples.
+//!
+//! With generalised cross-entropy (Zhang & Sabuncu, 2018) `l(p) = (1 - p^q) / q` for `q` in
+//! `(0, 1]`: `q -> 0` is cross-entropy and `q = 1` is the mean absolute error. Its gradient is
+//! cross-entropy's times `p^q`, so an image whose label the model finds implausible (a likely
+//! mistag) pulls far less than under cross-entropy, which grows without bound as `p -> 0`.
 
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
@@ -55,6 +62,15 @@ impl ClassWeighting {
     }
 }
 
+/// The per-image loss of the target's probability `p` (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TargetLoss {
+    /// `(1 - p)^gamma * -log p`; `gamma = 0` is plain cross-entropy.
+    Focal { gamma: f32 },
+    /// Generalised cross-entropy `(1 - p^q) / q`, bounded and robust to wrong labels.
+    Generalized { q: f32 },
+}
+
 /// One facet's loss for a batch.
 ///
 /// `logits` is `[batch, classes]`; `targets` has one entry per image, `None` for images without
@@ -64,7 +80,7 @@ pub fn facet_loss(
     logits: Tensor<2>,
     targets: &[Option<usize>],
     class_weights: &[f32],
-    focal_gamma: f32,
+    target_loss: TargetLoss,
 ) -> Tensor<1> {
     let device = logits.device();
     let [batch, classes] = logits.dims();
@@ -83,12 +99,26 @@ pub fn facet_loss(
     let indices = Tensor::<2, Int>::from_data(TensorData::new(indices, [batch, 1]), &device);
     let weights = Tensor::<2>::from_data(TensorData::new(weights, [batch, 1]), &device);
     let log_probability = log_softmax(logits, 1).gather(1, indices);
-    let mut per_image = log_probability.clone().neg();
-    if focal_gamma > 0.0 {
-        // (1 - p)^gamma down-weights the examples the model already gets right.
-        let focus = log_probability.exp().neg().add_scalar(1.0).clamp_min(0.0);
-        per_image = per_image * focus.powf_scalar(focal_gamma);
-    }
+    let per_image = match target_loss {
+        TargetLoss::Focal { gamma } if gamma > 0.0 => {
+            // (1 - p)^gamma down-weights the examples the model already gets right.
+            let focus = log_probability
+                .clone()
+                .exp()
+                .neg()
+                .add_scalar(1.0)
+                .clamp_min(0.0);
+            log_probability.neg() * focus.powf_scalar(gamma)
+        }
+        TargetLoss::Focal { .. } => log_probability.neg(),
+        // p^q is computed as exp(q log p), which stays finite where p underflows.
+        TargetLoss::Generalized { q } => log_probability
+            .mul_scalar(q)
+            .exp()
+            .neg()
+            .add_scalar(1.0)
+            .div_scalar(q),
+    };
     (per_image * weights).sum().div_scalar(weight_sum)
 }
 
@@ -104,41 +134,121 @@ mod tests {
         f64::from(t.into_scalar::<f32>())
     }
 
-    /// The textbook formula, written independently on plain floats.
+    /// The textbook formula, written independently on plain floats, for any per-image loss of
+    /// the target's probability.
     fn reference(
         logits: &[[f64; 3]],
         targets: &[Option<usize>],
         weights: &[f64; 3],
-        gamma: f64,
+        loss_of_p: impl Fn(f64) -> f64,
     ) -> f64 {
         let (mut numerator, mut denominator) = (0.0, 0.0);
         for (row, target) in logits.iter().zip(targets) {
             let Some(y) = *target else { continue };
             let norm: f64 = row.iter().map(|z| z.exp()).sum();
             let p = row[y].exp() / norm;
-            numerator += weights[y] * (1.0 - p).powf(gamma) * -p.ln();
+            numerator += weights[y] * loss_of_p(p);
             denominator += weights[y];
         }
         numerator / denominator
     }
 
+    const LOGITS: [[f64; 3]; 4] = [
+        [2.0, -1.0, 0.5],
+        [0.1, 0.2, 0.3],
+        [-3.0, 4.0, 1.0],
+        [1.0, 1.0, -2.0],
+    ];
+    const TARGETS: [Option<usize>; 4] = [Some(0), None, Some(2), Some(1)];
+    const WEIGHTS: [f64; 3] = [0.5, 2.0, 1.5];
+
+    fn loss_of(logits: &[[f64; 3]], target_loss: TargetLoss) -> f64 {
+        let flat: Vec<f32> = logits.iter().flatten().map(|&v| v as f32).collect();
+        let tensor = Tensor::<2>::from_data(TensorData::new(flat, [logits.len(), 3]), &device());
+        let w32: Vec<f32> = WEIGHTS.iter().map(|&w| w as f32).collect();
+        scalar(facet_loss(
+            tensor,
+            &TARGETS[..logits.len()],
+            &w32,
+            target_loss,
+        ))
+    }
+
     #[test]
     fn masked_weighted_focal_loss_matches_the_formula() {
-        let logits = [
-            [2.0, -1.0, 0.5],
-            [0.1, 0.2, 0.3],
-            [-3.0, 4.0, 1.0],
-            [1.0, 1.0, -2.0],
-        ];
-        let targets = [Some(0), None, Some(2), Some(1)];
-        let weights = [0.5, 2.0, 1.5];
-        let flat: Vec<f32> = logits.iter().flatten().map(|&v| v as f32).collect();
         for gamma in [0.0, 1.0, 2.5] {
-            let tensor = Tensor::<2>::from_data(TensorData::new(flat.clone(), [4, 3]), &device());
-            let w32: Vec<f32> = weights.iter().map(|&w| w as f32).collect();
-            let got = scalar(facet_loss(tensor, &targets, &w32, gamma as f32));
-            let want = reference(&logits, &targets, &weights, gamma);
+            let got = loss_of(
+                &LOGITS,
+                TargetLoss::Focal {
+                    gamma: gamma as f32,
+                },
+            );
+            let want = reference(&LOGITS, &TARGETS, &WEIGHTS, |p| {
+                (1.0 - p).powf(gamma) * -p.ln()
+            });
             assert!((got - want).abs() < 1e-5, "gamma {gamma}: {got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn generalized_cross_entropy_matches_the_formula_and_its_limits() {
+        for q in [0.3, 0.7, 1.0] {
+            let got = loss_of(&LOGITS, TargetLoss::Generalized { q: q as f32 });
+            let want = reference(&LOGITS, &TARGETS, &WEIGHTS, |p| (1.0 - p.powf(q)) / q);
+            assert!((got - want).abs() < 1e-5, "q {q}: {got} vs {want}");
+        }
+        // q -> 0 is cross-entropy; q = 1 is the mean absolute error 1 - p.
+        let cross_entropy = reference(&LOGITS, &TARGETS, &WEIGHTS, |p| -p.ln());
+        let small_q = loss_of(&LOGITS, TargetLoss::Generalized { q: 1e-3 });
+        assert!(
+            (small_q - cross_entropy).abs() < 5e-3,
+            "{small_q} vs {cross_entropy}"
+        );
+        let absolute = reference(&LOGITS, &TARGETS, &WEIGHTS, |p| 1.0 - p);
+        let q_one = loss_of(&LOGITS, TargetLoss::Generalized { q: 1.0 });
+        assert!((q_one - absolute).abs() < 1e-5);
+        // Bounded by 1/q however wrong the label, where cross-entropy grows without limit.
+        let hopeless = [[30.0, -30.0, -30.0]; 4].map(|mut row| {
+            row.rotate_right(1);
+            row
+        });
+        let bounded = loss_of(&hopeless[..1], TargetLoss::Generalized { q: 0.5 });
+        assert!(bounded <= 2.0 + 1e-6 && bounded > 1.99, "{bounded}");
+        assert!(loss_of(&hopeless[..1], TargetLoss::Focal { gamma: 0.0 }) > 50.0);
+    }
+
+    /// The reason to use it: the gradient an image sends to its logits is cross-entropy's
+    /// times `p^q`, so a confidently contradicted label (a likely mistag) barely pulls.
+    #[test]
+    fn generalized_cross_entropy_scales_the_gradient_by_p_to_the_q() {
+        let q = 0.7;
+        let logits_of = |row: [f32; 3]| {
+            Tensor::<2>::from_data(
+                TensorData::new(row.to_vec(), [1, 3]),
+                &Device::flex().autodiff(),
+            )
+            .require_grad()
+        };
+        for row in [[3.0f32, -1.0, 0.0], [-2.0, 2.5, 0.5], [0.2, 0.1, -0.3]] {
+            let gradient = |target_loss| {
+                let logits = logits_of(row);
+                let grads =
+                    facet_loss(logits.clone(), &[Some(0)], &[1.0; 3], target_loss).backward();
+                logits
+                    .grad(&grads)
+                    .expect("a gradient")
+                    .into_data()
+                    .try_into_vec::<f32>()
+                    .unwrap()
+            };
+            let cross_entropy = gradient(TargetLoss::Focal { gamma: 0.0 });
+            let generalized = gradient(TargetLoss::Generalized { q });
+            let norm: f64 = row.iter().map(|&z| f64::from(z).exp()).sum();
+            let p = f64::from(row[0]).exp() / norm;
+            for (g, c) in generalized.iter().zip(&cross_entropy) {
+                let want = f64::from(*c) * p.powf(f64::from(q));
+                assert!((f64::from(*g) - want).abs() < 1e-5, "{g} vs {want} (p {p})");
+            }
         }
     }
 
@@ -148,12 +258,13 @@ mod tests {
         let base = Tensor::<2>::from_data([[1.0f32, -1.0], [0.3, 0.9]], &device());
         let with_noise = Tensor::<2>::from_data([[1.0f32, -1.0], [50.0, -50.0]], &device());
         let targets = [Some(1), None];
-        let a = scalar(facet_loss(base, &targets, &weights, 0.0));
-        let b = scalar(facet_loss(with_noise, &targets, &weights, 0.0));
+        let plain = TargetLoss::Focal { gamma: 0.0 };
+        let a = scalar(facet_loss(base, &targets, &weights, plain));
+        let b = scalar(facet_loss(with_noise, &targets, &weights, plain));
         assert_eq!(a, b);
         let all_unlabelled = Tensor::<2>::from_data([[1.0f32, -1.0]], &device());
         assert_eq!(
-            scalar(facet_loss(all_unlabelled, &[None], &weights, 0.0)),
+            scalar(facet_loss(all_unlabelled, &[None], &weights, plain)),
             0.0
         );
     }

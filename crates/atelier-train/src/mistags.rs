@@ -577,7 +577,7 @@ mod tests {
             split,
             targets: vec![Some(label)],
             dress_box: None,
-            detail_region: None,
+            detail_regions: Vec::new(),
         };
         let mut examples = Vec::new();
         let mut scores = Vec::new();

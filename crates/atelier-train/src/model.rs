@@ -141,7 +141,7 @@ pub struct FacetNet {
     /// The backbone's feature map the heads read.
     #[module(skip)]
     pub feature_tap: FeatureTap,
-    /// For models with a detail view: places it from the whole photo's feature map.
+    /// For models with detail views: places them from the whole photo's feature map.
     pub locator: Option<DressLocator>,
 }
 
@@ -180,31 +180,34 @@ impl FacetNet {
         self.heads.forward(self.feature_map(images))
     }
 
-    /// Per-facet logits for decoded photos: the whole view, and for a model with a detail view
-    /// also the crop its locator places, cut from the original pixels exactly as in training.
+    /// Per-facet logits for decoded photos: the whole view, and for a model with detail views
+    /// also the crops its locator places, cut from the original pixels exactly as in training.
     pub fn forward_photos(
         &self,
         photos: &[RgbImage],
         input: &InputConfig,
-        detail_crop: Option<&DetailCrop>,
+        detail_crops: &[DetailCrop],
         device: &Device,
     ) -> Vec<Tensor<2>> {
         let planes: Vec<_> = photos.par_iter().map(|p| eval_planes(p, input)).collect();
         let whole = self.feature_map(to_batch(&planes, device));
-        let (Some(locator), Some(crop)) = (&self.locator, detail_crop) else {
+        let Some(locator) = self.locator.as_ref().filter(|_| !detail_crops.is_empty()) else {
             return self.heads.forward(whole);
         };
         let boxes = locator.boxes(whole.clone());
-        let detail_planes: Vec<_> = photos
-            .par_iter()
-            .zip(boxes)
-            .map(|(photo, square)| {
-                let region = crop.region_for(square, photo.width(), photo.height());
-                eval_planes(&crate::locator::crop(photo, region), input)
-            })
-            .collect();
-        let detail = self.feature_map(to_batch(&detail_planes, device));
-        self.heads.forward(Tensor::cat(vec![whole, detail], 1))
+        let mut maps = vec![whole];
+        for crop in detail_crops {
+            let detail_planes: Vec<_> = photos
+                .par_iter()
+                .zip(&boxes)
+                .map(|(photo, square)| {
+                    let region = crop.region_for(*square, photo.width(), photo.height());
+                    eval_planes(&crate::locator::crop(photo, region), input)
+                })
+                .collect();
+            maps.push(self.feature_map(to_batch(&detail_planes, device)));
+        }
+        self.heads.forward(Tensor::cat(maps, 1))
     }
 }
 

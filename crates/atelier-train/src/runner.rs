@@ -23,7 +23,7 @@ use crate::config::TrainConfig;
 use crate::data::{Dataset, Split};
 use crate::error::TrainError;
 use crate::evaluate::{FacetEvaluation, Probabilities, evaluate};
-use crate::folds::{check_cross_fitting, cross_fit};
+use crate::folds::cross_fit;
 use crate::job;
 use crate::mistags::drop_suspected_labels;
 use crate::progress::{EpochRecord, Observer, RunStart};
@@ -67,7 +67,7 @@ pub async fn create_run(
     paths: &RunPaths,
     parent_run: Option<i64>,
 ) -> Result<i64, TrainError> {
-    check_cross_fitting(config)?;
+    config.check()?;
     let mut config = config.clone();
     config.facets = job::facet_names(catalog, &config.facets).await?;
     catalog.facet_label_orders(&config.facets).await?;
@@ -193,7 +193,7 @@ async fn train_and_record(
     let started = Instant::now();
     let run = record.id;
     let config = stored_config(record)?;
-    check_cross_fitting(&config)?;
+    config.check()?;
     let checkpoint_dir = stored_checkpoint_base(record)
         .unwrap_or_else(|| paths.checkpoint_base.clone())
         .join(format!("run-{run}"));
@@ -325,15 +325,16 @@ fn train_blocking(
         test_images: dataset.examples.len() - train_images,
     });
     let mut dataset = dataset;
-    let placed = match &config.detail_crop {
-        Some(crop) => Some(crate::locator::place_detail_views(
+    let placed = if config.detail_crops.is_empty() {
+        None
+    } else {
+        Some(crate::locator::place_detail_views(
             &mut dataset,
             config,
-            crop,
+            &config.detail_crops,
             Some(feature_cache),
             &mut observer,
-        )?),
-        None => None,
+        )?)
     };
     let fold_scores = |observer: &mut CatalogProgress| {
         cross_fit(

@@ -93,7 +93,7 @@ impl Tagger {
         let logits = self.net.forward_photos(
             photos,
             &self.manifest.input,
-            self.manifest.training.detail_crop.as_ref(),
+            &self.manifest.training.detail_crops,
             &self.device,
         );
         let mut tags: Vec<Vec<FacetTag>> = vec![Vec::new(); photos.len()];

@@ -130,11 +130,10 @@ pub fn train(
             &device,
         );
         let heads_map_size = if pooled { 1 } else { map_size };
-        // With a detail view the heads read both views' maps, stacked along the channels.
-        let views = if config.detail_crop.is_some() { 2 } else { 1 };
+        // With detail views the heads read every view's map, stacked along the channels.
         let heads = FacetHeads::new(
             config.head,
-            feature_dim * views,
+            feature_dim * config.views(),
             heads_map_size,
             &classes,
             &train_device,
@@ -168,7 +167,7 @@ pub fn train(
 
     let (net, state, probabilities) = if config.caches_features() {
         // The locator needs whole maps, so a detail-view model never caches pooled ones.
-        let pool_features = pooled && config.detail_crop.is_none();
+        let pool_features = pooled && config.detail_crops.is_empty();
         let cache = feature_cache
             .map(|root| features::FeatureCache::new(root, config, &input, pool_features))
             .transpose()?;
@@ -187,8 +186,8 @@ pub fn train(
             )
         };
         let mut table = extract_view(View::Whole, observer)?;
-        if config.detail_crop.is_some() {
-            table = table.concat_channels(&extract_view(View::Detail, observer)?);
+        for view in 0..config.detail_crops.len() {
+            table = table.concat_channels(&extract_view(View::Detail(view), observer)?);
         }
         // The heads train on maps standardised with the train split's statistics and are
         // folded back to read raw ones (see `crate::standardize`).
@@ -299,7 +298,7 @@ fn validate(dataset: &Dataset, config: &TrainConfig) -> Result<(), TrainError> {
             "the validation fraction must be in [0, 1)".into(),
         ));
     }
-    if config.detail_crop.is_some() && !config.caches_features() {
+    if !config.detail_crops.is_empty() && !config.caches_features() {
         return Err(TrainError::Config(
             "--detail-crop works on cached features: add --freeze-backbone and leave out \
              --spatial-transformer"
@@ -468,7 +467,7 @@ fn fit<M: Module + Clone>(
                     logits,
                     &targets,
                     &context.class_weights[facet],
-                    config.focal_gamma as f32,
+                    config.target_loss(),
                 );
                 loss = Some(match loss {
                     Some(sum) => sum + term,

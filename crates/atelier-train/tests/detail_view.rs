@@ -37,7 +37,7 @@ fn config(head: HeadKind, folds: usize) -> TrainConfig {
     let mut config = common::frozen_tiny(&["neckline", "sleeve"]);
     config.epochs = 2;
     config.head = head;
-    config.detail_crop = Some(DetailCrop::default());
+    config.detail_crops = vec![DetailCrop::default()];
     config.folds = folds;
     config.seed = 9;
     config
@@ -88,14 +88,20 @@ async fn assert_tagging_repeats_the_run(setup: &Setup, run: i64, model_dir: &Pat
 async fn a_detail_view_model_tags_new_photos_as_it_was_evaluated() {
     let setup = setup(40).await;
     // The third model reads the small CNN's second stage instead of its final map, in training
-    // (cached maps) and in tagging (the backbone run anew) alike.
-    for (head, stage) in [
-        (HeadKind::Spatial { channels: 4 }, None),
-        (HeadKind::Pooled, None),
-        (HeadKind::Grid { cells: 2 }, Some(2)),
+    // (cached maps) and in tagging (the backbone run anew) alike, and has a second, wider
+    // detail view.
+    let wider = DetailCrop {
+        side: 0.9,
+        ..DetailCrop::default()
+    };
+    for (head, stage, more_crops) in [
+        (HeadKind::Spatial { channels: 4 }, None, vec![]),
+        (HeadKind::Pooled, None, vec![]),
+        (HeadKind::Grid { cells: 2 }, Some(2), vec![wider]),
     ] {
         let mut config = config(head, 0);
         config.feature_stage = stage;
+        config.detail_crops.extend(more_crops);
         let run = create_run(&setup.catalog, &config, &setup.paths, None)
             .await
             .unwrap();
@@ -110,8 +116,9 @@ async fn a_detail_view_model_tags_new_photos_as_it_was_evaluated() {
         assert_tagging_repeats_the_run(&setup, run, &finished.model_dir).await;
     }
     // The first two runs placed their views from the same cached whole-photo maps; the
-    // stage-2 maps are cached apart from the final ones; each detail view's maps have their own
-    // cache folder.
+    // stage-2 maps are cached apart from the final ones; detail maps are cached apart from
+    // whole ones, and a configuration's detail views share one folder (the crop is in the file
+    // name).
     let caches: Vec<String> = std::fs::read_dir(&setup.paths.feature_cache)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

@@ -66,7 +66,7 @@ fn dataset(dir: &Path, count: usize) -> Dataset {
                 dress_box: Some(
                     ["x0", "y0", "x1", "y1"].map(|c| record[column(c)].parse().unwrap()),
                 ),
-                detail_region: None,
+                detail_regions: Vec::new(),
             }
         })
         .collect();

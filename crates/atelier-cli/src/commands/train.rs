@@ -193,7 +193,7 @@ fn print_summary(finished: &FinishedRun) {
             .map_or("no test boxes".to_string(), |iou| {
                 format!("mean IoU {iou:.3} on the test split's boxes")
             });
-        println!("dress locator (places the detail view): learned from {fit} boxes, {iou}");
+        println!("dress locator (places the detail views): learned from {fit} boxes, {iou}");
     }
     if let Some(dropped) = finished.summary["dropped_suspects"].as_object() {
         let counts: Vec<String> = dropped
@@ -339,9 +339,6 @@ fn config_from_args(args: &TrainFacetsArgs) -> CliResult<TrainConfig> {
             )));
         }
     };
-    if args.focal_gamma < 0.0 {
-        return Err(CliError::bad_input("--focal-gamma must be 0 or more"));
-    }
     let mut config = TrainConfig::new(backbone, args.facets.clone());
     config.weights = weights;
     config.image_size = args.image_size;
@@ -352,6 +349,7 @@ fn config_from_args(args: &TrainFacetsArgs) -> CliResult<TrainConfig> {
     config.schedule = schedule;
     config.class_weighting = class_weighting;
     config.focal_gamma = args.focal_gamma;
+    config.gce_q = args.gce_q;
     config.head = head;
     if let Some(stride) = args.feature_stride
         && !(stride.is_power_of_two() && (2..=64).contains(&stride))
@@ -372,18 +370,22 @@ fn config_from_args(args: &TrainFacetsArgs) -> CliResult<TrainConfig> {
     }
     config.feature_stage = args.feature_stage;
     config.freeze_backbone = args.freeze_backbone;
-    if args.detail_crop && !(0.1..=2.0).contains(&args.detail_side) {
-        return Err(CliError::bad_input(format!(
-            "--detail-side {}: use a fraction of the dress box height from 0.1 to 2 (e.g. 0.62)",
-            args.detail_side
-        )));
+    if args.detail_crop {
+        if let Some(side) = args.detail_side.iter().find(|s| !(0.1..=2.0).contains(*s)) {
+            return Err(CliError::bad_input(format!(
+                "--detail-side {side}: use a fraction of the dress box height from 0.1 to 2 \
+                 (e.g. 0.62)"
+            )));
+        }
+        config.detail_crops = args
+            .detail_side
+            .iter()
+            .map(|&side| atelier_train::locator::DetailCrop {
+                side,
+                ..Default::default()
+            })
+            .collect();
     }
-    config.detail_crop = args
-        .detail_crop
-        .then(|| atelier_train::locator::DetailCrop {
-            side: args.detail_side,
-            ..Default::default()
-        });
     config.spatial_transformer = args.spatial_transformer;
     config.augmentation = if args.no_augment {
         Augmentation {
