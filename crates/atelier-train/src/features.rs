@@ -254,13 +254,11 @@ pub fn extract(
     device: &Device,
     observer: &mut dyn Observer,
 ) -> Result<FeatureTable, TrainError> {
-    observer.phase(
-        match view {
-            View::Whole => "backbone features",
-            View::Detail(_) => "backbone features of a detail view",
-        },
-        examples.len() as u64,
-    );
+    let phase = match view {
+        View::Whole => "backbone features".to_string(),
+        View::Detail(n) => format!("backbone features of detail view {}", n + 1),
+    };
+    observer.phase(&phase, examples.len() as u64);
     let cache = cache.map(|c| c.for_view(view));
     let cache = cache.as_ref();
     let dims = output_dims(backbone, input, tap, pool, device);

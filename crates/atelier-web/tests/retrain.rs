@@ -61,6 +61,7 @@ async fn a_retrain_from_the_app_trains_in_the_background_and_is_comparable() {
     config.head = HeadKind::Pooled;
     config.freeze_backbone = true;
     config.folds = 2;
+    config.gce_q = Some(0.7);
     let first = create_run(&catalog, &config, &paths, None).await.unwrap();
     execute_run(&catalog, first, &paths, Box::new(Silent))
         .await
@@ -124,6 +125,13 @@ async fn a_retrain_from_the_app_trains_in_the_background_and_is_comparable() {
         .await
         .json();
     assert_eq!(parent["retrains"], json!([second]));
+    // The run page says in words how the retrain learned: its parent's loss.
+    let html = get(&app, &format!("/runs/{second}"), Some(&rita)).await;
+    assert!(
+        html.text().contains("generalised cross-entropy (q = 0.7)"),
+        "{}",
+        html.text()
+    );
 
     let compare = get(
         &app,

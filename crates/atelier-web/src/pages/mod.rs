@@ -8,5 +8,6 @@ pub mod labels;
 pub mod login;
 pub mod mistags;
 pub mod review;
+pub mod run_facts;
 pub mod runs;
 pub mod users;

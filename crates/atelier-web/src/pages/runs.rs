@@ -19,6 +19,7 @@ use crate::auth::User;
 use crate::error::WebError;
 use crate::format::{Format, respond};
 use crate::pages::body;
+use crate::pages::run_facts::training_facts;
 use crate::views::chart::delta;
 use crate::views::layout::page;
 use crate::views::{score, timestamp, url_encode};
@@ -261,6 +262,7 @@ fn render_run(data: &RunPage, user: &User) -> Markup {
             @if let Some(finished) = run.finished_at { dt { "Finished" } dd { (timestamp(finished)) } }
             dt { "Backbone" } dd { (run.backbone) }
             @if run.folds > 0 { dt { "Out-of-fold" } dd { (run.folds) " folds: train scores and mistags use models that never saw the image" } }
+            @for (term, text) in training_facts(&data.config, data.summary.as_ref()) { dt { (term) } dd { (text) } }
             @if let Some(parent) = run.parent_run { dt { "Retrain of" } dd { a href=(format!("/runs/{parent}")) { "#" (parent) } " · " a href=(format!("/runs/compare?a={parent}&b={}", run.id)) { "compare with it" } } }
             @if !data.retrains.is_empty() { dt { "Retrained as" } dd { @for id in &data.retrains { a href=(format!("/runs/{id}")) { "#" (id) } " " } } }
             @if let Some(model) = &data.model_ref { dt { "Model" } dd { code { (model) } } }
