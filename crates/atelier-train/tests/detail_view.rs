@@ -102,12 +102,7 @@ async fn a_detail_view_model_tags_new_photos_as_it_was_evaluated() {
         let mut config = config(head, 0);
         config.feature_stage = stage;
         config.detail_crops.extend(more_crops);
-        let run = create_run(&setup.catalog, &config, &setup.paths, None)
-            .await
-            .unwrap();
-        let finished = execute_run(&setup.catalog, run, &setup.paths, Box::new(Silent))
-            .await
-            .unwrap();
+        let (run, finished) = setup.train(&config).await;
         let locator = &finished.summary["locator"];
         let fit = locator["fit_images"].as_u64().unwrap();
         assert!(fit > 20, "{locator}");
@@ -134,17 +129,7 @@ async fn a_detail_view_model_tags_new_photos_as_it_was_evaluated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn folds_reuse_the_placed_views() {
     let setup = setup(30).await;
-    let run = create_run(
-        &setup.catalog,
-        &config(HeadKind::Pooled, 2),
-        &setup.paths,
-        None,
-    )
-    .await
-    .unwrap();
-    let finished = execute_run(&setup.catalog, run, &setup.paths, Box::new(Silent))
-        .await
-        .unwrap();
+    let (_, finished) = setup.train(&config(HeadKind::Pooled, 2)).await;
     assert_eq!(finished.summary["train_metrics"], "out_of_fold");
     // One detail map per image: the fold models found every view in the cache.
     let detail_dir = std::fs::read_dir(&setup.paths.feature_cache)

@@ -110,12 +110,7 @@ async fn folds_give_out_of_fold_train_predictions_and_a_review_queue() {
     let setup = setup(48, true).await;
     let catalog = &setup.catalog;
 
-    let plain = create_run(catalog, &config(0), &setup.paths, None)
-        .await
-        .unwrap();
-    let plain_run = execute_run(catalog, plain, &setup.paths, Box::new(Silent))
-        .await
-        .unwrap();
+    let (plain, plain_run) = setup.train(&config(0)).await;
     assert_eq!(plain_run.summary["train_metrics"], "in_sample");
 
     let counter = Counter::default();
@@ -323,12 +318,7 @@ async fn dropped_suspects_leave_the_main_model_but_not_the_catalogue() {
 
     let mut config = config(2);
     config.drop_suspects = Some(0.0);
-    let run = create_run(catalog, &config, &setup.paths, None)
-        .await
-        .unwrap();
-    let finished = execute_run(catalog, run, &setup.paths, Box::new(Silent))
-        .await
-        .unwrap();
+    let (run, finished) = setup.train(&config).await;
     let dropped = finished.summary["dropped_suspects"].as_object().unwrap();
     let facets: Vec<&str> = dropped.keys().map(String::as_str).collect();
     assert_eq!(facets, ["length", "silhouette"]);
@@ -421,12 +411,7 @@ async fn a_run_that_cannot_train_is_marked_failed_and_bad_options_record_nothing
 async fn test_scores_against_the_truth_count_agreement_with_the_truth_file() {
     let setup = setup(40, true).await;
     let catalog = &setup.catalog;
-    let run = create_run(catalog, &config(0), &setup.paths, None)
-        .await
-        .unwrap();
-    execute_run(catalog, run, &setup.paths, Box::new(Silent))
-        .await
-        .unwrap();
+    let (run, _) = setup.train(&config(0)).await;
     let scored = atelier_train::job::test_metrics_against_truth(catalog, run)
         .await
         .unwrap();

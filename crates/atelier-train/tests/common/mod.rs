@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use atelier_catalog::{Catalog, ImportOptions};
 use atelier_train::config::TrainConfig;
-use atelier_train::{BackboneChoice, RunPaths};
+use atelier_train::progress::Silent;
+use atelier_train::{BackboneChoice, FinishedRun, RunPaths, create_run, execute_run};
 use atelier_vision::synth::{SynthOptions, synthesize};
 
 pub struct Setup {
@@ -54,6 +55,20 @@ pub async fn setup(synth: SynthOptions, truth: bool) -> Setup {
         paths,
         manifest: synth.manifest,
         truth: synth.truth,
+    }
+}
+
+impl Setup {
+    /// Records a run of `config` in the catalogue and trains it to the end, silently; panics
+    /// when either step fails.
+    pub async fn train(&self, config: &TrainConfig) -> (i64, FinishedRun) {
+        let run = create_run(&self.catalog, config, &self.paths, None)
+            .await
+            .unwrap();
+        let finished = execute_run(&self.catalog, run, &self.paths, Box::new(Silent))
+            .await
+            .unwrap();
+        (run, finished)
     }
 }
 
