@@ -109,6 +109,7 @@ async fn run(backend: &str, url: &str, manifest: &Path, ids: &[String]) {
             kind: "facets".to_string(),
             config: serde_json::json!({}),
             parent_run: None,
+            lease: None,
         })
         .await
         .expect("run");

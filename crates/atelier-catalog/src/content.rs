@@ -77,8 +77,15 @@ pub(crate) enum FileContent {
         id: ContentId,
         byte_size: u64,
     },
-    /// The file cannot be used; `reason` says why and names the path.
+    /// The file cannot be used (missing, unreadable or empty); `reason` says why and names the
+    /// path. Recorded as a quarantined placeholder.
     Unreadable {
+        id: ContentId,
+        reason: String,
+    },
+    /// The path is no regular file (a folder, a device, a pipe, or a file of the kernel's
+    /// `/proc`, `/sys` or `/dev`): never an image, so the import refuses it.
+    NotRegular {
         id: ContentId,
         reason: String,
     },
@@ -87,29 +94,60 @@ pub(crate) enum FileContent {
 impl FileContent {
     pub fn id(&self) -> ContentId {
         match self {
-            FileContent::Hashed { id, .. } | FileContent::Unreadable { id, .. } => *id,
+            FileContent::Hashed { id, .. }
+            | FileContent::Unreadable { id, .. }
+            | FileContent::NotRegular { id, .. } => *id,
         }
     }
 }
 
-/// Hashes the file at `uri` (an absolute path), streaming it through a fixed buffer.
+/// Folders whose files are made up by the kernel (process memory, environment, devices): an
+/// import refuses every path that resolves below them.
+const PSEUDO_FILESYSTEMS: [&str; 3] = ["/proc", "/sys", "/dev"];
+
+/// Hashes the file at `uri` (an absolute path), streaming it through a fixed buffer. Links are
+/// followed; what they lead to must be a regular file outside the kernel's pseudo-filesystems.
 pub(crate) fn hash_file(uri: &str) -> FileContent {
     let unreadable = |reason: String| FileContent::Unreadable {
         id: ContentId::placeholder_for(uri),
         reason,
     };
-    let mut file = match File::open(Path::new(uri)) {
-        Ok(file) => file,
+    let not_regular = |what: &str| FileContent::NotRegular {
+        id: ContentId::placeholder_for(uri),
+        reason: format!("{uri} is {what}, not an image file"),
+    };
+    let metadata = match std::fs::metadata(Path::new(uri)) {
+        Ok(metadata) => metadata,
         Err(e) if e.kind() == ErrorKind::NotFound => {
             return unreadable(format!("file not found: {uri}"));
         }
         Err(e) => return unreadable(format!("cannot open {uri}: {e}")),
     };
-    match file.metadata() {
-        Ok(meta) if meta.is_dir() => return unreadable(format!("is a folder, not a file: {uri}")),
-        Ok(_) => {}
-        Err(e) => return unreadable(format!("cannot read {uri}: {e}")),
+    if metadata.is_dir() {
+        return not_regular("a folder");
     }
+    if !metadata.is_file() {
+        return not_regular("a device, pipe or socket");
+    }
+    if let Ok(resolved) = std::fs::canonicalize(uri)
+        && PSEUDO_FILESYSTEMS
+            .iter()
+            .any(|root| resolved.starts_with(root))
+    {
+        return not_regular(&format!(
+            "a file of the kernel's {} (it resolves to {})",
+            PSEUDO_FILESYSTEMS
+                .iter()
+                .find(|root| resolved.starts_with(root))
+                .copied()
+                .unwrap_or_default(),
+            resolved.display()
+        ));
+    }
+    let mut file = match File::open(Path::new(uri)) {
+        Ok(file) => file,
+        Err(e) => return unreadable(format!("cannot open {uri}: {e}")),
+    };
     let mut hasher = Sha256::new();
     let mut buffer = [0u8; 64 * 1024];
     let mut byte_size = 0u64;
@@ -180,6 +218,35 @@ mod tests {
             matches!(hash_file(empty), FileContent::Unreadable { reason, .. }
             if reason == format!("file is empty (0 bytes): {empty}"))
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn folders_devices_and_kernel_files_are_not_regular() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().to_str().unwrap().to_string();
+        assert!(
+            matches!(hash_file(&folder), FileContent::NotRegular { reason, .. }
+            if reason == format!("{folder} is a folder, not an image file"))
+        );
+        assert!(matches!(
+            hash_file("/dev/null"),
+            FileContent::NotRegular { .. }
+        ));
+        if Path::new("/proc/self/environ").exists() {
+            // A regular file to `stat`, but made up by the kernel: refused.
+            assert!(
+                matches!(hash_file("/proc/self/environ"), FileContent::NotRegular { reason, .. }
+                if reason.contains("/proc"))
+            );
+            // Also through a link from an innocent-looking name.
+            let link = dir.path().join("dress.jpg");
+            std::os::unix::fs::symlink("/proc/self/environ", &link).unwrap();
+            assert!(matches!(
+                hash_file(link.to_str().unwrap()),
+                FileContent::NotRegular { .. }
+            ));
+        }
     }
 
     #[test]

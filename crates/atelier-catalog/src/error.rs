@@ -87,6 +87,32 @@ pub enum CatalogError {
         allowed: &'static str,
     },
 
+    #[error(
+        "training run {run} is held by {owner}, which is training it or has queued it (its lease \
+         runs {seconds_left} more seconds unless renewed); wait for it to finish, or if that \
+         process is gone, try again once the lease has run out"
+    )]
+    RunHeld {
+        run: i64,
+        owner: String,
+        seconds_left: i64,
+    },
+
+    #[error(
+        "{path} is not a valid atelier catalogue: {reason}; restore it from a backup, or point \
+         --db at another file (a new file is created where none exists)"
+    )]
+    NotACatalogue { path: PathBuf, reason: String },
+
+    #[error(
+        "the catalogue database is damaged ({reason}), found while {context}; restore it from a \
+         backup"
+    )]
+    Damaged {
+        context: &'static str,
+        reason: String,
+    },
+
     #[error("invalid data for training run {run}: {message}; nothing was written")]
     InvalidRunData { run: i64, message: String },
 
@@ -143,7 +169,11 @@ pub enum CatalogError {
     },
 }
 
-/// Maps a sqlx error to [`CatalogError::Database`] with what the catalogue was doing.
+/// Maps a sqlx error to [`CatalogError::Database`] with what the catalogue was doing, or to
+/// [`CatalogError::Damaged`] when SQLite reports a damaged file.
 pub(crate) fn db(context: &'static str) -> impl Fn(sqlx::Error) -> CatalogError {
-    move |source| CatalogError::Database { context, source }
+    move |source| match crate::open_check::damage(&source) {
+        Some(reason) => CatalogError::Damaged { context, reason },
+        None => CatalogError::Database { context, source },
+    }
 }

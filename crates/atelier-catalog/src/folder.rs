@@ -38,23 +38,28 @@ impl FolderTree {
         let mut facets = Vec::new();
         let mut entries = Vec::new();
         let mut ignored = Vec::new();
-        for (facet_path, facet_is_dir) in sorted_children(root)? {
-            if !facet_is_dir {
-                ignored.push(facet_path.display().to_string());
+        for (facet_path, facet_kind) in sorted_children(root)? {
+            if facet_kind != Kind::Folder {
+                ignored.push(facet_kind.describe(&facet_path));
                 continue;
             }
             let facet = utf8_name(&facet_path)?;
             let facet_index = facets.len();
             facets.push(facet);
-            for (label_path, label_is_dir) in sorted_children(&facet_path)? {
-                if !label_is_dir {
-                    ignored.push(label_path.display().to_string());
+            for (label_path, label_kind) in sorted_children(&facet_path)? {
+                if label_kind != Kind::Folder {
+                    ignored.push(label_kind.describe(&label_path));
                     continue;
                 }
                 let label = utf8_name(&label_path)?;
-                for (file_path, file_is_dir) in sorted_children(&label_path)? {
-                    if file_is_dir || !has_image_extension(&file_path) {
-                        ignored.push(file_path.display().to_string());
+                for (file_path, file_kind) in sorted_children(&label_path)? {
+                    // Files may be links (a picture filed under several facets); folders there
+                    // are ignored.
+                    if file_kind == Kind::Folder
+                        || file_kind == Kind::FolderLink
+                        || !has_image_extension(&file_path)
+                    {
+                        ignored.push(file_kind.describe(&file_path));
                         continue;
                     }
                     let uri = file_path
@@ -164,9 +169,29 @@ impl FolderTree {
     }
 }
 
-/// Children of `dir`, sorted by name, hidden ones (leading dot) left out; `true` for folders.
-/// Links are followed.
-fn sorted_children(dir: &Path) -> Result<Vec<(PathBuf, bool)>, CatalogError> {
+/// What a folder entry is, as far as walking a tree cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Folder,
+    /// A link to a folder: not followed, so a link such as `ROOT/up -> ..` cannot make the
+    /// tree's parent (or the tree itself) a facet.
+    FolderLink,
+    /// A file, or a link to one.
+    File,
+}
+
+impl Kind {
+    /// The path as an ignored entry is named.
+    fn describe(self, path: &Path) -> String {
+        match self {
+            Kind::FolderLink => format!("{} (a link to a folder, not followed)", path.display()),
+            Kind::Folder | Kind::File => path.display().to_string(),
+        }
+    }
+}
+
+/// Children of `dir`, sorted by name, hidden ones (leading dot) left out.
+fn sorted_children(dir: &Path) -> Result<Vec<(PathBuf, Kind)>, CatalogError> {
     let io = |source| CatalogError::Io {
         path: dir.to_path_buf(),
         source,
@@ -178,12 +203,18 @@ fn sorted_children(dir: &Path) -> Result<Vec<(PathBuf, bool)>, CatalogError> {
             continue;
         }
         let path = entry.path();
+        let is_link = entry.file_type().is_ok_and(|t| t.is_symlink());
         let is_dir = std::fs::metadata(&path)
             .map(|m| m.is_dir())
             .unwrap_or(false);
-        children.push((path, is_dir));
+        let kind = match (is_dir, is_link) {
+            (true, true) => Kind::FolderLink,
+            (true, false) => Kind::Folder,
+            (false, _) => Kind::File,
+        };
+        children.push((path, kind));
     }
-    children.sort();
+    children.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(children)
 }
 

@@ -26,6 +26,9 @@ const PROVISIONAL_POSITION: i64 = 1 << 40;
 /// Ids per page when scanning a source's images for ones it no longer lists.
 const SCAN_PAGE: i64 = 5_000;
 
+/// Paths named in a refusal; the rest are counted.
+const NAMED_PATHS: usize = 5;
+
 pub(crate) async fn import(
     pool: &AnyPool,
     backend: Backend,
@@ -37,6 +40,16 @@ pub(crate) async fn import(
             "test_fraction is {}, it must be between 0 and 1",
             opts.test_fraction
         )));
+    }
+    for (name, share) in [
+        ("max_missing_share", opts.max_missing_share),
+        ("max_removed_share", opts.max_removed_share),
+    ] {
+        if !(0.0..=1.0).contains(&share) {
+            return Err(CatalogError::InvalidOptions(format!(
+                "{name} is {share}, it must be between 0 and 1"
+            )));
+        }
     }
     if opts.actor.trim().is_empty() {
         return Err(CatalogError::InvalidOptions(
@@ -177,12 +190,44 @@ struct Synchroniser<'a> {
     opts: &'a ImportOptions,
     now: i64,
     facets: Vec<FacetColumn>,
-    /// Every id this source listed so far, with where it was first listed.
-    seen: HashMap<ContentId, Origin>,
+    /// Every id this source listed so far, with where it was first listed and its labels.
+    seen: HashMap<ContentId, (Origin, Vec<Option<String>>)>,
     report: ImportReport,
     warnings: Warnings,
     /// Images listed here but owned by another source: source -> count.
     foreign: BTreeMap<String, u64>,
+    /// Rows whose file is missing, unreadable or empty, and the first of their paths.
+    missing: PathTally,
+    /// Rows that name no regular file (refused), and the first of their reasons.
+    not_regular: PathTally,
+    /// The source's images that were not removed before this import.
+    owned_before: u64,
+}
+
+/// A count of rows with the first few of their paths (or reasons), for a refusal's message.
+#[derive(Default)]
+struct PathTally {
+    count: u64,
+    named: Vec<String>,
+}
+
+impl PathTally {
+    fn push(&mut self, path: &str) {
+        self.count += 1;
+        if self.named.len() < NAMED_PATHS {
+            self.named.push(path.to_string());
+        }
+    }
+
+    /// `a, b, c and 7 more`.
+    fn describe(&self) -> String {
+        let more = self.count.saturating_sub(self.named.len() as u64);
+        let mut text = self.named.join(", ");
+        if more > 0 {
+            text.push_str(&format!(" and {more} more"));
+        }
+        text
+    }
 }
 
 impl<'a> Synchroniser<'a> {
@@ -197,6 +242,13 @@ impl<'a> Synchroniser<'a> {
         for name in &plan.facets {
             facets.push(load_or_create_facet(conn, name, now).await?);
         }
+        let owned_before: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM images WHERE source = $1 AND status <> 'removed'",
+        )
+        .bind(plan.source.as_str())
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db("counting the source's images"))?;
         Ok(Synchroniser {
             plan,
             style,
@@ -211,6 +263,9 @@ impl<'a> Synchroniser<'a> {
             },
             warnings: Warnings::default(),
             foreign: BTreeMap::new(),
+            missing: PathTally::default(),
+            not_regular: PathTally::default(),
+            owned_before: owned_before.max(0) as u64,
         })
     }
 
@@ -228,7 +283,8 @@ impl<'a> Synchroniser<'a> {
         for warning in batch.warnings {
             self.warnings.push(warning);
         }
-        let rows = self.drop_duplicates(batch.rows);
+        let rows = self.drop_unusable(batch.rows);
+        let rows = self.drop_duplicates(rows);
         if rows.is_empty() {
             return Ok(());
         }
@@ -271,31 +327,75 @@ impl<'a> Synchroniser<'a> {
         self.write_chunk(conn, writes).await
     }
 
-    /// Keeps the first row of each content id; later ones become warnings.
+    /// Leaves out rows that name no regular file (counted, to refuse the import at the end)
+    /// and counts rows whose file is missing.
+    fn drop_unusable(&mut self, rows: Vec<SourceRow>) -> Vec<SourceRow> {
+        let mut kept = Vec::with_capacity(rows.len());
+        for row in rows {
+            match &row.content {
+                FileContent::NotRegular { reason, .. } => self.not_regular.push(reason),
+                FileContent::Unreadable { .. } => {
+                    self.missing.push(&row.uri);
+                    kept.push(row);
+                }
+                FileContent::Hashed { .. } => kept.push(row),
+            }
+        }
+        kept
+    }
+
+    /// Keeps the first row of each content id; later ones become warnings, which name the
+    /// labels the later row disagrees on.
     fn drop_duplicates(&mut self, rows: Vec<SourceRow>) -> Vec<SourceRow> {
         let mut kept = Vec::with_capacity(rows.len());
         for row in rows {
             let id = row.content.id();
-            if let Some(first) = self.seen.get(&id) {
+            if let Some((first, first_labels)) = self.seen.get(&id) {
                 self.report.duplicates += 1;
                 let what = if id.placeholder {
                     "lists the same file"
                 } else {
                     "has the same content"
                 };
+                let first_at = self.plan.location(first, None);
+                let conflict = self.label_conflict(first_labels, &row.labels);
+                let outcome = match conflict {
+                    Some(conflict) => format!(
+                        " but with other labels ({conflict}); {first_at}'s labels are kept and this row \
+                         is skipped: fix whichever is wrong"
+                    ),
+                    None => "; the later row is skipped".to_string(),
+                };
                 self.warnings.push(format!(
-                    "{} ({}) {what} as {} (id {}); the later row is skipped",
+                    "{} ({}) {what} as {first_at} (id {}){outcome}",
                     self.plan.location(&row.origin, None),
                     row.uri,
-                    self.plan.location(first, None),
                     id.to_id()
                 ));
                 continue;
             }
-            self.seen.insert(id, row.origin.clone());
+            self.seen
+                .insert(id, (row.origin.clone(), row.labels.clone()));
             kept.push(row);
         }
         kept
+    }
+
+    /// `neckline "v-neck" there, "round" here; ...` for the facets where two rows disagree.
+    fn label_conflict(&self, first: &[Option<String>], later: &[Option<String>]) -> Option<String> {
+        let shown = |label: &Option<String>| {
+            label
+                .as_deref()
+                .map_or_else(|| "(none)".to_string(), |l| format!("{l:?}"))
+        };
+        let differences: Vec<String> = self
+            .facets
+            .iter()
+            .zip(first.iter().zip(later))
+            .filter(|(_, (a, b))| a != b)
+            .map(|(facet, (a, b))| format!("{} {} there, {} here", facet.name, shown(a), shown(b)))
+            .collect();
+        (!differences.is_empty()).then(|| differences.join("; "))
     }
 
     /// Label ids for a row's labels, creating labels where that is allowed.
@@ -356,7 +456,7 @@ impl<'a> Synchroniser<'a> {
                 self.report.added += 1;
                 (Status::Active, None, Some(*byte_size as i64))
             }
-            FileContent::Unreadable { reason, .. } => {
+            FileContent::Unreadable { reason, .. } | FileContent::NotRegular { reason, .. } => {
                 self.report.quarantined += 1;
                 (Status::Quarantined, Some(reason.clone()), None)
             }
@@ -406,7 +506,7 @@ impl<'a> Synchroniser<'a> {
             *self.foreign.entry(stored.source.clone()).or_default() += 1;
         }
         let (status, reason, byte_size) = match &row.content {
-            FileContent::Unreadable { reason, .. } => {
+            FileContent::Unreadable { reason, .. } | FileContent::NotRegular { reason, .. } => {
                 (Status::Quarantined, Some(reason.clone()), stored.byte_size)
             }
             FileContent::Hashed { byte_size, .. } => {
@@ -493,7 +593,9 @@ impl<'a> Synchroniser<'a> {
         }
 
         match (&row.content, changed) {
-            (FileContent::Unreadable { .. }, _) => self.report.quarantined += 1,
+            (FileContent::Unreadable { .. } | FileContent::NotRegular { .. }, _) => {
+                self.report.quarantined += 1
+            }
             (FileContent::Hashed { .. }, true) => self.report.updated += 1,
             (FileContent::Hashed { .. }, false) => self.report.unchanged += 1,
         }
@@ -624,7 +726,9 @@ impl<'a> Synchroniser<'a> {
 
     /// Marks the source's unlisted images removed, orders new labels, and builds the report.
     async fn finish(mut self, conn: &mut AnyConnection) -> Result<ImportReport, CatalogError> {
+        self.refuse_unusable_rows()?;
         let unlisted = self.unlisted_images(conn).await?;
+        self.refuse_mass_removal(conn, &unlisted).await?;
         for ids in unlisted.chunks(crate::sql::MAX_PARAMS - 1) {
             let sql = format!(
                 "UPDATE images SET status = 'removed', updated_at = {} WHERE id IN ({})",
@@ -665,6 +769,80 @@ impl<'a> Synchroniser<'a> {
         let mut report = self.report;
         report.warnings = self.warnings.into_vec();
         Ok(report)
+    }
+
+    /// Refuses an import that names paths that are no regular files, or (unless allowed) one
+    /// where too many rows name missing files: likely a manifest for another machine or
+    /// folder. The transaction is then rolled back, so nothing is written.
+    fn refuse_unusable_rows(&self) -> Result<(), CatalogError> {
+        let location = self.plan.display.clone();
+        if self.not_regular.count > 0 {
+            return Err(CatalogError::Source {
+                location,
+                message: format!(
+                    "{} rows name paths that are not image files: {}; list only image files. \
+                     Nothing was imported",
+                    self.not_regular.count,
+                    self.not_regular.describe()
+                ),
+            });
+        }
+        let rows = self.report.rows.max(1) as f64;
+        let share = self.missing.count as f64 / rows;
+        if !self.opts.allow_missing && share > self.opts.max_missing_share {
+            return Err(CatalogError::Source {
+                location,
+                message: format!(
+                    "{} of {} rows ({:.0}%, more than {:.0}%) name files that are missing, \
+                     unreadable or empty: {}. Nothing was imported; check that the paths are \
+                     relative to the manifest's folder, or pass --allow-missing to import them \
+                     as quarantined placeholders",
+                    self.missing.count,
+                    self.report.rows,
+                    share * 100.0,
+                    self.opts.max_missing_share * 100.0,
+                    self.missing.describe()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses (unless allowed) an import that would mark more than the allowed share of the
+    /// source's images removed: a manifest cut short or emptied by mistake.
+    async fn refuse_mass_removal(
+        &self,
+        conn: &mut AnyConnection,
+        unlisted: &[String],
+    ) -> Result<(), CatalogError> {
+        let before = self.owned_before.max(1) as f64;
+        let share = unlisted.len() as f64 / before;
+        if self.opts.allow_removals || unlisted.is_empty() || share <= self.opts.max_removed_share {
+            return Ok(());
+        }
+        let mut named = PathTally::default();
+        for id in unlisted.iter().take(NAMED_PATHS) {
+            let uri: String = sqlx::query_scalar("SELECT uri FROM images WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(db("naming images the source no longer lists"))?;
+            named.push(&uri);
+        }
+        named.count = unlisted.len() as u64;
+        Err(CatalogError::Source {
+            location: self.plan.display.clone(),
+            message: format!(
+                "this import would mark {} of the source's {} images removed ({:.0}%, more than \
+                 {:.0}%) because it no longer lists them: {}. Was the manifest cut short? Nothing \
+                 was imported; pass --allow-removals to remove them",
+                unlisted.len(),
+                self.owned_before,
+                share * 100.0,
+                self.opts.max_removed_share * 100.0,
+                named.describe()
+            ),
+        })
     }
 
     /// Images of this source that are not removed and that this import did not list.

@@ -38,11 +38,14 @@ mod content;
 mod error;
 mod folder;
 mod import;
+mod leases;
 mod manifest;
 mod model;
+mod open_check;
 mod queries;
 mod review;
 mod runs;
+mod settings;
 mod source;
 mod sql;
 mod truth;
@@ -52,7 +55,6 @@ mod users;
 use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
-use std::time::Duration;
 
 use sqlx::AnyPool;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -60,6 +62,7 @@ use sqlx::{Any, Transaction};
 
 pub use content::{PLACEHOLDER_PREFIX, split_for_digest};
 pub use error::CatalogError;
+pub use leases::RunLease;
 pub use model::{
     Backend, BoxRecord, CatalogSummary, CheckOutcome, CheckReport, CheckedImage, FacetSummary,
     ImageLabel, ImageRecord, ImageRef, ImportOptions, ImportProgress, ImportReport, LabelEvent,
@@ -77,9 +80,6 @@ pub use users::{Role, SessionRecord, UserRecord};
 
 use error::db;
 use url::DatabaseTarget;
-
-/// How long a SQLite connection waits for another writer before giving up.
-const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A connection pool to one catalogue database.
 #[derive(Debug, Clone)]
@@ -118,34 +118,12 @@ impl Catalog {
         };
         let pool = match target.backend {
             Backend::Sqlite => {
+                if let Some(file) = &target.sqlite_file {
+                    open_check::check_sqlite_file(file, &options).await?;
+                }
                 AnyPoolOptions::new()
                     .max_connections(4)
-                    .after_connect(|conn, _meta| {
-                        Box::pin(async move {
-                            // WAL lets readers work while an import writes; NORMAL sync is
-                            // durable across application crashes and much faster than FULL.
-                            let busy = format!(
-                                "PRAGMA busy_timeout = {}",
-                                SQLITE_BUSY_TIMEOUT.as_millis()
-                            );
-                            sqlx::raw_sql(sqlx::AssertSqlSafe(busy))
-                                .execute(&mut *conn)
-                                .await?;
-                            sqlx::raw_sql("PRAGMA journal_mode = WAL")
-                                .execute(&mut *conn)
-                                .await?;
-                            // A 64 MiB page cache (the default is 2 MiB) keeps the index pages a
-                            // large import touches in memory instead of spilling them to the WAL
-                            // mid-transaction and reading them back.
-                            sqlx::raw_sql(
-                                "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-                                 PRAGMA cache_size = -65536",
-                            )
-                            .execute(&mut *conn)
-                            .await?;
-                            Ok(())
-                        })
-                    })
+                    .after_connect(|conn, _meta| Box::pin(open_check::prepare_sqlite(conn)))
                     .connect_with(options)
                     .await
             }
@@ -161,14 +139,46 @@ impl Catalog {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await,
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await,
         };
-        migrated.map_err(|source| CatalogError::Migrate {
-            url: url.to_string(),
-            source,
+        migrated.map_err(|source| {
+            let damage = match (&source, &target.sqlite_file) {
+                (
+                    sqlx::migrate::MigrateError::Execute(e)
+                    | sqlx::migrate::MigrateError::ExecuteMigration(e, _),
+                    Some(file),
+                ) => open_check::damage(e).map(|reason| (file, reason)),
+                _ => None,
+            };
+            match damage {
+                Some((file, reason)) => CatalogError::NotACatalogue {
+                    path: file.clone(),
+                    reason,
+                },
+                None => CatalogError::Migrate {
+                    url: url.to_string(),
+                    source,
+                },
+            }
         })?;
         Ok(Catalog {
             pool,
             backend: target.backend,
         })
+    }
+
+    /// Like [`Catalog::open`], but `None` instead of creating a SQLite file that does not
+    /// exist (or for an in-memory one): for commands that only read a catalogue if there is
+    /// one.
+    pub async fn open_existing(url: &str) -> Result<Option<Catalog>, CatalogError> {
+        let target = DatabaseTarget::parse(url)?;
+        let exists = match (target.backend, &target.sqlite_file) {
+            (Backend::Sqlite, Some(file)) => file.exists(),
+            (Backend::Sqlite, None) => false,
+            (Backend::Postgres, _) => true,
+        };
+        if !exists {
+            return Ok(None);
+        }
+        Catalog::open(url).await.map(Some)
     }
 
     pub fn backend(&self) -> Backend {
@@ -253,9 +263,81 @@ impl Catalog {
         runs::set_run_progress(&self.pool, run, progress).await
     }
 
-    /// Ends a running run as completed or failed.
+    /// Ends a running or interrupted run as completed or failed.
     pub async fn finish_run(&self, run: i64, finish: &RunFinish) -> Result<(), CatalogError> {
-        runs::finish_run(&self.pool, run, finish).await
+        runs::finish_run(&self.pool, run, finish, runs::FinishGuard::Any).await
+    }
+
+    /// Ends an interrupted run as failed with `error` (a reviewer gives up on resuming it);
+    /// any other state is refused.
+    pub async fn fail_interrupted_run(&self, run: i64, error: &str) -> Result<(), CatalogError> {
+        let finish = RunFinish {
+            status: RunStatus::Failed,
+            summary: None,
+            model_ref: None,
+            error: Some(error.to_string()),
+        };
+        runs::finish_run(&self.pool, run, &finish, runs::FinishGuard::Interrupted).await
+    }
+
+    /// Like [`Catalog::finish_run`], but only while `owner` still holds the run's lease: a
+    /// process whose lease expired and was taken over must not record its results.
+    pub async fn finish_held_run(
+        &self,
+        run: i64,
+        owner: &str,
+        finish: &RunFinish,
+    ) -> Result<(), CatalogError> {
+        runs::finish_run(&self.pool, run, finish, runs::FinishGuard::HeldBy(owner)).await
+    }
+
+    /// Takes run `run` for `owner` until `expires_at` (UTC unix ms) and makes it `running` again
+    /// if it had failed or was interrupted. [`CatalogError::RunHeld`] while another owner's
+    /// lease is alive, unless that owner is `gone_owner` (a holder the caller knows is dead);
+    /// [`CatalogError::RunState`] for a completed run.
+    pub async fn take_run(
+        &self,
+        run: i64,
+        owner: &str,
+        expires_at: i64,
+        gone_owner: Option<&str>,
+    ) -> Result<(), CatalogError> {
+        leases::take_run(&self.pool, run, owner, expires_at, gone_owner).await
+    }
+
+    /// Extends `owner`'s leases on `runs` to `expires_at`; returns the runs it no longer holds.
+    pub async fn renew_run_leases(
+        &self,
+        owner: &str,
+        runs: &[i64],
+        expires_at: i64,
+    ) -> Result<Vec<i64>, CatalogError> {
+        leases::renew(&self.pool, owner, runs, expires_at).await
+    }
+
+    /// Marks `interrupted` every running run whose holder is gone (no lease, an expired one,
+    /// or an owner `gone` reports dead) and returns them.
+    pub async fn interrupt_orphaned_runs(
+        &self,
+        gone: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<Vec<i64>, CatalogError> {
+        leases::interrupt_orphans(&self.pool, gone).await
+    }
+
+    /// The catalogue's id (16 hex digits, drawn the first time it is asked for): what keeps
+    /// the files of two catalogues apart when they share a folder.
+    pub async fn catalog_id(&self) -> Result<String, CatalogError> {
+        settings::catalog_id(&self.pool).await
+    }
+
+    /// The setting stored under `key`, storing `candidate` first if there is none (the web
+    /// app's secrets). Concurrent callers all get the first value stored.
+    pub async fn setting_or_insert(
+        &self,
+        key: &str,
+        candidate: &str,
+    ) -> Result<String, CatalogError> {
+        settings::value_or_insert(&self.pool, key, candidate).await
     }
 
     /// Takes a failed run (or one left running by a process that died) back to running,

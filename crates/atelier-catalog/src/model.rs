@@ -108,6 +108,16 @@ pub struct ImportOptions {
     pub test_fraction: f64,
     /// Accept labels an existing facet does not know yet, appending them to its label order.
     pub allow_new_labels: bool,
+    /// Import even when more than [`ImportOptions::max_missing_share`] of the rows name
+    /// missing, unreadable or empty files (they become quarantined placeholders).
+    pub allow_missing: bool,
+    /// Share of rows that may name missing files before the import is refused (0.0 to 1.0).
+    pub max_missing_share: f64,
+    /// Import even when it marks more than [`ImportOptions::max_removed_share`] of the source's
+    /// images removed (the source no longer lists them).
+    pub allow_removals: bool,
+    /// Share of the source's images an import may mark removed before it is refused.
+    pub max_removed_share: f64,
     /// Recorded as the actor of every label event the import writes.
     pub actor: String,
     pub on_progress: Option<ProgressFn>,
@@ -118,6 +128,10 @@ impl Default for ImportOptions {
         ImportOptions {
             test_fraction: 0.1,
             allow_new_labels: false,
+            allow_missing: false,
+            max_missing_share: 0.1,
+            allow_removals: false,
+            max_removed_share: 0.2,
             actor: "import".to_string(),
             on_progress: None,
         }
@@ -129,6 +143,10 @@ impl fmt::Debug for ImportOptions {
         f.debug_struct("ImportOptions")
             .field("test_fraction", &self.test_fraction)
             .field("allow_new_labels", &self.allow_new_labels)
+            .field("allow_missing", &self.allow_missing)
+            .field("max_missing_share", &self.max_missing_share)
+            .field("allow_removals", &self.allow_removals)
+            .field("max_removed_share", &self.max_removed_share)
             .field("actor", &self.actor)
             .field("on_progress", &self.on_progress.as_ref().map(|_| "Fn"))
             .finish()

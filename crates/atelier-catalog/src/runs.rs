@@ -17,17 +17,23 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, Row};
 
 use crate::error::{CatalogError, db};
+use crate::leases::RunLease;
 use crate::model::{Backend, Split};
 use crate::sql::{ParamStyle, assembled, insert_values, now_millis, placeholders, select_where_in};
 
-/// Where a run stands. A run starts `Running`; [`crate::Catalog::finish_run`] ends it, and
-/// [`crate::Catalog::reopen_run`] takes a failed run back to `Running`.
+/// Where a run stands. A run starts `Running`; [`crate::Catalog::finish_run`] ends it;
+/// [`crate::Catalog::interrupt_orphaned_runs`] marks a running run whose process is gone
+/// `Interrupted`; [`crate::Catalog::take_run`] takes a failed or interrupted run back to
+/// `Running`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunStatus {
     Running,
     Completed,
     Failed,
+    /// The process that trained it stopped without finishing (a crash, a restart): it can be
+    /// resumed from its checkpoints, or marked failed.
+    Interrupted,
 }
 
 impl RunStatus {
@@ -36,6 +42,7 @@ impl RunStatus {
             RunStatus::Running => "running",
             RunStatus::Completed => "completed",
             RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
         }
     }
 
@@ -45,6 +52,7 @@ impl RunStatus {
             "running" => Some(RunStatus::Running),
             "completed" => Some(RunStatus::Completed),
             "failed" => Some(RunStatus::Failed),
+            "interrupted" => Some(RunStatus::Interrupted),
             _ => None,
         }
     }
@@ -72,6 +80,9 @@ pub struct NewRun {
     pub config: Value,
     /// The run this one continues or was derived from.
     pub parent_run: Option<i64>,
+    /// The process that records the run holds it from the start (so that a run queued but not
+    /// yet training is not taken for an orphan); `None` leaves it unheld.
+    pub lease: Option<RunLease>,
 }
 
 /// How a run ended. `status` must be `Completed` or `Failed`; `summary`, `model_ref` and
@@ -100,6 +111,9 @@ pub struct RunRecord {
     pub model_ref: Option<String>,
     pub error: Option<String>,
     pub parent_run: Option<i64>,
+    /// Who holds the run while it is queued or trains; `None` once it finished or was
+    /// interrupted.
+    pub lease: Option<RunLease>,
 }
 
 /// What a run learnt for one facet.
@@ -157,7 +171,8 @@ pub struct LabelledImage {
 }
 
 const RUN_COLUMNS: &str = "id, kind, status, created_at, updated_at, finished_at, config, \
-                           progress, summary, model_ref, error, parent_run";
+                           progress, summary, model_ref, error, parent_run, lease_owner, \
+                           lease_expires_at";
 
 pub(crate) async fn create_run(
     pool: &AnyPool,
@@ -171,14 +186,17 @@ pub(crate) async fn create_run(
         ensure_run_exists(&mut tx, parent).await?;
     }
     let id = sqlx::query(
-        "INSERT INTO runs (kind, status, created_at, updated_at, config, parent_run) \
-         VALUES ($1, 'running', $2, $3, $4, $5) RETURNING id",
+        "INSERT INTO runs (kind, status, created_at, updated_at, config, parent_run, \
+         lease_owner, lease_expires_at) \
+         VALUES ($1, 'running', $2, $3, $4, $5, $6, $7) RETURNING id",
     )
     .bind(new.kind.as_str())
     .bind(now)
     .bind(now)
     .bind(new.config.to_string())
     .bind(new.parent_run)
+    .bind(new.lease.as_ref().map(|l| l.owner.clone()))
+    .bind(new.lease.as_ref().map(|l| l.expires_at))
     .fetch_one(&mut *tx)
     .await
     .and_then(|row| row.try_get::<i64, _>(0))
@@ -208,35 +226,63 @@ pub(crate) async fn set_run_progress(
     Ok(())
 }
 
+/// Which runs a finish may end.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum FinishGuard<'a> {
+    /// A running or interrupted run, whoever holds it.
+    Any,
+    /// A running run that this owner still holds.
+    HeldBy(&'a str),
+    /// An interrupted run only (marking it failed).
+    Interrupted,
+}
+
 pub(crate) async fn finish_run(
     pool: &AnyPool,
     run: i64,
     finish: &RunFinish,
+    guard: FinishGuard<'_>,
 ) -> Result<(), CatalogError> {
     let context = "finishing a run";
-    if finish.status == RunStatus::Running {
+    if matches!(finish.status, RunStatus::Running | RunStatus::Interrupted) {
         return Err(CatalogError::InvalidRunData {
             run,
-            message: "a run is finished as completed or failed, not running".to_string(),
+            message: "a run is finished as completed or failed".to_string(),
         });
     }
     let now = now_millis();
-    let updated = sqlx::query(
+    let (condition, holder, allowed) = match guard {
+        FinishGuard::Any => (
+            "status IN ('running', 'interrupted') AND $8 = ''",
+            "",
+            "a running or interrupted",
+        ),
+        FinishGuard::HeldBy(owner) => (
+            "status = 'running' AND lease_owner = $8",
+            owner,
+            "a running run this process holds, or",
+        ),
+        FinishGuard::Interrupted => ("status = 'interrupted' AND $8 = ''", "", "an interrupted"),
+    };
+    let sql = format!(
         "UPDATE runs SET status = $1, summary = $2, model_ref = $3, error = $4, \
-         finished_at = $5, updated_at = $6 WHERE id = $7 AND status = 'running'",
-    )
-    .bind(finish.status.as_str())
-    .bind(finish.summary.as_ref().map(Value::to_string))
-    .bind(finish.model_ref.as_deref())
-    .bind(finish.error.as_deref())
-    .bind(now)
-    .bind(now)
-    .bind(run)
-    .execute(pool)
-    .await
-    .map_err(db(context))?;
+         finished_at = $5, updated_at = $6, lease_owner = NULL, lease_expires_at = NULL \
+         WHERE id = $7 AND {condition}"
+    );
+    let updated = assembled(sql)
+        .bind(finish.status.as_str())
+        .bind(finish.summary.as_ref().map(Value::to_string))
+        .bind(finish.model_ref.as_deref())
+        .bind(finish.error.as_deref())
+        .bind(now)
+        .bind(now)
+        .bind(run)
+        .bind(holder.to_string())
+        .execute(pool)
+        .await
+        .map_err(db(context))?;
     if updated.rows_affected() == 0 {
-        return Err(refusal(pool, run, "finish it", "a running").await);
+        return Err(refusal(pool, run, "finish it", allowed).await);
     }
     Ok(())
 }
@@ -247,7 +293,7 @@ pub(crate) async fn reopen_run(pool: &AnyPool, run: i64) -> Result<(), CatalogEr
     let context = "reopening a run";
     let updated = sqlx::query(
         "UPDATE runs SET status = 'running', finished_at = NULL, error = NULL, updated_at = $1 \
-         WHERE id = $2 AND status IN ('failed', 'running')",
+         WHERE id = $2 AND status IN ('failed', 'running', 'interrupted')",
     )
     .bind(now_millis())
     .bind(run)
@@ -255,7 +301,7 @@ pub(crate) async fn reopen_run(pool: &AnyPool, run: i64) -> Result<(), CatalogEr
     .await
     .map_err(db(context))?;
     if updated.rows_affected() == 0 {
-        return Err(refusal(pool, run, "reopen it", "a failed or running").await);
+        return Err(refusal(pool, run, "reopen it", "a failed, interrupted or running").await);
     }
     Ok(())
 }
@@ -342,6 +388,13 @@ fn run_record(row: &AnyRow) -> Result<RunRecord, CatalogError> {
         model_ref: row.try_get(9).map_err(&get)?,
         error: row.try_get(10).map_err(&get)?,
         parent_run: row.try_get(11).map_err(&get)?,
+        lease: match (
+            row.try_get::<Option<String>, _>(12).map_err(&get)?,
+            row.try_get::<Option<i64>, _>(13).map_err(&get)?,
+        ) {
+            (Some(owner), Some(expires_at)) => Some(RunLease { owner, expires_at }),
+            _ => None,
+        },
     })
 }
 

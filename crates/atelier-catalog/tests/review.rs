@@ -98,6 +98,7 @@ async fn start_run(catalog: &Catalog) -> i64 {
             kind: "facets".to_string(),
             config: json!({}),
             parent_run: None,
+            lease: None,
         })
         .await
         .unwrap()

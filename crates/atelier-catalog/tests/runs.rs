@@ -61,6 +61,7 @@ async fn start_run(catalog: &Catalog) -> i64 {
             kind: "facets".to_string(),
             config: json!({"backbone": "tiny", "epochs": 2}),
             parent_run: None,
+            lease: None,
         })
         .await
         .unwrap()
@@ -295,6 +296,7 @@ async fn run_lifecycle_create_progress_finish_reopen(env: &TestEnv) {
             kind: "facets".to_string(),
             config: json!(null),
             parent_run: Some(first),
+            lease: None,
         })
         .await
         .unwrap();
@@ -371,6 +373,7 @@ async fn run_lifecycle_create_progress_finish_reopen(env: &TestEnv) {
                 kind: "facets".to_string(),
                 config: json!({}),
                 parent_run: Some(second + 100),
+                lease: None,
             })
             .await
             .unwrap_err(),

@@ -95,6 +95,15 @@ pub struct ServeArgs {
     /// Where thumbnails are kept (default: ~/.cache/atelier/thumbnails).
     #[arg(long)]
     pub thumbnail_cache: Option<PathBuf>,
+    /// Mark cookies `Secure` (browsers then send them over HTTPS only): for an app reached
+    /// over HTTPS.
+    #[arg(long)]
+    pub secure_cookies: bool,
+    /// The app runs behind a reverse proxy it trusts: take the client address from the last
+    /// entry of X-Forwarded-For, and mark cookies Secure when X-Forwarded-Proto is https. Only
+    /// with an --addr that the proxy alone can reach.
+    #[arg(long)]
+    pub behind_proxy: bool,
 }
 
 #[derive(Debug, Args)]
@@ -332,6 +341,12 @@ pub enum ModelsAction {
     },
     /// Remove NAME@VERSION (refused while a tag points at it; its number is never reused).
     Rm { reference: String },
+    /// Record the size and SHA-256 of every file of a model folder saved before models carried
+    /// checksums (`checksums.json`), so that it can be used again: only for files you trust.
+    Seal {
+        /// The model folder.
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -405,6 +420,14 @@ pub struct ImportArgs {
     /// Accept labels unknown to an existing facet (appended to the end of its order).
     #[arg(long)]
     pub allow_new_labels: bool,
+    /// Import even when more than a tenth of the rows name missing, unreadable or empty files
+    /// (they become quarantined placeholders); without it such an import is refused.
+    #[arg(long)]
+    pub allow_missing: bool,
+    /// Import even when it marks more than a fifth of the source's images removed (the source
+    /// no longer lists them); without it such an import is refused.
+    #[arg(long)]
+    pub allow_removals: bool,
     /// PATH is a truth.csv from `atelier synth --label-noise`: store its clean labels for
     /// already imported images (the mistag queue then reports precision@k against them).
     #[arg(long)]

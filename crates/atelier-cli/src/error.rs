@@ -52,6 +52,10 @@ impl From<atelier_catalog::CatalogError> for CliError {
                 | E::LabelOrder { .. }
                 | E::UnknownImage(_)
                 | E::InvalidOptions(_)
+                | E::NotACatalogue { .. }
+                | E::Damaged { .. }
+                | E::RunHeld { .. }
+                | E::RunState { .. }
         );
         CliError {
             message: e.to_string(),

@@ -468,13 +468,25 @@ impl ModelStore {
         let (bytes, manifest) = self.manifest_bytes(&reference.name, version).await?;
         let manifest_sha256 = hex::encode(Sha256::digest(&bytes));
         let dir = self.cache_dir.join(&manifest_sha256);
-        if cache_is_complete(&dir, &manifest) {
-            return Ok(Pulled {
-                manifest,
-                manifest_sha256,
-                dir,
-                downloaded: false,
-            });
+        match verify_cache(&dir, &manifest) {
+            Ok(()) => {
+                return Ok(Pulled {
+                    manifest,
+                    manifest_sha256,
+                    dir,
+                    downloaded: false,
+                });
+            }
+            // Damaged since it was pulled: fetch a good copy instead.
+            Err(Some(damage)) => {
+                tracing::warn!(
+                    "the cached copy of {} in {} is damaged ({damage}); downloading it again",
+                    manifest.reference(),
+                    dir.display()
+                );
+                std::fs::remove_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+            }
+            Err(None) => {}
         }
         std::fs::create_dir_all(&self.cache_dir).map_err(|e| StoreError::io(&self.cache_dir, e))?;
         let partial = self
@@ -489,7 +501,7 @@ impl ModelStore {
         if let Err(error) = std::fs::rename(&partial, &dir) {
             let _ = std::fs::remove_dir_all(&partial);
             // Another process finished the same pull first; its copy is as good as ours.
-            if !cache_is_complete(&dir, &manifest) {
+            if verify_cache(&dir, &manifest).is_err() {
                 return Err(StoreError::io(&dir, error));
             }
         }
@@ -821,12 +833,38 @@ fn verify_part(model: &str, part: &Part, size: u64, sha256: &str) -> StoreResult
     Ok(())
 }
 
-/// A cache folder is only ever created complete (by rename), so a size check per part is
-/// enough to catch a folder someone has since edited by hand.
-fn cache_is_complete(dir: &Path, manifest: &Manifest) -> bool {
-    manifest.parts.iter().all(|part| {
-        std::fs::metadata(dir.join(&part.name)).is_ok_and(|m| m.is_file() && m.len() == part.size)
-    })
+/// Checks a cache folder against the manifest, size and SHA-256 of every part: `Err(None)` when
+/// there is no cached copy, `Err(Some(what))` when it is damaged (a cache folder is only ever
+/// created complete, by rename, so anything else is a change made since).
+fn verify_cache(dir: &Path, manifest: &Manifest) -> Result<(), Option<String>> {
+    if !dir.is_dir() {
+        return Err(None);
+    }
+    for part in &manifest.parts {
+        let path = dir.join(&part.name);
+        let (size, sha256) = file_sha256(&path).map_err(|e| Some(format!("{}: {e}", part.name)))?;
+        verify_part(&manifest.reference().to_string(), part, size, &sha256)
+            .map_err(|e| Some(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Size and SHA-256 (hex) of a file, streamed.
+fn file_sha256(path: &Path) -> std::io::Result<(u64, String)> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let read = file.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+        size += read as u64;
+    }
+    Ok((size, hex::encode(hasher.finalize())))
 }
 
 /// The files of a model folder, sorted by name. A model is flat: subfolders are refused, as

@@ -1,10 +1,13 @@
 //! A trained model as a folder of files: `model.json` (architecture, input, facets with label
 //! orders, class weights, training configuration, run id), `weights.bpk` (every parameter and
-//! batch-norm statistic of the network), `metrics.json` (the run's F1 tables) and, for a model
-//! trained from the catalogue, `lineage.json` (which labels it learnt from).
+//! batch-norm statistic of the network), `metrics.json` (the run's F1 tables), for a model
+//! trained from the catalogue `lineage.json` (which labels it learnt from), and
+//! `checksums.json`: the size and SHA-256 of every other file.
 //!
 //! The folder is written under a temporary name and renamed into place, so a reader never sees
-//! half a model. The model store (`atelier-store`) moves these folders to object storage.
+//! half a model; [`load_model`] checks every file against `checksums.json` before it uses any,
+//! so a damaged or altered model is refused, never used. The model store (`atelier-store`)
+//! moves these folders to object storage.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -30,6 +33,9 @@ pub const WEIGHTS_FILE: &str = "weights.bpk";
 pub const METRICS_FILE: &str = "metrics.json";
 /// Written next to `model.json` by a catalogue run: where the model's data came from.
 pub const LINEAGE_FILE: &str = "lineage.json";
+/// The size and SHA-256 of every other file of a model folder.
+pub const CHECKSUMS_FILE: &str = "checksums.json";
+const CHECKSUMS_FORMAT: &str = "atelier-checksums";
 const FORMAT: &str = "atelier-facet-model";
 const FORMAT_VERSION: u32 = 1;
 
@@ -114,12 +120,14 @@ impl ModelManifest {
     }
 }
 
-/// Writes a model folder at `dir` (which must not exist yet).
+/// Writes a model folder at `dir` (which must not exist yet), with its lineage when given and
+/// the checksums of every file.
 pub fn save_model(
     dir: &Path,
     manifest: &ModelManifest,
     net: &FacetNet,
     evaluation: &[FacetEvaluation],
+    lineage: Option<&Value>,
 ) -> Result<(), TrainError> {
     if dir.exists() {
         return Err(TrainError::Config(format!(
@@ -137,10 +145,15 @@ pub fn save_model(
     save_module(net, &temporary.join(WEIGHTS_FILE))?;
     write_json_atomically(&temporary.join(METRICS_FILE), &evaluation)?;
     write_json_atomically(&temporary.join(MODEL_FILE), manifest)?;
+    if let Some(lineage) = lineage {
+        write_json_atomically(&temporary.join(LINEAGE_FILE), lineage)?;
+    }
+    seal_model(&temporary)?;
     fs::rename(&temporary, dir).map_err(|e| TrainError::io(dir, e))
 }
 
-/// Reads a model folder and rebuilds its network on `device`.
+/// Reads a model folder, after checking every file against its checksums, and rebuilds its
+/// network on `device`.
 pub fn load_model(dir: &Path, device: &Device) -> Result<(ModelManifest, FacetNet), TrainError> {
     let manifest_path = dir.join(MODEL_FILE);
     if !manifest_path.exists() {
@@ -149,6 +162,7 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<(ModelManifest, FacetNe
             "not found: this is not a model folder (train one with `atelier train facets`)",
         ));
     }
+    verify_model(dir)?;
     let manifest: ModelManifest = read_json(&manifest_path)?;
     if manifest.format != FORMAT || manifest.format_version > FORMAT_VERSION {
         return Err(TrainError::artifact(
@@ -163,28 +177,128 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<(ModelManifest, FacetNe
     Ok((manifest, net))
 }
 
+/// One file of a model folder as `checksums.json` records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct FileChecksum {
+    name: String,
+    size: u64,
+    sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Checksums {
+    format: String,
+    format_version: u32,
+    files: Vec<FileChecksum>,
+}
+
+/// Writes `checksums.json` into model folder `dir`: the size and SHA-256 of each of its other
+/// files. Training does this for every model it saves; `atelier models seal` does it for a
+/// folder saved before models carried checksums.
+pub fn seal_model(dir: &Path) -> Result<(), TrainError> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| TrainError::io(dir, e))? {
+        let path = entry.map_err(|e| TrainError::io(dir, e))?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        if name == CHECKSUMS_FILE || !path.is_file() {
+            continue;
+        }
+        let (size, sha256) = file_checksum(&path)?;
+        files.push(FileChecksum { name, size, sha256 });
+    }
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    let checksums = Checksums {
+        format: CHECKSUMS_FORMAT.into(),
+        format_version: 1,
+        files,
+    };
+    write_json_atomically(&dir.join(CHECKSUMS_FILE), &checksums)
+}
+
+/// Checks every file `checksums.json` lists in model folder `dir` (size, then SHA-256), and
+/// that it lists the manifest and the weights. The error names the file and the fix.
+pub fn verify_model(dir: &Path) -> Result<(), TrainError> {
+    let path = dir.join(CHECKSUMS_FILE);
+    if !path.exists() {
+        return Err(TrainError::artifact(
+            &path,
+            "not found, so the model's files cannot be verified (it was saved before models \
+             carried checksums); retrain it, or if you trust these files, record their \
+             checksums with `atelier models seal DIR`",
+        ));
+    }
+    let checksums: Checksums = read_json(&path)?;
+    for required in [MODEL_FILE, WEIGHTS_FILE] {
+        if !checksums.files.iter().any(|f| f.name == required) {
+            return Err(TrainError::artifact(
+                &path,
+                format!("lists no {required}: the model folder cannot be verified"),
+            ));
+        }
+    }
+    for file in &checksums.files {
+        let file_path = dir.join(&file.name);
+        if file.name.contains(['/', '\\']) || file.name.starts_with('.') {
+            return Err(TrainError::artifact(
+                &path,
+                format!("lists {:?}, which is not a file of the folder", file.name),
+            ));
+        }
+        let (size, sha256) = file_checksum(&file_path)?;
+        if size != file.size || sha256 != file.sha256 {
+            return Err(TrainError::artifact(
+                &file_path,
+                format!(
+                    "is {size} bytes with SHA-256 {}…, but {CHECKSUMS_FILE} says {} bytes with \
+                     {}…: the file changed after the model was saved; pull the model again \
+                     (`atelier models pull`) or retrain it",
+                    &sha256[..12],
+                    file.size,
+                    &file.sha256[..12.min(file.sha256.len())]
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The size and SHA-256 (hex) of a file, streamed.
+fn file_checksum(path: &Path) -> Result<(u64, String), TrainError> {
+    use std::io::Read;
+    let mut file = fs::File::open(path).map_err(|e| TrainError::io(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let read = file
+            .read(&mut buffer)
+            .map_err(|e| TrainError::io(path, e))?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+        size += read as u64;
+    }
+    Ok((size, hex::encode(hasher.finalize())))
+}
+
 fn partial_name(dir: &Path) -> PathBuf {
     let mut name = dir.file_name().unwrap_or_default().to_os_string();
     name.push(".partial");
     dir.with_file_name(name)
 }
 
-/// Writes `lineage.json` into a model folder: the hash of the catalogue labels the run used,
-/// image counts per split and per label, the run, and what the network started from.
+/// What `lineage.json` of a model holds: the hash of the catalogue labels the run used, image
+/// counts per split and per label, the run, and what the network started from.
 ///
 /// The label snapshot hash is the SHA-256 of the sorted lines `image_id TAB split TAB facet
 /// TAB label`, one per labelled (image, facet) pair of the run: two models trained on the same
 /// labels of the same images have the same hash, whatever the catalogue's row order.
-pub fn write_lineage(
-    dir: &Path,
-    dataset: &Dataset,
-    run: i64,
-    config: &TrainConfig,
-) -> Result<(), TrainError> {
-    write_json_atomically(&dir.join(LINEAGE_FILE), &lineage(dataset, run, config))
-}
-
-fn lineage(dataset: &Dataset, run: i64, config: &TrainConfig) -> Value {
+pub fn lineage(dataset: &Dataset, run: i64, config: &TrainConfig) -> Value {
     let mut lines = Vec::new();
     let mut images: BTreeMap<&str, u64> = BTreeMap::new();
     let mut labels: BTreeMap<&str, BTreeMap<&str, BTreeMap<&str, u64>>> = BTreeMap::new();

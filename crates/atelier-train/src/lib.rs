@@ -17,7 +17,8 @@
 //!
 //! Training itself never touches the catalogue; [`job`] reads a dataset from it and stores a
 //! run's results back, and [`runner`] drives a catalogue run from creation to completion
-//! (including `retrain`), for the command line and the web app alike. Progress goes to an
+//! (including `retrain`), for the command line and the web app alike, holding each run by a
+//! lease in the catalogue ([`lease`]). Progress goes to an
 //! [`progress::Observer`], so this crate draws nothing.
 
 pub mod artifact;
@@ -32,6 +33,7 @@ pub mod folds;
 pub mod init;
 pub mod input;
 pub mod job;
+pub mod lease;
 pub mod locator;
 pub mod loss;
 pub mod metrics;

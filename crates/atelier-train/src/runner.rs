@@ -14,17 +14,23 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use atelier_catalog::{Catalog, CatalogError, NewRun, RunFinish, RunRecord, RunStatus, now_millis};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use atelier_catalog::{
+    Catalog, CatalogError, NewRun, RunFinish, RunLease, RunRecord, RunStatus, now_millis,
+};
 use serde_json::{Value, json};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
-use crate::artifact::{ModelManifest, save_model, write_lineage};
+use crate::artifact::{ModelManifest, lineage, save_model};
 use crate::config::TrainConfig;
 use crate::data::{Dataset, Split};
 use crate::error::TrainError;
 use crate::evaluate::{FacetEvaluation, Probabilities, evaluate};
 use crate::folds::cross_fit;
 use crate::job;
+use crate::lease;
 use crate::mistags::drop_suspected_labels;
 use crate::progress::{EpochRecord, Observer, RunStart};
 use crate::trainer::train;
@@ -32,13 +38,14 @@ use crate::trainer::train;
 /// The `kind` of the catalogue runs this module records.
 pub const FACETS_RUN: &str = "facets";
 
-/// Where a run keeps its files.
+/// Where a run keeps its files. Checkpoints and models go into a folder named by the
+/// catalogue's id below each base, so that two catalogues sharing a folder never meet.
 #[derive(Debug, Clone)]
 pub struct RunPaths {
-    /// Checkpoints go to `run-N/` below (fold models to `run-N/fold-k/`). Stored with the run
-    /// when it is created; a resume uses the stored folder.
+    /// Checkpoints go to `CATALOG-ID/run-N/` below (fold models to `CATALOG-ID/run-N/fold-k/`).
+    /// Stored with the run when it is created; a resume uses the stored folder.
     pub checkpoint_base: PathBuf,
-    /// The model is saved as the folder `run-N/` below.
+    /// The model is saved as the folder `CATALOG-ID/run-N/` below.
     pub model_base: PathBuf,
     /// Frozen-backbone features, kept between runs (see [`crate::features::FeatureCache`]).
     pub feature_cache: PathBuf,
@@ -56,8 +63,9 @@ pub struct FinishedRun {
     pub best_epoch: usize,
 }
 
-/// Records a new run (status running) for `config` on the catalogue's facets; `parent_run` is the
-/// run it retrains. Refuses unknown facets before recording anything.
+/// Records a new run (status running, held by this process: see [`crate::lease`]) for `config`
+/// on the catalogue's facets; `parent_run` is the run it retrains. Refuses unknown facets
+/// before recording anything.
 ///
 /// An empty `config.facets` means every facet of the catalogue; the stored configuration
 /// names them, so a resume or retrain trains the same heads.
@@ -71,15 +79,20 @@ pub async fn create_run(
     let mut config = config.clone();
     config.facets = job::facet_names(catalog, &config.facets).await?;
     catalog.facet_label_orders(&config.facets).await?;
+    let catalog_id = catalog.catalog_id().await?;
     let stored = json!({
         "train": config,
-        "checkpoint_dir": absolute(&paths.checkpoint_base),
+        "checkpoint_dir": absolute(&paths.checkpoint_base.join(catalog_id)),
     });
     Ok(catalog
         .create_run(&NewRun {
             kind: FACETS_RUN.into(),
             config: stored,
             parent_run,
+            lease: Some(RunLease {
+                owner: lease::owner().to_string(),
+                expires_at: lease::expiry(),
+            }),
         })
         .await?)
 }
@@ -124,7 +137,10 @@ pub fn stored_checkpoint_base(record: &RunRecord) -> Option<PathBuf> {
 /// catalogue at each phase change and epoch end ({"phase":..,"epoch":..,"epochs":..,
 /// "fold":..,"folds":..,"updated_at":..}) so another process (the web app) can show it.
 ///
-/// A failed run is reopened first (that is how a run is resumed); a completed one is refused.
+/// The run is taken under this process's lease first (a failed or interrupted run is reopened:
+/// that is how a run is resumed), renewed while it trains; a completed run is refused, and so
+/// is a run another living process holds ([`CatalogError::RunHeld`]), so two processes never
+/// write the same checkpoints.
 pub async fn execute_run(
     catalog: &Catalog,
     run: i64,
@@ -132,17 +148,22 @@ pub async fn execute_run(
     observer: Box<dyn Observer + Send>,
 ) -> Result<FinishedRun, TrainError> {
     let record = find_run(catalog, run).await?;
-    match record.status {
-        RunStatus::Completed => {
-            return Err(TrainError::Config(format!(
-                "run {run} already completed; train a new one (`atelier retrain {run}` repeats it \
-                 on the current labels)"
-            )));
-        }
-        RunStatus::Failed => catalog.reopen_run(run).await?,
-        RunStatus::Running => {}
+    if record.status == RunStatus::Completed {
+        return Err(TrainError::Config(format!(
+            "run {run} already completed; train a new one (`atelier retrain {run}` repeats it \
+             on the current labels)"
+        )));
     }
+    claim_run(catalog, &record).await?;
+    let lost = Arc::new(AtomicBool::new(false));
+    let flag = lost.clone();
+    let heartbeat = tokio::spawn(lease::keep_alive(
+        catalog.clone(),
+        move || vec![run],
+        move |_| flag.store(true, Ordering::SeqCst),
+    ));
     let result = train_and_record(catalog, &record, paths, observer).await;
+    heartbeat.abort();
     if let Err(error) = &result {
         let failed = RunFinish {
             status: RunStatus::Failed,
@@ -151,11 +172,32 @@ pub async fn execute_run(
             error: Some(error.to_string()),
         };
         // The training error is the one to report; a second failure only gets logged.
-        if let Err(e) = catalog.finish_run(run, &failed).await {
-            tracing::warn!("run {run} failed ({error}) and could not be marked failed: {e}");
+        if let Err(e) = catalog.finish_held_run(run, lease::owner(), &failed).await {
+            let why = if lost.load(Ordering::SeqCst) {
+                " (its lease was lost)"
+            } else {
+                ""
+            };
+            tracing::warn!("run {run} failed ({error}) and could not be marked failed{why}: {e}");
         }
     }
     result
+}
+
+/// Takes `record`'s run for this process (see [`execute_run`]), also from a holder on this
+/// machine whose process is gone. The web app claims an interrupted run this way before it
+/// queues it for resuming.
+pub async fn claim_run(catalog: &Catalog, record: &RunRecord) -> Result<(), TrainError> {
+    let now = now_millis();
+    let gone = record
+        .lease
+        .as_ref()
+        .filter(|held| held.is_alive(now) && lease::owner_is_gone(&held.owner))
+        .map(|held| held.owner.clone());
+    catalog
+        .take_run(record.id, lease::owner(), lease::expiry(), gone.as_deref())
+        .await?;
+    Ok(())
 }
 
 async fn find_run(catalog: &Catalog, run: i64) -> Result<RunRecord, TrainError> {
@@ -194,10 +236,14 @@ async fn train_and_record(
     let run = record.id;
     let config = stored_config(record)?;
     config.check()?;
+    let catalog_id = catalog.catalog_id().await?;
     let checkpoint_dir = stored_checkpoint_base(record)
-        .unwrap_or_else(|| paths.checkpoint_base.clone())
+        .unwrap_or_else(|| paths.checkpoint_base.join(&catalog_id))
         .join(format!("run-{run}"));
-    let model_dir = paths.model_base.join(format!("run-{run}"));
+    let model_dir = paths
+        .model_base
+        .join(&catalog_id)
+        .join(format!("run-{run}"));
 
     let mut state = ProgressState::new(&config);
     state.phase = "load".into();
@@ -284,8 +330,9 @@ async fn train_and_record(
         "seconds": started.elapsed().as_secs_f64(),
     });
     catalog
-        .finish_run(
+        .finish_held_run(
             run,
+            lease::owner(),
             &RunFinish {
                 status: RunStatus::Completed,
                 summary: Some(summary.clone()),
@@ -392,10 +439,10 @@ fn train_blocking(
         // A resumed run that had already saved its model before being interrupted.
         std::fs::remove_dir_all(model_dir).map_err(|e| TrainError::io(model_dir, e))?;
     }
-    save_model(model_dir, &manifest, &main.net, &evaluation)?;
     // The lineage is the catalogue's labels at training time; the summary says which of them
     // the main model left out.
-    write_lineage(model_dir, &dataset, run, config)?;
+    let lineage = lineage(&dataset, run, config);
+    save_model(model_dir, &manifest, &main.net, &evaluation, Some(&lineage))?;
     let dropped_suspects = pruned.as_ref().map(|(_, dropped)| {
         dataset
             .facets

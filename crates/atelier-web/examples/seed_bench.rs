@@ -184,6 +184,7 @@ async fn seed(options: &Options, db: &Path) -> Result<Value> {
                 "seeded_by": "atelier-web example seed_bench",
             }),
             parent_run: None,
+            lease: None,
         })
         .await?;
     let mut results = Vec::with_capacity(FACETS.len());

@@ -1,23 +1,38 @@
-//! The application: shared state, the route table, HTML error pages, and `serve`.
+//! The application: shared state, the route table, HTML error pages, security headers,
+//! `serve`, and the upkeep it does while it runs (leases of queued runs, runs whose process is
+//! gone, expired sessions).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use atelier_catalog::Catalog;
+use atelier_train::lease;
 use atelier_train::runner::RunPaths;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
-use crate::auth::LoginLimiter;
+use crate::auth::DeviceKey;
+use crate::error::WebError;
 use crate::jobs::Jobs;
+use crate::limits::{LoginLimiter, LoginPolicy};
 use crate::pages;
 use crate::views;
+
+/// How often the app looks for runs whose process is gone and for expired sessions.
+const UPKEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// The Content-Security-Policy of every response: scripts, styles and images of this site
+/// only, no inline script or style, no framing, forms posting only here.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+     img-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; \
+     form-action 'self'";
 
 /// What `atelier serve` needs besides the catalogue.
 #[derive(Debug, Clone)]
@@ -26,6 +41,27 @@ pub struct AppConfig {
     pub run_paths: RunPaths,
     /// Where generated thumbnails are kept.
     pub thumbnail_cache: PathBuf,
+    /// Login limits and how many password checks run at once.
+    pub login: LoginPolicy,
+    /// Cookies always get the `Secure` flag (the app is reached over HTTPS only).
+    pub secure_cookies: bool,
+    /// The app runs behind a reverse proxy it trusts: the client address is the last one of
+    /// `X-Forwarded-For`, and `X-Forwarded-Proto: https` makes cookies `Secure`.
+    pub behind_proxy: bool,
+}
+
+impl AppConfig {
+    /// The settings for these folders, with the default login limits, plain cookies and no
+    /// proxy.
+    pub fn new(run_paths: RunPaths, thumbnail_cache: PathBuf) -> AppConfig {
+        AppConfig {
+            run_paths,
+            thumbnail_cache,
+            login: LoginPolicy::default(),
+            secure_cookies: false,
+            behind_proxy: false,
+        }
+    }
 }
 
 /// Everything a request handler can reach.
@@ -36,17 +72,79 @@ pub struct AppState {
     pub limiter: Arc<LoginLimiter>,
     pub jobs: Arc<Jobs>,
     pub mistags: Arc<pages::mistags::QueueCache>,
+    device_key: Arc<tokio::sync::OnceCell<DeviceKey>>,
 }
 
-/// The whole application as a router (tests drive it without a socket).
+impl AppState {
+    /// The key that signs known-device cookies (read from the catalogue once).
+    pub async fn device_key(&self) -> Result<DeviceKey, WebError> {
+        self.device_key
+            .get_or_try_init(|| DeviceKey::load(&self.catalog))
+            .await
+            .cloned()
+    }
+}
+
+/// The whole application as a router (tests drive it without a socket). [`start`] also does
+/// the app's upkeep, which `serve` needs.
 pub fn router(catalog: Catalog, config: AppConfig) -> Router {
-    let state = AppState {
+    routes(state(catalog, config))
+}
+
+/// The router of a serving app: first marks the runs whose process is gone `interrupted` and
+/// clears expired sessions, then keeps the leases of its queued runs and repeats that upkeep
+/// every minute, in the background, for as long as the runtime lives.
+pub async fn start(catalog: Catalog, config: AppConfig) -> Result<Router, WebError> {
+    let state = state(catalog, config);
+    upkeep(&state.catalog).await?;
+    let (catalog, jobs) = (state.catalog.clone(), state.jobs.clone());
+    tokio::spawn(lease::keep_alive(
+        catalog.clone(),
+        move || jobs.pending_runs(),
+        |lost| tracing::warn!("this app no longer holds the queued runs {lost:?}"),
+    ));
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(UPKEEP_EVERY);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            if let Err(error) = upkeep(&catalog).await {
+                tracing::warn!("app upkeep failed: {error}");
+            }
+        }
+    });
+    Ok(routes(state))
+}
+
+/// Marks runs whose process is gone `interrupted` and deletes expired sessions.
+async fn upkeep(catalog: &Catalog) -> Result<(), WebError> {
+    let interrupted = catalog
+        .interrupt_orphaned_runs(&lease::owner_is_gone)
+        .await?;
+    if !interrupted.is_empty() {
+        tracing::warn!(
+            "runs {interrupted:?} lost the process that trained them; they are interrupted \
+             (resume them or mark them failed on their pages)"
+        );
+    }
+    catalog
+        .delete_expired_sessions(crate::auth::now_millis())
+        .await?;
+    Ok(())
+}
+
+fn state(catalog: Catalog, config: AppConfig) -> AppState {
+    AppState {
         catalog,
+        limiter: Arc::new(LoginLimiter::new(config.login.clone())),
         config: Arc::new(config),
-        limiter: Arc::new(LoginLimiter::default()),
         jobs: Arc::new(Jobs::default()),
         mistags: Arc::new(pages::mistags::QueueCache::default()),
-    };
+        device_key: Arc::new(tokio::sync::OnceCell::new()),
+    }
+}
+
+fn routes(state: AppState) -> Router {
     // Each page is registered at its path and at /api/ + path; the handler answers in kind.
     let mut routes = Router::new();
     for prefix in ["", "/api"] {
@@ -57,6 +155,14 @@ pub fn router(catalog: Catalog, config: AppConfig) -> Router {
             .route(
                 &format!("{prefix}/runs/{{run}}/retrain"),
                 post(pages::runs::retrain),
+            )
+            .route(
+                &format!("{prefix}/runs/{{run}}/resume"),
+                post(pages::runs::resume),
+            )
+            .route(
+                &format!("{prefix}/runs/{{run}}/fail"),
+                post(pages::runs::mark_failed),
             )
             .route(
                 &format!("{prefix}/runs/{{run}}/facets/{{facet}}"),
@@ -102,6 +208,7 @@ pub fn router(catalog: Catalog, config: AppConfig) -> Router {
         .route("/favicon.ico", get(favicon))
         .route("/assets/favicon.svg", get(favicon))
         .layer(middleware::from_fn(html_errors))
+        .layer(middleware::from_fn(security_headers))
         .with_state(state)
 }
 
@@ -117,7 +224,35 @@ pub async fn serve_on(
     catalog: Catalog,
     config: AppConfig,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(catalog, config)).await
+    let app = start(catalog, config)
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await
+}
+
+/// Headers every response carries: the content security policy, no content-type sniffing, no
+/// framing, and no full URLs in the referrer sent to other sites.
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    response
 }
 
 async fn css() -> impl IntoResponse {

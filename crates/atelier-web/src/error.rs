@@ -24,8 +24,11 @@ pub enum WebError {
         message: String,
         current: serde_json::Value,
     },
-    #[error("too many failed logins for this user; wait {0} seconds and try again")]
+    #[error("too many failed logins; wait {0} seconds and try again")]
     RateLimited(u64),
+    /// Too many logins are being checked at once.
+    #[error("the server is busy checking other logins; try again in {0} seconds")]
+    Busy(u64),
     #[error(transparent)]
     Catalog(CatalogError),
     #[error(transparent)]
@@ -43,6 +46,7 @@ impl WebError {
             WebError::NotFound(_) => StatusCode::NOT_FOUND,
             WebError::Conflict { .. } => StatusCode::CONFLICT,
             WebError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            WebError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             WebError::Catalog(error) => catalog_status(error),
             WebError::Train(TrainError::Catalog(error)) => catalog_status(error),
             WebError::Train(TrainError::Config(_)) => StatusCode::BAD_REQUEST,
@@ -62,7 +66,10 @@ fn catalog_status(error: &CatalogError) -> StatusCode {
         CatalogError::UnknownLabel { .. }
         | CatalogError::InvalidUser(_)
         | CatalogError::ImageNotActive { .. } => StatusCode::BAD_REQUEST,
-        CatalogError::Conflict { .. } | CatalogError::UserExists(_) => StatusCode::CONFLICT,
+        CatalogError::Conflict { .. }
+        | CatalogError::UserExists(_)
+        | CatalogError::RunState { .. }
+        | CatalogError::RunHeld { .. } => StatusCode::CONFLICT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -102,7 +109,15 @@ impl IntoResponse for WebError {
         if let WebError::Conflict { current, .. } = &self {
             body["current"] = current.clone();
         }
-        (status, axum::Json(body)).into_response()
+        let mut response = (status, axum::Json(body)).into_response();
+        if let WebError::RateLimited(seconds) | WebError::Busy(seconds) = self
+            && let Ok(value) = axum::http::HeaderValue::from_str(&seconds.to_string())
+        {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, value);
+        }
+        response
     }
 }
 

@@ -49,6 +49,16 @@ impl Jobs {
         });
     }
 
+    /// The runs started here that have not finished yet (their leases are renewed).
+    pub fn pending_runs(&self) -> Vec<i64> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .copied()
+            .collect()
+    }
+
     /// Whether `run` was started here and has not finished yet.
     pub fn is_pending(&self, run: i64) -> bool {
         self.pending

@@ -16,10 +16,12 @@ pub mod auth;
 mod error;
 mod format;
 mod jobs;
+pub mod limits;
 mod pages;
 mod thumbs;
 mod views;
 
-pub use app::{AppConfig, router, serve, serve_on};
+pub use app::{AppConfig, router, serve, serve_on, start};
 pub use auth::{hash_password, verify_password};
 pub use error::WebError;
+pub use limits::LoginPolicy;

@@ -18,21 +18,23 @@ fn cached_path(cache: &Path, image_id: &str) -> PathBuf {
         .join(format!("{image_id}-{THUMBNAIL_SIDE}.jpg"))
 }
 
-/// The JPEG thumbnail of catalogue image `image_id` stored at `source`.
-pub fn thumbnail(cache: &Path, image_id: &str, source: &Path) -> Result<Vec<u8>, WebError> {
-    let path = cached_path(cache, image_id);
-    if let Ok(bytes) = std::fs::read(&path) {
+/// The cached thumbnail of catalogue image `image_id`, if one was made.
+pub fn cached(cache: &Path, image_id: &str) -> Option<Vec<u8>> {
+    std::fs::read(cached_path(cache, image_id)).ok()
+}
+
+/// The JPEG thumbnail of catalogue image `image_id`, whose file holds `original`: from the
+/// cache, or made and cached.
+pub fn thumbnail(cache: &Path, image_id: &str, original: &[u8]) -> Result<Vec<u8>, WebError> {
+    if let Some(bytes) = cached(cache, image_id) {
         return Ok(bytes);
     }
-    let picture = image::ImageReader::open(source)
-        .and_then(|r| r.with_guessed_format())
-        .map_err(|e| WebError::NotFound(format!("image {image_id} cannot be read: {e}")))?
-        .decode()
-        .map_err(|e| {
-            WebError::NotFound(format!(
-                "image {image_id} cannot be decoded ({e}); `atelier check` quarantines such files"
-            ))
-        })?;
+    let path = cached_path(cache, image_id);
+    let picture = image::load_from_memory(original).map_err(|e| {
+        WebError::NotFound(format!(
+            "image {image_id} cannot be decoded ({e}); `atelier check` quarantines such files"
+        ))
+    })?;
     let small = picture.thumbnail(THUMBNAIL_SIDE, THUMBNAIL_SIDE).to_rgb8();
     let mut bytes = Vec::new();
     small
@@ -75,20 +77,22 @@ mod tests {
         image::RgbImage::from_pixel(640, 320, image::Rgb([200, 10, 10]))
             .save(&source)
             .unwrap();
+        let original = std::fs::read(&source).unwrap();
         let cache = dir.path().join("cache");
         let id = "ab".repeat(32);
-        let bytes = thumbnail(&cache, &id, &source).unwrap();
+        assert_eq!(cached(&cache, &id), None);
+        let bytes = thumbnail(&cache, &id, &original).unwrap();
         let small = image::load_from_memory(&bytes).unwrap();
         assert_eq!(
             (small.width(), small.height()),
             (THUMBNAIL_SIDE, THUMBNAIL_SIDE / 2)
         );
         assert_eq!(content_type(&bytes), "image/jpeg");
-        // Served from the cache once the source is gone.
-        std::fs::remove_file(&source).unwrap();
-        assert_eq!(thumbnail(&cache, &id, &source).unwrap(), bytes);
+        // Served from the cache afterwards.
+        assert_eq!(cached(&cache, &id), Some(bytes.clone()));
+        assert_eq!(thumbnail(&cache, &id, b"not an image").unwrap(), bytes);
         assert!(matches!(
-            thumbnail(&cache, &"cd".repeat(32), &source),
+            thumbnail(&cache, &"cd".repeat(32), b"not an image"),
             Err(WebError::NotFound(_))
         ));
     }

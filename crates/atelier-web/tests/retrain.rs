@@ -77,10 +77,7 @@ async fn a_retrain_from_the_app_trains_in_the_background_and_is_comparable() {
         .unwrap();
     let app = router(
         catalog.clone(),
-        AppConfig {
-            run_paths: paths,
-            thumbnail_cache: dir.path().join("thumbs"),
-        },
+        AppConfig::new(paths, dir.path().join("thumbs")),
     );
     let rita = login(&app, "rita").await;
 

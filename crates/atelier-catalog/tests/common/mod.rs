@@ -166,9 +166,18 @@ pub fn blob(tag: &str) -> Vec<u8> {
     format!("fake image bytes for {tag}").into_bytes()
 }
 
+/// Imports with missing files and removals allowed: the tests that use it are about other
+/// rules (the refusals have tests of their own).
 pub async fn import(catalog: &Catalog, path: &Path) -> ImportReport {
     catalog
-        .import(path, &ImportOptions::default())
+        .import(
+            path,
+            &ImportOptions {
+                allow_missing: true,
+                allow_removals: true,
+                ..ImportOptions::default()
+            },
+        )
         .await
         .unwrap_or_else(|e| panic!("import {}: {e}", path.display()))
 }

@@ -70,6 +70,8 @@ pub async fn run(args: &DemoArgs, global: &GlobalArgs) -> CliResult {
         path: rendered.manifest.clone(),
         test_fraction: DEMO_TEST_FRACTION,
         allow_new_labels: false,
+        allow_missing: false,
+        allow_removals: false,
         truth: false,
     };
     let imported = import::import(&catalog, &import_args, json).await?;
@@ -267,10 +269,10 @@ async fn serve_demo(
     let addr: std::net::SocketAddr = addr.parse().map_err(|e| {
         crate::error::CliError::bad_input(format!("--addr {addr}: {e}; use HOST:PORT"))
     })?;
-    let config = atelier_web::AppConfig {
-        run_paths: train::run_paths(&dir.join("checkpoints"), store)?,
-        thumbnail_cache: dir.join("thumbnails"),
-    };
+    let config = atelier_web::AppConfig::new(
+        train::run_paths(&dir.join("checkpoints"), store)?,
+        dir.join("thumbnails"),
+    );
     println!(
         "  log in as {DEMO_USER} / {DEMO_PASSWORD} (an admin; add people with `atelier --db {db_url} users add NAME`)"
     );

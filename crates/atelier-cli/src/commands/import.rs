@@ -38,6 +38,8 @@ pub async fn import(catalog: &Catalog, args: &ImportArgs, json: bool) -> CliResu
     let options = ImportOptions {
         test_fraction: args.test_fraction,
         allow_new_labels: args.allow_new_labels,
+        allow_missing: args.allow_missing,
+        allow_removals: args.allow_removals,
         on_progress: Some(Arc::new(move |p: atelier_catalog::ImportProgress| {
             bar_for_import.set_length(p.rows_total);
             bar_for_import.set_position(p.rows_done);

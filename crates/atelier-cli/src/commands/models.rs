@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use atelier_store::{
     Manifest, ModelInfo, ModelRef, ModelStore, Selector, StoreError, StoreOptions,
 };
-use atelier_train::artifact::LINEAGE_FILE;
+use atelier_train::artifact::{CHECKSUMS_FILE, LINEAGE_FILE, MODEL_FILE};
 use serde_json::{Value, json};
 
 use crate::args::{GlobalArgs, ModelsAction, ModelsArgs};
@@ -26,6 +26,9 @@ impl From<StoreError> for CliError {
 }
 
 pub async fn run(args: &ModelsArgs, global: &GlobalArgs) -> CliResult {
+    if let ModelsAction::Seal { dir } = &args.action {
+        return seal(dir, global.json);
+    }
     let store = open_store(&global.store)?;
     match &args.action {
         ModelsAction::List { name } => {
@@ -120,7 +123,34 @@ pub async fn run(args: &ModelsArgs, global: &GlobalArgs) -> CliResult {
             }
             println!("removed {} (its number is not reused)", removed.reference());
         }
+        ModelsAction::Seal { .. } => unreachable!("sealed above, without a store"),
     }
+    Ok(())
+}
+
+/// `models seal DIR`: writes the checksums of a model folder that has none.
+fn seal(dir: &Path, json: bool) -> CliResult {
+    if !dir.join(MODEL_FILE).is_file() {
+        return Err(CliError::bad_input(format!(
+            "{}: no {MODEL_FILE} here, so this is not a model folder",
+            dir.display()
+        )));
+    }
+    if dir.join(CHECKSUMS_FILE).exists() {
+        return Err(CliError::bad_input(format!(
+            "{} already has {CHECKSUMS_FILE}; a model that fails its checksums changed after it \
+             was saved: pull it again or retrain it",
+            dir.display()
+        )));
+    }
+    atelier_train::artifact::seal_model(dir)?;
+    if json {
+        return print_json(&json!({"sealed": dir}));
+    }
+    println!(
+        "recorded the checksums of {} in {CHECKSUMS_FILE}",
+        dir.display()
+    );
     Ok(())
 }
 
@@ -131,8 +161,12 @@ pub fn open_store(url: &str) -> CliResult<ModelStore> {
 }
 
 /// Publishes a model folder; the manifest's metadata summarises its `model.json` when it has
-/// one, so that `models list` can show what each version is without downloading it.
+/// one, so that `models list` can show what each version is without downloading it. A model
+/// folder is checked against its checksums first: a damaged model is never published.
 pub async fn publish_folder(store: &ModelStore, name: &str, dir: &Path) -> CliResult<Manifest> {
+    if dir.join(MODEL_FILE).is_file() {
+        atelier_train::artifact::verify_model(dir)?;
+    }
     let metadata = folder_metadata(dir);
     Ok(store.publish(name, dir, metadata).await?)
 }
@@ -166,7 +200,7 @@ pub async fn pull_model(store_url: &str, reference: &ModelRef) -> CliResult<Path
 }
 
 fn folder_metadata(dir: &Path) -> Value {
-    let model: Value = std::fs::read(dir.join(atelier_train::artifact::MODEL_FILE))
+    let model: Value = std::fs::read(dir.join(MODEL_FILE))
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .unwrap_or(Value::Null);

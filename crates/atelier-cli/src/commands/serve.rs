@@ -12,13 +12,15 @@ use crate::error::{CliError, CliResult};
 /// The app's settings for a catalogue and store: retrains write where `atelier train` would.
 pub fn app_config(args: &ServeArgs, global: &GlobalArgs) -> CliResult<AppConfig> {
     let home = std::env::var_os("HOME").map_or_else(|| ".".into(), std::path::PathBuf::from);
-    Ok(AppConfig {
-        run_paths: train::run_paths(&args.checkpoint_dir, &global.store)?,
-        thumbnail_cache: args
-            .thumbnail_cache
+    let mut config = AppConfig::new(
+        train::run_paths(&args.checkpoint_dir, &global.store)?,
+        args.thumbnail_cache
             .clone()
             .unwrap_or_else(|| home.join(".cache/atelier/thumbnails")),
-    })
+    );
+    config.secure_cookies = args.secure_cookies;
+    config.behind_proxy = args.behind_proxy;
+    Ok(config)
 }
 
 pub async fn run(catalog: Catalog, args: &ServeArgs, global: &GlobalArgs) -> CliResult {

@@ -9,6 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use maud::{Markup, html};
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 
 use crate::app::{AppState, bytes_response};
 use crate::auth::User;
@@ -168,7 +169,9 @@ fn render(data: &ImagePage, user: &User) -> Markup {
                                 @for (label, p) in &prediction.scores {
                                     div.score-row {
                                         span.score-label { (label) }
-                                        span.score-bar { span style=(format!("width:{:.1}%", p * 100.0)) {} }
+                                        svg.score-bar viewBox="0 0 100 1" preserveAspectRatio="none" aria-hidden="true" {
+                                            rect width=(format!("{:.1}", p * 100.0)) height="1" {}
+                                        }
                                         span.score-value { (format!("{p:.2}")) }
                                     }
                                 }
@@ -229,12 +232,56 @@ fn render(data: &ImagePage, user: &User) -> Markup {
     )
 }
 
-async fn image_path(state: &AppState, image: &str) -> Result<PathBuf, WebError> {
+/// Largest original file served (a catalogue image is far smaller; anything bigger is no
+/// photo the app should stream).
+const MAX_SERVED_BYTES: u64 = 64 << 20;
+
+/// The bytes of catalogue image `image` when they may be shown: the image is active and was
+/// decoded by `atelier check` (it has a size), its file still holds exactly the bytes that were
+/// imported (their SHA-256 is the image's id) and they are an image. Anything else is a 404:
+/// the app never serves a file just because a manifest named it.
+async fn servable_bytes(state: &AppState, image: &str) -> Result<Vec<u8>, WebError> {
+    let path = servable_path(state, image).await?;
+    let not_served =
+        |why: String| WebError::NotFound(format!("image {image} is not served: {why}"));
+    let metadata = tokio::fs::metadata(&path)
+        .await
+        .map_err(|e| not_served(format!("its file cannot be read ({e})")))?;
+    if !metadata.is_file() || metadata.len() > MAX_SERVED_BYTES {
+        return Err(not_served("its path no longer holds an image file".into()));
+    }
+    let bytes = tokio::fs::read(&path)
+        .await
+        .map_err(|e| not_served(format!("its file cannot be read ({e})")))?;
+    if hex::encode(sha2::Sha256::digest(&bytes)) != image {
+        return Err(not_served(
+            "its file changed since it was imported; import the source again".into(),
+        ));
+    }
+    if !thumbs::content_type(&bytes).starts_with("image/") {
+        return Err(not_served("its file is not an image".into()));
+    }
+    Ok(bytes)
+}
+
+/// The path of an image that may be shown (active and decoded), else a 404 that says why.
+async fn servable_path(state: &AppState, image: &str) -> Result<PathBuf, WebError> {
     let record = state
         .catalog
         .image(image)
         .await?
         .ok_or_else(|| WebError::NotFound(format!("no image {image:?} in the catalogue")))?;
+    if record.status != Status::Active {
+        return Err(WebError::NotFound(format!(
+            "image {image} is not served: it is {}",
+            record.status.as_str()
+        )));
+    }
+    if record.width.is_none() {
+        return Err(WebError::NotFound(format!(
+            "image {image} is not served until `atelier check` has decoded it"
+        )));
+    }
     Ok(PathBuf::from(record.uri))
 }
 
@@ -244,23 +291,27 @@ pub async fn file(
     _user: User,
     Path(image): Path<String>,
 ) -> Result<Response, WebError> {
-    let path = image_path(&state, &image).await?;
-    let bytes = tokio::fs::read(&path)
-        .await
-        .map_err(|e| WebError::NotFound(format!("image {image} cannot be read: {e}")))?;
+    let bytes = servable_bytes(&state, &image).await?;
     Ok(bytes_response(thumbs::content_type(&bytes), bytes))
 }
 
-/// A JPEG thumbnail of a catalogue image (made once, then cached).
+/// A JPEG thumbnail of a catalogue image (made once, then cached under the image's id, which
+/// is the hash of its bytes).
 pub async fn thumbnail(
     State(state): State<AppState>,
     _user: User,
     Path(image): Path<String>,
 ) -> Result<Response, WebError> {
-    let path = image_path(&state, &image).await?;
+    servable_path(&state, &image).await?;
     let cache = state.config.thumbnail_cache.clone();
-    let bytes = tokio::task::spawn_blocking(move || thumbs::thumbnail(&cache, &image, &path))
-        .await
-        .map_err(|e| WebError::Internal(format!("thumbnail thread failed: {e}")))??;
+    let bytes = match thumbs::cached(&cache, &image) {
+        Some(bytes) => bytes,
+        None => {
+            let original = servable_bytes(&state, &image).await?;
+            tokio::task::spawn_blocking(move || thumbs::thumbnail(&cache, &image, &original))
+                .await
+                .map_err(|e| WebError::Internal(format!("thumbnail thread failed: {e}")))??
+        }
+    };
     Ok(bytes_response("image/jpeg", bytes))
 }

@@ -17,6 +17,8 @@ use crate::pages::body::{self, loose};
 
 /// Most labels one request may change.
 const MAX_EDITS: usize = 1000;
+/// Longest reason a change may give, in characters.
+const MAX_REASON_CHARS: usize = 500;
 
 /// One requested change, as a client sends it (the actor is the logged-in user).
 #[derive(Debug, Deserialize)]
@@ -57,6 +59,16 @@ async fn apply(
         return Err(WebError::BadRequest(format!(
             "{} edits in one request; send at most {MAX_EDITS}",
             edits.len()
+        )));
+    }
+    if let Some(long) = edits.iter().find_map(|e| {
+        e.reason
+            .as_deref()
+            .filter(|r| r.chars().count() > MAX_REASON_CHARS)
+    }) {
+        return Err(WebError::BadRequest(format!(
+            "a reason has {} characters; keep it to {MAX_REASON_CHARS}",
+            long.chars().count()
         )));
     }
     let edits: Vec<LabelEdit> = edits

@@ -120,7 +120,10 @@ fn status_badge(status: RunStatus) -> Markup {
 fn progress_text(progress: &Value) -> String {
     let phase = progress["phase"].as_str().unwrap_or("training");
     let mut text = phase.to_string();
-    if let (Some(epoch), Some(epochs)) = (progress["epoch"].as_u64(), progress["epochs"].as_u64()) {
+    // A training phase is already named `epoch E/N`.
+    if let (Some(epoch), Some(epochs)) = (progress["epoch"].as_u64(), progress["epochs"].as_u64())
+        && !phase.starts_with("epoch ")
+    {
         text.push_str(&format!(" · epoch {epoch}/{epochs}"));
     }
     if let (Some(fold), Some(folds)) = (progress["fold"].as_u64(), progress["folds"].as_u64())
@@ -286,7 +289,26 @@ fn render_run(data: &RunPage, user: &User) -> Markup {
             }
             p { a.button href=(format!("/runs/{}/mistags", run.id)) { "Suspected mistags →" } }
         }
-        @if user.role >= Role::Reviewer && run.status != RunStatus::Running {
+        @if run.status == RunStatus::Interrupted {
+            section.interrupted {
+                h2 { "Interrupted" }
+                p { "The process that trained this run stopped before it finished (a crash or a restart). "
+                    "Resuming goes on from its last checkpoint; marking it failed ends it for good." }
+                @if user.role >= Role::Reviewer {
+                    form.inline method="post" action=(format!("/runs/{}/resume", run.id)) {
+                        input type="hidden" name="csrf" value=(user.csrf_token);
+                        button type="submit" { "Resume" }
+                    }
+                    form.inline method="post" action=(format!("/runs/{}/fail", run.id)) {
+                        input type="hidden" name="csrf" value=(user.csrf_token);
+                        button.secondary type="submit" { "Mark failed" }
+                    }
+                } @else {
+                    p.muted { "A reviewer can resume it or mark it failed." }
+                }
+            }
+        }
+        @if user.role >= Role::Reviewer && matches!(run.status, RunStatus::Completed | RunStatus::Failed) {
             form.retrain method="post" action=(format!("/runs/{}/retrain", run.id)) {
                 input type="hidden" name="csrf" value=(user.csrf_token);
                 p.muted { "Retrain with this run's settings on the current labels (your fixes included). It trains in the background; the new run's page shows its progress." }
@@ -445,6 +467,61 @@ fn render_compare(data: &ComparePage, user: &User) -> Markup {
     )
 }
 
+/// Where a run write sends its caller: the run's JSON, or back to its page.
+fn run_answer(format: Format, run: i64, status: RunStatus) -> Response {
+    match format {
+        Format::Json => {
+            axum::Json(serde_json::json!({ "run": run, "status": status })).into_response()
+        }
+        Format::Html => Redirect::to(&format!("/runs/{run}")).into_response(),
+    }
+}
+
+/// Resumes an interrupted run (or a failed one) from its last checkpoint, in the background.
+pub async fn resume(
+    State(state): State<AppState>,
+    user: User,
+    format: Format,
+    Path(run): Path<i64>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, WebError> {
+    let _: serde::de::IgnoredAny = body::write(&user, Role::Reviewer, &headers, &body)?;
+    let record = find_run(&state, run).await?;
+    if !matches!(record.status, RunStatus::Interrupted | RunStatus::Failed) {
+        return Err(WebError::Conflict {
+            message: format!(
+                "run #{run} is {}; only an interrupted or failed run can be resumed",
+                record.status
+            ),
+            current: serde_json::json!({ "run": run, "status": record.status }),
+        });
+    }
+    runner::claim_run(&state.catalog, &record).await?;
+    tracing::info!("{} resumed run {run}", user.name);
+    state.jobs.start(state.clone(), run);
+    Ok(run_answer(format, run, RunStatus::Running))
+}
+
+/// Ends an interrupted run as failed.
+pub async fn mark_failed(
+    State(state): State<AppState>,
+    user: User,
+    format: Format,
+    Path(run): Path<i64>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, WebError> {
+    let _: serde::de::IgnoredAny = body::write(&user, Role::Reviewer, &headers, &body)?;
+    let record = find_run(&state, run).await?;
+    let why = record.error.as_deref().unwrap_or("interrupted");
+    state
+        .catalog
+        .fail_interrupted_run(run, &format!("marked failed by {}: {why}", user.name))
+        .await?;
+    Ok(run_answer(format, run, RunStatus::Failed))
+}
+
 /// Starts a retrain of `run` with its settings on the current labels.
 pub async fn retrain(
     State(state): State<AppState>,
@@ -467,4 +544,20 @@ pub async fn retrain(
         }
         Format::Html => Redirect::to(&format!("/runs/{new_run}")).into_response(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::progress_text;
+    use serde_json::json;
+
+    #[test]
+    fn progress_names_the_epoch_once() {
+        let training =
+            json!({"phase": "epoch 1/15", "epoch": 1, "epochs": 15, "fold": null, "folds": 0});
+        assert_eq!(progress_text(&training), "epoch 1/15");
+        let features =
+            json!({"phase": "features", "epoch": 0, "epochs": 15, "fold": 2, "folds": 3});
+        assert_eq!(progress_text(&features), "features · epoch 0/15 · fold 2/3");
+    }
 }

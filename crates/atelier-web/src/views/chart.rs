@@ -69,8 +69,7 @@ pub fn confusion(
                         th { (labels.get(r).map_or("?", String::as_str)) }
                         @for (c, &count) in row.iter().enumerate() {
                             @let share = if total == 0 { 0.0 } else { count as f64 / total as f64 };
-                            @let style = cell_style(share, r == c);
-                            td style=(style) {
+                            td class=(cell_class(share, r == c)) {
                                 @if count > 0 {
                                     a href=(link(r, c)) title=(format!("{count} images ({:.0}% of the row)", share * 100.0)) { (count) }
                                 } @else {
@@ -85,12 +84,12 @@ pub fn confusion(
     }
 }
 
-/// Diagonal cells shade green, off-diagonal ones red, darker with a larger share of the row.
-fn cell_style(share: f64, diagonal: bool) -> String {
-    let hue = if diagonal { 140 } else { 0 };
-    let lightness = 97.0 - 50.0 * share.clamp(0.0, 1.0);
-    let text = if lightness < 62.0 { "#fff" } else { "#111" };
-    format!("background:hsl({hue},60%,{lightness:.0}%);color:{text}")
+/// Diagonal cells shade green (`heat-gN`), off-diagonal ones red (`heat-rN`), darker with a
+/// larger share of the row: N is the share in tenths, 0 to 10 (the stylesheet's shades; the
+/// content security policy allows no inline style).
+fn cell_class(share: f64, diagonal: bool) -> String {
+    let tenths = (share.clamp(0.0, 1.0) * 10.0).round() as u32;
+    format!("heat-{}{tenths}", if diagonal { 'g' } else { 'r' })
 }
 
 /// A delta in F1 as coloured text: green when better, red when worse.
@@ -144,10 +143,24 @@ mod tests {
             !html.contains("href=\"/cell/1/0\""),
             "empty cells have no link"
         );
-        // Row 0: 2 of 3 on the diagonal -> 97 - 50 * 2/3 = 63.7 %, still dark text; 1 of 3
-        // off it -> 80.3 %. Row 1: all on the diagonal -> 47 %, white text.
-        assert!(html.contains("hsl(140,60%,64%);color:#111"), "{html}");
-        assert!(html.contains("hsl(0,60%,80%);color:#111"), "{html}");
-        assert!(html.contains("hsl(140,60%,47%);color:#fff"), "{html}");
+        // Row 0: 2 of 3 on the diagonal -> 7 tenths (green), 1 of 3 off it -> 3 tenths (red).
+        // Row 1: all on the diagonal -> 10 tenths; its empty cell 0.
+        for class in ["heat-g7", "heat-r3", "heat-g10", "heat-r0"] {
+            assert!(
+                html.contains(&format!("class=\"{class}\"")),
+                "{class}: {html}"
+            );
+        }
+        assert!(!html.contains("style="), "no inline style: {html}");
+        // Every class used has its shade in the stylesheet.
+        let css = include_str!("../../assets/app.css");
+        for tenths in 0..=10 {
+            for hue in ['g', 'r'] {
+                assert!(
+                    css.contains(&format!("td.heat-{hue}{tenths} {{")),
+                    "{hue}{tenths}"
+                );
+            }
+        }
     }
 }

@@ -5,8 +5,8 @@
 #![allow(dead_code)]
 
 use atelier_catalog::{
-    Catalog, ImportOptions, NewRun, PredictionRow, Role, RunFacetResult, RunFinish, RunStatus,
-    Split,
+    Catalog, CheckOutcome, CheckedImage, ImportOptions, NewRun, PredictionRow, Role,
+    RunFacetResult, RunFinish, RunStatus, Split,
 };
 use atelier_train::metrics::classification_report;
 use atelier_train::runner::RunPaths;
@@ -72,6 +72,21 @@ pub async fn fixture() -> Fixture {
         .import(&dir.path().join("manifest.csv"), &ImportOptions::default())
         .await
         .unwrap();
+    // As `atelier check` would: every image decodes at 24 x 32 (only checked images are served).
+    let checked: Vec<CheckOutcome> = catalog
+        .images_for_check()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|image| CheckOutcome {
+            id: image.id,
+            result: Ok(CheckedImage {
+                width: 24,
+                height: 32,
+            }),
+        })
+        .collect();
+    catalog.record_checks(&checked).await.unwrap();
     let records = catalog
         .training_images(&["silhouette".to_string()])
         .await
@@ -103,14 +118,14 @@ pub async fn fixture() -> Fixture {
             .await
             .unwrap();
     }
-    let config = AppConfig {
-        run_paths: RunPaths {
+    let config = AppConfig::new(
+        RunPaths {
             checkpoint_base: dir.path().join("checkpoints"),
             model_base: dir.path().join("models"),
             feature_cache: dir.path().join("features"),
         },
-        thumbnail_cache: dir.path().join("thumbs"),
-    };
+        dir.path().join("thumbs"),
+    );
     let app = router(catalog.clone(), config);
     Fixture {
         dir,
@@ -127,6 +142,7 @@ async fn record_run(catalog: &Catalog, images: &[String]) -> i64 {
             kind: "facets".into(),
             config: json!({"train": {"backbone": "tiny", "facets": ["silhouette"]}}),
             parent_run: None,
+            lease: None,
         })
         .await
         .unwrap();
