@@ -327,7 +327,7 @@ impl Catalog {
     /// The catalogue's id (16 hex digits, drawn the first time it is asked for): what keeps
     /// the files of two catalogues apart when they share a folder.
     pub async fn catalog_id(&self) -> Result<String, CatalogError> {
-        settings::catalog_id(&self.pool).await
+        settings::catalog_id(&self.pool, self.backend).await
     }
 
     /// The setting stored under `key`, storing `candidate` first if there is none (the web

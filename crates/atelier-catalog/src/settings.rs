@@ -5,6 +5,7 @@
 use sqlx::AnyPool;
 
 use crate::error::{CatalogError, db};
+use crate::model::Backend;
 
 /// The key of the catalogue's id.
 const CATALOG_ID: &str = "catalog_id";
@@ -31,24 +32,15 @@ pub(crate) async fn value_or_insert(
         .map_err(db("reading a catalogue setting"))
 }
 
-/// The catalogue's id: 16 lowercase hex digits, drawn when first asked for.
-pub(crate) async fn catalog_id(pool: &AnyPool) -> Result<String, CatalogError> {
-    value_or_insert(pool, CATALOG_ID, &fresh_id()).await
-}
-
-/// 16 hex digits that differ between processes, calls and catalogues: the SHA-256 of the
-/// process id, the time in nanoseconds and a counter.
-fn fresh_id() -> String {
-    use sha2::{Digest, Sha256};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let seed = format!(
-        "{}-{nanos}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    );
-    hex::encode(&Sha256::digest(seed.as_bytes())[..8])
+/// The catalogue's id: 16 lowercase hex digits, drawn by the database when first asked for.
+pub(crate) async fn catalog_id(pool: &AnyPool, backend: Backend) -> Result<String, CatalogError> {
+    let random = match backend {
+        Backend::Sqlite => "SELECT lower(hex(randomblob(8)))",
+        Backend::Postgres => "SELECT substr(md5(random()::text || clock_timestamp()::text), 1, 16)",
+    };
+    let candidate: String = sqlx::query_scalar(random)
+        .fetch_one(pool)
+        .await
+        .map_err(db("drawing the catalogue's id"))?;
+    value_or_insert(pool, CATALOG_ID, &candidate).await
 }

@@ -7,31 +7,20 @@ use serde_json::Value;
 
 mod common;
 
-use common::{Workspace, json_lines, json_of};
+use common::{Workspace, json_lines, json_of, tiny_training};
 
 /// A quick run of the small CNN on the length and silhouette facets.
 fn tiny_run<'a>(epochs: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut options = vec![
-        "train",
-        "facets",
-        "--backbone",
-        "tiny",
-        "--image-size",
-        "64",
-        "--epochs",
-        epochs,
-        "--batch-size",
-        "16",
         "--lr",
         "0.01",
         "--seed",
         "3",
         "--facets",
         "length,silhouette",
-        "--json",
     ];
     options.extend(extra);
-    options
+    tiny_training(epochs, &options)
 }
 
 /// `eval RUN --predictions` lines by (image, facet).

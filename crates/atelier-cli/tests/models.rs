@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 
 mod common;
 
-use common::json_of;
+use common::{json_of, tiny_training};
 
 const S3_ENV: &str = "ATELIER_TEST_S3_ENDPOINT";
 
@@ -158,25 +158,11 @@ fn manifest_label_counts(root: &Path) -> BTreeMap<String, BTreeMap<String, u64>>
 }
 
 fn train_publish_promote_and_tag(workspace: &Workspace) {
-    let trained = json_of(&workspace.run(&[
-        "train",
-        "facets",
-        "--backbone",
-        "tiny",
-        "--image-size",
-        "64",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "16",
-        "--publish",
-        "dresses",
-        "--json",
-    ]));
+    let trained = json_of(&workspace.run(&tiny_training("1", &["--publish", "dresses"])));
     assert_eq!(trained["published"]["model"], "dresses@1", "{trained}");
     assert_eq!(
-        trained["published"]["files"], 4,
-        "model, weights, metrics, lineage"
+        trained["published"]["files"], 5,
+        "model, weights, metrics, lineage, checksums"
     );
     // Relative to the workspace for a remote store (`models/run-N`).
     let run_folder = workspace.root.join(trained["model"].as_str().unwrap());

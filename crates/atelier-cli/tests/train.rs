@@ -10,30 +10,14 @@ use serde_json::Value;
 
 mod common;
 
-use common::{Workspace, json_lines, json_of};
+use common::{Workspace, json_lines, json_of, tiny_training};
 
 /// Options of a quick run of the small CNN, fine-tuned end to end.
 fn tiny_run(epochs: &str, seed: &str) -> Vec<String> {
-    [
-        "train",
-        "facets",
-        "--backbone",
-        "tiny",
-        "--image-size",
-        "64",
-        "--epochs",
-        epochs,
-        "--batch-size",
-        "16",
-        "--lr",
-        "0.01",
-        "--seed",
-        seed,
-        "--json",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    tiny_training(epochs, &["--lr", "0.01", "--seed", seed])
+        .into_iter()
+        .map(str::to_string)
+        .collect()
 }
 
 fn args(list: &[String]) -> Vec<&str> {
@@ -203,9 +187,14 @@ fn train_eval_and_tag_agree_with_each_other() {
     }
 }
 
+/// The checkpoint state of run `run`, kept under the catalogue's folder of `checkpoints/`.
 fn checkpoint_state(root: &Path, run: i64) -> Option<Value> {
-    let text =
-        std::fs::read_to_string(root.join(format!("checkpoints/run-{run}/state.json"))).ok()?;
+    let text = std::fs::read_dir(root.join("checkpoints"))
+        .ok()?
+        .filter_map(|entry| entry.ok())
+        .find_map(|entry| {
+            std::fs::read_to_string(entry.path().join(format!("run-{run}/state.json"))).ok()
+        })?;
     serde_json::from_str(&text).ok()
 }
 

@@ -82,7 +82,7 @@ pub async fn create_run(
     let catalog_id = catalog.catalog_id().await?;
     let stored = json!({
         "train": config,
-        "checkpoint_dir": absolute(&paths.checkpoint_base.join(catalog_id)),
+        "checkpoint_dir": absolute(&catalog_folder(&paths.checkpoint_base, &catalog_id)),
     });
     Ok(catalog
         .create_run(&NewRun {
@@ -238,7 +238,7 @@ async fn train_and_record(
     config.check()?;
     let catalog_id = catalog.catalog_id().await?;
     let checkpoint_dir = stored_checkpoint_base(record)
-        .unwrap_or_else(|| paths.checkpoint_base.join(&catalog_id))
+        .unwrap_or_else(|| catalog_folder(&paths.checkpoint_base, &catalog_id))
         .join(format!("run-{run}"));
     let model_dir = paths
         .model_base
@@ -595,6 +595,16 @@ async fn write_progress(catalog: &Catalog, run: i64, mut receiver: UnboundedRece
         if let Err(e) = catalog.set_run_progress(run, &latest).await {
             tracing::warn!("run {run}: cannot record progress: {e}");
         }
+    }
+}
+
+/// The catalogue's own folder below `base`: `base/CATALOG-ID`, or `base` itself when it is
+/// already that folder (a retrain that keeps its checkpoints beside its parent's).
+fn catalog_folder(base: &Path, catalog_id: &str) -> PathBuf {
+    if base.file_name().is_some_and(|name| name == catalog_id) {
+        base.to_path_buf()
+    } else {
+        base.join(catalog_id)
     }
 }
 

@@ -142,11 +142,12 @@ async fn folds_give_out_of_fold_train_predictions_and_a_review_queue() {
     );
     assert_eq!(fold_starts.iter().map(|f| f.2).sum::<usize>(), train_rows);
     assert_eq!(epochs, 3 * 3);
+    let catalog_id = setup.catalog.catalog_id().await.unwrap();
     for fold in ["fold-1", "fold-2"] {
         let state = setup
             .paths
             .checkpoint_base
-            .join(format!("run-{folded}/{fold}/state.json"));
+            .join(format!("{catalog_id}/run-{folded}/{fold}/state.json"));
         assert!(state.exists(), "{}", state.display());
     }
 

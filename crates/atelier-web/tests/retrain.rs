@@ -5,13 +5,13 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use atelier_catalog::{Catalog, ImportOptions, Role};
+use atelier_catalog::{Catalog, ImportOptions, Role, RunStatus, now_millis};
 use atelier_train::config::TrainConfig;
 use atelier_train::model::HeadKind;
 use atelier_train::progress::Silent;
 use atelier_train::{BackboneChoice, RunPaths, create_run, execute_run};
 use atelier_vision::synth::{SynthOptions, synthesize};
-use atelier_web::{AppConfig, hash_password, router};
+use atelier_web::{AppConfig, hash_password, router, start};
 use axum::http::{Method, StatusCode};
 use serde_json::json;
 
@@ -45,11 +45,7 @@ async fn a_retrain_from_the_app_trains_in_the_background_and_is_comparable() {
         )
         .await
         .unwrap();
-    let paths = RunPaths {
-        checkpoint_base: dir.path().join("checkpoints"),
-        model_base: dir.path().join("models"),
-        feature_cache: dir.path().join("features"),
-    };
+    let paths = paths_of(dir.path());
     let mut config = TrainConfig::new(BackboneChoice::Tiny, vec!["silhouette".into()]);
     config.weights = Some(
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -100,18 +96,7 @@ async fn a_retrain_from_the_app_trains_in_the_background_and_is_comparable() {
     assert_eq!(second, first + 1);
 
     // The job runs in the background; the run page (JSON twin) shows its state.
-    let deadline = Instant::now() + Duration::from_secs(600);
-    let page = loop {
-        let page = get(&app, &format!("/api/runs/{second}"), Some(&rita))
-            .await
-            .json();
-        match page["run"]["status"].as_str() {
-            Some("completed") => break page,
-            Some("failed") => panic!("the retrain failed: {page}"),
-            _ if Instant::now() > deadline => panic!("the retrain did not finish: {page}"),
-            _ => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    };
+    let page = wait_for_completion(&app, second, &rita).await;
     assert_eq!(page["run"]["parent_run"], json!(first));
     assert_eq!(
         page["config"]["train"]["folds"],
@@ -149,4 +134,70 @@ async fn a_retrain_from_the_app_trains_in_the_background_and_is_comparable() {
     )
     .await;
     assert!(html.text().contains("class=\"delta"));
+
+    // A run whose process died (here: recorded by a process on another machine whose lease ran
+    // out) is interrupted when the app starts, and resumes from its page to the end.
+    let orphan = create_run(&catalog, &config, &paths_of(dir.path()), None)
+        .await
+        .unwrap();
+    catalog
+        .take_run(
+            orphan,
+            "another-host:99:gone",
+            now_millis() - 1,
+            Some(atelier_train::lease::owner()),
+        )
+        .await
+        .unwrap();
+    let app = start(
+        catalog.clone(),
+        AppConfig::new(paths_of(dir.path()), dir.path().join("thumbs")),
+    )
+    .await
+    .unwrap();
+    let page = get(&app, &format!("/api/runs/{orphan}"), Some(&rita))
+        .await
+        .json();
+    assert_eq!(page["run"]["status"], json!("interrupted"));
+    let resumed = send(
+        &app,
+        Method::POST,
+        &format!("/api/runs/{orphan}/resume"),
+        Some(&rita),
+        true,
+        None,
+    )
+    .await;
+    assert_eq!(resumed.status, StatusCode::OK, "{}", resumed.text());
+    wait_for_completion(&app, orphan, &rita).await;
+    let record = catalog.run(orphan).await.unwrap().unwrap();
+    assert_eq!((record.status, record.lease), (RunStatus::Completed, None));
+}
+
+fn paths_of(dir: &Path) -> RunPaths {
+    RunPaths {
+        checkpoint_base: dir.join("checkpoints"),
+        model_base: dir.join("models"),
+        feature_cache: dir.join("features"),
+    }
+}
+
+/// The run's page (JSON twin) once the run completed; fails when it fails or takes too long.
+async fn wait_for_completion(
+    app: &axum::Router,
+    run: i64,
+    session: &common::Session,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let page = get(app, &format!("/api/runs/{run}"), Some(session))
+            .await
+            .json();
+        match page["run"]["status"].as_str() {
+            Some("completed") => return page,
+            Some("failed") => panic!("run {run} failed: {page}"),
+            _ if Instant::now() > deadline => panic!("run {run} did not finish: {page}"),
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
 }

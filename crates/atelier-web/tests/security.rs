@@ -16,10 +16,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Method, Request, StatusCode, header};
-use common::{PASSWORD, Reply, Session, fixture, get, login, send};
-use http_body_util::BodyExt;
+use common::{PASSWORD, Reply, Session, fixture, get, login, reply_to, send};
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 /// A request from client `address` with extra headers and an optional JSON or form body.
 async fn request(
@@ -38,15 +36,7 @@ async fn request(
     request
         .extensions_mut()
         .insert(ConnectInfo(SocketAddr::from((address, 40_000))));
-    let response = app.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    Reply {
-        status,
-        headers,
-        body,
-    }
+    reply_to(app, request).await
 }
 
 async fn api_login(
@@ -371,23 +361,26 @@ async fn responses_carry_the_security_headers_and_cookies_are_secure_over_https(
     let mut proxied = AppConfig::new(paths, fx.dir.path().join("thumbs"));
     proxied.behind_proxy = true;
     let app = router(fx.catalog.clone(), proxied);
-    let body = || {
-        Some(Body::from(
-            json!({"user": "vic", "password": PASSWORD}).to_string(),
-        ))
-    };
-    let reply = request(
-        &app,
-        Method::POST,
-        "/api/login",
-        [127, 0, 0, 1],
-        &[
-            ("content-type", "application/json"),
-            ("x-forwarded-proto", "https"),
-        ],
-        body(),
-    )
-    .await;
+    // A login through the proxy (from 127.0.0.1) with the proxy's headers.
+    let proxied_login =
+        |user: String, password: &'static str, forwarded: Vec<(&'static str, &'static str)>| {
+            let app = app.clone();
+            async move {
+                let mut headers = vec![("content-type", "application/json")];
+                headers.extend(forwarded);
+                let body = json!({"user": user, "password": password}).to_string();
+                request(
+                    &app,
+                    Method::POST,
+                    "/api/login",
+                    [127, 0, 0, 1],
+                    &headers,
+                    Some(Body::from(body)),
+                )
+                .await
+            }
+        };
+    let reply = proxied_login("vic".into(), PASSWORD, vec![("x-forwarded-proto", "https")]).await;
     assert!(
         reply.headers[header::SET_COOKIE]
             .to_str()
@@ -395,30 +388,13 @@ async fn responses_carry_the_security_headers_and_cookies_are_secure_over_https(
             .ends_with("; Secure")
     );
     for i in 0..20u8 {
-        let guess = json!({"user": format!("n{i}"), "password": "wrong-password"}).to_string();
-        request(
-            &app,
-            Method::POST,
-            "/api/login",
-            [127, 0, 0, 1],
-            &[
-                ("content-type", "application/json"),
-                ("x-forwarded-for", "198.51.100.9, 203.0.113.9"),
-            ],
-            Some(Body::from(guess)),
-        )
-        .await;
+        let forwarded = vec![("x-forwarded-for", "198.51.100.9, 203.0.113.9")];
+        proxied_login(format!("n{i}"), "wrong-password", forwarded).await;
     }
-    let limited = request(
-        &app,
-        Method::POST,
-        "/api/login",
-        [127, 0, 0, 1],
-        &[
-            ("content-type", "application/json"),
-            ("x-forwarded-for", "203.0.113.9"),
-        ],
-        body(),
+    let limited = proxied_login(
+        "vic".into(),
+        PASSWORD,
+        vec![("x-forwarded-for", "203.0.113.9")],
     )
     .await;
     assert_eq!(
@@ -426,16 +402,10 @@ async fn responses_carry_the_security_headers_and_cookies_are_secure_over_https(
         StatusCode::TOO_MANY_REQUESTS,
         "counted per forwarded address"
     );
-    let other = request(
-        &app,
-        Method::POST,
-        "/api/login",
-        [127, 0, 0, 1],
-        &[
-            ("content-type", "application/json"),
-            ("x-forwarded-for", "203.0.113.10"),
-        ],
-        body(),
+    let other = proxied_login(
+        "vic".into(),
+        PASSWORD,
+        vec![("x-forwarded-for", "203.0.113.10")],
     )
     .await;
     assert_eq!(other.status, StatusCode::OK);

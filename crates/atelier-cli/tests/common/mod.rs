@@ -49,11 +49,16 @@ impl Workspace {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
+        self.command_on(&self.db, args)
+    }
+
+    /// A command on another catalogue (`--db`) in the same folder, store and feature cache.
+    pub fn command_on(&self, db: &str, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_atelier"));
         command
             .current_dir(&self.root)
             .arg("--db")
-            .arg(&self.db)
+            .arg(db)
             .arg("--store")
             .arg(self.root.join("models"))
             .args(args)
@@ -66,6 +71,26 @@ impl Workspace {
     pub fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("run atelier")
     }
+}
+
+/// `train facets` with the small CNN at 64 px for `epochs` epochs, batches of 16, `--json`,
+/// and `extra` options.
+pub fn tiny_training<'a>(epochs: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "train",
+        "facets",
+        "--backbone",
+        "tiny",
+        "--image-size",
+        "64",
+        "--epochs",
+        epochs,
+        "--batch-size",
+        "16",
+        "--json",
+    ];
+    args.extend(extra);
+    args
 }
 
 /// The last line of a successful command's standard output, as JSON.

@@ -477,6 +477,19 @@ fn run_answer(format: Format, run: i64, status: RunStatus) -> Response {
     }
 }
 
+/// A reviewer's write to run `run` (resume, mark failed): checks the role and the CSRF token,
+/// then finds the run.
+async fn run_write(
+    state: &AppState,
+    user: &User,
+    run: i64,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<RunRecord, WebError> {
+    let _: serde::de::IgnoredAny = body::write(user, Role::Reviewer, headers, body)?;
+    find_run(state, run).await
+}
+
 /// Resumes an interrupted run (or a failed one) from its last checkpoint, in the background.
 pub async fn resume(
     State(state): State<AppState>,
@@ -486,8 +499,7 @@ pub async fn resume(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, WebError> {
-    let _: serde::de::IgnoredAny = body::write(&user, Role::Reviewer, &headers, &body)?;
-    let record = find_run(&state, run).await?;
+    let record = run_write(&state, &user, run, &headers, &body).await?;
     if !matches!(record.status, RunStatus::Interrupted | RunStatus::Failed) {
         return Err(WebError::Conflict {
             message: format!(
@@ -512,8 +524,7 @@ pub async fn mark_failed(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, WebError> {
-    let _: serde::de::IgnoredAny = body::write(&user, Role::Reviewer, &headers, &body)?;
-    let record = find_run(&state, run).await?;
+    let record = run_write(&state, &user, run, &headers, &body).await?;
     let why = record.error.as_deref().unwrap_or("interrupted");
     state
         .catalog

@@ -259,11 +259,12 @@ pub async fn send(
         }
         None => Body::empty(),
     };
-    let response = app
-        .clone()
-        .oneshot(request.body(body).unwrap())
-        .await
-        .unwrap();
+    reply_to(app, request.body(body).unwrap()).await
+}
+
+/// Sends a request as it is and collects the reply.
+pub async fn reply_to(app: &Router, request: Request<Body>) -> Reply {
+    let response = app.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
     let body = response.into_body().collect().await.unwrap().to_bytes();
