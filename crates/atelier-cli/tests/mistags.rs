@@ -67,11 +67,20 @@ fn folds_give_out_of_fold_train_predictions_and_a_queue_of_out_of_sample_suspect
     assert_eq!(queue["train_images_included"], true);
     let items = queue["items"].as_array().unwrap();
     assert!(!items.is_empty(), "20% label noise leaves suspects");
-    let margins: Vec<f64> = items
+    // The likeliest mistakes first: the lowest calibrated probability of the given label.
+    let given: Vec<f64> = items
         .iter()
-        .map(|i| i["margin"].as_f64().unwrap())
+        .map(|i| i["given_probability"].as_f64().unwrap())
         .collect();
-    assert!(margins.windows(2).all(|m| m[0] >= m[1]), "{margins:?}");
+    assert!(given.windows(2).all(|p| p[0] <= p[1]), "{given:?}");
+    let estimates = queue["estimates"].as_array().unwrap();
+    assert_eq!(estimates.len(), 2, "{estimates:?}");
+    for estimate in estimates {
+        assert!(
+            estimate["estimated_wrong"].as_u64().unwrap() > 0,
+            "{estimate}"
+        );
+    }
     for item in items {
         let key = (
             item["image_id"].as_str().unwrap().to_owned(),
@@ -86,9 +95,10 @@ fn folds_give_out_of_fold_train_predictions_and_a_queue_of_out_of_sample_suspect
         assert_eq!(item["given"], line["label"]);
         assert_ne!(item["given"], item["suggested"]);
     }
-    // No truth was imported: no precision, no known flips.
+    // No truth was imported: no precision, no known flips, no recall.
     assert_eq!(queue["precision_at"], Value::Array(vec![]));
     assert_eq!(queue["known_flips"], Value::Null);
+    assert_eq!(queue["recall"], Value::Null);
 
     // --limit cuts the listing, not the order; --facet keeps one facet.
     let first = json_of(&workspace.run(&["mistags", &run, "--limit", "2", "--json"]));
@@ -106,6 +116,7 @@ fn folds_give_out_of_fold_train_predictions_and_a_queue_of_out_of_sample_suspect
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("suspected mistags"), "{text}");
     assert!(text.contains(" -> "), "{text}");
+    assert!(text.contains("wrong labels among"), "{text}");
 
     for (args, hint) in [
         (vec!["mistags", "99"], "99"),

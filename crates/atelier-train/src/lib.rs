@@ -24,6 +24,7 @@
 pub mod artifact;
 pub mod backbones;
 pub mod checkpoint;
+pub mod confident;
 pub mod config;
 pub mod data;
 pub mod error;

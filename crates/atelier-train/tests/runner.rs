@@ -194,8 +194,9 @@ async fn folds_give_out_of_fold_train_predictions_and_a_review_queue() {
     assert_eq!(progress["folds"], 2, "{progress}");
     assert!(progress["updated_at"].as_i64().unwrap() > 0);
 
-    // The review queue: out-of-sample images only, largest margin first, the given label the
-    // one at training, the truth the one synth wrote.
+    // The review queue: out-of-sample images only, the lowest calibrated probability of the
+    // given label first, the given label the one at training, the truth the one synth wrote,
+    // and per facet the estimate of wrong labels.
     let queue = mistag_queue(catalog, folded, None).await.unwrap();
     assert!(queue.train_images_included);
     assert!(!queue.items.is_empty(), "20% label noise leaves suspects");
@@ -203,7 +204,26 @@ async fn folds_give_out_of_fold_train_predictions_and_a_review_queue() {
     let truth_of = |facet: &str| csv_column(&setup.truth, facet);
     let (truth_length, truth_silhouette) = (truth_of("length"), truth_of("silhouette"));
     for pair in queue.items.windows(2) {
-        assert!(pair[0].margin >= pair[1].margin);
+        assert!(pair[0].given_probability <= pair[1].given_probability);
+    }
+    let facets: Vec<&str> = queue.estimates.iter().map(|e| e.facet.as_str()).collect();
+    assert_eq!(facets, ["silhouette", "length"], "the run's facet order");
+    for estimate in &queue.estimates {
+        let listed = queue
+            .items
+            .iter()
+            .filter(|i| i.facet == estimate.facet)
+            .count();
+        assert_eq!(estimate.suspects, listed);
+        assert!(estimate.estimated_wrong > 0, "{estimate:?}");
+    }
+    if let (Some(flips), Some(recall)) = (queue.known_flips, queue.recall) {
+        let found = queue
+            .items
+            .iter()
+            .filter(|i| i.true_label.as_ref().is_some_and(|t| *t != i.given))
+            .count();
+        assert!((recall - found as f64 / flips as f64).abs() < 1e-12);
     }
     let mut current = HashMap::new();
     for facet in ["length", "silhouette"] {
@@ -349,7 +369,7 @@ async fn dropped_suspects_leave_the_main_model_but_not_the_catalogue() {
     );
 
     // The counts are the suspects of the stored out-of-fold scores of the train split,
-    // calibrated and thresholded on those rows alone (margin >= 0).
+    // found by confident learning on those rows alone (margin >= 0).
     for facet in catalog.run_facets(run).await.unwrap() {
         let train: Vec<&PredictionRecord> = rows
             .iter()
@@ -364,7 +384,9 @@ async fn dropped_suspects_leave_the_main_model_but_not_the_catalogue() {
             })
             .collect();
         let raw: Vec<Vec<f32>> = train.iter().map(|r| r.scores.clone()).collect();
-        let expected = mistags::calibrated_suspects(&labels, &raw, facet.labels.len()).len();
+        let expected = mistags::calibrated_suspects(&labels, &raw, facet.labels.len())
+            .items
+            .len();
         // The tiny model's scores sit close to the class thresholds, and the catalogue's
         // copies may round differently from the in-memory ones: allow one image either way.
         let counted = dropped[&facet.facet].as_u64().unwrap() as i64;

@@ -162,7 +162,7 @@ pub async fn run(args: &DemoArgs, global: &GlobalArgs) -> CliResult {
             "model": trained.model_dir,
             "facets": trained.summary["facets"],
             "test_macro_f1_against_truth": against_truth.iter().map(|(facet, m)| (facet.clone(), serde_json::Value::from(m.macro_f1))).collect::<serde_json::Map<String, serde_json::Value>>(),
-            "mistags": {"queue": queue.items.len(), "precision_at": queue.precision_at, "known_flips": queue.known_flips},
+            "mistags": {"queue": queue.items.len(), "precision_at": queue.precision_at, "known_flips": queue.known_flips, "recall": queue.recall, "estimates": queue.estimates},
             "seconds": seconds,
             "step_seconds": step_seconds.iter().map(|(s, t)| (s.to_string(), serde_json::Value::from(*t))).collect::<serde_json::Map<String, serde_json::Value>>(),
         }));
@@ -215,10 +215,25 @@ pub async fn run(args: &DemoArgs, global: &GlobalArgs) -> CliResult {
             None => String::new(),
         }
     );
+    let estimates: Vec<String> = queue
+        .estimates
+        .iter()
+        .map(|e| format!("{} {}", e.facet, e.estimated_wrong))
+        .collect();
+    println!(
+        "  estimated wrong labels per facet (confident joint): {}",
+        estimates.join(", ")
+    );
     // Against zero flips every precision is 0, which says nothing about the queue.
     if queue.known_flips != Some(0) {
         for (k, precision) in &queue.precision_at {
             println!("  precision@{k} against the known flips: {precision:.2}");
+        }
+        if let Some(recall) = queue.recall {
+            println!(
+                "  recall: the queue holds {:.0} % of the known flips",
+                recall * 100.0
+            );
         }
     }
     println!(

@@ -1,6 +1,7 @@
-//! `atelier mistags RUN`: the run's likely mistagged images, largest margin first (confident
-//! learning on out-of-sample predictions, see `atelier_train::mistags`). Test images always
-//! take part; train images only when the run was trained with `--folds`.
+//! `atelier mistags RUN`: the run's likely mistagged images, likeliest first (confident
+//! learning on out-of-sample predictions, see `atelier_train::mistags`), with the number of
+//! wrong labels estimated per facet. Test images always take part; train images only when the
+//! run was trained with `--folds`.
 
 use atelier_catalog::Catalog;
 use atelier_train::mistags::{MistagQueue, mistag_queue};
@@ -39,7 +40,8 @@ pub async fn run(catalog: &Catalog, args: &MistagsArgs, json: bool) -> CliResult
 
 fn print_table(queue: &MistagQueue, total: usize) {
     println!(
-        "run {}: {total} suspected mistags{}, largest margin first{}",
+        "run {}: {total} suspected mistags{}, likeliest first (lowest calibrated probability of \
+         the given label){}",
         queue.run,
         if queue.train_images_included {
             " (test images and out-of-fold train images)"
@@ -55,17 +57,24 @@ fn print_table(queue: &MistagQueue, total: usize) {
     if queue.items.is_empty() {
         return;
     }
+    for estimate in &queue.estimates {
+        println!(
+            "{}: about {} wrong labels among {} scored images, {} in the queue",
+            estimate.facet, estimate.estimated_wrong, estimate.rows, estimate.suspects
+        );
+    }
     println!(
-        "{:<ID_PREFIX$}  {:<12} {:<5}  {:<32} {:>7}",
-        "image", "facet", "split", "given -> suggested", "margin"
+        "{:<ID_PREFIX$}  {:<12} {:<5}  {:<32} {:>7} {:>7}",
+        "image", "facet", "split", "given -> suggested", "p(given)", "margin"
     );
     for item in &queue.items {
         let id: String = item.image_id.chars().take(ID_PREFIX).collect();
         let change = format!("{} -> {}", item.given, item.suggested);
         println!(
-            "{id:<ID_PREFIX$}  {:<12} {:<5}  {change:<32} {:>7.3}",
+            "{id:<ID_PREFIX$}  {:<12} {:<5}  {change:<32} {:>7.3} {:>7.3}",
             item.facet,
             item.split.as_str(),
+            item.given_probability,
             item.margin
         );
     }
@@ -74,5 +83,8 @@ fn print_table(queue: &MistagQueue, total: usize) {
     }
     if let Some(flips) = queue.known_flips {
         println!("known wrong labels among the out-of-sample images: {flips}");
+    }
+    if let Some(recall) = queue.recall {
+        println!("recall: {recall:.3} (share of the known wrong labels in the queue)");
     }
 }

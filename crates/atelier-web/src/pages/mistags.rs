@@ -119,8 +119,10 @@ pub async fn show(
             run: queue.run,
             items: queue.items[start..end].to_vec(),
             train_images_included: queue.train_images_included,
+            estimates: queue.estimates.clone(),
             precision_at: queue.precision_at.clone(),
             known_flips: queue.known_flips,
+            recall: queue.recall,
         },
     };
     Ok(respond(format, &data, |data| render(data, &user)))
@@ -134,11 +136,20 @@ fn render(data: &MistagPage, user: &User) -> Markup {
     let no_labels = Vec::new();
     let body = html! {
         p.muted {
-            "Images whose label the model confidently disagrees with (confident learning: per-class thresholds from each class's mean self-confidence, ranked by the margin between the suggested and the given label). "
+            "Images whose label is likely wrong (confident learning: per facet, as many images as the confident joint estimates are mislabelled between each pair of labels), the likeliest first: lowest calibrated probability of the given label. "
             @if data.queue.train_images_included {
                 "Train images are scored by models that never saw them (out-of-fold)."
             } @else {
                 strong { "Only test images are listed: " } "this run has no out-of-fold scores for its train images; train with " code { "--folds 5" } " (and retrain) to review them too."
+            }
+        }
+        @if !data.queue.estimates.is_empty() {
+            p.estimates {
+                "Estimated wrong labels (of the scored images): "
+                @for (i, estimate) in data.queue.estimates.iter().enumerate() {
+                    @if i > 0 { " · " }
+                    (estimate.facet) " " strong { (estimate.estimated_wrong) } span.muted { " of " (estimate.rows) ", " (estimate.suspects) " queued" }
+                }
             }
         }
         @if !data.queue.precision_at.is_empty() {
@@ -147,6 +158,7 @@ fn render(data: &MistagPage, user: &User) -> Markup {
                 @if let Some(flips) = data.queue.known_flips { " (" (flips) " flipped labels among the scored ones)" }
                 ": "
                 @for (k, precision) in &data.queue.precision_at { "precision@" (k) " = " strong { (format!("{precision:.2}")) } " · " }
+                @if let Some(recall) = data.queue.recall { "recall = " strong { (format!("{recall:.2}")) } }
             }
         }
         nav.filters {
