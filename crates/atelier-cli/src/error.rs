@@ -80,13 +80,24 @@ impl From<atelier_train::TrainError> for CliError {
     fn from(error: atelier_train::TrainError) -> Self {
         use atelier_train::TrainError as E;
         match error {
-            E::Catalog(e) => e.into(),
             e @ (E::Config(_)
             | E::Image { .. }
             | E::EmptyDataset { .. }
             | E::Weights(_)
             | E::Artifact { .. }) => CliError::bad_input(e.to_string()),
             e => CliError::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<atelier_app::AppError> for CliError {
+    fn from(error: atelier_app::AppError) -> Self {
+        use atelier_app::AppError as E;
+        match error {
+            E::Catalog(e) => e.into(),
+            E::Train(e) => e.into(),
+            e @ E::Invalid(_) => CliError::bad_input(e.to_string()),
+            e @ (E::Io { .. } | E::Thread(_)) => CliError::internal(e.to_string()),
         }
     }
 }

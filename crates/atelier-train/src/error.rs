@@ -28,12 +28,6 @@ pub enum TrainError {
     /// A checkpoint or model artifact that cannot be read back.
     #[error("{}: {problem}", .path.display())]
     Artifact { path: PathBuf, problem: String },
-    #[error(transparent)]
-    Catalog(#[from] atelier_catalog::CatalogError),
-    /// The thread a run trained on stopped without an answer (a panic); the run's checkpoints
-    /// are kept, so it can be resumed.
-    #[error("the training thread stopped unexpectedly: {0}")]
-    Thread(String),
 }
 
 impl TrainError {

@@ -1,4 +1,5 @@
-//! Training, evaluation and inference of multi-facet dress taggers.
+//! Training, evaluation and inference of multi-facet dress taggers: pure machine learning, with
+//! no catalogue, database or async runtime in it.
 //!
 //! This crate owns:
 //! - what a run trains on ([`data`]): facets with their label orders, labelled images, and the
@@ -12,14 +13,12 @@
 //! - the training loop with checkpoints and resume ([`trainer`], [`checkpoint`]);
 //! - per-class precision/recall/F1 tables and confusion matrices ([`metrics`], [`evaluate`]);
 //! - model artifacts and tagging new images with them ([`artifact`], [`tagger`]);
-//! - cross-fitted out-of-fold predictions for the train split ([`folds`]) and the
-//!   confident-learning queue of likely mistagged images built from them ([`mistags`]).
+//! - cross-fitted out-of-fold predictions for the train split ([`folds`]), and confident
+//!   learning's estimate of which labels are wrong ([`confident`], [`mistags`]).
 //!
-//! Training itself never touches the catalogue; [`job`] reads a dataset from it and stores a
-//! run's results back, and [`runner`] drives a catalogue run from creation to completion
-//! (including `retrain`), for the command line and the web app alike, holding each run by a
-//! lease in the catalogue ([`lease`]). Progress goes to an
-//! [`progress::Observer`], so this crate draws nothing.
+//! Datasets come in as [`Dataset`]s and results go out as values; `atelier-app` reads them
+//! from the catalogue and stores them back. Progress goes to an [`progress::Observer`], so
+//! this crate draws nothing.
 
 pub mod artifact;
 pub mod backbones;
@@ -33,15 +32,12 @@ pub mod features;
 pub mod folds;
 pub mod init;
 pub mod input;
-pub mod job;
-pub mod lease;
 pub mod locator;
 pub mod loss;
 pub mod metrics;
 pub mod mistags;
 pub mod model;
 pub mod progress;
-pub mod runner;
 pub mod schedule;
 pub mod standardize;
 pub mod tagger;
@@ -51,5 +47,4 @@ pub use backbones::BackboneChoice;
 pub use config::{DeviceChoice, TrainConfig};
 pub use data::{Dataset, Example, FacetSpec, Split};
 pub use error::TrainError;
-pub use runner::{FinishedRun, RunPaths, create_retrain, create_run, execute_run};
 pub use trainer::{TrainOutcome, train};

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use atelier_app::lease;
+use atelier_app::runner::RunPaths;
 use atelier_catalog::Catalog;
-use atelier_train::lease;
-use atelier_train::runner::RunPaths;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;

@@ -1,5 +1,6 @@
 //! The one error type of the web app and how it becomes an HTTP response.
 
+use atelier_app::AppError;
 use atelier_catalog::CatalogError;
 use atelier_train::TrainError;
 use axum::http::StatusCode;
@@ -32,7 +33,7 @@ pub enum WebError {
     #[error(transparent)]
     Catalog(CatalogError),
     #[error(transparent)]
-    Train(#[from] TrainError),
+    App(AppError),
     #[error("{0}")]
     Internal(String),
 }
@@ -48,9 +49,11 @@ impl WebError {
             WebError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             WebError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             WebError::Catalog(error) => catalog_status(error),
-            WebError::Train(TrainError::Catalog(error)) => catalog_status(error),
-            WebError::Train(TrainError::Config(_)) => StatusCode::BAD_REQUEST,
-            WebError::Train(_) | WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            WebError::App(AppError::Invalid(_) | AppError::Train(TrainError::Config(_))) => {
+                StatusCode::BAD_REQUEST
+            }
+            WebError::App(AppError::Catalog(error)) => catalog_status(error),
+            WebError::App(_) | WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
@@ -118,6 +121,16 @@ impl IntoResponse for WebError {
                 .insert(axum::http::header::RETRY_AFTER, value);
         }
         response
+    }
+}
+
+impl From<AppError> for WebError {
+    fn from(error: AppError) -> Self {
+        match error {
+            // A catalogue error keeps its own mapping (a label conflict's current state).
+            AppError::Catalog(error) => from_catalog(error),
+            other => WebError::App(other),
+        }
     }
 }
 

@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 
+use atelier_app::runner;
 use atelier_train::progress::Silent;
-use atelier_train::runner;
 
 use crate::app::AppState;
 

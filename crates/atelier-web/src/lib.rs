@@ -5,7 +5,7 @@
 //! the suspected-mistag queue, the image page), audited retagging with undo and conflict
 //! handling, thumbnails, and retraining in the background. It stores nothing itself: every
 //! label, user, session and run lives in the catalogue (`atelier-catalog`), and training and
-//! the mistag queue come from `atelier-train`.
+//! the mistag queue come from `atelier-app`.
 //!
 //! Every page is server-rendered HTML (maud templates, checked at compile time) with a JSON
 //! twin under `/api/...` that carries the same data, so scripts can do what a person does.

@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
+use atelier_app::runner::RunPaths;
 use atelier_catalog::{Catalog, Role};
-use atelier_train::runner::RunPaths;
 use atelier_web::{AppConfig, hash_password, serve_on};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -5,11 +5,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use atelier_app::{RunPaths, create_run, execute_run};
 use atelier_catalog::{Catalog, ImportOptions, Role, RunStatus, now_millis};
+use atelier_train::BackboneChoice;
 use atelier_train::config::TrainConfig;
 use atelier_train::model::HeadKind;
 use atelier_train::progress::Silent;
-use atelier_train::{BackboneChoice, RunPaths, create_run, execute_run};
 use atelier_vision::synth::{SynthOptions, synthesize};
 use atelier_web::{AppConfig, hash_password, router, start};
 use axum::http::{Method, StatusCode};
@@ -145,7 +146,7 @@ async fn a_retrain_from_the_app_trains_in_the_background_and_is_comparable() {
             orphan,
             "another-host:99:gone",
             now_millis() - 1,
-            Some(atelier_train::lease::owner()),
+            Some(atelier_app::lease::owner()),
         )
         .await
         .unwrap();

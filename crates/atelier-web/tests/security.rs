@@ -9,8 +9,8 @@ mod common;
 
 use std::net::SocketAddr;
 
+use atelier_app::runner::RunPaths;
 use atelier_catalog::{NewRun, RunLease, RunStatus, now_millis};
-use atelier_train::runner::RunPaths;
 use atelier_web::{AppConfig, router, start};
 use axum::Router;
 use axum::body::Body;

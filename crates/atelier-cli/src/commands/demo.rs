@@ -143,12 +143,9 @@ pub async fn run(args: &DemoArgs, global: &GlobalArgs) -> CliResult {
         .collect();
     let (_, tagged) = crate::commands::tag::tag_files(&trained.model_dir, &sample, 16).await?;
     step_seconds.push(("tag", step_started.elapsed().as_secs_f64()));
-    let queue = atelier_train::mistags::mistag_queue(&catalog, trained.run, None)
-        .await
-        .map_err(train::train_error)?;
-    let against_truth = atelier_train::job::test_metrics_against_truth(&catalog, trained.run)
-        .await
-        .map_err(train::train_error)?;
+    let queue = atelier_app::mistags::mistag_queue(&catalog, trained.run, None).await?;
+    let against_truth =
+        atelier_app::dataset::test_metrics_against_truth(&catalog, trained.run).await?;
     let summary = catalog.summary().await?;
     let seconds = started.elapsed().as_secs_f64();
     if json {

@@ -3,8 +3,8 @@
 //! wrong labels estimated per facet. Test images always take part; train images only when the
 //! run was trained with `--folds`.
 
+use atelier_app::mistags::{MistagQueue, mistag_queue};
 use atelier_catalog::Catalog;
-use atelier_train::mistags::{MistagQueue, mistag_queue};
 
 use crate::args::MistagsArgs;
 use crate::error::{CliError, CliResult};

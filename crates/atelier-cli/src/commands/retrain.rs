@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 
+use atelier_app::runner;
 use atelier_catalog::Catalog;
-use atelier_train::runner;
 use serde_json::json;
 
 use crate::args::{GlobalArgs, RetrainArgs};

@@ -1,17 +1,17 @@
 //! `atelier train facets`: builds the run's configuration from the options (or takes a stored
-//! run's for `--resume`), then lets `atelier_train::runner` record the run, train it, save the
+//! run's for `--resume`), then lets `atelier_app::runner` record the run, train it, save the
 //! model in the store's folder and store the F1 tables and per-image predictions with the run;
 //! this module draws the progress, prints the tables and publishes the model.
 
 use std::path::{Path, PathBuf};
 
+use atelier_app::runner::{self, FinishedRun, RunPaths};
 use atelier_catalog::{Catalog, RunStatus};
 use atelier_models::pretrained::{self, EFFICIENTNET_LITE0};
 use atelier_train::input::Augmentation;
 use atelier_train::loss::ClassWeighting;
 use atelier_train::model::HeadKind;
 use atelier_train::progress::{EpochRecord, Observer, RunStart};
-use atelier_train::runner::{self, FinishedRun, RunPaths};
 use atelier_train::schedule::{OptimizerChoice, Schedule};
 use atelier_train::{BackboneChoice, DeviceChoice, TrainConfig, TrainError};
 use serde_json::{Value, json};

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use atelier_train::mistags::{MistagQueue, mistag_queue};
+use atelier_app::mistags::{MistagQueue, mistag_queue};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use maud::{Markup, html};

@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 
+use atelier_app::runner;
 use atelier_catalog::{Role, RunFacetResult, RunRecord, RunStatus};
 use atelier_train::metrics::SplitMetrics;
-use atelier_train::runner;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;

@@ -4,12 +4,12 @@
 
 #![allow(dead_code)]
 
+use atelier_app::runner::RunPaths;
 use atelier_catalog::{
     Catalog, CheckOutcome, CheckedImage, ImportOptions, NewRun, PredictionRow, Role,
     RunFacetResult, RunFinish, RunStatus, Split,
 };
 use atelier_train::metrics::classification_report;
-use atelier_train::runner::RunPaths;
 use atelier_web::{AppConfig, hash_password, router};
 use axum::Router;
 use axum::body::{Body, Bytes};

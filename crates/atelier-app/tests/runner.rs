@@ -10,12 +10,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use atelier_app::mistags::mistag_queue;
+use atelier_app::{create_retrain, create_run, execute_run};
 use atelier_catalog::{ImportOptions, PredictionRecord, RunStatus, Split};
 use atelier_train::config::TrainConfig;
-use atelier_train::mistags::{self, mistag_queue};
+use atelier_train::mistags;
 use atelier_train::model::HeadKind;
 use atelier_train::progress::{EpochRecord, Observer, Silent};
-use atelier_train::{create_retrain, create_run, execute_run};
 use atelier_vision::synth::SynthOptions;
 use common::Setup;
 
@@ -435,7 +436,7 @@ async fn test_scores_against_the_truth_count_agreement_with_the_truth_file() {
     let setup = setup(40, true).await;
     let catalog = &setup.catalog;
     let (run, _) = setup.train(&config(0)).await;
-    let scored = atelier_train::job::test_metrics_against_truth(catalog, run)
+    let scored = atelier_app::dataset::test_metrics_against_truth(catalog, run)
         .await
         .unwrap();
     assert_eq!(

@@ -8,15 +8,16 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use atelier_app::{AppError, create_run, execute_run};
 use atelier_catalog::{Catalog, ImportOptions, Split};
+use atelier_models::Device;
+use atelier_train::TrainError;
 use atelier_train::config::TrainConfig;
 use atelier_train::locator::DetailCrop;
 use atelier_train::model::HeadKind;
 use atelier_train::progress::Silent;
 use atelier_train::tagger::Tagger;
-use atelier_train::{TrainError, create_run, execute_run};
 use atelier_vision::synth::SynthOptions;
-use burn::prelude::*;
 use common::Setup;
 
 async fn setup(count: usize) -> Setup {
@@ -184,7 +185,7 @@ async fn a_catalogue_without_dress_boxes_is_refused_with_a_fix() {
     };
     let message = error.to_string();
     assert!(
-        matches!(error, TrainError::EmptyDataset { .. }),
+        matches!(error, AppError::Train(TrainError::EmptyDataset { .. })),
         "{message}"
     );
     assert!(message.contains("dress box"), "{message}");

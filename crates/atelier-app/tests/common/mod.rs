@@ -6,10 +6,11 @@
 
 use std::path::{Path, PathBuf};
 
+use atelier_app::{FinishedRun, RunPaths, create_run, execute_run};
 use atelier_catalog::{Catalog, ImportOptions};
+use atelier_train::BackboneChoice;
 use atelier_train::config::TrainConfig;
 use atelier_train::progress::Silent;
-use atelier_train::{BackboneChoice, FinishedRun, RunPaths, create_run, execute_run};
 use atelier_vision::synth::{SynthOptions, synthesize};
 
 pub struct Setup {

@@ -6,12 +6,12 @@ use std::path::PathBuf;
 
 use atelier_catalog::{Catalog, PredictionRow, RunFacetResult};
 
-use crate::data::{Dataset, Example, FacetSpec, Split};
-use crate::error::TrainError;
-use crate::evaluate::{FacetEvaluation, Probabilities, argmax};
+use crate::error::AppError;
+use atelier_train::data::{Dataset, Example, FacetSpec, Split};
+use atelier_train::evaluate::{FacetEvaluation, Probabilities, argmax};
 
 /// The catalogue's facets in their stored order (all of them when `facets` is empty).
-pub async fn facet_names(catalog: &Catalog, facets: &[String]) -> Result<Vec<String>, TrainError> {
+pub async fn facet_names(catalog: &Catalog, facets: &[String]) -> Result<Vec<String>, AppError> {
     if !facets.is_empty() {
         return Ok(facets.to_vec());
     }
@@ -25,7 +25,7 @@ pub async fn facet_names(catalog: &Catalog, facets: &[String]) -> Result<Vec<Str
 
 /// Every active image with its labels for `facets`, in the catalogue's label orders.
 /// Quarantined and removed images are never part of a dataset.
-pub async fn load_dataset(catalog: &Catalog, facets: &[String]) -> Result<Dataset, TrainError> {
+pub async fn load_dataset(catalog: &Catalog, facets: &[String]) -> Result<Dataset, AppError> {
     let names = facet_names(catalog, facets).await?;
     let orders = catalog.facet_label_orders(&names).await?;
     let images = catalog.training_images(&names).await?;
@@ -67,7 +67,7 @@ pub async fn load_dataset(catalog: &Catalog, facets: &[String]) -> Result<Datase
 
 /// Stores a run's F1 tables, class weights and per-image predictions, replacing earlier ones.
 /// `out_of_fold` says, per example, whether its probabilities come from a cross-fitted model
-/// that never saw it (see [`crate::folds`]); an empty slice means none does.
+/// that never saw it (see [`atelier_train::folds`]); an empty slice means none does.
 pub async fn record_results(
     catalog: &Catalog,
     run: i64,
@@ -76,9 +76,9 @@ pub async fn record_results(
     evaluation: &[FacetEvaluation],
     probabilities: &Probabilities,
     out_of_fold: &[bool],
-) -> Result<(), TrainError> {
+) -> Result<(), AppError> {
     if !out_of_fold.is_empty() && out_of_fold.len() != dataset.examples.len() {
-        return Err(TrainError::Config(format!(
+        return Err(AppError::Invalid(format!(
             "run {run}: {} out-of-fold flags for {} images; give one per image or none",
             out_of_fold.len(),
             dataset.examples.len()
@@ -125,7 +125,7 @@ pub async fn record_results(
 pub async fn test_metrics_against_truth(
     catalog: &Catalog,
     run: i64,
-) -> Result<Vec<(String, crate::metrics::SplitMetrics)>, TrainError> {
+) -> Result<Vec<(String, atelier_train::metrics::SplitMetrics)>, AppError> {
     let mut out = Vec::new();
     for facet in catalog.run_facets(run).await? {
         let truth = catalog.truth_labels(&facet.facet).await?;
@@ -147,7 +147,8 @@ pub async fn test_metrics_against_truth(
             expected.push(t);
             predicted.push(p);
         }
-        let metrics = crate::metrics::classification_report(&facet.labels, &expected, &predicted);
+        let metrics =
+            atelier_train::metrics::classification_report(&facet.labels, &expected, &predicted);
         out.push((facet.facet, metrics));
     }
     Ok(out)

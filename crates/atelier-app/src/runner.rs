@@ -23,17 +23,17 @@ use atelier_catalog::{
 use serde_json::{Value, json};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
-use crate::artifact::{ModelManifest, lineage, save_model};
-use crate::config::TrainConfig;
-use crate::data::{Dataset, Split};
-use crate::error::TrainError;
-use crate::evaluate::{FacetEvaluation, Probabilities, evaluate};
-use crate::folds::cross_fit;
-use crate::job;
+use crate::dataset;
+use crate::error::AppError;
 use crate::lease;
-use crate::mistags::drop_suspected_labels;
-use crate::progress::{EpochRecord, Observer, RunStart};
-use crate::trainer::train;
+use atelier_train::artifact::{ModelManifest, lineage, save_model};
+use atelier_train::config::TrainConfig;
+use atelier_train::data::{Dataset, Split};
+use atelier_train::evaluate::{FacetEvaluation, Probabilities, evaluate};
+use atelier_train::folds::cross_fit;
+use atelier_train::mistags::drop_suspected_labels;
+use atelier_train::progress::{EpochRecord, Observer, RunStart};
+use atelier_train::trainer::train;
 
 /// The `kind` of the catalogue runs this module records.
 pub const FACETS_RUN: &str = "facets";
@@ -47,7 +47,7 @@ pub struct RunPaths {
     pub checkpoint_base: PathBuf,
     /// The model is saved as the folder `CATALOG-ID/run-N/` below.
     pub model_base: PathBuf,
-    /// Frozen-backbone features, kept between runs (see [`crate::features::FeatureCache`]).
+    /// Frozen-backbone features, kept between runs (see [`atelier_train::features::FeatureCache`]).
     pub feature_cache: PathBuf,
 }
 
@@ -74,10 +74,10 @@ pub async fn create_run(
     config: &TrainConfig,
     paths: &RunPaths,
     parent_run: Option<i64>,
-) -> Result<i64, TrainError> {
+) -> Result<i64, AppError> {
     config.check()?;
     let mut config = config.clone();
-    config.facets = job::facet_names(catalog, &config.facets).await?;
+    config.facets = dataset::facet_names(catalog, &config.facets).await?;
     catalog.facet_label_orders(&config.facets).await?;
     let catalog_id = catalog.catalog_id().await?;
     let stored = json!({
@@ -103,22 +103,22 @@ pub async fn create_retrain(
     catalog: &Catalog,
     parent: i64,
     paths: &RunPaths,
-) -> Result<i64, TrainError> {
+) -> Result<i64, AppError> {
     let record = find_run(catalog, parent).await?;
     let config = stored_config(&record)?;
     create_run(catalog, &config, paths, Some(parent)).await
 }
 
 /// The training configuration stored with a run.
-pub fn stored_config(record: &RunRecord) -> Result<TrainConfig, TrainError> {
+pub fn stored_config(record: &RunRecord) -> Result<TrainConfig, AppError> {
     if record.kind != FACETS_RUN {
-        return Err(TrainError::Config(format!(
+        return Err(AppError::Invalid(format!(
             "run {} is a `{}` run; only `{FACETS_RUN}` runs can be trained here",
             record.id, record.kind
         )));
     }
     serde_json::from_value(record.config["train"].clone()).map_err(|e| {
-        TrainError::Catalog(CatalogError::Corrupt {
+        AppError::Catalog(CatalogError::Corrupt {
             table: "runs",
             column: "config",
             value: format!("run {}: {e}", record.id),
@@ -146,10 +146,10 @@ pub async fn execute_run(
     run: i64,
     paths: &RunPaths,
     observer: Box<dyn Observer + Send>,
-) -> Result<FinishedRun, TrainError> {
+) -> Result<FinishedRun, AppError> {
     let record = find_run(catalog, run).await?;
     if record.status == RunStatus::Completed {
-        return Err(TrainError::Config(format!(
+        return Err(AppError::Invalid(format!(
             "run {run} already completed; train a new one (`atelier retrain {run}` repeats it \
              on the current labels)"
         )));
@@ -187,7 +187,7 @@ pub async fn execute_run(
 /// Takes `record`'s run for this process (see [`execute_run`]), also from a holder on this
 /// machine whose process is gone. The web app claims an interrupted run this way before it
 /// queues it for resuming.
-pub async fn claim_run(catalog: &Catalog, record: &RunRecord) -> Result<(), TrainError> {
+pub async fn claim_run(catalog: &Catalog, record: &RunRecord) -> Result<(), AppError> {
     let now = now_millis();
     let gone = record
         .lease
@@ -200,9 +200,9 @@ pub async fn claim_run(catalog: &Catalog, record: &RunRecord) -> Result<(), Trai
     Ok(())
 }
 
-async fn find_run(catalog: &Catalog, run: i64) -> Result<RunRecord, TrainError> {
+async fn find_run(catalog: &Catalog, run: i64) -> Result<RunRecord, AppError> {
     catalog.run(run).await?.ok_or_else(|| {
-        TrainError::Config(format!(
+        AppError::Invalid(format!(
             "run {run} does not exist (see `atelier runs` for the runs)"
         ))
     })
@@ -219,7 +219,7 @@ struct Trained {
     history: Vec<EpochRecord>,
     stopped_early: bool,
     /// How well the dress locator of a detail-view run placed its boxes.
-    locator: Option<crate::locator::LocatorReport>,
+    locator: Option<atelier_train::locator::LocatorReport>,
     /// Per facet, the train labels the main model did not learn from (`drop_suspects`).
     dropped_suspects: Option<std::collections::BTreeMap<String, usize>>,
     /// The progress last sent, to go on from.
@@ -231,7 +231,7 @@ async fn train_and_record(
     record: &RunRecord,
     paths: &RunPaths,
     observer: Box<dyn Observer + Send>,
-) -> Result<FinishedRun, TrainError> {
+) -> Result<FinishedRun, AppError> {
     let started = Instant::now();
     let run = record.id;
     let config = stored_config(record)?;
@@ -248,7 +248,7 @@ async fn train_and_record(
     let mut state = ProgressState::new(&config);
     state.phase = "load".into();
     catalog.set_run_progress(run, &state.to_json()).await?;
-    let dataset = job::load_dataset(catalog, &config.facets).await?;
+    let dataset = dataset::load_dataset(catalog, &config.facets).await?;
     if config.folds > 0 && !config.caches_features() {
         tracing::warn!(
             "run {run}: --folds {} without cached features trains {} more complete networks \
@@ -285,13 +285,13 @@ async fn train_and_record(
     // The training thread's progress is written while it runs; the writer stops when the
     // thread drops its observer.
     let ((), joined) = tokio::join!(write_progress(catalog, run, receiver), training);
-    let trained = joined.map_err(|e| TrainError::Thread(e.to_string()))??;
+    let trained = joined.map_err(|e| AppError::Thread(e.to_string()))??;
 
     let mut state = trained.progress.clone();
     state.phase = "record".into();
     state.fold = None;
     catalog.set_run_progress(run, &state.to_json()).await?;
-    job::record_results(
+    dataset::record_results(
         catalog,
         run,
         &trained.dataset,
@@ -359,7 +359,7 @@ fn train_blocking(
     feature_cache: &Path,
     model_dir: &Path,
     mut observer: CatalogProgress,
-) -> Result<Trained, TrainError> {
+) -> Result<Trained, AppError> {
     let train_images = dataset
         .examples
         .iter()
@@ -375,7 +375,7 @@ fn train_blocking(
     let placed = if config.detail_crops.is_empty() {
         None
     } else {
-        Some(crate::locator::place_detail_views(
+        Some(atelier_train::locator::place_detail_views(
             &mut dataset,
             config,
             &config.detail_crops,
@@ -437,7 +437,7 @@ fn train_blocking(
     );
     if model_dir.exists() {
         // A resumed run that had already saved its model before being interrupted.
-        std::fs::remove_dir_all(model_dir).map_err(|e| TrainError::io(model_dir, e))?;
+        std::fs::remove_dir_all(model_dir).map_err(|e| AppError::io(model_dir, e))?;
     }
     // The lineage is the catalogue's labels at training time; the summary says which of them
     // the main model left out.
@@ -470,7 +470,7 @@ fn train_blocking(
 /// says per example which it kept.
 fn merge_out_of_fold(
     mut probabilities: Probabilities,
-    cross_fitted: crate::folds::OutOfFold,
+    cross_fitted: atelier_train::folds::OutOfFold,
 ) -> (Probabilities, Vec<bool>) {
     let examples = probabilities.first().map_or(0, Vec::len);
     let mut out_of_fold = vec![false; examples];
