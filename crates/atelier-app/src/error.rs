@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use atelier_catalog::CatalogError;
+use atelier_store::StoreError;
 use atelier_train::TrainError;
 
 /// Everything a use case can fail with.
@@ -16,6 +17,8 @@ pub enum AppError {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Train(#[from] TrainError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("{}: {source}", .path.display())]
     Io {
         path: PathBuf,

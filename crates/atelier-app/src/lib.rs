@@ -1,17 +1,21 @@
 //! atelier's use cases that the command line and the web app share, between the libraries
 //! (catalogue, training) and the two front ends: a catalogue run's whole life ([`runner`]:
 //! record, train, save, record results, or fail; retrain), which process holds a run
-//! ([`lease`]), datasets read from the catalogue and results written back ([`dataset`]), and a
-//! run's review queue of likely mistagged images ([`mistags`]).
+//! ([`lease`]), datasets read from the catalogue and results written back ([`dataset`]), a
+//! run's review queue of likely mistagged images ([`mistags`]), and the decoding check that
+//! quarantines unusable files ([`check`]); and models: the store, publishing, and finding the
+//! model a reference names ([`models`]).
 //!
 //! Training itself (`atelier-train`) never touches the catalogue; this crate reads a dataset
 //! from it, hands it to training, and stores what comes back. Front ends parse, render and map
 //! [`AppError`]s to exit or status codes; they hold no rule of their own.
 
+pub mod check;
 pub mod dataset;
 mod error;
 pub mod lease;
 pub mod mistags;
+pub mod models;
 pub mod runner;
 
 pub use error::AppError;

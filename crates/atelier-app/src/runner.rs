@@ -26,6 +26,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use crate::dataset;
 use crate::error::AppError;
 use crate::lease;
+use crate::models;
 use atelier_train::artifact::{ModelManifest, lineage, save_model};
 use atelier_train::config::TrainConfig;
 use atelier_train::data::{Dataset, Split};
@@ -49,6 +50,9 @@ pub struct RunPaths {
     pub model_base: PathBuf,
     /// Frozen-backbone features, kept between runs (see [`atelier_train::features::FeatureCache`]).
     pub feature_cache: PathBuf,
+    /// The model store (`--store` URL) that runs recorded with a name to publish under publish
+    /// their models to; `None` publishes nothing.
+    pub store: Option<String>,
 }
 
 /// What a completed run produced.
@@ -61,6 +65,10 @@ pub struct FinishedRun {
     pub summary: Value,
     pub evaluation: Vec<FacetEvaluation>,
     pub best_epoch: usize,
+    /// For a run recorded with a name to publish under: the published model
+    /// (`{"model", "name", "version", "store", "files", "bytes"}`), or why publishing failed
+    /// (the run is completed and its model folder kept either way).
+    pub published: Option<Result<Value, String>>,
 }
 
 /// Records a new run (status running, held by this process: see [`crate::lease`]) for `config`
@@ -75,7 +83,28 @@ pub async fn create_run(
     paths: &RunPaths,
     parent_run: Option<i64>,
 ) -> Result<i64, AppError> {
+    create_published_run(catalog, config, paths, parent_run, None).await
+}
+
+/// Like [`create_run`]; with `publish`, the trained model is published to `paths.store` as the
+/// next version of that name (checked, with the store, before anything is recorded), and
+/// retrains of the run publish under the same name.
+pub async fn create_published_run(
+    catalog: &Catalog,
+    config: &TrainConfig,
+    paths: &RunPaths,
+    parent_run: Option<i64>,
+    publish: Option<&str>,
+) -> Result<i64, AppError> {
     config.check()?;
+    if let Some(name) = publish {
+        let store = paths.store.as_deref().ok_or_else(|| {
+            AppError::Invalid(format!(
+                "publishing as {name} needs a model store; name one (--store)"
+            ))
+        })?;
+        models::check_publish_target(store, name).await?;
+    }
     let mut config = config.clone();
     config.facets = dataset::facet_names(catalog, &config.facets).await?;
     catalog.facet_label_orders(&config.facets).await?;
@@ -83,6 +112,7 @@ pub async fn create_run(
     let stored = json!({
         "train": config,
         "checkpoint_dir": absolute(&catalog_folder(&paths.checkpoint_base, &catalog_id)),
+        "publish": publish,
     });
     Ok(catalog
         .create_run(&NewRun {
@@ -106,7 +136,19 @@ pub async fn create_retrain(
 ) -> Result<i64, AppError> {
     let record = find_run(catalog, parent).await?;
     let config = stored_config(&record)?;
-    create_run(catalog, &config, paths, Some(parent)).await
+    create_published_run(
+        catalog,
+        &config,
+        paths,
+        Some(parent),
+        stored_publish(&record),
+    )
+    .await
+}
+
+/// The name a run publishes its model under, if it was recorded with one.
+pub fn stored_publish(record: &RunRecord) -> Option<&str> {
+    record.config["publish"].as_str()
 }
 
 /// The training configuration stored with a run.
@@ -302,33 +344,13 @@ async fn train_and_record(
     )
     .await?;
 
-    let facets: serde_json::Map<String, Value> = trained
-        .evaluation
-        .iter()
-        .map(|facet| {
-            (
-                facet.facet.clone(),
-                json!({
-                    "train_macro_f1": facet.train.macro_f1,
-                    "test_macro_f1": facet.test.macro_f1,
-                    "test_weighted_f1": facet.test.weighted_f1,
-                    "test_accuracy": facet.test.accuracy,
-                }),
-            )
-        })
-        .collect();
-    let summary = json!({
-        "facets": facets,
-        "best_epoch": trained.best_epoch,
-        "epochs_run": trained.history.len(),
-        "stopped_early": trained.stopped_early,
-        "history": trained.history,
-        "folds": config.folds,
-        "train_metrics": if config.folds > 0 { "out_of_fold" } else { "in_sample" },
-        "locator": trained.locator,
-        "dropped_suspects": trained.dropped_suspects,
-        "seconds": started.elapsed().as_secs_f64(),
-    });
+    let mut summary = run_summary(&trained, &config, started);
+    let published = publish_model(record, paths, &model_dir).await;
+    match &published {
+        Some(Ok(model)) => summary["published"] = model.clone(),
+        Some(Err(error)) => summary["publish_error"] = json!(error),
+        None => {}
+    }
     catalog
         .finish_held_run(
             run,
@@ -347,7 +369,61 @@ async fn train_and_record(
         summary,
         evaluation: trained.evaluation,
         best_epoch: trained.best_epoch,
+        published,
     })
+}
+
+/// The summary stored with a completed run.
+fn run_summary(trained: &Trained, config: &TrainConfig, started: Instant) -> Value {
+    let facets: serde_json::Map<String, Value> = trained
+        .evaluation
+        .iter()
+        .map(|facet| {
+            (
+                facet.facet.clone(),
+                json!({
+                    "train_macro_f1": facet.train.macro_f1,
+                    "test_macro_f1": facet.test.macro_f1,
+                    "test_weighted_f1": facet.test.weighted_f1,
+                    "test_accuracy": facet.test.accuracy,
+                }),
+            )
+        })
+        .collect();
+    json!({
+        "facets": facets,
+        "best_epoch": trained.best_epoch,
+        "epochs_run": trained.history.len(),
+        "stopped_early": trained.stopped_early,
+        "history": trained.history,
+        "folds": config.folds,
+        "train_metrics": if config.folds > 0 { "out_of_fold" } else { "in_sample" },
+        "locator": trained.locator,
+        "dropped_suspects": trained.dropped_suspects,
+        "seconds": started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Publishes the model of a run recorded with a name to publish under, to `paths.store`.
+async fn publish_model(
+    record: &RunRecord,
+    paths: &RunPaths,
+    model_dir: &Path,
+) -> Option<Result<Value, String>> {
+    let (name, store) = (stored_publish(record)?, paths.store.as_deref()?);
+    let published = async {
+        let store = models::open_store(store)?;
+        let manifest = models::publish_folder(&store, name, model_dir).await?;
+        Ok::<_, AppError>(models::published_json(&store, &manifest))
+    };
+    Some(published.await.map_err(|e| {
+        format!(
+            "run {} completed, but publishing its model failed: {e}; publish it with `atelier \
+             models push {} --name {name}`",
+            record.id,
+            model_dir.display()
+        )
+    }))
 }
 
 /// The part of a run that computes: the main model, the fold models, the saved model folder.

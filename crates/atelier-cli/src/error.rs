@@ -96,6 +96,7 @@ impl From<atelier_app::AppError> for CliError {
         match error {
             E::Catalog(e) => e.into(),
             E::Train(e) => e.into(),
+            E::Store(e) => e.into(),
             e @ E::Invalid(_) => CliError::bad_input(e.to_string()),
             e @ (E::Io { .. } | E::Thread(_)) => CliError::internal(e.to_string()),
         }

@@ -73,6 +73,7 @@ async fn a_login_flood_keeps_memory_flat() {
             checkpoint_base: dir.path().join("checkpoints"),
             model_base: dir.path().join("models"),
             feature_cache: dir.path().join("features"),
+            store: None,
         },
         dir.path().join("thumbs"),
     );

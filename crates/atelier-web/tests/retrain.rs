@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use atelier_app::runner::create_published_run;
 use atelier_app::{RunPaths, create_run, execute_run};
 use atelier_catalog::{Catalog, ImportOptions, Role, RunStatus, now_millis};
 use atelier_train::BackboneChoice;
@@ -59,10 +60,15 @@ async fn a_retrain_from_the_app_trains_in_the_background_and_is_comparable() {
     config.freeze_backbone = true;
     config.folds = 2;
     config.gce_q = Some(0.7);
-    let first = create_run(&catalog, &config, &paths, None).await.unwrap();
-    execute_run(&catalog, first, &paths, Box::new(Silent))
+    // Published as `dresses`: its retrains publish under that name too.
+    let first = create_published_run(&catalog, &config, &paths, None, Some("dresses"))
         .await
         .unwrap();
+    let finished = execute_run(&catalog, first, &paths, Box::new(Silent))
+        .await
+        .unwrap();
+    let published = finished.published.unwrap().unwrap();
+    assert_eq!(published["model"], json!("dresses@1"));
 
     catalog
         .add_user(
@@ -98,6 +104,12 @@ async fn a_retrain_from_the_app_trains_in_the_background_and_is_comparable() {
 
     // The job runs in the background; the run page (JSON twin) shows its state.
     let page = wait_for_completion(&app, second, &rita).await;
+    // The retrain published its model as the next version of its parent's name.
+    assert_eq!(
+        page["summary"]["published"]["model"],
+        json!("dresses@2"),
+        "{page}"
+    );
     assert_eq!(page["run"]["parent_run"], json!(first));
     assert_eq!(
         page["config"]["train"]["folds"],
@@ -180,6 +192,7 @@ fn paths_of(dir: &Path) -> RunPaths {
         checkpoint_base: dir.join("checkpoints"),
         model_base: dir.join("models"),
         feature_cache: dir.join("features"),
+        store: Some(dir.join("store").display().to_string()),
     }
 }
 

@@ -349,6 +349,7 @@ async fn responses_carry_the_security_headers_and_cookies_are_secure_over_https(
         checkpoint_base: fx.dir.path().join("checkpoints"),
         model_base: fx.dir.path().join("models"),
         feature_cache: fx.dir.path().join("features"),
+        store: None,
     };
     let mut secure = AppConfig::new(paths.clone(), fx.dir.path().join("thumbs"));
     secure.secure_cookies = true;
@@ -488,6 +489,7 @@ async fn at_start_runs_whose_process_is_gone_are_interrupted_and_can_be_failed()
         checkpoint_base: fx.dir.path().join("checkpoints"),
         model_base: fx.dir.path().join("models"),
         feature_cache: fx.dir.path().join("features"),
+        store: None,
     };
     let app = start(
         fx.catalog.clone(),

@@ -49,6 +49,7 @@ pub async fn setup(synth: SynthOptions, truth: bool) -> Setup {
         checkpoint_base: root.join("checkpoints"),
         model_base: root.join("models"),
         feature_cache: root.join("features"),
+        store: None,
     };
     Setup {
         _dir: dir,

@@ -1,13 +1,10 @@
-//! `atelier models list|show|push|pull|promote|rm`, and the store plumbing that `train
-//! --publish` and `tag --model NAME[@VERSION|:TAG]` share: opening `--store`, publishing a
-//! model folder with its metadata, and pulling into the cache. (Training writes the model's
-//! `lineage.json`: `atelier_train::artifact::write_lineage`.)
+//! `atelier models list|show|push|pull|promote|rm|seal`: the model store's operations and
+//! their output (opening the store, publishing and resolving models are `atelier_app::models`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use atelier_store::{
-    Manifest, ModelInfo, ModelRef, ModelStore, Selector, StoreError, StoreOptions,
-};
+use atelier_app::models::{open_store, publish_folder, published_json};
+use atelier_store::{Manifest, ModelInfo, ModelRef, ModelStore, Selector, StoreError};
 use atelier_train::artifact::{CHECKSUMS_FILE, LINEAGE_FILE, MODEL_FILE};
 use serde_json::{Value, json};
 
@@ -152,72 +149,6 @@ fn seal(dir: &Path, json: bool) -> CliResult {
         dir.display()
     );
     Ok(())
-}
-
-/// Opens `--store` with the default cache (`$ATELIER_MODEL_CACHE` or
-/// `~/.cache/atelier/models`) and retry policy.
-pub fn open_store(url: &str) -> CliResult<ModelStore> {
-    Ok(ModelStore::open(url, StoreOptions::default())?)
-}
-
-/// Publishes a model folder; the manifest's metadata summarises its `model.json` when it has
-/// one, so that `models list` can show what each version is without downloading it. A model
-/// folder is checked against its checksums first: a damaged model is never published.
-pub async fn publish_folder(store: &ModelStore, name: &str, dir: &Path) -> CliResult<Manifest> {
-    if dir.join(MODEL_FILE).is_file() {
-        atelier_train::artifact::verify_model(dir)?;
-    }
-    let metadata = folder_metadata(dir);
-    Ok(store.publish(name, dir, metadata).await?)
-}
-
-/// Checks `--publish NAME` and that the store answers, before hours of training.
-pub async fn check_publish_target(store_url: &str, name: &str) -> CliResult<ModelStore> {
-    atelier_store::check_name(name)
-        .map_err(|reason| CliError::bad_input(format!("--publish {name}: {reason}")))?;
-    let store = open_store(store_url)?;
-    store.model(name).await?;
-    Ok(store)
-}
-
-/// The JSON a publish reports.
-pub fn published_json(store: &ModelStore, manifest: &Manifest) -> Value {
-    json!({
-        "model": manifest.reference().to_string(),
-        "name": manifest.name,
-        "version": manifest.version,
-        "store": store.url(),
-        "files": manifest.parts.len(),
-        "bytes": manifest.total_size(),
-    })
-}
-
-/// Pulls a published model into the cache (verified; no download when cached) and returns
-/// its local folder.
-pub async fn pull_model(store_url: &str, reference: &ModelRef) -> CliResult<PathBuf> {
-    let store = open_store(store_url)?;
-    Ok(store.pull(reference).await?.dir)
-}
-
-fn folder_metadata(dir: &Path) -> Value {
-    let model: Value = std::fs::read(dir.join(MODEL_FILE))
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or(Value::Null);
-    if model.is_null() {
-        return json!({});
-    }
-    let facets: Vec<&Value> = model["facets"]
-        .as_array()
-        .map(|f| f.iter().map(|facet| &facet["name"]).collect())
-        .unwrap_or_default();
-    json!({
-        "format": model["format"],
-        "run": model["run"],
-        "backbone": model["backbone"],
-        "image_size": model["input"]["image_size"],
-        "facets": facets,
-    })
 }
 
 fn parse_reference(text: &str) -> CliResult<ModelRef> {

@@ -17,7 +17,6 @@ use atelier_train::{BackboneChoice, DeviceChoice, TrainConfig, TrainError};
 use serde_json::{Value, json};
 
 use crate::args::{GlobalArgs, TrainFacetsArgs};
-use crate::commands::models;
 use crate::error::{CliError, CliResult};
 use crate::output::print_json;
 use crate::progress::TrainProgress;
@@ -27,32 +26,21 @@ pub struct TrainedRun {
     pub run: i64,
     pub model_dir: PathBuf,
     pub summary: Value,
+    /// The published model, or why publishing failed (see `FinishedRun::published`).
+    pub published: Option<Result<Value, String>>,
 }
 
 pub async fn run(catalog: &Catalog, args: &TrainFacetsArgs, global: &GlobalArgs) -> CliResult {
-    let store = match &args.publish {
-        Some(name) => Some(models::check_publish_target(&global.store, name).await?),
-        None => None,
-    };
     let trained = train_facets(catalog, args, global).await?;
-    let published = match (&store, &args.publish) {
-        (Some(store), Some(name)) => {
-            let manifest = models::publish_folder(store, name, &trained.model_dir)
-                .await
-                .map_err(|e| {
-                    CliError::internal(format!(
-                        "run {} completed, but publishing its model failed: {e}. Publish it \
-                         with `atelier models push {} --name {name}`",
-                        trained.run,
-                        trained.model_dir.display()
-                    ))
-                })?;
+    let published = match trained.published {
+        Some(Ok(model)) => {
             if !global.json {
-                println!("published {} to {}", manifest.reference(), store.url());
+                println!("published {} to {}", model["model"], model["store"]);
             }
-            Some(models::published_json(store, &manifest))
+            Some(model)
         }
-        _ => None,
+        Some(Err(error)) => return Err(CliError::internal(error)),
+        None => None,
     };
     if global.json {
         print_json(&json!({
@@ -77,7 +65,8 @@ pub async fn train_facets(
         Some(run) => check_resumable(catalog, run).await?,
         None => {
             let config = config_from_args(args)?;
-            runner::create_run(catalog, &config, &paths, None).await?
+            runner::create_published_run(catalog, &config, &paths, None, args.publish.as_deref())
+                .await?
         }
     };
     execute(catalog, run, &paths, global).await
@@ -102,6 +91,7 @@ pub async fn execute(
         run: finished.run,
         model_dir: finished.model_dir,
         summary: finished.summary,
+        published: finished.published,
     })
 }
 
@@ -110,7 +100,8 @@ pub async fn execute(
 pub fn run_paths(checkpoint_base: &Path, store: &str) -> CliResult<RunPaths> {
     Ok(RunPaths {
         checkpoint_base: checkpoint_base.to_path_buf(),
-        model_base: model_store_dir(store)?,
+        model_base: atelier_app::models::model_store_dir(store)?,
+        store: Some(store.to_string()),
         feature_cache: feature_cache_dir(),
     })
 }
@@ -221,16 +212,6 @@ async fn check_resumable(catalog: &Catalog, run: i64) -> CliResult<i64> {
         )));
     }
     Ok(run)
-}
-
-/// Where training saves its `run-N` model folders: a local store's own folder, or for a
-/// remote store `./models` (the default store's folder), from where `--publish` uploads them.
-pub fn model_store_dir(store: &str) -> CliResult<PathBuf> {
-    let location = atelier_store::StoreLocation::parse(store)?;
-    Ok(match location.local_dir() {
-        Some(dir) => dir.to_path_buf(),
-        None => PathBuf::from("models"),
-    })
 }
 
 /// Frozen-backbone features are kept in `$ATELIER_FEATURE_CACHE` or

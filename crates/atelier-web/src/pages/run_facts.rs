@@ -52,7 +52,28 @@ pub fn training_facts(config: &Value, summary: Option<&Value>) -> Vec<(&'static 
             ),
         ));
     }
+    facts.extend(publishing_fact(config, summary));
     facts
+}
+
+/// Where the run's model is published (or was to be, and why that failed).
+fn publishing_fact(config: &Value, summary: Option<&Value>) -> Option<(&'static str, String)> {
+    let name = config["publish"].as_str()?;
+    let summary = summary?;
+    if let Some(model) = summary["published"]["model"].as_str() {
+        return Some((
+            "Published",
+            format!(
+                "{model} in {}",
+                summary["published"]["store"]
+                    .as_str()
+                    .unwrap_or("the store")
+            ),
+        ));
+    }
+    summary["publish_error"]
+        .as_str()
+        .map(|error| ("Published", format!("not as {name}: {error}")))
 }
 
 fn loss_text(train: &TrainConfig) -> String {
@@ -141,5 +162,22 @@ mod tests {
             "focal loss (γ = 2), inverse-frequency class weights"
         );
         assert!(training_facts(&json!({"train": {"backbone": 3}}), None).is_empty());
+    }
+
+    #[test]
+    fn the_published_model_or_the_failure_is_named() {
+        let config = json!({"publish": "dresses"});
+        let done = json!({"published": {"model": "dresses@2", "store": "file:///m"}});
+        assert_eq!(
+            publishing_fact(&config, Some(&done)),
+            Some(("Published", "dresses@2 in file:///m".to_string()))
+        );
+        let failed = json!({"publish_error": "the store is down"});
+        assert_eq!(
+            publishing_fact(&config, Some(&failed)).unwrap().1,
+            "not as dresses: the store is down"
+        );
+        assert_eq!(publishing_fact(&json!({}), Some(&done)), None);
+        assert_eq!(publishing_fact(&config, None), None);
     }
 }

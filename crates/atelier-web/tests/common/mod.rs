@@ -123,6 +123,7 @@ pub async fn fixture() -> Fixture {
             checkpoint_base: dir.path().join("checkpoints"),
             model_base: dir.path().join("models"),
             feature_cache: dir.path().join("features"),
+            store: None,
         },
         dir.path().join("thumbs"),
     );
