@@ -17,6 +17,8 @@ pub mod lease;
 pub mod mistags;
 pub mod models;
 pub mod runner;
+pub mod summary;
 
 pub use error::AppError;
 pub use runner::{FinishedRun, RunPaths, create_retrain, create_run, execute_run};
+pub use summary::RunSummary;

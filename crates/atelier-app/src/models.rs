@@ -11,6 +11,7 @@ use atelier_train::artifact::{MODEL_FILE, verify_model};
 use serde_json::{Value, json};
 
 use crate::error::AppError;
+use crate::summary::PublishedModel;
 
 /// Opens `--store` with the default cache (`$ATELIER_MODEL_CACHE` or
 /// `~/.cache/atelier/models`) and retry policy.
@@ -43,15 +44,15 @@ pub async fn check_publish_target(store_url: &str, name: &str) -> Result<ModelSt
 }
 
 /// What a publish reports.
-pub fn published_json(store: &ModelStore, manifest: &Manifest) -> Value {
-    json!({
-        "model": manifest.reference().to_string(),
-        "name": manifest.name,
-        "version": manifest.version,
-        "store": store.url(),
-        "files": manifest.parts.len(),
-        "bytes": manifest.total_size(),
-    })
+pub fn published_model(store: &ModelStore, manifest: &Manifest) -> PublishedModel {
+    PublishedModel {
+        model: manifest.reference().to_string(),
+        name: manifest.name.clone(),
+        version: manifest.version,
+        store: store.url().to_string(),
+        files: manifest.parts.len(),
+        bytes: manifest.total_size(),
+    }
 }
 
 /// Pulls a published model into the cache (verified; no download when cached) and returns

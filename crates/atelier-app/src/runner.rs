@@ -27,6 +27,7 @@ use crate::dataset;
 use crate::error::AppError;
 use crate::lease;
 use crate::models;
+use crate::summary::{FacetScores, PublishedModel, RunSummary, TrainMetrics};
 use atelier_train::artifact::{ModelManifest, lineage, save_model};
 use atelier_train::config::TrainConfig;
 use atelier_train::data::{Dataset, Split};
@@ -60,15 +61,13 @@ pub struct RunPaths {
 pub struct FinishedRun {
     pub run: i64,
     pub model_dir: PathBuf,
-    /// The summary stored with the run: per-facet F1, epochs, history, seconds, and whether
-    /// the train tables are `"out_of_fold"` or `"in_sample"` (`train_metrics`).
-    pub summary: Value,
+    /// The summary stored with the run.
+    pub summary: RunSummary,
     pub evaluation: Vec<FacetEvaluation>,
     pub best_epoch: usize,
-    /// For a run recorded with a name to publish under: the published model
-    /// (`{"model", "name", "version", "store", "files", "bytes"}`), or why publishing failed
-    /// (the run is completed and its model folder kept either way).
-    pub published: Option<Result<Value, String>>,
+    /// For a run recorded with a name to publish under: the published model, or why
+    /// publishing failed (the run is completed and its model folder kept either way).
+    pub published: Option<Result<PublishedModel, String>>,
 }
 
 /// Records a new run (status running, held by this process: see [`crate::lease`]) for `config`
@@ -347,17 +346,19 @@ async fn train_and_record(
     let mut summary = run_summary(&trained, &config, started);
     let published = publish_model(record, paths, &model_dir).await;
     match &published {
-        Some(Ok(model)) => summary["published"] = model.clone(),
-        Some(Err(error)) => summary["publish_error"] = json!(error),
+        Some(Ok(model)) => summary.published = Some(model.clone()),
+        Some(Err(error)) => summary.publish_error = Some(error.clone()),
         None => {}
     }
+    let stored = serde_json::to_value(&summary)
+        .map_err(|e| AppError::Invalid(format!("run {run}: the summary cannot be written: {e}")))?;
     catalog
         .finish_held_run(
             run,
             lease::owner(),
             &RunFinish {
                 status: RunStatus::Completed,
-                summary: Some(summary.clone()),
+                summary: Some(stored),
                 model_ref: Some(model_dir.display().to_string()),
                 error: None,
             },
@@ -374,34 +375,38 @@ async fn train_and_record(
 }
 
 /// The summary stored with a completed run.
-fn run_summary(trained: &Trained, config: &TrainConfig, started: Instant) -> Value {
-    let facets: serde_json::Map<String, Value> = trained
+fn run_summary(trained: &Trained, config: &TrainConfig, started: Instant) -> RunSummary {
+    let facets = trained
         .evaluation
         .iter()
         .map(|facet| {
-            (
-                facet.facet.clone(),
-                json!({
-                    "train_macro_f1": facet.train.macro_f1,
-                    "test_macro_f1": facet.test.macro_f1,
-                    "test_weighted_f1": facet.test.weighted_f1,
-                    "test_accuracy": facet.test.accuracy,
-                }),
-            )
+            let scores = FacetScores {
+                train_macro_f1: facet.train.macro_f1,
+                test_macro_f1: facet.test.macro_f1,
+                test_weighted_f1: facet.test.weighted_f1,
+                test_accuracy: facet.test.accuracy,
+            };
+            (facet.facet.clone(), scores)
         })
         .collect();
-    json!({
-        "facets": facets,
-        "best_epoch": trained.best_epoch,
-        "epochs_run": trained.history.len(),
-        "stopped_early": trained.stopped_early,
-        "history": trained.history,
-        "folds": config.folds,
-        "train_metrics": if config.folds > 0 { "out_of_fold" } else { "in_sample" },
-        "locator": trained.locator,
-        "dropped_suspects": trained.dropped_suspects,
-        "seconds": started.elapsed().as_secs_f64(),
-    })
+    RunSummary {
+        facets,
+        best_epoch: trained.best_epoch,
+        epochs_run: trained.history.len(),
+        stopped_early: trained.stopped_early,
+        history: trained.history.clone(),
+        folds: config.folds,
+        train_metrics: if config.folds > 0 {
+            TrainMetrics::OutOfFold
+        } else {
+            TrainMetrics::InSample
+        },
+        locator: trained.locator,
+        dropped_suspects: trained.dropped_suspects.clone(),
+        seconds: started.elapsed().as_secs_f64(),
+        published: None,
+        publish_error: None,
+    }
 }
 
 /// Publishes the model of a run recorded with a name to publish under, to `paths.store`.
@@ -409,12 +414,12 @@ async fn publish_model(
     record: &RunRecord,
     paths: &RunPaths,
     model_dir: &Path,
-) -> Option<Result<Value, String>> {
+) -> Option<Result<PublishedModel, String>> {
     let (name, store) = (stored_publish(record)?, paths.store.as_deref()?);
     let published = async {
         let store = models::open_store(store)?;
         let manifest = models::publish_folder(&store, name, model_dir).await?;
-        Ok::<_, AppError>(models::published_json(&store, &manifest))
+        Ok::<_, AppError>(models::published_model(&store, &manifest))
     };
     Some(published.await.map_err(|e| {
         format!(

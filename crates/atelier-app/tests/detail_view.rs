@@ -8,6 +8,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use atelier_app::summary::TrainMetrics;
 use atelier_app::{AppError, create_run, execute_run};
 use atelier_catalog::{Catalog, ImportOptions, Split};
 use atelier_models::Device;
@@ -104,11 +105,13 @@ async fn a_detail_view_model_tags_new_photos_as_it_was_evaluated() {
         config.feature_stage = stage;
         config.detail_crops.extend(more_crops);
         let (run, finished) = setup.train(&config).await;
-        let locator = &finished.summary["locator"];
-        let fit = locator["fit_images"].as_u64().unwrap();
-        assert!(fit > 20, "{locator}");
-        let iou = locator["test_mean_iou"].as_f64().unwrap();
-        assert!((0.0..=1.0).contains(&iou), "{locator}");
+        let locator = finished
+            .summary
+            .locator
+            .expect("a detail-view run reports its locator");
+        assert!(locator.fit_images > 20, "{locator:?}");
+        let iou = locator.test_mean_iou.unwrap();
+        assert!((0.0..=1.0).contains(&iou), "{locator:?}");
         assert_tagging_repeats_the_run(&setup, run, &finished.model_dir).await;
     }
     // The first two runs placed their views from the same cached whole-photo maps; the
@@ -131,7 +134,7 @@ async fn a_detail_view_model_tags_new_photos_as_it_was_evaluated() {
 async fn folds_reuse_the_placed_views() {
     let setup = setup(30).await;
     let (_, finished) = setup.train(&config(HeadKind::Pooled, 2)).await;
-    assert_eq!(finished.summary["train_metrics"], "out_of_fold");
+    assert_eq!(finished.summary.train_metrics, TrainMetrics::OutOfFold);
     // One detail map per image: the fold models found every view in the cache.
     let detail_dir = std::fs::read_dir(&setup.paths.feature_cache)
         .unwrap()

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use atelier_app::mistags::mistag_queue;
+use atelier_app::summary::TrainMetrics;
 use atelier_app::{create_retrain, create_run, execute_run};
 use atelier_catalog::{ImportOptions, PredictionRecord, RunStatus, Split};
 use atelier_train::config::TrainConfig;
@@ -112,7 +113,7 @@ async fn folds_give_out_of_fold_train_predictions_and_a_review_queue() {
     let catalog = &setup.catalog;
 
     let (plain, plain_run) = setup.train(&config(0)).await;
-    assert_eq!(plain_run.summary["train_metrics"], "in_sample");
+    assert_eq!(plain_run.summary.train_metrics, TrainMetrics::InSample);
 
     let counter = Counter::default();
     let seen = counter.seen.clone();
@@ -122,7 +123,7 @@ async fn folds_give_out_of_fold_train_predictions_and_a_review_queue() {
     let finished = execute_run(catalog, folded, &setup.paths, Box::new(counter))
         .await
         .unwrap();
-    assert_eq!(finished.summary["train_metrics"], "out_of_fold");
+    assert_eq!(finished.summary.train_metrics, TrainMetrics::OutOfFold);
     assert!(finished.model_dir.join("lineage.json").exists());
 
     // Two fold models trained after the main one, each for every epoch, holding out together
@@ -341,10 +342,10 @@ async fn dropped_suspects_leave_the_main_model_but_not_the_catalogue() {
     let mut config = config(2);
     config.drop_suspects = Some(0.0);
     let (run, finished) = setup.train(&config).await;
-    let dropped = finished.summary["dropped_suspects"].as_object().unwrap();
+    let dropped = finished.summary.dropped_suspects.clone().unwrap();
     let facets: Vec<&str> = dropped.keys().map(String::as_str).collect();
     assert_eq!(facets, ["length", "silhouette"]);
-    let total: u64 = dropped.values().map(|v| v.as_u64().unwrap()).sum();
+    let total: u64 = dropped.values().map(|&v| v as u64).sum();
 
     // Every train label is still stored with the run's predictions, for the review queue.
     let rows = catalog.predictions(run, None).await.unwrap();
@@ -390,7 +391,7 @@ async fn dropped_suspects_leave_the_main_model_but_not_the_catalogue() {
             .len();
         // The tiny model's scores sit close to the class thresholds, and the catalogue's
         // copies may round differently from the in-memory ones: allow one image either way.
-        let counted = dropped[&facet.facet].as_u64().unwrap() as i64;
+        let counted = dropped[&facet.facet] as i64;
         assert!(
             (counted - expected as i64).abs() <= 1,
             "{}: dropped {counted}, the stored scores suspect {expected}",

@@ -269,7 +269,7 @@ pub fn predict_boxes(
 }
 
 /// How well the locator placed the boxes it was not trained on.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 pub struct LocatorReport {
     /// Train images with a dress box (the locator learned from these).
     pub fit_images: usize,

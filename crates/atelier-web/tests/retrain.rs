@@ -68,7 +68,7 @@ async fn a_retrain_from_the_app_trains_in_the_background_and_is_comparable() {
         .await
         .unwrap();
     let published = finished.published.unwrap().unwrap();
-    assert_eq!(published["model"], json!("dresses@1"));
+    assert_eq!(published.model, "dresses@1");
 
     catalog
         .add_user(

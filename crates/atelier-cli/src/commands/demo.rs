@@ -157,7 +157,7 @@ pub async fn run(args: &DemoArgs, global: &GlobalArgs) -> CliResult {
             "summary": summary,
             "run": trained.run,
             "model": trained.model_dir,
-            "facets": trained.summary["facets"],
+            "facets": trained.summary.facets,
             "test_macro_f1_against_truth": against_truth.iter().map(|(facet, m)| (facet.clone(), serde_json::Value::from(m.macro_f1))).collect::<serde_json::Map<String, serde_json::Value>>(),
             "mistags": {"queue": queue.items.len(), "precision_at": queue.precision_at, "known_flips": queue.known_flips, "recall": queue.recall, "estimates": queue.estimates},
             "seconds": seconds,
@@ -176,9 +176,11 @@ pub async fn run(args: &DemoArgs, global: &GlobalArgs) -> CliResult {
     println!();
     if !against_truth.is_empty() {
         let noisy = |facet: &str| {
-            trained.summary["facets"][facet]["test_macro_f1"]
-                .as_f64()
-                .unwrap_or(f64::NAN)
+            trained
+                .summary
+                .facets
+                .get(facet)
+                .map_or(f64::NAN, |scores| scores.test_macro_f1)
         };
         println!(
             "test macro-F1 per facet, against the catalogue's labels ({:.0} % flipped) and \

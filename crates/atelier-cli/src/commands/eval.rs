@@ -1,6 +1,7 @@
 //! `atelier eval RUN` prints a run's per-class tables for train and test (from the catalogue),
 //! `--predictions` its per-image predictions; `atelier runs` lists the runs.
 
+use atelier_app::RunSummary;
 use atelier_catalog::Catalog;
 use atelier_train::metrics::{SplitMetrics, format_table};
 use serde_json::{Map, Value, json};
@@ -101,16 +102,12 @@ pub async fn list(catalog: &Catalog, json: bool) -> CliResult {
     }
     for run in runs {
         let backbone = run.config["train"]["backbone"].as_str().unwrap_or("?");
-        let f1: Vec<String> = run
-            .summary
-            .as_ref()
-            .and_then(|s| s["facets"].as_object())
-            .map(|facets| {
-                facets
+        let f1: Vec<String> = RunSummary::of(&run)
+            .map(|summary| {
+                summary
+                    .facets
                     .iter()
-                    .map(|(name, v)| {
-                        format!("{name} {:.3}", v["test_macro_f1"].as_f64().unwrap_or(0.0))
-                    })
+                    .map(|(name, scores)| format!("{name} {:.3}", scores.test_macro_f1))
                     .collect()
             })
             .unwrap_or_default();

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use atelier_app::models::{open_store, publish_folder, published_json};
+use atelier_app::models::{open_store, publish_folder, published_model};
 use atelier_store::{Manifest, ModelInfo, ModelRef, ModelStore, Selector, StoreError};
 use atelier_train::artifact::{CHECKSUMS_FILE, LINEAGE_FILE, MODEL_FILE};
 use serde_json::{Value, json};
@@ -61,7 +61,7 @@ pub async fn run(args: &ModelsArgs, global: &GlobalArgs) -> CliResult {
         ModelsAction::Push { dir, name } => {
             let manifest = publish_folder(&store, name, dir).await?;
             if global.json {
-                return print_json(&published_json(&store, &manifest));
+                return print_json(&published_model(&store, &manifest));
             }
             println!(
                 "published {} to {} ({} files, {})",

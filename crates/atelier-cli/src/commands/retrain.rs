@@ -40,8 +40,8 @@ pub async fn run(catalog: &Catalog, args: &RetrainArgs, global: &GlobalArgs) -> 
             "run": trained.run,
             "parent_run": args.run,
             "model": trained.model_dir,
-            "facets": trained.summary["facets"],
-            "seconds": trained.summary["seconds"],
+            "facets": trained.summary.facets,
+            "seconds": trained.summary.seconds,
         }))?;
     }
     Ok(())

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use atelier_app::runner::{self, FinishedRun, RunPaths};
+use atelier_app::summary::{PublishedModel, RunSummary};
 use atelier_catalog::{Catalog, RunStatus};
 use atelier_models::pretrained::{self, EFFICIENTNET_LITE0};
 use atelier_train::input::Augmentation;
@@ -14,7 +15,7 @@ use atelier_train::model::HeadKind;
 use atelier_train::progress::{EpochRecord, Observer, RunStart};
 use atelier_train::schedule::{OptimizerChoice, Schedule};
 use atelier_train::{BackboneChoice, DeviceChoice, TrainConfig, TrainError};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::args::{GlobalArgs, TrainFacetsArgs};
 use crate::error::{CliError, CliResult};
@@ -25,20 +26,15 @@ use crate::progress::TrainProgress;
 pub struct TrainedRun {
     pub run: i64,
     pub model_dir: PathBuf,
-    pub summary: Value,
+    pub summary: RunSummary,
     /// The published model, or why publishing failed (see `FinishedRun::published`).
-    pub published: Option<Result<Value, String>>,
+    pub published: Option<Result<PublishedModel, String>>,
 }
 
 pub async fn run(catalog: &Catalog, args: &TrainFacetsArgs, global: &GlobalArgs) -> CliResult {
     let trained = train_facets(catalog, args, global).await?;
     let published = match trained.published {
-        Some(Ok(model)) => {
-            if !global.json {
-                println!("published {} to {}", model["model"], model["store"]);
-            }
-            Some(model)
-        }
+        Some(Ok(model)) => Some(model),
         Some(Err(error)) => return Err(CliError::internal(error)),
         None => None,
     };
@@ -47,8 +43,8 @@ pub async fn run(catalog: &Catalog, args: &TrainFacetsArgs, global: &GlobalArgs)
             "run": trained.run,
             "model": trained.model_dir,
             "published": published,
-            "facets": trained.summary["facets"],
-            "seconds": trained.summary["seconds"],
+            "facets": trained.summary.facets,
+            "seconds": trained.summary.seconds,
         }))?;
     }
     Ok(())
@@ -160,43 +156,7 @@ fn print_summary(finished: &FinishedRun) {
         finished.best_epoch,
         finished.model_dir.display()
     );
-    println!(
-        "{:<12} {:>14} {:>14} {:>12}",
-        "facet", "train macro-F1", "test macro-F1", "test acc."
-    );
-    for facet in &finished.evaluation {
-        println!(
-            "{:<12} {:>14.3} {:>14.3} {:>12.3}",
-            facet.facet, facet.train.macro_f1, facet.test.macro_f1, facet.test.accuracy
-        );
-    }
-    if finished.summary["train_metrics"] == "out_of_fold" {
-        println!(
-            "train macro-F1 is out of fold ({} folds): each train image scored by a model that \
-             never saw it",
-            finished.summary["folds"]
-        );
-    }
-    let locator = &finished.summary["locator"];
-    if let Some(fit) = locator["fit_images"].as_u64() {
-        let iou = locator["test_mean_iou"]
-            .as_f64()
-            .map_or("no test boxes".to_string(), |iou| {
-                format!("mean IoU {iou:.3} on the test split's boxes")
-            });
-        println!("dress locator (places the detail views): learned from {fit} boxes, {iou}");
-    }
-    if let Some(dropped) = finished.summary["dropped_suspects"].as_object() {
-        let counts: Vec<String> = dropped
-            .iter()
-            .map(|(facet, count)| format!("{facet} {count}"))
-            .collect();
-        println!(
-            "suspected mistags left out of the main model's training (the catalogue keeps \
-             them): {}",
-            counts.join(", ")
-        );
-    }
+    print!("{}", finished.summary);
     println!("per-class tables: atelier eval {run}");
 }
 

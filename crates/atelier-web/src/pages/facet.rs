@@ -43,10 +43,8 @@ pub async fn show(
         .find(|f| f.facet == facet)
         .ok_or_else(|| WebError::NotFound(format!("run #{run} did not train facet {facet:?}")))?;
     let facet = RunFacet::from_result(result);
-    let train_out_of_fold = record
-        .summary
-        .as_ref()
-        .is_some_and(|s| s["train_metrics"] == "out_of_fold");
+    let train_out_of_fold = atelier_app::RunSummary::of(&record)
+        .is_some_and(|s| s.train_metrics == atelier_app::summary::TrainMetrics::OutOfFold);
     let data = FacetPage {
         run,
         facet: facet.facet,

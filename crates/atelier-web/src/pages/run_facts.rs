@@ -2,6 +2,7 @@
 //! and how well their dress locator placed them, and the train labels its main model left out.
 //! The JSON twin of the page carries the same facts as the stored configuration and summary.
 
+use atelier_app::RunSummary;
 use atelier_train::TrainConfig;
 use atelier_train::loss::ClassWeighting;
 use serde_json::Value;
@@ -9,7 +10,7 @@ use serde_json::Value;
 /// `(term, description)` pairs for the run page's facts list, from the run's stored
 /// configuration (`{"train": TrainConfig}`) and its summary. A configuration this version
 /// cannot read gives no facts rather than wrong ones.
-pub fn training_facts(config: &Value, summary: Option<&Value>) -> Vec<(&'static str, String)> {
+pub fn training_facts(config: &Value, summary: Option<&RunSummary>) -> Vec<(&'static str, String)> {
     let Ok(train) = serde_json::from_value::<TrainConfig>(config["train"].clone()) else {
         return Vec::new();
     };
@@ -30,18 +31,18 @@ pub fn training_facts(config: &Value, summary: Option<&Value>) -> Vec<(&'static 
             },
             sides.join(", ")
         );
-        if let Some(iou) = summary.and_then(|s| s["locator"]["test_mean_iou"].as_f64()) {
+        if let Some(iou) = summary.and_then(|s| s.locator?.test_mean_iou) {
             text.push_str(&format!(" (mean IoU {iou:.3} on the test split's boxes)"));
         }
         facts.push(("Detail views", text));
     }
     if let (Some(margin), Some(dropped)) = (
         train.drop_suspects,
-        summary.and_then(|s| s["dropped_suspects"].as_object()),
+        summary.and_then(|s| s.dropped_suspects.as_ref()),
     ) {
         let counts: Vec<String> = dropped
             .iter()
-            .map(|(facet, count)| format!("{facet} {}", count.as_u64().unwrap_or(0)))
+            .map(|(facet, count)| format!("{facet} {count}"))
             .collect();
         facts.push((
             "Left out of training",
@@ -57,22 +58,16 @@ pub fn training_facts(config: &Value, summary: Option<&Value>) -> Vec<(&'static 
 }
 
 /// Where the run's model is published (or was to be, and why that failed).
-fn publishing_fact(config: &Value, summary: Option<&Value>) -> Option<(&'static str, String)> {
+fn publishing_fact(config: &Value, summary: Option<&RunSummary>) -> Option<(&'static str, String)> {
     let name = config["publish"].as_str()?;
     let summary = summary?;
-    if let Some(model) = summary["published"]["model"].as_str() {
-        return Some((
-            "Published",
-            format!(
-                "{model} in {}",
-                summary["published"]["store"]
-                    .as_str()
-                    .unwrap_or("the store")
-            ),
-        ));
+    if let Some(published) = &summary.published {
+        let text = format!("{} in {}", published.model, published.store);
+        return Some(("Published", text));
     }
-    summary["publish_error"]
-        .as_str()
+    summary
+        .publish_error
+        .as_ref()
         .map(|error| ("Published", format!("not as {name}: {error}")))
 }
 
@@ -103,6 +98,18 @@ mod tests {
         json!({ "train": train })
     }
 
+    /// A summary with nothing but `extra` set.
+    fn summary(extra: Value) -> RunSummary {
+        let mut base = json!({
+            "facets": {}, "best_epoch": 1, "epochs_run": 1, "stopped_early": false,
+            "seconds": 1.0,
+        });
+        for (key, value) in extra.as_object().unwrap() {
+            base[key] = value.clone();
+        }
+        serde_json::from_value(base).unwrap()
+    }
+
     #[test]
     fn a_plain_run_names_its_loss_only() {
         let train = TrainConfig::new(BackboneChoice::Tiny, vec!["sleeve".into()]);
@@ -122,10 +129,10 @@ mod tests {
         train.detail_crops = vec![crop, DetailCrop { side: 0.9, ..crop }];
         train.folds = 3;
         train.drop_suspects = Some(0.5);
-        let summary = json!({
+        let summary = summary(json!({
             "locator": {"fit_images": 2443, "test_mean_iou": 0.8721},
             "dropped_suspects": {"neckline": 96, "sleeve": 105},
-        });
+        }));
         let facts = training_facts(&stored(&train), Some(&summary));
         assert_eq!(
             facts,
@@ -167,12 +174,15 @@ mod tests {
     #[test]
     fn the_published_model_or_the_failure_is_named() {
         let config = json!({"publish": "dresses"});
-        let done = json!({"published": {"model": "dresses@2", "store": "file:///m"}});
+        let done = summary(
+            json!({"published": {"model": "dresses@2", "name": "dresses",
+            "version": 2, "store": "file:///m", "files": 5, "bytes": 10}}),
+        );
         assert_eq!(
             publishing_fact(&config, Some(&done)),
             Some(("Published", "dresses@2 in file:///m".to_string()))
         );
-        let failed = json!({"publish_error": "the store is down"});
+        let failed = summary(json!({"publish_error": "the store is down"}));
         assert_eq!(
             publishing_fact(&config, Some(&failed)).unwrap().1,
             "not as dresses: the store is down"

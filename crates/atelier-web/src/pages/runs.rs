@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use atelier_app::RunSummary;
 use atelier_app::runner;
 use atelier_catalog::{Role, RunFacetResult, RunRecord, RunStatus};
 use atelier_train::metrics::SplitMetrics;
@@ -50,7 +51,7 @@ pub struct RunRow {
 impl RunRow {
     pub fn from_record(record: &RunRecord) -> RunRow {
         let train = &record.config["train"];
-        let summary_facets = record.summary.as_ref().map(|s| &s["facets"]);
+        let summary = RunSummary::of(record);
         let facets = train["facets"]
             .as_array()
             .map(|names| {
@@ -58,11 +59,11 @@ impl RunRow {
                     .iter()
                     .filter_map(Value::as_str)
                     .map(|facet| {
-                        let scores = summary_facets.map(|f| &f[facet]);
+                        let scores = summary.as_ref().and_then(|s| s.facets.get(facet));
                         FacetScore {
                             facet: facet.to_string(),
-                            train_macro_f1: scores.and_then(|s| s["train_macro_f1"].as_f64()),
-                            test_macro_f1: scores.and_then(|s| s["test_macro_f1"].as_f64()),
+                            train_macro_f1: scores.map(|s| s.train_macro_f1),
+                            test_macro_f1: scores.map(|s| s.test_macro_f1),
                         }
                     })
                     .collect()
@@ -206,7 +207,7 @@ impl RunFacet {
 pub struct RunPage {
     pub run: RunRow,
     pub config: Value,
-    pub summary: Option<Value>,
+    pub summary: Option<RunSummary>,
     pub model_ref: Option<String>,
     pub facets: Vec<RunFacet>,
     pub retrains: Vec<i64>,
@@ -239,7 +240,7 @@ pub async fn show(
     let data = RunPage {
         run: RunRow::from_record(&record),
         config: record.config.clone(),
-        summary: record.summary.clone(),
+        summary: RunSummary::of(&record),
         model_ref: record.model_ref.clone(),
         facets,
         retrains,
