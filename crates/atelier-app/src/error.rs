@@ -1,4 +1,5 @@
-//! The one error type of the application layer.
+//! The one error type of the application layer, and the one place where errors are sorted into
+//! kinds: what the front ends turn into exit codes and HTTP statuses.
 
 use std::path::{Path, PathBuf};
 
@@ -30,11 +31,115 @@ pub enum AppError {
     Thread(String),
 }
 
+/// What kind of failure an error is, for the front ends: the command line exits 2 for the
+/// first three and 1 for the last; the web app answers 400, 404, 409 and 500.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The input is wrong (a file, an option, a field); the message says how to fix it.
+    Invalid,
+    /// Something named does not exist.
+    NotFound,
+    /// The request clashes with the current state (someone else changed it, it is held or
+    /// finished); the message says what it is now.
+    Conflict,
+    /// atelier or its environment failed; the input was fine.
+    Internal,
+}
+
 impl AppError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            AppError::Invalid(_) => ErrorKind::Invalid,
+            AppError::Catalog(error) => catalog_kind(error),
+            AppError::Train(error) => train_kind(error),
+            AppError::Store(error) => store_kind(error),
+            AppError::Io { .. } | AppError::Thread(_) => ErrorKind::Internal,
+        }
+    }
+
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
         AppError::Io {
             path: path.to_path_buf(),
             source,
         }
+    }
+}
+
+fn catalog_kind(error: &CatalogError) -> ErrorKind {
+    use CatalogError as E;
+    match error {
+        E::BadUrl { .. }
+        | E::Io { .. }
+        | E::Source { .. }
+        | E::UnknownLabel { .. }
+        | E::LabelOrder { .. }
+        | E::InvalidOptions(_)
+        | E::InvalidRunData { .. }
+        | E::InvalidUser(_)
+        | E::ImageNotActive { .. }
+        | E::NotACatalogue { .. } => ErrorKind::Invalid,
+        E::UnknownFacet { .. }
+        | E::UnknownImage(_)
+        | E::UnknownRun(_)
+        | E::UnknownUser(_)
+        | E::UnknownEvent(_)
+        | E::FacetNotInRun { .. } => ErrorKind::NotFound,
+        E::Conflict { .. } | E::UserExists(_) | E::RunState { .. } | E::RunHeld { .. } => {
+            ErrorKind::Conflict
+        }
+        E::Connect { .. }
+        | E::Migrate { .. }
+        | E::Database { .. }
+        | E::Corrupt { .. }
+        | E::Damaged { .. }
+        | E::Interrupted(_) => ErrorKind::Internal,
+    }
+}
+
+fn train_kind(error: &TrainError) -> ErrorKind {
+    use TrainError as E;
+    match error {
+        E::Config(_)
+        | E::Image { .. }
+        | E::EmptyDataset { .. }
+        | E::Weights(_)
+        | E::Artifact { .. } => ErrorKind::Invalid,
+        _ => ErrorKind::Internal,
+    }
+}
+
+fn store_kind(error: &StoreError) -> ErrorKind {
+    match error {
+        StoreError::NotFound { .. } => ErrorKind::NotFound,
+        error if error.is_bad_input() => ErrorKind::Invalid,
+        _ => ErrorKind::Internal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_things_are_not_found_and_clashes_are_conflicts() {
+        let kind = |e: CatalogError| AppError::from(e).kind();
+        assert_eq!(kind(CatalogError::UnknownRun(3)), ErrorKind::NotFound);
+        assert_eq!(
+            kind(CatalogError::UnknownUser("x".into())),
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            kind(CatalogError::UserExists("x".into())),
+            ErrorKind::Conflict
+        );
+        assert_eq!(
+            kind(CatalogError::InvalidUser("x y".into())),
+            ErrorKind::Invalid
+        );
+        assert_eq!(
+            AppError::from(TrainError::Config("no".into())).kind(),
+            ErrorKind::Invalid
+        );
+        assert_eq!(AppError::Thread("x".into()).kind(), ErrorKind::Internal);
     }
 }

@@ -19,6 +19,6 @@ pub mod models;
 pub mod runner;
 pub mod summary;
 
-pub use error::AppError;
+pub use error::{AppError, ErrorKind};
 pub use runner::{FinishedRun, RunPaths, create_retrain, create_run, execute_run};
 pub use summary::RunSummary;

@@ -40,27 +40,8 @@ impl fmt::Display for CliError {
 impl std::error::Error for CliError {}
 
 impl From<atelier_catalog::CatalogError> for CliError {
-    fn from(e: atelier_catalog::CatalogError) -> Self {
-        use atelier_catalog::CatalogError as E;
-        let bad_input = matches!(
-            e,
-            E::BadUrl { .. }
-                | E::Io { .. }
-                | E::Source { .. }
-                | E::UnknownLabel { .. }
-                | E::UnknownFacet { .. }
-                | E::LabelOrder { .. }
-                | E::UnknownImage(_)
-                | E::InvalidOptions(_)
-                | E::NotACatalogue { .. }
-                | E::Damaged { .. }
-                | E::RunHeld { .. }
-                | E::RunState { .. }
-        );
-        CliError {
-            message: e.to_string(),
-            bad_input,
-        }
+    fn from(error: atelier_catalog::CatalogError) -> Self {
+        atelier_app::AppError::from(error).into()
     }
 }
 
@@ -76,29 +57,25 @@ impl From<atelier_vision::synth::SynthError> for CliError {
     }
 }
 
-impl From<atelier_train::TrainError> for CliError {
-    fn from(error: atelier_train::TrainError) -> Self {
-        use atelier_train::TrainError as E;
-        match error {
-            e @ (E::Config(_)
-            | E::Image { .. }
-            | E::EmptyDataset { .. }
-            | E::Weights(_)
-            | E::Artifact { .. }) => CliError::bad_input(e.to_string()),
-            e => CliError::internal(e.to_string()),
-        }
+impl From<atelier_store::StoreError> for CliError {
+    fn from(error: atelier_store::StoreError) -> Self {
+        atelier_app::AppError::from(error).into()
     }
 }
 
+impl From<atelier_train::TrainError> for CliError {
+    fn from(error: atelier_train::TrainError) -> Self {
+        atelier_app::AppError::from(error).into()
+    }
+}
+
+/// The one place where error kinds become exit codes: everything but an internal failure is
+/// the user's input to fix (exit 2).
 impl From<atelier_app::AppError> for CliError {
     fn from(error: atelier_app::AppError) -> Self {
-        use atelier_app::AppError as E;
-        match error {
-            E::Catalog(e) => e.into(),
-            E::Train(e) => e.into(),
-            E::Store(e) => e.into(),
-            e @ E::Invalid(_) => CliError::bad_input(e.to_string()),
-            e @ (E::Io { .. } | E::Thread(_)) => CliError::internal(e.to_string()),
+        CliError {
+            message: error.to_string(),
+            bad_input: error.kind() != atelier_app::ErrorKind::Internal,
         }
     }
 }

@@ -324,3 +324,20 @@ fn two_catalogues_in_one_folder_train_side_by_side() {
     ]));
     assert_ne!(a, b, "two different models (seeds 1 and 9)");
 }
+
+/// Naming something that does not exist is the user's input to fix: exit 2, like the README
+/// promises, with one line that names it.
+#[test]
+fn unknown_users_and_runs_exit_2() {
+    let workspace = Workspace::synthetic(4, &[], &[]);
+    for (args, named) in [
+        (vec!["users", "remove", "ghost"], "ghost"),
+        (vec!["users", "role", "ghost", "admin"], "ghost"),
+        (vec!["retrain", "99"], "99"),
+        (vec!["mistags", "99"], "99"),
+    ] {
+        let output = workspace.run(&args);
+        assert_refused(&output, &[named]);
+        assert_eq!(stderr(&output).trim_end().lines().count(), 1, "{args:?}");
+    }
+}

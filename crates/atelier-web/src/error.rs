@@ -1,8 +1,7 @@
 //! The one error type of the web app and how it becomes an HTTP response.
 
-use atelier_app::AppError;
+use atelier_app::{AppError, ErrorKind};
 use atelier_catalog::CatalogError;
-use atelier_train::TrainError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -31,8 +30,6 @@ pub enum WebError {
     #[error("the server is busy checking other logins; try again in {0} seconds")]
     Busy(u64),
     #[error(transparent)]
-    Catalog(CatalogError),
-    #[error(transparent)]
     App(AppError),
     #[error("{0}")]
     Internal(String),
@@ -48,32 +45,19 @@ impl WebError {
             WebError::Conflict { .. } => StatusCode::CONFLICT,
             WebError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             WebError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
-            WebError::Catalog(error) => catalog_status(error),
-            WebError::App(AppError::Invalid(_) | AppError::Train(TrainError::Config(_))) => {
-                StatusCode::BAD_REQUEST
-            }
-            WebError::App(AppError::Catalog(error)) => catalog_status(error),
-            WebError::App(_) | WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            WebError::App(error) => kind_status(error.kind()),
+            WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
 
-fn catalog_status(error: &CatalogError) -> StatusCode {
-    match error {
-        CatalogError::UnknownImage(_)
-        | CatalogError::UnknownRun(_)
-        | CatalogError::UnknownFacet { .. }
-        | CatalogError::UnknownEvent(_)
-        | CatalogError::UnknownUser(_)
-        | CatalogError::FacetNotInRun { .. } => StatusCode::NOT_FOUND,
-        CatalogError::UnknownLabel { .. }
-        | CatalogError::InvalidUser(_)
-        | CatalogError::ImageNotActive { .. } => StatusCode::BAD_REQUEST,
-        CatalogError::Conflict { .. }
-        | CatalogError::UserExists(_)
-        | CatalogError::RunState { .. }
-        | CatalogError::RunHeld { .. } => StatusCode::CONFLICT,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
+/// The one place where error kinds become HTTP statuses.
+fn kind_status(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -97,7 +81,7 @@ pub fn from_catalog(error: CatalogError) -> WebError {
             }),
         };
     }
-    WebError::Catalog(error)
+    WebError::App(AppError::Catalog(error))
 }
 
 /// Errors answer as JSON: API clients and the page script read its `error` text. For pages

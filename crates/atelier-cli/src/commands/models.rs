@@ -4,23 +4,13 @@
 use std::path::Path;
 
 use atelier_app::models::{open_store, publish_folder, published_model};
-use atelier_store::{Manifest, ModelInfo, ModelRef, ModelStore, Selector, StoreError};
+use atelier_store::{Manifest, ModelInfo, ModelRef, ModelStore, Selector};
 use atelier_train::artifact::{CHECKSUMS_FILE, LINEAGE_FILE, MODEL_FILE};
 use serde_json::{Value, json};
 
 use crate::args::{GlobalArgs, ModelsAction, ModelsArgs};
 use crate::error::{CliError, CliResult};
 use crate::output::print_json;
-
-impl From<StoreError> for CliError {
-    fn from(error: StoreError) -> Self {
-        if error.is_bad_input() {
-            CliError::bad_input(error.to_string())
-        } else {
-            CliError::internal(error.to_string())
-        }
-    }
-}
 
 pub async fn run(args: &ModelsArgs, global: &GlobalArgs) -> CliResult {
     if let ModelsAction::Seal { dir } = &args.action {
