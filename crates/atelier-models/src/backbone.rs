@@ -8,7 +8,7 @@ use burn::prelude::*;
 use crate::efficientnet::EfficientNetLite;
 use crate::resnet::ResNet;
 use crate::tiny::TinyCnn;
-use crate::weights::WeightsError;
+use crate::weights::{TorchWeights, WeightsError};
 
 /// Per-channel input normalisation for RGB values scaled to `0..=1`: `(x - mean) / std`.
 #[derive(Debug, Clone, Copy, PartialEq)]

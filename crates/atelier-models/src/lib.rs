@@ -41,4 +41,4 @@ pub use preprocess::{EvalTransform, PreprocessError};
 pub use resnet::{BlockKind, ResNet, ResNetConfig};
 pub use spatial_transformer::{SpatialTransformer, SpatialTransformerConfig};
 pub use tiny::{TinyCnn, TinyCnnConfig};
-pub use weights::{WeightsError, WeightsFormat};
+pub use weights::{StateDictLayout, TorchWeights, WeightsError, WeightsFormat};

@@ -6,9 +6,6 @@
 //! stride in their 3x3 convolution (torchvision's "ResNet v1.5"). Batch norms use eps 1e-5 and,
 //! on a device without autodiff, their running statistics.
 
-use std::collections::BTreeMap;
-use std::path::Path;
-
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
@@ -19,7 +16,7 @@ use burn::tensor::activation::relu;
 use crate::backbone::{
     Backbone, BackboneFeatures, ConfigError, Normalization, global_average_pool,
 };
-use crate::weights::{StateDictLayout, WeightsError, expected_state_dict, load_state_dict};
+use crate::weights::{StateDictLayout, TorchWeights};
 
 /// The residual block a ResNet is built from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,21 +212,9 @@ impl ResNet {
     pub fn config(&self) -> &ResNetConfig {
         &self.config
     }
+}
 
-    /// Loads a torchvision state dict from a `.pth`/`.pt` file (zip or legacy pickle) or a
-    /// `.safetensors` file. Every parameter and BatchNorm statistic must be present with the
-    /// right shape; `num_batches_tracked` is ignored, and so is `fc.*` when the model was
-    /// built without a classifier. On error the model is unchanged.
-    pub fn load_weights(&mut self, path: &Path) -> Result<(), WeightsError> {
-        let layout = self.state_dict_layout();
-        load_state_dict(self, path, &layout)
-    }
-
-    /// The state-dict keys and shapes (as PyTorch has them) that [`Self::load_weights`] expects.
-    pub fn expected_state_dict(&self) -> BTreeMap<String, Vec<usize>> {
-        expected_state_dict(self, &self.state_dict_layout())
-    }
-
+impl TorchWeights for ResNet {
     fn state_dict_layout(&self) -> StateDictLayout {
         StateDictLayout {
             model_name: self.config.name(),

@@ -5,9 +5,6 @@
 //! (eps 1e-5) and a ReLU; parameter paths are `layers.N.conv.weight`, `layers.N.bn.*` and
 //! `fc.*`, so a PyTorch twin of it (see `fixtures/make_tiny_fixture.py`) loads directly.
 
-use std::collections::BTreeMap;
-use std::path::Path;
-
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
@@ -17,7 +14,7 @@ use burn::tensor::activation::relu;
 use crate::backbone::{
     Backbone, BackboneFeatures, ConfigError, Normalization, global_average_pool,
 };
-use crate::weights::{StateDictLayout, WeightsError, expected_state_dict, load_state_dict};
+use crate::weights::{StateDictLayout, TorchWeights};
 
 /// Shape of a [`TinyCnn`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,19 +91,9 @@ impl TinyCnn {
     pub fn config(&self) -> &TinyCnnConfig {
         &self.config
     }
+}
 
-    /// Loads a state dict with this model's key names from a `.pth`/`.pt` file or a
-    /// `.safetensors` file; see [`crate::ResNet::load_weights`] for the rules.
-    pub fn load_weights(&mut self, path: &Path) -> Result<(), WeightsError> {
-        let layout = self.state_dict_layout();
-        load_state_dict(self, path, &layout)
-    }
-
-    /// The state-dict keys and shapes (as PyTorch has them) that [`Self::load_weights`] expects.
-    pub fn expected_state_dict(&self) -> BTreeMap<String, Vec<usize>> {
-        expected_state_dict(self, &self.state_dict_layout())
-    }
-
+impl TorchWeights for TinyCnn {
     fn state_dict_layout(&self) -> StateDictLayout {
         StateDictLayout {
             model_name: format!("TinyCnn {:?}", self.config.channels),

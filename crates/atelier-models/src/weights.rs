@@ -123,16 +123,39 @@ impl std::fmt::Display for MoreProblems {
 }
 
 /// How one model's parameter paths relate to the keys of the PyTorch state dict it imports.
-pub(crate) struct StateDictLayout {
+pub struct StateDictLayout {
     /// Shown in errors, e.g. "ResNet-18".
-    pub model_name: String,
+    pub(crate) model_name: String,
     /// Regex rewrites from state-dict keys to module paths, applied in order.
-    pub renames: Vec<(&'static str, &'static str)>,
+    pub(crate) renames: Vec<(&'static str, &'static str)>,
     /// Turns a module path (with PyTorch's weight/bias for BatchNorm) back into the state-dict key.
-    pub torch_key: fn(&str) -> String,
+    pub(crate) torch_key: fn(&str) -> String,
     /// State-dict key prefixes the model deliberately does not use, such as the classifier of
     /// a model built without one.
-    pub ignored_prefixes: Vec<&'static str>,
+    pub(crate) ignored_prefixes: Vec<&'static str>,
+}
+
+/// A network whose weights come from a PyTorch state dict. Each backbone only says how its
+/// parameter paths relate to the state dict's keys ([`TorchWeights::state_dict_layout`]); loading
+/// and listing are the same for all.
+pub trait TorchWeights: ModuleSnapshot + Sized {
+    /// This model's key mapping.
+    fn state_dict_layout(&self) -> StateDictLayout;
+
+    /// Loads a state dict with this model's key names (as PyTorch saved it, e.g. torchvision's
+    /// `resnet18.pth`) from a `.pth`/`.pt` file (zip or legacy pickle) or a `.safetensors`
+    /// file. Every parameter and BatchNorm statistic must be present with the right shape;
+    /// `num_batches_tracked` is ignored, and so are the classifier's keys when the model was
+    /// built without one. On error the model is unchanged.
+    fn load_weights(&mut self, path: &Path) -> Result<(), WeightsError> {
+        let layout = self.state_dict_layout();
+        load_state_dict(self, path, &layout)
+    }
+
+    /// The state-dict keys and shapes (as PyTorch has them) that [`Self::load_weights`] expects.
+    fn expected_state_dict(&self) -> BTreeMap<String, Vec<usize>> {
+        expected_state_dict(self, &self.state_dict_layout())
+    }
 }
 
 /// Identifies the format from the file's first bytes (extensions are unreliable: `.bin` and

@@ -10,6 +10,7 @@ mod common;
 
 use std::path::PathBuf;
 
+use atelier_models::TorchWeights;
 use atelier_models::imagenet::{imagenet_class_name, imagenet_top5};
 use atelier_models::{Backbone, EfficientNetLiteConfig, EvalTransform, Normalization};
 use burn::prelude::*;

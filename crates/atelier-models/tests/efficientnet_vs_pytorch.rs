@@ -4,6 +4,7 @@
 
 mod common;
 
+use atelier_models::TorchWeights;
 use atelier_models::{Backbone, EfficientNetLiteConfig, MbConvStage};
 use burn::prelude::*;
 use common::{assert_matches_pytorch, fixture};

@@ -5,6 +5,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
+use atelier_models::TorchWeights;
 use atelier_models::{Backbone, BlockKind, ResNetConfig};
 use burn::prelude::*;
 use common::{assert_close, assert_matches_pytorch, fixture, read_safetensors};

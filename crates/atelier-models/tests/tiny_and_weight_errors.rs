@@ -5,6 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use atelier_models::TorchWeights;
 use atelier_models::{AnyBackbone, Backbone, TinyCnn, TinyCnnConfig, WeightsError};
 use burn::prelude::*;
 use common::{HostTensor, assert_close, assert_matches_pytorch, fixture, read_safetensors};

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use atelier_models::TorchWeights;
 use atelier_models::pretrained::{self, EFFICIENTNET_LITE0};
 use atelier_models::{Device, EfficientNetLiteConfig, imagenet_top5};
 use atelier_vision::decode::{DecodeLimits, decode_file};
