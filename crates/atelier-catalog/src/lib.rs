@@ -73,7 +73,7 @@ pub use runs::{
     LabelledImage, NewRun, PredictionRecord, PredictionRow, RunFacetResult, RunFinish, RunRecord,
     RunStatus,
 };
-pub use sql::now_millis;
+pub use sql::{now_millis, utc_minutes};
 pub use truth::TruthReport;
 pub use url::DEFAULT_DATABASE_URL;
 pub use users::{Role, SessionRecord, UserRecord};

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use atelier_app::models::{open_store, publish_folder, published_model};
+use atelier_catalog::utc_minutes;
 use atelier_store::{Manifest, ModelInfo, ModelRef, ModelStore, Selector};
 use atelier_train::artifact::{CHECKSUMS_FILE, LINEAGE_FILE, MODEL_FILE};
 use serde_json::{Value, json};
@@ -190,7 +191,7 @@ fn print_models(store: &ModelStore, models: &[ModelInfo]) {
                 "{:<20} {:>7}  {:<17} {:>9}  {:<10} {:<18} {}",
                 model.name,
                 version.version,
-                utc(version.manifest.created_at),
+                utc_minutes(version.manifest.created_at),
                 human_size(version.manifest.total_size()),
                 meta["run"].as_i64().map_or("-".into(), |r| r.to_string()),
                 meta["backbone"].as_str().unwrap_or("-"),
@@ -202,7 +203,7 @@ fn print_models(store: &ModelStore, models: &[ModelInfo]) {
 
 fn print_manifest(store: &ModelStore, manifest: &Manifest, tags: &[String], lineage: &Value) {
     println!("{} in {}", manifest.reference(), store.url());
-    println!("  published  {} UTC", utc(manifest.created_at));
+    println!("  published  {} UTC", utc_minutes(manifest.created_at));
     if !tags.is_empty() {
         println!("  tags       {}", tags.join(", "));
     }
@@ -249,39 +250,5 @@ fn human_size(bytes: u64) -> String {
         b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
         b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / (1u64 << 10) as f64),
         b => format!("{b} B"),
-    }
-}
-
-/// `YYYY-MM-DD HH:MM` in UTC from Unix milliseconds (Howard Hinnant's civil-from-days).
-fn utc(millis: i64) -> String {
-    let seconds = millis.div_euclid(1000);
-    let (days, rest) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}",
-        rest / 3600,
-        rest % 3600 / 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utc_matches_known_dates() {
-        assert_eq!(utc(0), "1970-01-01 00:00");
-        // 2000-02-29 12:34:56 UTC, a leap day (checked with `date -u -d @951827696`).
-        assert_eq!(utc(951_827_696_000), "2000-02-29 12:34");
-        // 2026-11-28 06:10:00 UTC.
-        assert_eq!(utc(1_795_846_200_000), "2026-11-28 06:10");
     }
 }
