@@ -35,7 +35,7 @@ use atelier_train::evaluate::{FacetEvaluation, Probabilities, evaluate};
 use atelier_train::folds::cross_fit;
 use atelier_train::mistags::drop_suspected_labels;
 use atelier_train::progress::{EpochRecord, Observer, RunStart};
-use atelier_train::trainer::train;
+use atelier_train::trainer::{TrainOutcome, train};
 
 /// The `kind` of the catalogue runs this module records.
 pub const FACETS_RUN: &str = "facets";
@@ -328,6 +328,21 @@ async fn train_and_record(
     let ((), joined) = tokio::join!(write_progress(catalog, run, receiver), training);
     let trained = joined.map_err(|e| AppError::Thread(e.to_string()))??;
 
+    record_and_finish(catalog, record, paths, &config, trained, model_dir, started).await
+}
+
+/// Stores a trained run's tables and predictions, publishes its model when the run asks for
+/// it, and finishes the run (while this process still holds it) with its summary.
+async fn record_and_finish(
+    catalog: &Catalog,
+    record: &RunRecord,
+    paths: &RunPaths,
+    config: &TrainConfig,
+    trained: Trained,
+    model_dir: PathBuf,
+    started: Instant,
+) -> Result<FinishedRun, AppError> {
+    let run = record.id;
     let mut state = trained.progress.clone();
     state.phase = "record".into();
     state.fold = None;
@@ -343,7 +358,7 @@ async fn train_and_record(
     )
     .await?;
 
-    let mut summary = run_summary(&trained, &config, started);
+    let mut summary = run_summary(&trained, config, started);
     let published = publish_model(record, paths, &model_dir).await;
     match &published {
         Some(Ok(model)) => summary.published = Some(model.clone()),
@@ -441,17 +456,7 @@ fn train_blocking(
     model_dir: &Path,
     mut observer: CatalogProgress,
 ) -> Result<Trained, AppError> {
-    let train_images = dataset
-        .examples
-        .iter()
-        .filter(|e| e.split == Split::Train)
-        .count();
-    observer.run_start(&RunStart {
-        run,
-        config,
-        train_images,
-        test_images: dataset.examples.len() - train_images,
-    });
+    announce(run, config, &dataset, &mut observer);
     let mut dataset = dataset;
     let placed = if config.detail_crops.is_empty() {
         None
@@ -496,34 +501,24 @@ fn train_blocking(
     if config.folds > 0 && cross_fitted.is_none() {
         cross_fitted = Some(fold_scores(&mut observer)?);
     }
+    // The probabilities and tables move out; the rest of `main` is the model to save.
     let (probabilities, out_of_fold, evaluation) = if let Some(cross_fitted) = cross_fitted {
-        let (probabilities, out_of_fold) = merge_out_of_fold(main.probabilities, cross_fitted);
+        let main_probabilities = std::mem::take(&mut main.probabilities);
+        let (probabilities, out_of_fold) = merge_out_of_fold(main_probabilities, cross_fitted);
         // Train tables from out-of-fold probabilities, test tables from the main model.
         let evaluation = evaluate(&dataset, &probabilities);
         (probabilities, out_of_fold, evaluation)
     } else {
         let in_sample = vec![false; dataset.examples.len()];
-        (main.probabilities, in_sample, main.evaluation)
+        (
+            std::mem::take(&mut main.probabilities),
+            in_sample,
+            std::mem::take(&mut main.evaluation),
+        )
     };
 
     observer.record_phase("save");
-    let manifest = ModelManifest::new(
-        Some(run),
-        config,
-        main.input,
-        dataset.facets.clone(),
-        main.class_weights.clone(),
-        main.best_epoch,
-        now_millis(),
-    );
-    if model_dir.exists() {
-        // A resumed run that had already saved its model before being interrupted.
-        std::fs::remove_dir_all(model_dir).map_err(|e| AppError::io(model_dir, e))?;
-    }
-    // The lineage is the catalogue's labels at training time; the summary says which of them
-    // the main model left out.
-    let lineage = lineage(&dataset, run, config);
-    save_model(model_dir, &manifest, &main.net, &evaluation, Some(&lineage))?;
+    save_main_model(run, config, &dataset, &main, &evaluation, model_dir)?;
     let dropped_suspects = pruned.as_ref().map(|(_, dropped)| {
         dataset
             .facets
@@ -545,6 +540,49 @@ fn train_blocking(
         dropped_suspects,
         progress: observer.state.clone(),
     })
+}
+
+/// Tells the observer what the run trains on.
+fn announce(run: i64, config: &TrainConfig, dataset: &Dataset, observer: &mut CatalogProgress) {
+    let train_images = dataset
+        .examples
+        .iter()
+        .filter(|e| e.split == Split::Train)
+        .count();
+    observer.run_start(&RunStart {
+        run,
+        config,
+        train_images,
+        test_images: dataset.examples.len() - train_images,
+    });
+}
+
+/// Saves the main model as the run's model folder, with the lineage of the labels it was
+/// trained from (the catalogue's at training time; the summary says which the main model left
+/// out). A folder left by an earlier attempt of a resumed run is replaced.
+fn save_main_model(
+    run: i64,
+    config: &TrainConfig,
+    dataset: &Dataset,
+    main: &TrainOutcome,
+    evaluation: &[FacetEvaluation],
+    model_dir: &Path,
+) -> Result<(), AppError> {
+    let manifest = ModelManifest::new(
+        Some(run),
+        config,
+        main.input,
+        dataset.facets.clone(),
+        main.class_weights.clone(),
+        main.best_epoch,
+        now_millis(),
+    );
+    if model_dir.exists() {
+        std::fs::remove_dir_all(model_dir).map_err(|e| AppError::io(model_dir, e))?;
+    }
+    let lineage = lineage(dataset, run, config);
+    save_model(model_dir, &manifest, &main.net, evaluation, Some(&lineage))?;
+    Ok(())
 }
 
 /// Replaces the main model's probabilities by the out-of-fold ones where there are any, and

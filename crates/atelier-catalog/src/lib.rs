@@ -340,12 +340,6 @@ impl Catalog {
         settings::value_or_insert(&self.pool, key, candidate).await
     }
 
-    /// Takes a failed run (or one left running by a process that died) back to running,
-    /// clearing its error and finish time, so that it can be resumed.
-    pub async fn reopen_run(&self, run: i64) -> Result<(), CatalogError> {
-        runs::reopen_run(&self.pool, run).await
-    }
-
     /// One run, or `None` if the id is unknown.
     pub async fn run(&self, id: i64) -> Result<Option<RunRecord>, CatalogError> {
         runs::run(&self.pool, id).await

@@ -1,5 +1,6 @@
-//! Training runs: their lifecycle (running, then completed or failed; a failed run can be
-//! reopened to resume it), what each run learnt per facet (its label order, class weights and
+//! Training runs: their lifecycle (running, then completed or failed, or interrupted when its
+//! process is gone; taking a failed or interrupted run under a lease, in `leases`, resumes it),
+//! what each run learnt per facet (its label order, class weights and
 //! metrics) and its per-image predictions, plus the reads a trainer starts from (the usable
 //! images with their labels, and each facet's label order).
 //!
@@ -283,25 +284,6 @@ pub(crate) async fn finish_run(
         .map_err(db(context))?;
     if updated.rows_affected() == 0 {
         return Err(refusal(pool, run, "finish it", allowed).await);
-    }
-    Ok(())
-}
-
-/// A run left `running` by a process that died never got the chance to fail, so it can be
-/// reopened too; only a completed run cannot.
-pub(crate) async fn reopen_run(pool: &AnyPool, run: i64) -> Result<(), CatalogError> {
-    let context = "reopening a run";
-    let updated = sqlx::query(
-        "UPDATE runs SET status = 'running', finished_at = NULL, error = NULL, updated_at = $1 \
-         WHERE id = $2 AND status IN ('failed', 'running', 'interrupted')",
-    )
-    .bind(now_millis())
-    .bind(run)
-    .execute(pool)
-    .await
-    .map_err(db(context))?;
-    if updated.rows_affected() == 0 {
-        return Err(refusal(pool, run, "reopen it", "a failed, interrupted or running").await);
     }
     Ok(())
 }

@@ -13,6 +13,14 @@ use atelier_catalog::{
 use common::{TestEnv, blob, import, sha256_hex};
 use serde_json::json;
 
+/// The process the tests take runs for (see `Catalog::take_run`).
+const OWNER: &str = "test-host:1:tests";
+
+/// A lease that lasts the test.
+fn later() -> i64 {
+    atelier_catalog::now_millis() + 60_000
+}
+
 on_both_backends!(
     run_lifecycle_create_progress_finish_reopen,
     results_round_trip,
@@ -282,7 +290,10 @@ async fn run_lifecycle_create_progress_finish_reopen(env: &TestEnv) {
     };
     let err = catalog.finish_run(first, &failed).await.unwrap_err();
     assert!(matches!(err, CatalogError::RunState { .. }), "{err}");
-    let err = catalog.reopen_run(first).await.unwrap_err();
+    let err = catalog
+        .take_run(first, OWNER, later(), None)
+        .await
+        .unwrap_err();
     assert!(matches!(err, CatalogError::RunState { .. }), "{err}");
     assert_eq!(
         catalog.run(first).await.unwrap().unwrap().status,
@@ -290,7 +301,7 @@ async fn run_lifecycle_create_progress_finish_reopen(env: &TestEnv) {
         "refused changes leave the run as it was"
     );
 
-    // A child run fails, is reopened (resume) and completes.
+    // A child run fails, is taken back (resume) and completes.
     let second = catalog
         .create_run(&NewRun {
             kind: "facets".to_string(),
@@ -308,7 +319,10 @@ async fn run_lifecycle_create_progress_finish_reopen(env: &TestEnv) {
     assert_eq!(run.parent_run, Some(first));
     assert_eq!(run.config, json!(null));
     assert!(run.finished_at.is_some());
-    catalog.reopen_run(second).await.unwrap();
+    catalog
+        .take_run(second, OWNER, later(), None)
+        .await
+        .unwrap();
     let run = catalog.run(second).await.unwrap().unwrap();
     assert_eq!(run.status, RunStatus::Running);
     assert_eq!((run.error, run.finished_at), (None, None));
@@ -316,8 +330,11 @@ async fn run_lifecycle_create_progress_finish_reopen(env: &TestEnv) {
         .set_run_progress(second, &json!({"epoch": 2}))
         .await
         .unwrap();
-    // A run left running by a crashed process can be reopened as well.
-    catalog.reopen_run(second).await.unwrap();
+    // A run left running by a crashed process can be taken again as well.
+    catalog
+        .take_run(second, OWNER, later(), None)
+        .await
+        .unwrap();
     let err = catalog
         .finish_run(
             second,
@@ -367,7 +384,10 @@ async fn run_lifecycle_create_progress_finish_reopen(env: &TestEnv) {
             .set_run_progress(second + 100, &json!({}))
             .await
             .unwrap_err(),
-        catalog.reopen_run(second + 100).await.unwrap_err(),
+        catalog
+            .take_run(second + 100, OWNER, later(), None)
+            .await
+            .unwrap_err(),
         catalog
             .create_run(&NewRun {
                 kind: "facets".to_string(),
@@ -530,7 +550,7 @@ async fn rewriting_results_replaces_them(env: &TestEnv) {
         )
         .await
         .unwrap();
-    catalog.reopen_run(run).await.unwrap();
+    catalog.take_run(run, OWNER, later(), None).await.unwrap();
     catalog.record_run_results(run, &[], &[]).await.unwrap();
     assert!(catalog.run_facets(run).await.unwrap().is_empty());
     assert!(catalog.predictions(run, None).await.unwrap().is_empty());
