@@ -100,6 +100,7 @@ fn train_kind(error: &TrainError) -> ErrorKind {
     use TrainError as E;
     match error {
         E::Config(_)
+        | E::Setting { .. }
         | E::Image { .. }
         | E::EmptyDataset { .. }
         | E::Weights(_)

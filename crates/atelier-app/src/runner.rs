@@ -28,6 +28,7 @@ use crate::error::AppError;
 use crate::lease;
 use crate::models;
 use crate::summary::{FacetScores, PublishedModel, RunSummary, TrainMetrics};
+use atelier_train::BackboneChoice;
 use atelier_train::artifact::{ModelManifest, lineage, save_model};
 use atelier_train::config::TrainConfig;
 use atelier_train::data::{Dataset, Split};
@@ -85,6 +86,25 @@ pub async fn create_run(
     create_published_run(catalog, config, paths, parent_run, None).await
 }
 
+/// Fills in EfficientNet-Lite0's ImageNet weights (from `atelier weights fetch
+/// efficientnet-lite0`) when a configuration on that backbone names none; the other backbones
+/// start from random weights without a file.
+pub fn fill_default_weights(config: &mut TrainConfig) -> Result<(), AppError> {
+    use atelier_models::pretrained::{self, EFFICIENTNET_LITE0};
+    if config.weights.is_some() || config.backbone != BackboneChoice::EfficientnetLite0 {
+        return Ok(());
+    }
+    let cached = pretrained::cached(&EFFICIENTNET_LITE0, &pretrained::default_cache_dir());
+    config.weights = Some(cached.ok_or_else(|| {
+        AppError::Invalid(format!(
+            "no ImageNet weights for {0}: fetch them with `atelier weights fetch {0}`, or name \
+             a weights file",
+            EFFICIENTNET_LITE0.name
+        ))
+    })?);
+    Ok(())
+}
+
 /// Like [`create_run`]; with `publish`, the trained model is published to `paths.store` as the
 /// next version of that name (checked, with the store, before anything is recorded), and
 /// retrains of the run publish under the same name.
@@ -95,16 +115,17 @@ pub async fn create_published_run(
     parent_run: Option<i64>,
     publish: Option<&str>,
 ) -> Result<i64, AppError> {
-    config.check()?;
+    let mut config = config.clone();
+    fill_default_weights(&mut config)?;
+    config.validate()?;
     if let Some(name) = publish {
         let store = paths.store.as_deref().ok_or_else(|| {
             AppError::Invalid(format!(
-                "publishing as {name} needs a model store; name one (--store)"
+                "publishing as {name} needs a model store; name one"
             ))
         })?;
         models::check_publish_target(store, name).await?;
     }
-    let mut config = config.clone();
     config.facets = dataset::facet_names(catalog, &config.facets).await?;
     catalog.facet_label_orders(&config.facets).await?;
     let catalog_id = catalog.catalog_id().await?;
@@ -276,7 +297,7 @@ async fn train_and_record(
     let started = Instant::now();
     let run = record.id;
     let config = stored_config(record)?;
-    config.check()?;
+    config.validate()?;
     let catalog_id = catalog.catalog_id().await?;
     let checkpoint_dir = stored_checkpoint_base(record)
         .unwrap_or_else(|| catalog_folder(&paths.checkpoint_base, &catalog_id))
@@ -292,8 +313,8 @@ async fn train_and_record(
     let dataset = dataset::load_dataset(catalog, &config.facets).await?;
     if config.folds > 0 && !config.caches_features() {
         tracing::warn!(
-            "run {run}: --folds {} without cached features trains {} more complete networks \
-             (about {}x the time of one run); --freeze-backbone without a spatial transformer \
+            "run {run}: {} folds without cached features train {} more complete networks \
+             (about {}x the time of one run); a frozen backbone without a spatial transformer \
              shares one feature cache instead",
             config.folds,
             config.folds,

@@ -14,9 +14,9 @@ use atelier_app::mistags::mistag_queue;
 use atelier_app::summary::TrainMetrics;
 use atelier_app::{create_retrain, create_run, execute_run};
 use atelier_catalog::{ImportOptions, PredictionRecord, RunStatus, Split};
+use atelier_train::config::HeadKind;
 use atelier_train::config::TrainConfig;
 use atelier_train::mistags;
-use atelier_train::model::HeadKind;
 use atelier_train::progress::{EpochRecord, Observer, Silent};
 use atelier_vision::synth::SynthOptions;
 use common::Setup;
@@ -337,7 +337,12 @@ async fn dropped_suspects_leave_the_main_model_but_not_the_catalogue() {
     let error = create_run(catalog, &refused, &setup.paths, None)
         .await
         .unwrap_err();
-    assert!(error.to_string().contains("--folds"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("drop_suspects needs out-of-fold"),
+        "{error}"
+    );
 
     let mut config = config(2);
     config.drop_suspects = Some(0.0);
@@ -414,18 +419,30 @@ async fn a_run_that_cannot_train_is_marked_failed_and_bad_options_record_nothing
     );
     let one_fold = config(1);
     let refused = create_run(catalog, &one_fold, &setup.paths, None).await;
-    assert!(refused.unwrap_err().to_string().contains("--folds 1"));
+    assert!(
+        refused
+            .unwrap_err()
+            .to_string()
+            .contains("folds 1 would train")
+    );
     assert!(catalog.runs().await.unwrap().is_empty(), "nothing recorded");
 
+    // Settings are checked before anything is recorded.
     let mut tiny_images = config(0);
     tiny_images.image_size = 8;
-    let run = create_run(catalog, &tiny_images, &setup.paths, None)
+    let refused = create_run(catalog, &tiny_images, &setup.paths, None).await;
+    assert!(refused.unwrap_err().to_string().contains("image_size 8"));
+    assert!(catalog.runs().await.unwrap().is_empty(), "nothing recorded");
+
+    // Photos that vanish after the run was recorded fail it, with the reason.
+    let run = create_run(catalog, &config(0), &setup.paths, None)
         .await
         .unwrap();
+    std::fs::remove_dir_all(setup.manifest.with_file_name("images")).unwrap();
     let error = execute_run(catalog, run, &setup.paths, Box::new(Silent))
         .await
         .unwrap_err();
-    assert!(error.to_string().contains("--image-size"), "{error}");
+    assert!(error.to_string().contains("atelier check"), "{error}");
     let record = catalog.run(run).await.unwrap().unwrap();
     assert_eq!(record.status, RunStatus::Failed);
     assert_eq!(record.error.as_deref(), Some(error.to_string().as_str()));

@@ -2,6 +2,10 @@
 
 use std::path::PathBuf;
 
+use atelier_train::config::{HeadKind, Recipe};
+use atelier_train::loss::ClassWeighting;
+use atelier_train::schedule::{OptimizerChoice, Schedule};
+use atelier_train::{BackboneChoice, DeviceChoice};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -143,108 +147,96 @@ pub enum TrainWhat {
     Facets(Box<TrainFacetsArgs>),
 }
 
-#[derive(Debug, Clone, Args)]
+/// `atelier train facets`: a recipe (or a stored configuration) with the options given here
+/// on top. Every option left out keeps the recipe's value; `--print-config` shows the result.
+#[derive(Debug, Clone, Default, Args)]
 pub struct TrainFacetsArgs {
-    /// resnet18, resnet34, resnet50, efficientnet-lite0 or tiny.
-    #[arg(long, default_value = "efficientnet-lite0")]
-    pub backbone: String,
+    /// Where to start: finetune (the whole backbone, augmented photos) or demo (alias
+    /// frozen-lite0-views: frozen stage-6 features of the photo and two upper-body views, grid
+    /// heads, generalised cross-entropy, out-of-fold models that drop disputed labels).
+    #[arg(long, value_enum, conflicts_with = "config")]
+    pub recipe: Option<Recipe>,
+    /// Start from a stored configuration instead (JSON of a run's `config`; fields left out
+    /// take the defaults): the way to set the rarely used knobs (momentum, weight decay,
+    /// schedule parameters, feature stride, augmentation strength, ...).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the resulting configuration as JSON (a file for --config) and stop.
+    #[arg(long)]
+    pub print_config: bool,
+    #[arg(long, value_enum)]
+    pub backbone: Option<BackboneChoice>,
     /// Pretrained backbone weights (.pth or .safetensors). efficientnet-lite0 defaults to the
     /// ImageNet weights from `atelier weights fetch efficientnet-lite0`; the others start from
     /// random weights without this.
     #[arg(long)]
     pub weights: Option<PathBuf>,
-    #[arg(long, default_value_t = 20)]
-    pub epochs: usize,
-    #[arg(long, default_value_t = 224)]
-    pub image_size: u32,
-    #[arg(long, default_value_t = 32)]
-    pub batch_size: usize,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long)]
+    pub image_size: Option<u32>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
     /// Comma-separated facet names (default: every facet in the catalogue).
     #[arg(long, value_delimiter = ',')]
     pub facets: Vec<String>,
-    /// none, inverse or effective (effective number of samples, see --beta).
-    #[arg(long, default_value = "none")]
-    pub class_weights: String,
-    /// beta of the effective-number class weights.
-    #[arg(long, default_value_t = 0.999)]
-    pub beta: f64,
+    #[arg(long, value_enum)]
+    pub class_weights: Option<ClassWeighting>,
     /// Focal-loss exponent (0: plain cross-entropy).
-    #[arg(long, default_value_t = 0.0)]
-    pub focal_gamma: f64,
+    #[arg(long)]
+    pub focal_gamma: Option<f64>,
     /// Train the heads with generalised cross-entropy of exponent Q in (0, 1] (0.7 is usual):
     /// a bounded loss, so mistagged training labels pull far less than under cross-entropy.
     #[arg(long, value_name = "Q")]
     pub gce_q: Option<f64>,
-    /// Put a spatial transformer (initialised to the identity) in front of the backbone.
-    #[arg(long)]
-    pub spatial_transformer: bool,
-    /// Keep the backbone fixed; without a spatial transformer its features are computed once.
-    #[arg(long)]
-    pub freeze_backbone: bool,
-    /// Also look at a zoomed square over the upper body (neckline, shoulders, arms), placed by
-    /// a dress locator trained on the catalogue's dress boxes; needs --freeze-backbone.
-    #[arg(long)]
-    pub detail_crop: bool,
-    /// Side of the detail square in dress-box heights (with --detail-crop); a comma-separated
-    /// list gives one detail view per side (e.g. 0.72,0.9), all placed by the same locator.
-    #[arg(long, value_delimiter = ',', default_value = "0.62")]
-    pub detail_side: Vec<f32>,
-    /// pooled (global average, then linear), grid (average over a --grid-cells square grid,
-    /// then linear) or spatial (1x1 squeeze, then linear over the map).
-    #[arg(long, default_value = "spatial")]
-    pub head: String,
-    /// Side of the grid of a grid head.
-    #[arg(long, default_value_t = 2)]
-    pub grid_cells: usize,
-    /// Read the backbone's feature map at this output stride (e.g. 16) instead of its final one.
-    #[arg(long)]
-    pub feature_stride: Option<usize>,
+    /// Put a spatial transformer (initialised to the identity) in front of the backbone
+    /// (`=false` to turn a recipe's off).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub spatial_transformer: Option<bool>,
+    /// Keep the backbone fixed; without a spatial transformer its features are computed once
+    /// (`=false` to fine-tune a recipe's frozen backbone).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub freeze_backbone: Option<bool>,
+    /// Also look at zoomed squares over the upper body (neckline, shoulders, arms), one per
+    /// side in dress-box heights (e.g. 0.72,0.9), placed by a dress locator trained on the
+    /// catalogue's dress boxes; needs a frozen backbone. `none` for no detail view.
+    #[arg(long, value_delimiter = ',', value_name = "SIDES")]
+    pub detail_views: Option<Vec<DetailSide>>,
+    /// How the heads read the feature map.
+    #[arg(long, value_enum)]
+    pub head: Option<HeadKind>,
     /// Read the output of this backbone stage (counted from 1) instead of the final map: e.g. 6
     /// for EfficientNet-Lite0's 192-channel map before its last block and ImageNet head,
-    /// which keeps more of a garment's geometry. Not with --feature-stride.
-    #[arg(long, conflicts_with = "feature_stride")]
+    /// which keeps more of a garment's geometry.
+    #[arg(long)]
     pub feature_stage: Option<usize>,
-    /// Channels of the spatial head's squeeze.
-    #[arg(long, default_value_t = 32)]
-    pub head_channels: usize,
-    /// adamw or sgd (with momentum).
-    #[arg(long, default_value = "adamw")]
-    pub optimizer: String,
-    #[arg(long, default_value_t = 1e-3)]
-    pub lr: f64,
-    #[arg(long, default_value_t = 0.9)]
-    pub momentum: f64,
-    #[arg(long, default_value_t = 1e-4)]
-    pub weight_decay: f64,
-    /// cosine (with --warmup-epochs) or step (every --step-epochs, times --step-gamma).
-    #[arg(long, default_value = "cosine")]
-    pub schedule: String,
-    #[arg(long, default_value_t = 1.0)]
-    pub warmup_epochs: f64,
-    #[arg(long, default_value_t = 10)]
-    pub step_epochs: usize,
-    #[arg(long, default_value_t = 0.1)]
-    pub step_gamma: f64,
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerChoice>,
+    /// Base learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long, value_enum)]
+    pub schedule: Option<Schedule>,
     /// Turn off the training augmentation (random resized crop, flip, colour jitter).
     #[arg(long)]
     pub no_augment: bool,
     /// Part of the train split held out for model selection and early stopping.
-    #[arg(long, default_value_t = 0.1)]
-    pub validation_fraction: f64,
+    #[arg(long)]
+    pub validation_fraction: Option<f64>,
     /// Stop after this many epochs without a better validation macro-F1.
     #[arg(long)]
     pub patience: Option<usize>,
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// cpu (burn's pure-Rust backend) or vulkan (a build with the `vulkan` feature).
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    #[arg(long, value_enum)]
+    pub device: Option<DeviceChoice>,
     /// Also train K models on K folds of the train split (0: off, or at least 2), each without
     /// its fold, so that every train image gets a prediction from a model that never saw it
-    /// (for `atelier mistags`; train tables then come from these). Cheap with
-    /// --freeze-backbone (shared feature cache); K more full trainings otherwise.
-    #[arg(long, default_value_t = 0)]
-    pub folds: usize,
+    /// (for `atelier mistags`; train tables then come from these). Cheap with a frozen
+    /// backbone (shared feature cache); K more full trainings otherwise. 0 also turns off
+    /// --drop-suspects.
+    #[arg(long)]
+    pub folds: Option<usize>,
     /// With --folds: run the fold models first, then train the main model without the train
     /// labels the mistag queue's rule suspects with at least this margin (bare flag: 0.5). The
     /// catalogue keeps the labels; reviewers still see them in `atelier mistags`.
@@ -259,6 +251,53 @@ pub struct TrainFacetsArgs {
     /// After training, publish the model to the store (--store) as the next version of NAME.
     #[arg(long, value_name = "NAME")]
     pub publish: Option<String>,
+    #[command(flatten)]
+    pub dropped: DroppedTrainFlags,
+}
+
+/// One side of a detail view in dress-box heights, or `none`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DetailSide(pub Option<f32>);
+
+impl std::str::FromStr for DetailSide {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        if text == "none" {
+            return Ok(DetailSide(None));
+        }
+        text.parse::<f32>()
+            .map(|side| DetailSide(Some(side)))
+            .map_err(|_| format!("{text}: a side in dress-box heights (e.g. 0.72) or none"))
+    }
+}
+
+/// Options that a recipe or a configuration file now covers; given, they fail with the
+/// replacement (see `commands::train::refuse_dropped`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct DroppedTrainFlags {
+    #[arg(long, hide = true)]
+    pub detail_crop: bool,
+    #[arg(long, hide = true, value_delimiter = ',')]
+    pub detail_side: Vec<f32>,
+    #[arg(long, hide = true)]
+    pub feature_stride: Option<String>,
+    #[arg(long, hide = true)]
+    pub beta: Option<String>,
+    #[arg(long, hide = true)]
+    pub grid_cells: Option<String>,
+    #[arg(long, hide = true)]
+    pub head_channels: Option<String>,
+    #[arg(long, hide = true)]
+    pub momentum: Option<String>,
+    #[arg(long, hide = true)]
+    pub weight_decay: Option<String>,
+    #[arg(long, hide = true)]
+    pub warmup_epochs: Option<String>,
+    #[arg(long, hide = true)]
+    pub step_epochs: Option<String>,
+    #[arg(long, hide = true)]
+    pub step_gamma: Option<String>,
 }
 
 #[derive(Debug, Args)]

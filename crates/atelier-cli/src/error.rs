@@ -73,8 +73,16 @@ impl From<atelier_train::TrainError> for CliError {
 /// the user's input to fix (exit 2).
 impl From<atelier_app::AppError> for CliError {
     fn from(error: atelier_app::AppError) -> Self {
+        use atelier_train::TrainError;
+        let message = match &error {
+            // A setting is named by the option that sets it.
+            atelier_app::AppError::Train(TrainError::Setting { field, problem }) => {
+                format!("{} {problem}", crate::commands::train::flag_for(field))
+            }
+            _ => error.to_string(),
+        };
         CliError {
-            message: error.to_string(),
+            message,
             bad_input: error.kind() != atelier_app::ErrorKind::Internal,
         }
     }

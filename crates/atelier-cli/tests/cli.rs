@@ -133,6 +133,111 @@ fn bad_option_values_are_bad_input() {
     }
 }
 
+/// A recipe is the starting point, options override it, `--config` replaces it with a stored
+/// configuration, and options a recipe or a file now covers fail with their replacement.
+#[test]
+fn recipes_configuration_files_and_dropped_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("catalog.db").display());
+    let config_of = |options: &[&str]| {
+        let mut arguments = vec!["train", "facets", "--print-config", "--backbone", "tiny"];
+        arguments.extend_from_slice(options);
+        json_of(&atelier(&db, &arguments))
+    };
+
+    let demo = config_of(&[
+        "--recipe",
+        "frozen-lite0-views",
+        "--epochs",
+        "3",
+        "--head",
+        "grid",
+    ]);
+    assert_eq!(demo["freeze_backbone"], true);
+    assert_eq!(demo["epochs"], 3);
+    // The recipe's 3x3 grid stays 3x3 when its kind is named again.
+    assert_eq!(
+        demo["head"],
+        serde_json::json!({"kind": "grid", "cells": 3})
+    );
+    assert_eq!(demo["detail_crops"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        (demo["folds"].as_u64(), demo["drop_suspects"].as_f64()),
+        (Some(3), Some(0.5))
+    );
+    // A tiny backbone has no stage 6: naming another backbone leaves the stage to it.
+    assert!(demo["feature_stage"].is_null(), "{demo}");
+    let no_folds = config_of(&[
+        "--recipe",
+        "demo",
+        "--folds",
+        "0",
+        "--freeze-backbone=false",
+        "--detail-views",
+        "none",
+    ]);
+    assert!(no_folds["drop_suspects"].is_null(), "{no_folds}");
+    assert_eq!(no_folds["freeze_backbone"], false);
+    assert_eq!(no_folds["detail_crops"], serde_json::json!([]));
+
+    let finetune = config_of(&[]);
+    assert_eq!(finetune["freeze_backbone"], false);
+    assert_eq!(finetune["epochs"], 20);
+
+    // A hand-written file names only what it changes; options still override it.
+    let file = dir.path().join("run.json");
+    std::fs::write(
+        &file,
+        r#"{"epochs": 4, "optimizer": {"name": "sgd", "momentum": 0.8, "weight_decay": 0.0}}"#,
+    )
+    .unwrap();
+    let from_file = config_of(&["--config", file.to_str().unwrap(), "--lr", "0.01"]);
+    assert_eq!(from_file["epochs"], 4);
+    assert_eq!(from_file["optimizer"]["momentum"], 0.8);
+    assert_eq!(from_file["learning_rate"], 0.01);
+    std::fs::write(&file, "{\"epochs\": \"many\"}").unwrap();
+    let output = atelier(
+        &db,
+        &[
+            "train",
+            "facets",
+            "--config",
+            file.to_str().unwrap(),
+            "--print-config",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", stderr_of(&output));
+    assert!(stderr_of(&output).contains("not a training configuration"));
+
+    for (options, replacement) in [
+        (
+            &["--detail-crop", "--detail-side", "0.7"][..],
+            "--detail-views",
+        ),
+        (&["--momentum", "0.5"][..], "`optimizer` in a --config file"),
+        (&["--feature-stride", "16"][..], "--feature-stage"),
+    ] {
+        let mut arguments = vec!["train", "facets", "--backbone", "tiny"];
+        arguments.extend_from_slice(options);
+        let output = atelier(&db, &arguments);
+        assert_eq!(output.status.code(), Some(2), "{}", stderr_of(&output));
+        let stderr = stderr_of(&output);
+        assert!(
+            stderr.contains("no longer an option") && stderr.contains(replacement),
+            "{stderr}"
+        );
+    }
+    // A bad setting is refused before a run is recorded.
+    let output = atelier(
+        &db,
+        &["train", "facets", "--backbone", "tiny", "--epochs", "0"],
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", stderr_of(&output));
+    assert!(stderr_of(&output).contains("--epochs 0: use at least 1"));
+    let runs = json_of(&atelier(&db, &["runs", "--json"]));
+    assert_eq!(runs.as_array().map(Vec::len), Some(0), "{runs}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn synth_import_reimport_and_facets() {
     let dir = tempfile::tempdir().unwrap();

@@ -19,13 +19,14 @@ use sha2::{Digest, Sha256};
 
 use crate::backbones::BackboneChoice;
 use crate::checkpoint::{load_module, read_json, save_module, write_json_atomically};
+use crate::config::HeadKind;
 use crate::config::TrainConfig;
 use crate::data::{Dataset, FacetSpec};
 use crate::error::TrainError;
 use crate::evaluate::FacetEvaluation;
 use crate::input::InputConfig;
 use crate::locator::DressLocator;
-use crate::model::{FacetHeads, FacetNet, HeadKind};
+use crate::model::{FacetHeads, FacetNet};
 use burn::prelude::*;
 
 pub const MODEL_FILE: &str = "model.json";

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::TrainError;
 
 /// The backbones a facet model can be built on.
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BackboneChoice {

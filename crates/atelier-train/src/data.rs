@@ -60,7 +60,7 @@ pub struct Example {
     pub dress_box: Option<[f32; 4]>,
     /// Where the detail view of this image is, for models with one (set by
     /// [`crate::locator`] from its predicted box, never from `dress_box`).
-    pub detail_regions: Vec<crate::locator::Region>,
+    pub detail_regions: Vec<crate::crop::Region>,
 }
 
 /// The images and facets of a run.

@@ -8,6 +8,14 @@ pub enum TrainError {
     /// An option or a combination of options that cannot work; the message says the fix.
     #[error("{0}")]
     Config(String),
+    /// A setting of a [`crate::TrainConfig`] that cannot work (alone or with another): `field`
+    /// is the configuration's field, `problem` what is wrong and the fix, worded to follow the
+    /// field's name (or a front end's name for it) and to assume no front end.
+    #[error("{field} {problem}")]
+    Setting {
+        field: &'static str,
+        problem: String,
+    },
     /// A training image could not be decoded (run `atelier check` to quarantine it).
     #[error(
         "{}: {reason}; run `atelier check` to quarantine unreadable images before training",

@@ -220,7 +220,7 @@ pub fn view_planes(
                     example.path.display()
                 ))
             })?;
-            Ok(eval_planes(&crate::locator::crop(&rgb, region), input))
+            Ok(eval_planes(&crate::crop::crop(&rgb, region), input))
         }
     }
 }

@@ -24,34 +24,6 @@ use crate::trainer::train;
 /// image, `None` for a test image.
 pub type OutOfFold = Vec<Vec<Option<Vec<f32>>>>;
 
-/// Refuses a fold count other than 0 (off) or at least 2.
-pub fn check_folds(folds: usize) -> Result<(), TrainError> {
-    if folds == 1 {
-        return Err(TrainError::Config(
-            "--folds 1 would train a model on no images; use 0 (no out-of-fold predictions) \
-             or at least 2 (e.g. 5)"
-                .into(),
-        ));
-    }
-    Ok(())
-}
-
-/// Refuses what cross-fitting cannot do: a fold count of 1, or dropping suspects without fold
-/// models to find them (or with a margin outside -1..=1, where none or all would be dropped).
-pub fn check_cross_fitting(config: &crate::config::TrainConfig) -> Result<(), TrainError> {
-    check_folds(config.folds)?;
-    match config.drop_suspects {
-        Some(_) if config.folds == 0 => Err(TrainError::Config(
-            "dropping suspected mistags needs out-of-fold scores; add --folds 3 (or more)".into(),
-        )),
-        Some(margin) if !(-1.0..=1.0).contains(&margin) => Err(TrainError::Config(format!(
-            "--drop-suspects {margin}: a margin is a difference of probabilities; use a value \
-             from 0 to 1 (e.g. 0.5)"
-        ))),
-        _ => Ok(()),
-    }
-}
-
 /// The fold (0-based, below `folds`) of every example of the train split; `None` for test
 /// images, and for every image when `folds` is 0.
 ///
@@ -152,7 +124,7 @@ pub fn cross_fit(
     feature_cache: Option<&Path>,
     observer: &mut dyn Observer,
 ) -> Result<OutOfFold, TrainError> {
-    check_folds(config.folds)?;
+    config.validate()?;
     let mut out_of_fold: OutOfFold = vec![vec![None; dataset.examples.len()]; dataset.facets.len()];
     let assignment = assign_folds(dataset, config.folds, config.seed);
     for fold in 0..config.folds {
@@ -281,13 +253,5 @@ mod tests {
             let expected = usize::from(example.split == Split::Train);
             assert_eq!(*count, expected, "{}", example.image_id);
         }
-    }
-
-    #[test]
-    fn one_fold_is_refused() {
-        assert!(check_folds(0).is_ok());
-        assert!(check_folds(2).is_ok());
-        let error = check_folds(1).unwrap_err().to_string();
-        assert!(error.contains("--folds 1"), "{error}");
     }
 }

@@ -48,6 +48,15 @@ pub struct Augmentation {
     pub color_jitter: f32,
 }
 
+impl Augmentation {
+    /// No augmentation: every epoch sees the same letterboxed photo.
+    pub const NONE: Augmentation = Augmentation {
+        min_crop_area: 1.0,
+        horizontal_flip: false,
+        color_jitter: 0.0,
+    };
+}
+
 impl Default for Augmentation {
     fn default() -> Self {
         Self {

@@ -9,7 +9,9 @@
 //! - the loss ([`loss`]: class-weighted, focal, masked per facet), optimisers and schedules
 //!   ([`schedule`]), input preprocessing and augmentation ([`input`]), frozen-feature caching
 //!   ([`features`]) and the per-channel standardisation heads train on ([`standardize`]);
-//! - the dress locator and the zoomed detail view it places ([`locator`]);
+//! - the run's configuration, its defaults, named recipes and validation ([`config`]);
+//! - the dress locator and the zoomed detail views it places ([`locator`]), and the crop
+//!   geometry of those views ([`crop`]);
 //! - the training loop with checkpoints and resume ([`trainer`], [`checkpoint`]);
 //! - per-class precision/recall/F1 tables and confusion matrices ([`metrics`], [`evaluate`]);
 //! - model artifacts and tagging new images with them ([`artifact`], [`tagger`]);
@@ -25,7 +27,9 @@ pub mod backbones;
 pub mod checkpoint;
 pub mod confident;
 pub mod config;
+pub mod crop;
 pub mod data;
+pub mod device;
 pub mod error;
 pub mod evaluate;
 pub mod features;
@@ -44,7 +48,7 @@ pub mod tagger;
 pub mod trainer;
 
 pub use backbones::BackboneChoice;
-pub use config::{DeviceChoice, TrainConfig};
+pub use config::{DeviceChoice, HeadKind, Recipe, TrainConfig};
 pub use data::{Dataset, Example, FacetSpec, Split};
 pub use error::TrainError;
 pub use trainer::{TrainOutcome, train};

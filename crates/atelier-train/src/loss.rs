@@ -34,6 +34,9 @@ pub enum ClassWeighting {
 }
 
 impl ClassWeighting {
+    /// Effective-number weights with the usual beta.
+    pub const EFFECTIVE: ClassWeighting = ClassWeighting::Effective { beta: 0.999 };
+
     /// Weights for classes with the given training counts. A class with no training example
     /// gets weight 0 (it never appears as a target, and an infinite weight would be meaningless).
     pub fn weights(&self, counts: &[u64]) -> Vec<f64> {

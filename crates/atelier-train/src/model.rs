@@ -19,26 +19,12 @@ use burn::tensor::activation::relu;
 use burn::tensor::module::adaptive_avg_pool2d;
 use image::RgbImage;
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 
+use crate::config::HeadKind;
+use crate::crop::DetailCrop;
 use crate::input::{InputConfig, eval_planes, to_batch};
-use crate::locator::{DetailCrop, DressLocator};
+use crate::locator::DressLocator;
 use crate::standardize::ChannelStats;
-
-/// How the heads read the feature map.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum HeadKind {
-    Pooled,
-    Spatial {
-        channels: usize,
-    },
-    /// Average pooling to a `cells` x `cells` grid, then a linear layer per facet: keeps
-    /// coarse position (top/bottom, left/right) at the cost of a pooled head.
-    Grid {
-        cells: usize,
-    },
-}
 
 /// The per-facet heads over a `[batch, channels, height, width]` feature map.
 #[derive(Module, Debug)]
@@ -202,7 +188,7 @@ impl FacetNet {
                 .zip(&boxes)
                 .map(|(photo, square)| {
                     let region = crop.region_for(*square, photo.width(), photo.height());
-                    eval_planes(&crate::locator::crop(photo, region), input)
+                    eval_planes(&crate::crop::crop(photo, region), input)
                 })
                 .collect();
             maps.push(self.feature_map(to_batch(&detail_planes, device)));

@@ -23,7 +23,25 @@ pub enum Schedule {
     Step { every_epochs: usize, gamma: f64 },
 }
 
+impl OptimizerChoice {
+    /// AdamW with its default weight decay.
+    pub const ADAMW: OptimizerChoice = OptimizerChoice::AdamW { weight_decay: 1e-4 };
+    /// SGD with its default momentum and weight decay.
+    pub const SGD: OptimizerChoice = OptimizerChoice::Sgd {
+        momentum: 0.9,
+        weight_decay: 1e-4,
+    };
+}
+
 impl Schedule {
+    /// Cosine decay after one warm-up epoch.
+    pub const COSINE: Schedule = Schedule::Cosine { warmup_epochs: 1.0 };
+    /// A tenth of the rate every 10 epochs.
+    pub const STEP: Schedule = Schedule::Step {
+        every_epochs: 10,
+        gamma: 0.1,
+    };
+
     /// The learning rate for optimiser step `step` (0-based) of a run with `steps_per_epoch`
     /// steps in each of `epochs` epochs.
     pub fn rate(&self, base: f64, step: usize, steps_per_epoch: usize, epochs: usize) -> f64 {

@@ -29,7 +29,7 @@ use rayon::prelude::*;
 
 use crate::backbones::BackboneChoice;
 use crate::checkpoint::{Checkpoints, RunState};
-use crate::config::{DeviceChoice, TrainConfig};
+use crate::config::TrainConfig;
 use crate::data::{Dataset, Part};
 use crate::error::TrainError;
 use crate::evaluate::{FacetEvaluation, Probabilities, evaluate, mean_macro_f1};
@@ -65,21 +65,6 @@ pub struct TrainOutcome {
     pub evaluation: Vec<FacetEvaluation>,
 }
 
-/// The device for a configuration's tensors (without autodiff).
-pub fn device_for(choice: DeviceChoice) -> Result<Device, TrainError> {
-    match choice {
-        DeviceChoice::Cpu => Ok(Device::flex()),
-        #[cfg(feature = "vulkan")]
-        DeviceChoice::Vulkan => Ok(Device::vulkan(burn::tensor::DeviceKind::DefaultDevice)),
-        #[cfg(not(feature = "vulkan"))]
-        DeviceChoice::Vulkan => Err(TrainError::Config(
-            "--device vulkan needs a build with the `vulkan` feature: \
-             cargo build --release -p atelier-cli --features vulkan"
-                .into(),
-        )),
-    }
-}
-
 /// Trains (or resumes, when `checkpoint_dir` holds a run with the same configuration) and
 /// evaluates the best epoch on every image.
 ///
@@ -93,7 +78,7 @@ pub fn train(
     observer: &mut dyn Observer,
 ) -> Result<TrainOutcome, TrainError> {
     validate(dataset, config)?;
-    let device = device_for(config.device)?;
+    let device = crate::device::device_for(config.device)?;
     let checkpoints = Checkpoints::open(checkpoint_dir, config)?;
 
     let parts = dataset.parts(config.validation_fraction, config.seed);
@@ -116,7 +101,7 @@ pub fn train(
         .collect();
 
     let classes: Vec<usize> = dataset.facets.iter().map(|f| f.labels.len()).collect();
-    let pooled = matches!(config.head, crate::model::HeadKind::Pooled);
+    let pooled = matches!(config.head, crate::config::HeadKind::Pooled);
     let train_device = device.clone().autodiff();
     // Seeding and building every module in one exclusive section keeps the initial weights a
     // function of the seed alone, even when another run initialises at the same time.
@@ -281,30 +266,7 @@ pub fn train(
 }
 
 fn validate(dataset: &Dataset, config: &TrainConfig) -> Result<(), TrainError> {
-    if config.epochs == 0 {
-        return Err(TrainError::Config("--epochs must be at least 1".into()));
-    }
-    if config.batch_size == 0 {
-        return Err(TrainError::Config("--batch-size must be at least 1".into()));
-    }
-    if !(16..=1024).contains(&config.image_size) {
-        return Err(TrainError::Config(format!(
-            "--image-size {} is outside 16..=1024 pixels",
-            config.image_size
-        )));
-    }
-    if !(0.0..1.0).contains(&config.validation_fraction) {
-        return Err(TrainError::Config(
-            "the validation fraction must be in [0, 1)".into(),
-        ));
-    }
-    if !config.detail_crops.is_empty() && !config.caches_features() {
-        return Err(TrainError::Config(
-            "--detail-crop works on cached features: add --freeze-backbone and leave out \
-             --spatial-transformer"
-                .into(),
-        ));
-    }
+    config.validate()?;
     if dataset.facets.is_empty() {
         return Err(TrainError::EmptyDataset {
             what: "facets".into(),
@@ -314,8 +276,8 @@ fn validate(dataset: &Dataset, config: &TrainConfig) -> Result<(), TrainError> {
     for facet in &dataset.facets {
         if facet.labels.len() < 2 {
             return Err(TrainError::Config(format!(
-                "facet `{}` has {} label(s); a classifier needs at least 2 (leave it out with \
-                 --facets)",
+                "facet `{}` has {} label(s); a classifier needs at least 2 (leave it out of the \
+                 run's facets)",
                 facet.name,
                 facet.labels.len()
             )));

@@ -6,9 +6,9 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
+use atelier_train::config::HeadKind;
 use atelier_train::config::TrainConfig;
 use atelier_train::data::{Dataset, Example, FacetSpec, Split};
-use atelier_train::model::HeadKind;
 use atelier_train::progress::{EpochRecord, Observer, Silent};
 use atelier_train::{BackboneChoice, train};
 use atelier_vision::synth::{SynthOptions, synthesize};

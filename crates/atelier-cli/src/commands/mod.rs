@@ -12,7 +12,7 @@ mod retrain;
 mod serve;
 mod synth;
 mod tag;
-mod train;
+pub mod train;
 mod users;
 mod weights;
 

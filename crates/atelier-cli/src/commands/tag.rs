@@ -12,7 +12,6 @@ use serde_json::{Map, Value, json};
 use atelier_app::models;
 
 use crate::args::{GlobalArgs, TagArgs};
-use crate::commands::train::train_error;
 use crate::error::{CliError, CliResult};
 use crate::output::print_json;
 
@@ -100,7 +99,7 @@ pub async fn tag_files(
     })
     .await
     .map_err(|e| CliError::internal(format!("tagging thread failed: {e}")))?
-    .map_err(train_error)?;
+    .map_err(CliError::from)?;
     Ok(tagged)
 }
 

@@ -8,16 +8,14 @@ use std::path::{Path, PathBuf};
 use atelier_app::runner::{self, FinishedRun, RunPaths};
 use atelier_app::summary::{PublishedModel, RunSummary};
 use atelier_catalog::{Catalog, RunStatus};
-use atelier_models::pretrained::{self, EFFICIENTNET_LITE0};
+use atelier_train::TrainConfig;
+use atelier_train::config::{Recipe, choose};
+use atelier_train::crop::DetailCrop;
 use atelier_train::input::Augmentation;
-use atelier_train::loss::ClassWeighting;
-use atelier_train::model::HeadKind;
 use atelier_train::progress::{EpochRecord, Observer, RunStart};
-use atelier_train::schedule::{OptimizerChoice, Schedule};
-use atelier_train::{BackboneChoice, DeviceChoice, TrainConfig, TrainError};
 use serde_json::json;
 
-use crate::args::{GlobalArgs, TrainFacetsArgs};
+use crate::args::{DroppedTrainFlags, GlobalArgs, TrainFacetsArgs};
 use crate::error::{CliError, CliResult};
 use crate::output::print_json;
 use crate::progress::TrainProgress;
@@ -32,6 +30,9 @@ pub struct TrainedRun {
 }
 
 pub async fn run(catalog: &Catalog, args: &TrainFacetsArgs, global: &GlobalArgs) -> CliResult {
+    if args.print_config {
+        return print_json(&configure(args)?);
+    }
     let trained = train_facets(catalog, args, global).await?;
     let published = match trained.published {
         Some(Ok(model)) => Some(model),
@@ -60,7 +61,7 @@ pub async fn train_facets(
     let run = match args.resume {
         Some(run) => check_resumable(catalog, run).await?,
         None => {
-            let config = config_from_args(args)?;
+            let config = configure(args)?;
             runner::create_published_run(catalog, &config, &paths, None, args.publish.as_deref())
                 .await?
         }
@@ -184,164 +185,144 @@ fn feature_cache_dir() -> PathBuf {
     home.join(".cache/atelier/features")
 }
 
-/// Turns a training error into a command-line error with the right exit code.
-pub fn train_error(error: TrainError) -> CliError {
-    error.into()
+/// The run's configuration: the recipe (finetune unless named) or the `--config` file, with
+/// every option given on top, checked as a whole.
+pub fn configure(args: &TrainFacetsArgs) -> CliResult<TrainConfig> {
+    refuse_dropped(&args.dropped)?;
+    let mut config = match &args.config {
+        Some(path) => read_config(path)?,
+        None => args.recipe.unwrap_or(Recipe::Finetune).config(),
+    };
+    override_network(&mut config, args);
+    override_loop(&mut config, args);
+    runner::fill_default_weights(&mut config)?;
+    config.validate()?;
+    Ok(config)
 }
 
-fn config_from_args(args: &TrainFacetsArgs) -> CliResult<TrainConfig> {
-    let backbone: BackboneChoice = args
-        .backbone
-        .parse()
-        .map_err(|e: String| CliError::bad_input(format!("--backbone: {e}")))?;
-    let weights = match (&args.weights, backbone) {
-        (Some(path), _) => Some(std::path::absolute(path).unwrap_or_else(|_| path.clone())),
-        (None, BackboneChoice::EfficientnetLite0) => Some(
-            pretrained::cached(&EFFICIENTNET_LITE0, &pretrained::default_cache_dir()).ok_or_else(
-                || {
-                    CliError::bad_input(format!(
-                        "no ImageNet weights for {0}: run `atelier weights fetch {0}` or pass \
-                         --weights FILE",
-                        EFFICIENTNET_LITE0.name
-                    ))
-                },
-            )?,
-        ),
-        (None, _) => None,
-    };
-    let class_weighting = match args.class_weights.as_str() {
-        "none" => ClassWeighting::None,
-        "inverse" => ClassWeighting::Inverse,
-        "effective" if (0.0..1.0).contains(&args.beta) => {
-            ClassWeighting::Effective { beta: args.beta }
+fn read_config(path: &Path) -> CliResult<TrainConfig> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::bad_input(format!("--config {}: {e}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| {
+        CliError::bad_input(format!(
+            "--config {}: not a training configuration ({e}); `atelier train facets \
+             --print-config` writes one",
+            path.display()
+        ))
+    })
+}
+
+/// What the network is: backbone, weights, heads, views, facets.
+fn override_network(config: &mut TrainConfig, args: &TrainFacetsArgs) {
+    if let Some(backbone) = args.backbone {
+        if backbone != config.backbone {
+            // The recipe's weights and stage belong to its backbone.
+            config.weights = None;
+            config.feature_stage = None;
         }
-        "effective" => {
-            return Err(CliError::bad_input(format!(
-                "--beta {} must be in [0, 1)",
-                args.beta
-            )));
-        }
-        other => {
-            return Err(CliError::bad_input(format!(
-                "--class-weights {other}: choose none, inverse or effective"
-            )));
-        }
-    };
-    let head = match args.head.as_str() {
-        "pooled" => HeadKind::Pooled,
-        "spatial" if args.head_channels > 0 => HeadKind::Spatial {
-            channels: args.head_channels,
-        },
-        "spatial" => return Err(CliError::bad_input("--head-channels must be at least 1")),
-        "grid" if (1..=7).contains(&args.grid_cells) => HeadKind::Grid {
-            cells: args.grid_cells,
-        },
-        "grid" => return Err(CliError::bad_input("--grid-cells must be from 1 to 7")),
-        other => {
-            return Err(CliError::bad_input(format!(
-                "--head {other}: choose pooled, grid or spatial"
-            )));
-        }
-    };
-    let optimizer = match args.optimizer.as_str() {
-        "adamw" => OptimizerChoice::AdamW {
-            weight_decay: args.weight_decay,
-        },
-        "sgd" => OptimizerChoice::Sgd {
-            momentum: args.momentum,
-            weight_decay: args.weight_decay,
-        },
-        other => {
-            return Err(CliError::bad_input(format!(
-                "--optimizer {other}: choose adamw or sgd"
-            )));
-        }
-    };
-    let schedule = match args.schedule.as_str() {
-        "cosine" => Schedule::Cosine {
-            warmup_epochs: args.warmup_epochs,
-        },
-        "step" => Schedule::Step {
-            every_epochs: args.step_epochs,
-            gamma: args.step_gamma,
-        },
-        other => {
-            return Err(CliError::bad_input(format!(
-                "--schedule {other}: choose cosine or step"
-            )));
-        }
-    };
-    let device = match args.device.as_str() {
-        "cpu" => DeviceChoice::Cpu,
-        "vulkan" => DeviceChoice::Vulkan,
-        other => {
-            return Err(CliError::bad_input(format!(
-                "--device {other}: choose cpu or vulkan"
-            )));
-        }
-    };
-    let mut config = TrainConfig::new(backbone, args.facets.clone());
-    config.weights = weights;
-    config.image_size = args.image_size;
-    config.epochs = args.epochs;
-    config.batch_size = args.batch_size;
-    config.learning_rate = args.lr;
-    config.optimizer = optimizer;
-    config.schedule = schedule;
-    config.class_weighting = class_weighting;
-    config.focal_gamma = args.focal_gamma;
-    config.gce_q = args.gce_q;
-    config.head = head;
-    if let Some(stride) = args.feature_stride
-        && !(stride.is_power_of_two() && (2..=64).contains(&stride))
-    {
-        return Err(CliError::bad_input(format!(
-            "--feature-stride {stride}: use a power of two from 2 to 64 (e.g. 16)"
-        )));
+        config.backbone = backbone;
     }
-    config.feature_stride = args.feature_stride;
-    if let Some(stage) = args.feature_stage {
-        let stages = backbone.stage_count();
-        if !(1..=stages).contains(&stage) {
-            return Err(CliError::bad_input(format!(
-                "--feature-stage {stage}: {backbone} has stages 1 to {stages} (leave the option \
-                 out for the final map)"
-            )));
-        }
+    if let Some(weights) = &args.weights {
+        config.weights = Some(std::path::absolute(weights).unwrap_or_else(|_| weights.clone()));
     }
-    config.feature_stage = args.feature_stage;
-    config.freeze_backbone = args.freeze_backbone;
-    if args.detail_crop {
-        if let Some(side) = args.detail_side.iter().find(|s| !(0.1..=2.0).contains(*s)) {
-            return Err(CliError::bad_input(format!(
-                "--detail-side {side}: use a fraction of the dress box height from 0.1 to 2 \
-                 (e.g. 0.62)"
-            )));
-        }
-        config.detail_crops = args
-            .detail_side
+    if !args.facets.is_empty() {
+        config.facets = args.facets.clone();
+    }
+    config.head = choose(config.head, args.head);
+    config.feature_stage = args.feature_stage.or(config.feature_stage);
+    config.freeze_backbone = args.freeze_backbone.unwrap_or(config.freeze_backbone);
+    config.spatial_transformer = args
+        .spatial_transformer
+        .unwrap_or(config.spatial_transformer);
+    if let Some(sides) = &args.detail_views {
+        config.detail_crops = sides
             .iter()
-            .map(|&side| atelier_train::locator::DetailCrop {
+            .filter_map(|side| side.0)
+            .map(|side| DetailCrop {
                 side,
-                ..Default::default()
+                ..DetailCrop::default()
             })
             .collect();
     }
-    config.spatial_transformer = args.spatial_transformer;
-    config.augmentation = if args.no_augment {
-        Augmentation {
-            min_crop_area: 1.0,
-            horizontal_flip: false,
-            color_jitter: 0.0,
-        }
+    config.device = args.device.unwrap_or(config.device);
+}
+
+/// How it learns: loss, optimiser, schedule, epochs, data parts, cross-fitting.
+fn override_loop(config: &mut TrainConfig, args: &TrainFacetsArgs) {
+    config.epochs = args.epochs.unwrap_or(config.epochs);
+    config.image_size = args.image_size.unwrap_or(config.image_size);
+    config.batch_size = args.batch_size.unwrap_or(config.batch_size);
+    config.learning_rate = args.lr.unwrap_or(config.learning_rate);
+    config.optimizer = choose(config.optimizer, args.optimizer);
+    config.schedule = choose(config.schedule, args.schedule);
+    config.class_weighting = choose(config.class_weighting, args.class_weights);
+    config.focal_gamma = args.focal_gamma.unwrap_or(config.focal_gamma);
+    config.gce_q = args.gce_q.or(config.gce_q);
+    if args.no_augment {
+        config.augmentation = Augmentation::NONE;
+    }
+    config.validation_fraction = args
+        .validation_fraction
+        .unwrap_or(config.validation_fraction);
+    config.patience = args.patience.or(config.patience);
+    config.seed = args.seed.unwrap_or(config.seed);
+    if let Some(folds) = args.folds {
+        config.set_folds(folds);
+    }
+    config.drop_suspects = args.drop_suspects.or(config.drop_suspects);
+}
+
+/// The command-line option that sets a configuration field, for error messages.
+pub fn flag_for(field: &str) -> String {
+    match field {
+        "learning_rate" => "--lr".into(),
+        "class_weighting" => "--class-weights".into(),
+        "detail_crops" => "--detail-views".into(),
+        "augmentation" | "feature_stride" => format!("`{field}` (in a --config file)"),
+        _ => format!("--{}", field.replace('_', "-")),
+    }
+}
+
+/// Options that a recipe or a configuration file covers now fail with their replacement.
+fn refuse_dropped(dropped: &DroppedTrainFlags) -> CliResult {
+    let replacement = if dropped.detail_crop || !dropped.detail_side.is_empty() {
+        Some((
+            "--detail-crop/--detail-side",
+            "--detail-views SIDES (e.g. 0.72,0.9)",
+        ))
+    } else if dropped.grid_cells.is_some() || dropped.head_channels.is_some() {
+        Some((
+            "--grid-cells/--head-channels",
+            "--head grid|spatial (default sizes), or `head` in a --config file",
+        ))
+    } else if dropped.beta.is_some() {
+        Some(("--beta", "`class_weighting` in a --config file"))
+    } else if dropped.momentum.is_some() || dropped.weight_decay.is_some() {
+        Some((
+            "--momentum/--weight-decay",
+            "`optimizer` in a --config file",
+        ))
+    } else if dropped.warmup_epochs.is_some()
+        || dropped.step_epochs.is_some()
+        || dropped.step_gamma.is_some()
+    {
+        Some((
+            "--warmup-epochs/--step-epochs/--step-gamma",
+            "`schedule` in a --config file",
+        ))
+    } else if dropped.feature_stride.is_some() {
+        Some((
+            "--feature-stride",
+            "--feature-stage N, or `feature_stride` in a --config file",
+        ))
     } else {
-        Augmentation::default()
+        None
     };
-    config.validation_fraction = args.validation_fraction;
-    config.patience = args.patience;
-    config.seed = args.seed;
-    config.device = device;
-    config.folds = args.folds;
-    config.drop_suspects = args.drop_suspects;
-    Ok(config)
+    match replacement {
+        Some((old, new)) => Err(CliError::bad_input(format!(
+            "{old} is no longer an option: use {new} (`atelier train facets --print-config` \
+             writes a configuration file to start from)"
+        ))),
+        None => Ok(()),
+    }
 }

@@ -91,7 +91,7 @@ fn loss_text(train: &TrainConfig) -> String {
 mod tests {
     use super::*;
     use atelier_train::BackboneChoice;
-    use atelier_train::locator::DetailCrop;
+    use atelier_train::crop::DetailCrop;
     use serde_json::json;
 
     fn stored(train: &TrainConfig) -> Value {
