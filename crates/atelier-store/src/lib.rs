@@ -1,12 +1,16 @@
-//! atelier's model store: versioned, checksummed models in a local folder or an S3 bucket,
-//! through one code path (the `object_store` crate).
+//! Owns atelier's model store: versioned, checksummed models in a local folder or an S3 bucket.
 //!
-//! This crate owns the store's layout, publishing (atomic: parts first, the manifest with
-//! every part's size and SHA-256 last, versions reserved with create-if-absent puts so that
-//! concurrent publishers never collide), tags, removal, verified downloads and the local cache
-//! of pulled models (one folder per manifest hash). It is format-agnostic: a model is a flat
-//! folder of named files plus free JSON metadata; what the files mean is `atelier-train`'s
-//! business, and which store to use is the command line's.
+//! Both kinds of store go through one code path (the `object_store` crate). This crate owns the
+//! store's layout, publishing (atomic: parts first, the manifest with every part's size and
+//! SHA-256 last, versions reserved with create-if-absent puts so that concurrent publishers
+//! never collide), tags, removal, verified downloads and the local cache of pulled models (one
+//! folder per manifest hash). It is format-agnostic: a model is a flat folder of named files
+//! plus free JSON metadata; what the files mean is `atelier-train`'s business, and which store
+//! to use is the command line's.
+//!
+//! Modules: `location` parses `--store` and opens the backend, `reference` parses model
+//! references (`NAME`, `NAME@VERSION`, `NAME:TAG`), `error` classifies failures, and `store`
+//! holds the operations (its own docs give the layout and its module map).
 
 mod error;
 mod location;

@@ -123,85 +123,110 @@ pub(crate) fn open(
     aws_settings: &[(String, String)],
 ) -> StoreResult<Backend> {
     match location {
-        StoreLocation::Local(dir) => {
-            let absolute = normalize(dir)?;
-            let root =
-                ObjectPath::from_absolute_path(&absolute).map_err(|e| StoreError::BadUrl {
-                    url: dir.display().to_string(),
-                    reason: format!("not usable as a store folder: {e}"),
-                })?;
-            // No prefix (root `/`): LocalFileSystem::new_with_prefix would require the folder
-            // to exist, and listing a store that was never written to should just be empty.
-            let store = LocalFileSystem::new().with_automatic_cleanup(true);
-            Ok(Backend {
-                store: Arc::new(store),
-                root,
-                url: format!("file://{}", absolute.display()),
-                credentials_hint: None,
-            })
-        }
-        StoreLocation::S3 { bucket, prefix } => {
-            let url = if prefix.is_empty() {
-                format!("s3://{bucket}")
-            } else {
-                format!("s3://{bucket}/{prefix}")
-            };
-            let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-            for (name, value) in aws_settings {
-                let key: AmazonS3ConfigKey =
-                    name.to_ascii_lowercase()
-                        .parse()
-                        .map_err(|e| StoreError::BadUrl {
-                            url: url.clone(),
-                            reason: format!("setting {name}: {e}"),
-                        })?;
-                builder = builder.with_config(key, value);
-            }
-            builder = builder
-                .with_retry(RetryConfig {
-                    backoff: BackoffConfig {
-                        init_backoff: retry.initial_backoff,
-                        max_backoff: retry.max_backoff,
-                        base: 2.0,
-                    },
-                    max_retries: retry.max_retries,
-                    retry_timeout: retry.total,
-                })
-                .with_config(
-                    AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
-                    format!("{}ms", retry.connect_timeout.as_millis()),
-                )
-                .with_config(
-                    AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
-                    format!("{}ms", retry.request_timeout.as_millis()),
-                );
-            let store = builder.build().map_err(|e| StoreError::BadUrl {
-                url: url.clone(),
-                reason: format!(
-                    "cannot configure S3 ({e}); set AWS_REGION, and AWS_ENDPOINT_URL (with \
-                     AWS_ALLOW_HTTP=true for http://) for a server other than AWS"
-                ),
-            })?;
-            let root = ObjectPath::parse(prefix).map_err(|e| StoreError::BadUrl {
-                url: url.clone(),
-                reason: e.to_string(),
-            })?;
-            let has_key = std::env::var_os("AWS_ACCESS_KEY_ID").is_some_and(|k| !k.is_empty())
-                || aws_settings
-                    .iter()
-                    .any(|(k, v)| k.eq_ignore_ascii_case("AWS_ACCESS_KEY_ID") && !v.is_empty());
-            Ok(Backend {
-                store: Arc::new(store),
-                root,
-                url,
-                credentials_hint: (!has_key).then(|| {
-                    "AWS_ACCESS_KEY_ID is not set, so credentials were asked of the instance \
-                     metadata service; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-                        .to_string()
-                }),
-            })
-        }
+        StoreLocation::Local(dir) => open_local(dir),
+        StoreLocation::S3 { bucket, prefix } => open_s3(bucket, prefix, retry, aws_settings),
     }
+}
+
+fn open_local(dir: &Path) -> StoreResult<Backend> {
+    let absolute = normalize(dir)?;
+    let root = ObjectPath::from_absolute_path(&absolute).map_err(|e| StoreError::BadUrl {
+        url: dir.display().to_string(),
+        reason: format!("not usable as a store folder: {e}"),
+    })?;
+    // No prefix (root `/`): LocalFileSystem::new_with_prefix would require the folder
+    // to exist, and listing a store that was never written to should just be empty.
+    let store = LocalFileSystem::new().with_automatic_cleanup(true);
+    Ok(Backend {
+        store: Arc::new(store),
+        root,
+        url: format!("file://{}", absolute.display()),
+        credentials_hint: None,
+    })
+}
+
+fn open_s3(
+    bucket: &str,
+    prefix: &str,
+    retry: &RetryPolicy,
+    aws_settings: &[(String, String)],
+) -> StoreResult<Backend> {
+    let url = if prefix.is_empty() {
+        format!("s3://{bucket}")
+    } else {
+        format!("s3://{bucket}/{prefix}")
+    };
+    let builder = s3_builder(bucket, &url, retry, aws_settings)?;
+    let store = builder.build().map_err(|e| StoreError::BadUrl {
+        url: url.clone(),
+        reason: format!(
+            "cannot configure S3 ({e}); set AWS_REGION, and AWS_ENDPOINT_URL (with \
+             AWS_ALLOW_HTTP=true for http://) for a server other than AWS"
+        ),
+    })?;
+    let root = ObjectPath::parse(prefix).map_err(|e| StoreError::BadUrl {
+        url: url.clone(),
+        reason: e.to_string(),
+    })?;
+    Ok(Backend {
+        store: Arc::new(store),
+        root,
+        url,
+        credentials_hint: credentials_hint(aws_settings),
+    })
+}
+
+/// The S3 client for `bucket`: the environment's settings, `aws_settings` over them, and the
+/// retry policy.
+fn s3_builder(
+    bucket: &str,
+    url: &str,
+    retry: &RetryPolicy,
+    aws_settings: &[(String, String)],
+) -> StoreResult<AmazonS3Builder> {
+    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    for (name, value) in aws_settings {
+        let key: AmazonS3ConfigKey =
+            name.to_ascii_lowercase()
+                .parse()
+                .map_err(|e| StoreError::BadUrl {
+                    url: url.to_string(),
+                    reason: format!("setting {name}: {e}"),
+                })?;
+        builder = builder.with_config(key, value);
+    }
+    Ok(builder
+        .with_retry(RetryConfig {
+            backoff: BackoffConfig {
+                init_backoff: retry.initial_backoff,
+                max_backoff: retry.max_backoff,
+                base: 2.0,
+            },
+            max_retries: retry.max_retries,
+            retry_timeout: retry.total,
+        })
+        .with_config(
+            AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
+            format!("{}ms", retry.connect_timeout.as_millis()),
+        )
+        .with_config(
+            AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
+            format!("{}ms", retry.request_timeout.as_millis()),
+        ))
+}
+
+/// The hint for unexplained S3 failures when no access key is configured, in the environment
+/// or in `aws_settings`.
+fn credentials_hint(aws_settings: &[(String, String)]) -> Option<String> {
+    let has_key = std::env::var_os("AWS_ACCESS_KEY_ID").is_some_and(|k| !k.is_empty())
+        || aws_settings
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("AWS_ACCESS_KEY_ID") && !v.is_empty());
+    (!has_key).then(|| {
+        "AWS_ACCESS_KEY_ID is not set, so credentials were asked of the instance \
+         metadata service; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            .to_string()
+    })
 }
 
 /// An absolute path without `.` or `..` (object keys cannot contain them), resolved

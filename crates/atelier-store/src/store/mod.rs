@@ -1,0 +1,39 @@
+//! The model store proper: publishing a folder as `NAME@VERSION`, listing, pulling into the
+//! local cache with verification, tags, removal.
+//!
+//! Layout under the store's root (the same keys on a local folder and in a bucket):
+//!
+//! ```text
+//! NAME/VERSION/claim.json      reserves VERSION (written first, create-if-absent)
+//! NAME/VERSION/<part>          the model's files
+//! NAME/VERSION/manifest.json   written last, create-if-absent: the version exists once it does
+//! NAME/tags/TAG.json           {"version": N}, overwritten by promote
+//! ```
+//!
+//! A publisher takes the version after the highest it sees and claims it with a
+//! create-if-absent put; when another publisher got there first it claims the next one, so
+//! concurrent publishers never share a version and never overwrite each other's parts. Readers
+//! only see versions whose manifest exists, so an interrupted publish leaves nothing visible
+//! (its claim stays, and keeps that number from being reused).
+//!
+//! Module map, each operation module one `impl ModelStore` block: `format` (keys, the
+//! manifest and its checks, digests and stamps; depends on no other module here) and `handle`
+//! (the `ModelStore` type, opening, scanning a name's keys, reading a manifest, error
+//! reporting) are what the operations share; `tags` lists, reads and promotes tags; `read`
+//! lists names and versions and resolves references (using `tags`); `publish` claims,
+//! uploads and writes the manifest; `pull` downloads into the cache and reads parts, verified
+//! (using `read`); `remove` deletes a version (using `tags`).
+
+mod format;
+mod handle;
+mod publish;
+mod pull;
+mod read;
+mod remove;
+mod tags;
+
+pub use format::{MANIFEST_FILE, Manifest, Part};
+pub use handle::{ModelStore, StoreOptions, default_cache_dir};
+pub use publish::PublishStep;
+pub use pull::Pulled;
+pub use read::{ModelInfo, VersionInfo};
