@@ -56,9 +56,9 @@ pub enum CatalogError {
     Source { location: String, message: String },
 
     #[error(
-        "{location}: label {label:?} is not a label of facet {facet:?} (known: {known}); use one of \
-         the known labels (an import adds new ones at the end of the facet's label order with \
-         --allow-new-labels)"
+        "{location}: label {label:?} is not a label of facet {facet:?} (known: {known}); use one \
+         of the known labels, or let the import add new ones at the end of the facet's label \
+         order by allowing new labels (import option allow_new_labels)"
     )]
     UnknownLabel {
         location: String,
@@ -99,8 +99,8 @@ pub enum CatalogError {
     },
 
     #[error(
-        "{path} is not a valid atelier catalogue: {reason}; restore it from a backup, or point \
-         --db at another file (a new file is created where none exists)"
+        "{path} is not a valid atelier catalogue: {reason}; restore it from a backup, or open \
+         another database file (a new file is created where none exists)"
     )]
     NotACatalogue { path: PathBuf, reason: String },
 

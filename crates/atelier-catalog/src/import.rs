@@ -795,8 +795,8 @@ impl<'a> Synchroniser<'a> {
                 message: format!(
                     "{} of {} rows ({:.0}%, more than {:.0}%) name files that are missing, \
                      unreadable or empty: {}. Nothing was imported; check that the paths are \
-                     relative to the manifest's folder, or pass --allow-missing to import them \
-                     as quarantined placeholders",
+                     relative to the manifest's folder, or allow missing files (import option \
+                     allow_missing) to import them as quarantined placeholders",
                     self.missing.count,
                     self.report.rows,
                     share * 100.0,
@@ -835,7 +835,7 @@ impl<'a> Synchroniser<'a> {
             message: format!(
                 "this import would mark {} of the source's {} images removed ({:.0}%, more than \
                  {:.0}%) because it no longer lists them: {}. Was the manifest cut short? Nothing \
-                 was imported; pass --allow-removals to remove them",
+                 was imported; allow removals (import option allow_removals) to remove them",
                 unlisted.len(),
                 self.owned_before,
                 share * 100.0,

@@ -378,7 +378,8 @@ impl Catalog {
     }
 
     /// Like [`Catalog::predictions`], but only the predictions made by a model that never saw
-    /// the image: test images, and train images predicted out of fold (`--folds`).
+    /// the image: test images, and train images predicted out of fold (by a cross-fitted
+    /// model).
     pub async fn out_of_sample_predictions(
         &self,
         run: i64,

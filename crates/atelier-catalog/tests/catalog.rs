@@ -495,7 +495,7 @@ async fn unknown_label_is_refused_and_nothing_is_written(env: &TestEnv) {
     );
     assert!(message.contains("\"mermaid\""), "{message}");
     assert!(message.contains("\"silhouette\""), "{message}");
-    assert!(message.contains("--allow-new-labels"), "{message}");
+    assert!(message.contains("allow_new_labels"), "{message}");
     assert!(!message.contains('\n'));
     // Nothing of the failed import is stored: not a's change, not d, not the sleeve facet.
     assert_eq!(snapshot(&catalog).await, before);

@@ -84,7 +84,7 @@ async fn mostly_missing_files_are_refused_unless_allowed(env: &TestEnv) {
         message.contains("gone-0.jpg") && message.contains("and 15 more"),
         "{message}"
     );
-    assert!(message.contains("--allow-missing"), "{message}");
+    assert!(message.contains("allow_missing"), "{message}");
     assert_eq!(image_count(&catalog).await, 0, "nothing is written");
 
     let allowed = ImportOptions {
@@ -128,7 +128,7 @@ async fn an_import_that_would_remove_most_images_is_refused_unless_allowed(env: 
         message.contains("would mark 10 of the source's 10 images removed"),
         "{message}"
     );
-    assert!(message.contains("--allow-removals"), "{message}");
+    assert!(message.contains("allow_removals"), "{message}");
     let summary = catalog.summary().await.unwrap();
     assert_eq!((summary.active.total(), summary.removed.total()), (10, 0));
 

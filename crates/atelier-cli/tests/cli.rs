@@ -398,7 +398,7 @@ fn unknown_label_is_refused_with_the_fix() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = stderr_of(&output);
     assert!(
-        stderr.contains("floor") && stderr.contains("--allow-new-labels"),
+        stderr.contains("floor") && stderr.contains("allow_new_labels"),
         "{stderr}"
     );
 

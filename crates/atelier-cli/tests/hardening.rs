@@ -186,7 +186,7 @@ fn imports_refuse_what_they_should_not_write() {
         &[
             "50 of 50 rows",
             "/nowhere/dress-0.jpg",
-            "--allow-missing",
+            "allow_missing",
             "Nothing was imported",
         ],
     );
@@ -220,7 +220,7 @@ fn imports_refuse_what_they_should_not_write() {
         &workspace.run(&["import", manifest.to_str().unwrap()]),
         &[
             "would mark 8 of the source's 8 images removed",
-            "--allow-removals",
+            "allow_removals",
         ],
     );
     images_active(&workspace, 8);
