@@ -172,8 +172,21 @@ pub enum CatalogError {
 /// Maps a sqlx error to [`CatalogError::Database`] with what the catalogue was doing, or to
 /// [`CatalogError::Damaged`] when SQLite reports a damaged file.
 pub(crate) fn db(context: &'static str) -> impl Fn(sqlx::Error) -> CatalogError {
-    move |source| match crate::open_check::damage(&source) {
+    move |source| match damage(&source) {
         Some(reason) => CatalogError::Damaged { context, reason },
         None => CatalogError::Database { context, source },
     }
+}
+
+/// SQLite's primary result codes for a damaged file and for a file that is no database.
+const SQLITE_CORRUPT: i32 = 11;
+const SQLITE_NOTADB: i32 = 26;
+
+/// The reason to show when `error` says the file is damaged or no database.
+pub(crate) fn damage(error: &sqlx::Error) -> Option<String> {
+    let sqlx::Error::Database(database) = error else {
+        return None;
+    };
+    let code: i32 = database.code()?.parse().ok()?;
+    matches!(code & 0xff, SQLITE_CORRUPT | SQLITE_NOTADB).then(|| database.message().to_string())
 }

@@ -5,15 +5,15 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
-use sqlx::Row;
-use sqlx::{AnyConnection, AnyPool};
+use sqlx::{AnyConnection, Row};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::Catalog;
 use crate::content::{ContentId, FileContent};
 use crate::error::{CatalogError, db};
-use crate::model::{Backend, ImportOptions, ImportProgress, ImportReport, Split, Status};
-use crate::review::REVIEW_SOURCE;
+use crate::model::{ImportOptions, ImportProgress, ImportReport, Split, Status};
+use crate::relabel::REVIEW_SOURCE;
 use crate::source::{Batch, BoxCoords, Origin, SourcePlan, SourceReader, SourceRow};
 use crate::sql::{ParamStyle, assembled, insert_values, now_millis, placeholders, select_where_in};
 
@@ -29,12 +29,63 @@ const SCAN_PAGE: i64 = 5_000;
 /// Paths named in a refusal; the rest are counted.
 const NAMED_PATHS: usize = 5;
 
-pub(crate) async fn import(
-    pool: &AnyPool,
-    backend: Backend,
-    path: &Path,
-    opts: &ImportOptions,
-) -> Result<ImportReport, CatalogError> {
+impl Catalog {
+    /// Synchronises the catalogue with a manifest CSV or a folder tree. All or nothing: on any
+    /// error the database is left as it was.
+    pub async fn import(
+        &self,
+        path: &Path,
+        opts: &ImportOptions,
+    ) -> Result<ImportReport, CatalogError> {
+        check_options(opts)?;
+        let owned_path = path.to_path_buf();
+        let (plan, reader) = tokio::task::spawn_blocking(move || SourceReader::open(&owned_path))
+            .await
+            .map_err(|e| CatalogError::Interrupted(format!("source reader failed: {e}")))??;
+
+        // A small buffer lets the reader hash the next chunk while this one is written.
+        let (sender, mut receiver) = mpsc::channel(2);
+        let reader_plan = plan.clone();
+        let producer = tokio::task::spawn_blocking(move || reader.produce(&reader_plan, &sender));
+        let outcome = self
+            .write_source(&plan, opts, &mut receiver, producer)
+            .await;
+        // Dropping the receiver makes a reader that is still running stop at its next send.
+        drop(receiver);
+        outcome
+    }
+
+    /// Writes the chunks the reader sends, in one transaction committed only once the reader
+    /// finished.
+    async fn write_source(
+        &self,
+        plan: &SourcePlan,
+        opts: &ImportOptions,
+        receiver: &mut mpsc::Receiver<Result<Batch, CatalogError>>,
+        producer: JoinHandle<()>,
+    ) -> Result<ImportReport, CatalogError> {
+        let mut tx = self.begin_write().await?;
+        let style = ParamStyle::for_backend(self.backend);
+        let mut sync = Synchroniser::start(&mut tx, plan, opts, style).await?;
+        let mut rows_done = 0u64;
+        while let Some(batch) = receiver.recv().await {
+            let batch = batch?;
+            rows_done += batch.rows.len() as u64 + batch.duplicates;
+            sync.apply(&mut tx, batch).await?;
+            sync.progress(rows_done.min(plan.rows_total));
+        }
+        // The channel also closes when the reader panics; never commit a partial source.
+        producer
+            .await
+            .map_err(|e| CatalogError::Interrupted(format!("source reader failed: {e}")))?;
+        let report = sync.finish(&mut tx).await?;
+        tx.commit().await.map_err(db("committing the import"))?;
+        Ok(report)
+    }
+}
+
+/// Refuses options out of their range before anything is read.
+fn check_options(opts: &ImportOptions) -> Result<(), CatalogError> {
     if !(0.0..=1.0).contains(&opts.test_fraction) {
         return Err(CatalogError::InvalidOptions(format!(
             "test_fraction is {}, it must be between 0 and 1",
@@ -56,46 +107,7 @@ pub(crate) async fn import(
             "actor is empty; name who runs the import".to_string(),
         ));
     }
-    let owned_path = path.to_path_buf();
-    let (plan, reader) = tokio::task::spawn_blocking(move || SourceReader::open(&owned_path))
-        .await
-        .map_err(|e| CatalogError::Interrupted(format!("source reader failed: {e}")))??;
-
-    // A small buffer lets the reader hash the next chunk while this one is written.
-    let (sender, mut receiver) = mpsc::channel(2);
-    let reader_plan = plan.clone();
-    let producer = tokio::task::spawn_blocking(move || reader.produce(&reader_plan, &sender));
-    let outcome = write(pool, backend, &plan, opts, &mut receiver, producer).await;
-    // Dropping the receiver makes a reader that is still running stop at its next send.
-    drop(receiver);
-    outcome
-}
-
-async fn write(
-    pool: &AnyPool,
-    backend: Backend,
-    plan: &SourcePlan,
-    opts: &ImportOptions,
-    receiver: &mut mpsc::Receiver<Result<Batch, CatalogError>>,
-    producer: JoinHandle<()>,
-) -> Result<ImportReport, CatalogError> {
-    let mut tx = crate::begin_write(pool, backend).await?;
-    let style = ParamStyle::for_backend(backend);
-    let mut sync = Synchroniser::start(&mut tx, plan, opts, style).await?;
-    let mut rows_done = 0u64;
-    while let Some(batch) = receiver.recv().await {
-        let batch = batch?;
-        rows_done += batch.rows.len() as u64 + batch.duplicates;
-        sync.apply(&mut tx, batch).await?;
-        sync.progress(rows_done.min(plan.rows_total));
-    }
-    // The channel also closes when the reader panics; never commit a partial source.
-    producer
-        .await
-        .map_err(|e| CatalogError::Interrupted(format!("source reader failed: {e}")))?;
-    let report = sync.finish(&mut tx).await?;
-    tx.commit().await.map_err(db("committing the import"))?;
-    Ok(report)
+    Ok(())
 }
 
 /// A facet the source sets, with its known labels.
@@ -148,6 +160,14 @@ struct LabelWrite {
     facet: i64,
     old: Option<i64>,
     new: Option<i64>,
+}
+
+/// What the catalogue holds of one listed image: its row, and the stored labels and import
+/// boxes of the chunk.
+struct Stored<'a> {
+    image: &'a StoredImage,
+    labels: &'a HashMap<(String, i64), StoredLabel>,
+    boxes: Option<&'a Vec<BoxCoords>>,
 }
 
 /// Writes one chunk needs, gathered first so that each table gets a few multi-row statements.
@@ -313,15 +333,14 @@ impl<'a> Synchroniser<'a> {
         for ((row, id), labels) in rows.iter().zip(&ids).zip(&label_ids) {
             match stored.get(id) {
                 None => self.add_image(&mut writes, row, id, labels),
-                Some(image) => self.compare_image(
-                    &mut writes,
-                    row,
-                    id,
-                    labels,
-                    image,
-                    &stored_labels,
-                    stored_boxes.get(id),
-                ),
+                Some(image) => {
+                    let stored = Stored {
+                        image,
+                        labels: &stored_labels,
+                        boxes: stored_boxes.get(id),
+                    };
+                    self.compare_image(&mut writes, row, id, labels, &stored)
+                }
             }
         }
         self.write_chunk(conn, writes).await
@@ -435,7 +454,7 @@ impl<'a> Synchroniser<'a> {
             .bind(PROVISIONAL_POSITION + facet.created.len() as i64)
             .fetch_one(&mut *conn)
             .await
-            .and_then(|r| r.try_get(0))
+            .and_then(|r| r.try_get("id"))
             .map_err(db("adding a label"))?;
             facet.labels.insert(label.clone(), id);
             facet.created.push((label.clone(), id));
@@ -488,39 +507,49 @@ impl<'a> Synchroniser<'a> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Compares a listed image with its stored state and gathers the writes that bring the
+    /// catalogue up to date, counting the image as updated, unchanged or quarantined.
     fn compare_image(
         &mut self,
         writes: &mut ChunkWrites,
         row: &SourceRow,
         id: &str,
         labels: &[Option<i64>],
-        stored: &StoredImage,
-        stored_labels: &HashMap<(String, i64), StoredLabel>,
-        stored_boxes: Option<&Vec<BoxCoords>>,
+        stored: &Stored<'_>,
     ) {
+        let image = self.listed_image(row, id, stored.image);
+        let old = stored.image;
+        let mut changed = image.uri != old.uri
+            || image.byte_size != old.byte_size
+            || image.status != old.status
+            || image.reason != old.reason
+            || image.source != old.source
+            || image.design != old.design;
+        changed |= self.compare_labels(writes, id, labels, stored.labels);
+        changed |= self.compare_boxes(writes, row, id, stored.boxes);
+        match (&row.content, changed) {
+            (FileContent::Unreadable { .. } | FileContent::NotRegular { .. }, _) => {
+                self.report.quarantined += 1
+            }
+            (FileContent::Hashed { .. }, true) => self.report.updated += 1,
+            (FileContent::Hashed { .. }, false) => self.report.unchanged += 1,
+        }
+        if changed {
+            writes.images.push(image);
+        }
+    }
+
+    /// The row a stored image gets from this listing. Another source's image keeps its path
+    /// and source (counted as foreign), unless it was removed: then this source adopts it.
+    /// The split never changes; a source that asks for another one gets a warning.
+    fn listed_image(&mut self, row: &SourceRow, id: &str, stored: &StoredImage) -> ImageWrite {
         let owned = stored.source == self.plan.source;
         // A removed image belongs to whichever source lists it again.
         let adopted = !owned && stored.status == Status::Removed;
         if !owned && !adopted {
             *self.foreign.entry(stored.source.clone()).or_default() += 1;
         }
-        let (status, reason, byte_size) = match &row.content {
-            FileContent::Unreadable { reason, .. } | FileContent::NotRegular { reason, .. } => {
-                (Status::Quarantined, Some(reason.clone()), stored.byte_size)
-            }
-            FileContent::Hashed { byte_size, .. } => {
-                let (status, reason) = match stored.status {
-                    // Back from removal; a failed decode check still holds, though.
-                    Status::Removed if stored.reason.is_some() => {
-                        (Status::Quarantined, stored.reason.clone())
-                    }
-                    Status::Removed => (Status::Active, None),
-                    other => (other, stored.reason.clone()),
-                };
-                (status, reason, Some(*byte_size as i64))
-            }
-        };
+        let (status, reason, byte_size) = listed_state(&row.content, stored);
         if let Some(asked) = row.split.filter(|s| *s != stored.split) {
             self.warnings.push(format!(
                 "{}: image {} (id {id}) stays in split {}; the source asks for {asked}, but a split never changes once assigned",
@@ -529,7 +558,7 @@ impl<'a> Synchroniser<'a> {
                 stored.split
             ));
         }
-        let image = ImageWrite {
+        ImageWrite {
             id: id.to_string(),
             uri: if owned || adopted {
                 row.uri.clone()
@@ -550,14 +579,18 @@ impl<'a> Synchroniser<'a> {
             } else {
                 stored.design.clone()
             },
-        };
-        let mut changed = image.uri != stored.uri
-            || image.byte_size != stored.byte_size
-            || image.status != stored.status
-            || image.reason != stored.reason
-            || image.source != stored.source
-            || image.design != stored.design;
+        }
+    }
 
+    /// Gathers the label changes of a stored image; whether there are any.
+    fn compare_labels(
+        &mut self,
+        writes: &mut ChunkWrites,
+        id: &str,
+        labels: &[Option<i64>],
+        stored_labels: &HashMap<(String, i64), StoredLabel>,
+    ) -> bool {
+        let mut changed = false;
         for (facet, new) in self.facets.iter().zip(labels) {
             let stored = stored_labels.get(&(id.to_string(), facet.id));
             let old = stored.and_then(|s| s.label);
@@ -577,39 +610,41 @@ impl<'a> Synchroniser<'a> {
                 });
             }
         }
-
-        if self.plan.has_boxes {
-            let wanted: Vec<BoxCoords> = row.bbox.into_iter().collect();
-            let current = stored_boxes.map(Vec::as_slice).unwrap_or_default();
-            if wanted.as_slice() != current {
-                changed = true;
-                if !current.is_empty() {
-                    writes.box_deletes.push(id.to_string());
-                }
-                writes
-                    .box_inserts
-                    .extend(wanted.into_iter().map(|b| (id.to_string(), b)));
-            }
-        }
-
-        match (&row.content, changed) {
-            (FileContent::Unreadable { .. } | FileContent::NotRegular { .. }, _) => {
-                self.report.quarantined += 1
-            }
-            (FileContent::Hashed { .. }, true) => self.report.updated += 1,
-            (FileContent::Hashed { .. }, false) => self.report.unchanged += 1,
-        }
-        if changed {
-            writes.images.push(image);
-        }
+        changed
     }
 
+    /// Gathers the box changes of a stored image, if the source sets boxes; whether there are
+    /// any.
+    fn compare_boxes(
+        &self,
+        writes: &mut ChunkWrites,
+        row: &SourceRow,
+        id: &str,
+        stored_boxes: Option<&Vec<BoxCoords>>,
+    ) -> bool {
+        if !self.plan.has_boxes {
+            return false;
+        }
+        let wanted: Vec<BoxCoords> = row.bbox.into_iter().collect();
+        let current = stored_boxes.map(Vec::as_slice).unwrap_or_default();
+        if wanted.as_slice() == current {
+            return false;
+        }
+        if !current.is_empty() {
+            writes.box_deletes.push(id.to_string());
+        }
+        writes
+            .box_inserts
+            .extend(wanted.into_iter().map(|b| (id.to_string(), b)));
+        true
+    }
+
+    /// Writes what one chunk gathered: designs, images, labels with their events, and boxes.
     async fn write_chunk(
         &self,
         conn: &mut AnyConnection,
         writes: ChunkWrites,
     ) -> Result<(), CatalogError> {
-        let now = self.now;
         insert_values(
             conn,
             self.style,
@@ -617,11 +652,22 @@ impl<'a> Synchroniser<'a> {
             2,
             "",
             &writes.designs,
-            |q, d| q.bind(d.as_str()).bind(now),
+            |q, d| q.bind(d.as_str()).bind(self.now),
         )
         .await
         .map_err(db("adding designs"))?;
+        self.write_images(conn, &writes.images).await?;
+        self.write_labels(conn, &writes.labels).await?;
+        self.write_boxes(conn, &writes.box_deletes, &writes.box_inserts)
+            .await
+    }
 
+    async fn write_images(
+        &self,
+        conn: &mut AnyConnection,
+        images: &[ImageWrite],
+    ) -> Result<(), CatalogError> {
+        let now = self.now;
         insert_values(
             conn,
             self.style,
@@ -630,7 +676,7 @@ impl<'a> Synchroniser<'a> {
             "ON CONFLICT (id) DO UPDATE SET uri = excluded.uri, byte_size = excluded.byte_size, \
              status = excluded.status, quarantine_reason = excluded.quarantine_reason, \
              source = excluded.source, design = excluded.design, updated_at = excluded.updated_at",
-            &writes.images,
+            images,
             |q, i| {
                 q.bind(i.id.as_str())
                     .bind(i.uri.as_str())
@@ -646,7 +692,16 @@ impl<'a> Synchroniser<'a> {
         )
         .await
         .map_err(db("writing images"))?;
+        Ok(())
+    }
 
+    /// Writes labels (version + 1 on change) and one label event per change.
+    async fn write_labels(
+        &self,
+        conn: &mut AnyConnection,
+        labels: &[LabelWrite],
+    ) -> Result<(), CatalogError> {
+        let now = self.now;
         insert_values(
             conn,
             self.style,
@@ -654,7 +709,7 @@ impl<'a> Synchroniser<'a> {
             6,
             "ON CONFLICT (image_id, facet_id) DO UPDATE SET label_id = excluded.label_id, \
              source = excluded.source, version = labels.version + 1, updated_at = excluded.updated_at",
-            &writes.labels,
+            labels,
             |q, l| {
                 q.bind(l.image.as_str())
                     .bind(l.facet)
@@ -674,7 +729,7 @@ impl<'a> Synchroniser<'a> {
             "INSERT INTO label_events (image_id, facet_id, old_label_id, new_label_id, actor, source, at)",
             7,
             "",
-            &writes.labels,
+            labels,
             |q, l| {
                 q.bind(l.image.as_str())
                     .bind(l.facet)
@@ -687,8 +742,17 @@ impl<'a> Synchroniser<'a> {
         )
         .await
         .map_err(db("recording label events"))?;
+        Ok(())
+    }
 
-        for ids in writes.box_deletes.chunks(crate::sql::MAX_PARAMS) {
+    /// Replaces the import's dress boxes of `deletes` and adds `inserts`.
+    async fn write_boxes(
+        &self,
+        conn: &mut AnyConnection,
+        deletes: &[String],
+        inserts: &[(String, BoxCoords)],
+    ) -> Result<(), CatalogError> {
+        for ids in deletes.chunks(crate::sql::MAX_PARAMS) {
             let sql = format!(
                 "DELETE FROM boxes WHERE source = 'import' AND kind = 'dress' AND image_id IN ({})",
                 placeholders(self.style, 1, ids.len())
@@ -708,7 +772,7 @@ impl<'a> Synchroniser<'a> {
             "INSERT INTO boxes (image_id, x0, y0, x1, y1, kind, source)",
             7,
             "",
-            &writes.box_inserts,
+            inserts,
             |q, (id, b)| {
                 q.bind(id.as_str())
                     .bind(b[0])
@@ -861,7 +925,7 @@ impl<'a> Synchroniser<'a> {
             .map_err(db("finding images the source no longer lists"))?;
             let count = page.len();
             for row in page {
-                let id: String = row.try_get(0).map_err(db("reading image ids"))?;
+                let id: String = row.try_get("id").map_err(db("reading image ids"))?;
                 let listed = ContentId::parse(&id).is_some_and(|c| self.seen.contains_key(&c));
                 if !listed {
                     unlisted.push(id.clone());
@@ -887,7 +951,7 @@ async fn load_or_create_facet(
         .map_err(db("loading facets"))?;
     let (id, existed) = match existing {
         Some(row) => (
-            row.try_get::<i64, _>(0).map_err(db("loading facets"))?,
+            row.try_get::<i64, _>("id").map_err(db("loading facets"))?,
             true,
         ),
         None => {
@@ -897,7 +961,7 @@ async fn load_or_create_facet(
                     .bind(now)
                     .fetch_one(&mut *conn)
                     .await
-                    .and_then(|r| r.try_get::<i64, _>(0))
+                    .and_then(|r| r.try_get::<i64, _>("id"))
                     .map_err(db("adding a facet"))?;
             (id, false)
         }
@@ -913,9 +977,11 @@ async fn load_or_create_facet(
     let mut ordered = Vec::with_capacity(rows.len());
     let mut next_position = 0;
     for row in rows {
-        let label_id: i64 = row.try_get(0).map_err(db("loading facet labels"))?;
-        let label: String = row.try_get(1).map_err(db("loading facet labels"))?;
-        let position: i64 = row.try_get(2).map_err(db("loading facet labels"))?;
+        let label_id: i64 = row.try_get("id").map_err(db("loading facet labels"))?;
+        let label: String = row.try_get("label").map_err(db("loading facet labels"))?;
+        let position: i64 = row
+            .try_get("position")
+            .map_err(db("loading facet labels"))?;
         next_position = next_position.max(position + 1);
         labels.insert(label.clone(), label_id);
         ordered.push(label);
@@ -970,6 +1036,30 @@ async fn place_created_labels(
     Ok(())
 }
 
+/// The status, quarantine reason and byte size a stored image gets from a listing whose file
+/// reads as `content`.
+fn listed_state(
+    content: &FileContent,
+    stored: &StoredImage,
+) -> (Status, Option<String>, Option<i64>) {
+    match content {
+        FileContent::Unreadable { reason, .. } | FileContent::NotRegular { reason, .. } => {
+            (Status::Quarantined, Some(reason.clone()), stored.byte_size)
+        }
+        FileContent::Hashed { byte_size, .. } => {
+            let (status, reason) = match stored.status {
+                // Back from removal; a failed decode check still holds, though.
+                Status::Removed if stored.reason.is_some() => {
+                    (Status::Quarantined, stored.reason.clone())
+                }
+                Status::Removed => (Status::Active, None),
+                other => (other, stored.reason.clone()),
+            };
+            (status, reason, Some(*byte_size as i64))
+        }
+    }
+}
+
 /// Case-insensitive order, ties broken by the exact text, so that the order is total.
 pub(crate) fn alphabetical(a: &str, b: &str) -> std::cmp::Ordering {
     a.to_lowercase()
@@ -995,18 +1085,18 @@ async fn load_images(
     let get = db("loading stored images");
     let mut stored = HashMap::new();
     for row in rows {
-        let split: String = row.try_get(3).map_err(&get)?;
-        let status: String = row.try_get(4).map_err(&get)?;
+        let split: String = row.try_get("split").map_err(&get)?;
+        let status: String = row.try_get("status").map_err(&get)?;
         stored.insert(
-            row.try_get(0).map_err(&get)?,
+            row.try_get("id").map_err(&get)?,
             StoredImage {
-                uri: row.try_get(1).map_err(&get)?,
-                byte_size: row.try_get(2).map_err(&get)?,
+                uri: row.try_get("uri").map_err(&get)?,
+                byte_size: row.try_get("byte_size").map_err(&get)?,
                 split: Split::from_db(&split)?,
                 status: Status::from_db(&status)?,
-                reason: row.try_get(5).map_err(&get)?,
-                source: row.try_get(6).map_err(&get)?,
-                design: row.try_get(7).map_err(&get)?,
+                reason: row.try_get("quarantine_reason").map_err(&get)?,
+                source: row.try_get("source").map_err(&get)?,
+                design: row.try_get("design").map_err(&get)?,
             },
         );
     }
@@ -1032,10 +1122,13 @@ async fn load_labels(
     let mut stored = HashMap::new();
     for row in rows {
         stored.insert(
-            (row.try_get(0).map_err(&get)?, row.try_get(1).map_err(&get)?),
+            (
+                row.try_get("image_id").map_err(&get)?,
+                row.try_get("facet_id").map_err(&get)?,
+            ),
             StoredLabel {
-                label: row.try_get(2).map_err(&get)?,
-                source: row.try_get(3).map_err(&get)?,
+                label: row.try_get("label_id").map_err(&get)?,
+                source: row.try_get("source").map_err(&get)?,
             },
         );
     }
@@ -1062,13 +1155,13 @@ async fn load_import_boxes(
     let mut stored: HashMap<String, Vec<BoxCoords>> = HashMap::new();
     for row in rows {
         let coords = [
-            row.try_get(1).map_err(&get)?,
-            row.try_get(2).map_err(&get)?,
-            row.try_get(3).map_err(&get)?,
-            row.try_get(4).map_err(&get)?,
+            row.try_get("x0").map_err(&get)?,
+            row.try_get("y0").map_err(&get)?,
+            row.try_get("x1").map_err(&get)?,
+            row.try_get("y1").map_err(&get)?,
         ];
         stored
-            .entry(row.try_get(0).map_err(&get)?)
+            .entry(row.try_get("image_id").map_err(&get)?)
             .or_default()
             .push(coords);
     }
@@ -1098,7 +1191,10 @@ async fn missing_designs(
     .map_err(db("loading designs"))?;
     let mut known = HashSet::new();
     for row in rows {
-        known.insert(row.try_get::<String, _>(0).map_err(db("loading designs"))?);
+        known.insert(
+            row.try_get::<String, _>("id")
+                .map_err(db("loading designs"))?,
+        );
     }
     Ok(named
         .into_iter()

@@ -10,17 +10,13 @@ use std::time::Duration;
 use sqlx::any::AnyConnectOptions;
 use sqlx::{AnyConnection, ConnectOptions};
 
-use crate::error::CatalogError;
+use crate::error::{CatalogError, damage};
 
 /// How long a SQLite connection waits for another writer before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The 16 bytes every SQLite database file starts with.
 const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
-
-/// SQLite's primary result codes for a damaged file and for a file that is no database.
-const SQLITE_CORRUPT: i32 = 11;
-const SQLITE_NOTADB: i32 = 26;
 
 /// The settings every connection gets: WAL lets readers work while an import writes; NORMAL
 /// sync is durable across application crashes and much faster than FULL; a 64 MiB page cache
@@ -117,13 +113,4 @@ async fn probe(options: &AnyConnectOptions) -> Result<Result<(), String>, sqlx::
     };
     let _ = sqlx::Connection::close(conn).await;
     Ok(verdict)
-}
-
-/// The reason to show when `error` says the file is damaged or no database.
-pub(crate) fn damage(error: &sqlx::Error) -> Option<String> {
-    let sqlx::Error::Database(database) = error else {
-        return None;
-    };
-    let code: i32 = database.code()?.parse().ok()?;
-    matches!(code & 0xff, SQLITE_CORRUPT | SQLITE_NOTADB).then(|| database.message().to_string())
 }

@@ -9,6 +9,7 @@ use sqlx::AssertSqlSafe;
 use sqlx::any::{Any, AnyArguments, AnyRow};
 use sqlx::query::Query;
 
+use crate::error::CatalogError;
 use crate::model::Backend;
 
 pub(crate) type AnyQuery<'q> = Query<'q, Any, AnyArguments>;
@@ -122,6 +123,19 @@ pub(crate) async fn insert_values<T>(
         query.execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+/// Parses JSON text stored in `table.column`; text that is no such JSON is corruption.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
+    table: &'static str,
+    column: &'static str,
+    text: &str,
+) -> Result<T, CatalogError> {
+    serde_json::from_str(text).map_err(|_| CatalogError::Corrupt {
+        table,
+        column,
+        value: text.chars().take(200).collect(),
+    })
 }
 
 /// The current time as UTC unix milliseconds, the catalogue's timestamp unit (callers that

@@ -11,13 +11,14 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use sqlx::{AnyPool, Row};
+use sqlx::Row;
 
+use crate::Catalog;
 use crate::error::{CatalogError, db};
-use crate::model::{Backend, Status};
-use crate::runs::Vocabulary;
+use crate::model::Status;
 use crate::source::resolve_listed_path;
 use crate::sql::{ParamStyle, insert_values};
+use crate::vocabulary::Vocabulary;
 
 /// Unmatched paths listed by name in a report; the rest are only counted.
 const MAX_UNMATCHED_SHOWN: usize = 20;
@@ -48,6 +49,9 @@ struct TruthFile {
     rows: Vec<TruthRow>,
 }
 
+/// A truth label to store: (image id, facet id, label id).
+type TruthLabel<'a> = (&'a str, i64, i64);
+
 struct TruthRow {
     line: u64,
     /// The path as written in the file.
@@ -58,19 +62,74 @@ struct TruthRow {
     labels: Vec<Option<String>>,
 }
 
-pub(crate) async fn import_truth(
-    pool: &AnyPool,
-    backend: Backend,
-    csv: &Path,
-) -> Result<TruthReport, CatalogError> {
-    let path = csv.to_path_buf();
-    let file = tokio::task::spawn_blocking(move || read_truth(&path))
-        .await
-        .map_err(|e| CatalogError::Interrupted(format!("reading {}: {e}", csv.display())))??;
+impl Catalog {
+    /// Stores the clean labels of a synthetic catalogue from the `truth.csv` that
+    /// `atelier synth` writes (`path,<facets...>,flipped`), replacing any stored before, in
+    /// one transaction. Rows are matched to images by path, resolved as an import resolves a
+    /// manifest's paths; rows that match no image are reported, not stored. A column that is
+    /// not a facet of the catalogue, or a label a facet does not know, fails the import.
+    pub async fn import_truth(&self, csv: &Path) -> Result<TruthReport, CatalogError> {
+        let path = csv.to_path_buf();
+        let file = tokio::task::spawn_blocking(move || read_truth(&path))
+            .await
+            .map_err(|e| CatalogError::Interrupted(format!("reading {}: {e}", csv.display())))??;
 
-    let context = "importing truth labels";
-    let mut tx = crate::begin_write(pool, backend).await?;
-    let vocabulary = Vocabulary::load(&mut tx).await?;
+        let context = "importing truth labels";
+        let mut tx = self.begin_write().await?;
+        let vocabulary = Vocabulary::load(&mut tx).await?;
+        let facet_ids = file_facet_ids(&vocabulary, &file)?;
+        let images = images_by_uri(&mut tx).await?;
+        let (report, truth) = match_rows(&file, &vocabulary, &facet_ids, &images)?;
+
+        // The file is the whole truth: a re-import replaces what an earlier one stored.
+        sqlx::query("DELETE FROM truth_labels")
+            .execute(&mut *tx)
+            .await
+            .map_err(db(context))?;
+        insert_values(
+            &mut tx,
+            ParamStyle::for_backend(self.backend),
+            "INSERT INTO truth_labels (image_id, facet_id, label_id)",
+            3,
+            "",
+            &truth,
+            |q, (image, facet, label)| q.bind(*image).bind(*facet).bind(*label),
+        )
+        .await
+        .map_err(db("writing truth labels"))?;
+        tx.commit().await.map_err(db(context))?;
+        Ok(report)
+    }
+
+    /// Image id → clean label of `facet`, for every image that has one stored.
+    pub async fn truth_labels(&self, facet: &str) -> Result<HashMap<String, String>, CatalogError> {
+        let context = "reading truth labels";
+        let mut conn = self.pool.acquire().await.map_err(db(context))?;
+        let vocabulary = Vocabulary::load(&mut conn).await?;
+        let facet_id = vocabulary.facet_id(facet)?;
+        let names = vocabulary.label_names(facet_id);
+        let rows = sqlx::query("SELECT image_id, label_id FROM truth_labels WHERE facet_id = $1")
+            .bind(facet_id)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db(context))?;
+        let get = db(context);
+        let mut truth = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let label: i64 = row.try_get("label_id").map_err(&get)?;
+            let name = names.get(&label).ok_or_else(|| CatalogError::Corrupt {
+                table: "truth_labels",
+                column: "label_id",
+                value: label.to_string(),
+            })?;
+            truth.insert(row.try_get("image_id").map_err(&get)?, name.to_string());
+        }
+        Ok(truth)
+    }
+}
+
+/// The catalogue's id of each facet column of `file`; a column that is no facet fails.
+fn file_facet_ids(vocabulary: &Vocabulary, file: &TruthFile) -> Result<Vec<i64>, CatalogError> {
     let mut facet_ids = Vec::with_capacity(file.facets.len());
     for (_, name) in &file.facets {
         match vocabulary.facet_id(name) {
@@ -87,16 +146,25 @@ pub(crate) async fn import_truth(
             Err(other) => return Err(other),
         }
     }
+    Ok(facet_ids)
+}
 
-    let images = images_by_uri(&mut tx).await?;
+/// Matches the file's rows to images by uri: the report, and the (image, facet, label) ids to
+/// store. A label a facet does not know, or two rows of one image, fail.
+fn match_rows<'a>(
+    file: &TruthFile,
+    vocabulary: &Vocabulary,
+    facet_ids: &[i64],
+    images: &'a HashMap<String, String>,
+) -> Result<(TruthReport, Vec<TruthLabel<'a>>), CatalogError> {
     let mut report = TruthReport {
         rows: file.rows.len() as u64,
         matched_images: 0,
         labels: 0,
         unmatched_paths: Vec::new(),
     };
-    // (image, facet, label) to insert, and the line that first named each image.
-    let mut truth: Vec<(&str, i64, i64)> = Vec::new();
+    let mut truth: Vec<TruthLabel> = Vec::new();
+    // The line that first named each image.
     let mut first_line: HashMap<&str, u64> = HashMap::new();
     for row in &file.rows {
         let mut labels = Vec::with_capacity(facet_ids.len());
@@ -129,25 +197,7 @@ pub(crate) async fn import_truth(
         );
     }
     report.labels = truth.len() as u64;
-
-    // The file is the whole truth: a re-import replaces what an earlier one stored.
-    sqlx::query("DELETE FROM truth_labels")
-        .execute(&mut *tx)
-        .await
-        .map_err(db(context))?;
-    insert_values(
-        &mut tx,
-        ParamStyle::for_backend(backend),
-        "INSERT INTO truth_labels (image_id, facet_id, label_id)",
-        3,
-        "",
-        &truth,
-        |q, (image, facet, label)| q.bind(*image).bind(*facet).bind(*label),
-    )
-    .await
-    .map_err(db("writing truth labels"))?;
-    tx.commit().await.map_err(db(context))?;
-    Ok(report)
+    Ok((report, truth))
 }
 
 /// Image id per uri. Several images can have lain at one path (a file replaced by another
@@ -164,10 +214,10 @@ async fn images_by_uri(
     let mut best: HashMap<String, (String, (bool, i64))> = HashMap::with_capacity(rows.len());
     for row in rows {
         let get = db(context);
-        let id: String = row.try_get(0).map_err(&get)?;
-        let uri: String = row.try_get(1).map_err(&get)?;
-        let status: String = row.try_get(2).map_err(&get)?;
-        let updated_at: i64 = row.try_get(3).map_err(&get)?;
+        let id: String = row.try_get("id").map_err(&get)?;
+        let uri: String = row.try_get("uri").map_err(&get)?;
+        let status: String = row.try_get("status").map_err(&get)?;
+        let updated_at: i64 = row.try_get("updated_at").map_err(&get)?;
         let rank = (Status::from_db(&status)? != Status::Removed, updated_at);
         match best.get(&uri) {
             Some((_, kept)) if *kept >= rank => {}
@@ -206,6 +256,24 @@ fn read_truth(csv: &Path) -> Result<TruthFile, CatalogError> {
         message: format!("not a readable CSV file: {e}"),
     };
     let header = reader.headers().map_err(csv_error)?.clone();
+    let (path_column, facets) = header_columns(&header, &display)?;
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(csv_error)?;
+        rows.push(truth_row(&record, &display, &base, path_column, &facets)?);
+    }
+    Ok(TruthFile {
+        display,
+        facets,
+        rows,
+    })
+}
+
+/// The path column's index and the facet columns (index, name) of `truth.csv`'s header.
+fn header_columns(
+    header: &csv::StringRecord,
+    display: &str,
+) -> Result<(usize, Vec<(usize, String)>), CatalogError> {
     let header_error = |message: String| CatalogError::Source {
         location: format!("{display} line 1 (header)"),
         message,
@@ -237,72 +305,45 @@ fn read_truth(csv: &Path) -> Result<TruthFile, CatalogError> {
             "no {PATH_COLUMN:?} column; truth.csv starts with path,<facets...>,flipped"
         )));
     };
-
-    let mut rows = Vec::new();
-    for record in reader.records() {
-        let record = record.map_err(csv_error)?;
-        let line = record.position().map_or(0, |p| p.line());
-        let listed = record.get(path_column).unwrap_or("");
-        let location = || format!("{display} line {line}, column {PATH_COLUMN}");
-        if listed.is_empty() {
-            return Err(CatalogError::Source {
-                location: location(),
-                message: "empty; every row needs the image's file path".to_string(),
-            });
-        }
-        let uri = resolve_listed_path(&base, listed)
-            .to_str()
-            .ok_or_else(|| CatalogError::Source {
-                location: location(),
-                message: format!("{listed:?} does not resolve to a UTF-8 path"),
-            })?
-            .to_string();
-        let labels = facets
-            .iter()
-            .map(|(index, _)| {
-                Some(record.get(*index).unwrap_or(""))
-                    .filter(|label| !label.is_empty())
-                    .map(str::to_string)
-            })
-            .collect();
-        rows.push(TruthRow {
-            line,
-            listed: listed.to_string(),
-            uri,
-            labels,
-        });
-    }
-    Ok(TruthFile {
-        display,
-        facets,
-        rows,
-    })
+    Ok((path_column, facets))
 }
 
-pub(crate) async fn truth_labels(
-    pool: &AnyPool,
-    facet: &str,
-) -> Result<HashMap<String, String>, CatalogError> {
-    let context = "reading truth labels";
-    let mut conn = pool.acquire().await.map_err(db(context))?;
-    let vocabulary = Vocabulary::load(&mut conn).await?;
-    let facet_id = vocabulary.facet_id(facet)?;
-    let names = vocabulary.label_names(facet_id);
-    let rows = sqlx::query("SELECT image_id, label_id FROM truth_labels WHERE facet_id = $1")
-        .bind(facet_id)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db(context))?;
-    let get = db(context);
-    let mut truth = HashMap::with_capacity(rows.len());
-    for row in rows {
-        let label: i64 = row.try_get(1).map_err(&get)?;
-        let name = names.get(&label).ok_or_else(|| CatalogError::Corrupt {
-            table: "truth_labels",
-            column: "label_id",
-            value: label.to_string(),
-        })?;
-        truth.insert(row.try_get(0).map_err(&get)?, name.to_string());
+/// One data row of `truth.csv`, its path resolved against `base` (the CSV's folder).
+fn truth_row(
+    record: &csv::StringRecord,
+    display: &str,
+    base: &Path,
+    path_column: usize,
+    facets: &[(usize, String)],
+) -> Result<TruthRow, CatalogError> {
+    let line = record.position().map_or(0, |p| p.line());
+    let listed = record.get(path_column).unwrap_or("");
+    let location = || format!("{display} line {line}, column {PATH_COLUMN}");
+    if listed.is_empty() {
+        return Err(CatalogError::Source {
+            location: location(),
+            message: "empty; every row needs the image's file path".to_string(),
+        });
     }
-    Ok(truth)
+    let uri = resolve_listed_path(base, listed)
+        .to_str()
+        .ok_or_else(|| CatalogError::Source {
+            location: location(),
+            message: format!("{listed:?} does not resolve to a UTF-8 path"),
+        })?
+        .to_string();
+    let labels = facets
+        .iter()
+        .map(|(index, _)| {
+            Some(record.get(*index).unwrap_or(""))
+                .filter(|label| !label.is_empty())
+                .map(str::to_string)
+        })
+        .collect();
+    Ok(TruthRow {
+        line,
+        listed: listed.to_string(),
+        uri,
+        labels,
+    })
 }

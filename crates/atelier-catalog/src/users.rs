@@ -8,11 +8,11 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use sqlx::Row;
 use sqlx::any::AnyRow;
-use sqlx::{AnyPool, Row};
 
+use crate::Catalog;
 use crate::error::{CatalogError, db};
-use crate::model::Backend;
 use crate::sql::now_millis;
 
 /// Longest accepted user name, in characters.
@@ -100,209 +100,220 @@ fn check_name(name: &str) -> Result<(), CatalogError> {
     Ok(())
 }
 
-pub(crate) async fn add_user(
-    pool: &AnyPool,
-    name: &str,
-    role: Role,
-    password_hash: &str,
-) -> Result<(), CatalogError> {
-    check_name(name)?;
-    // ON CONFLICT instead of a look-up first: two admins adding the same name at once get one
-    // success and one UserExists, never a database error.
-    let added = sqlx::query(
-        "INSERT INTO users (name, role, password_hash, created_at) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (name) DO NOTHING",
-    )
-    .bind(name)
-    .bind(role.as_str())
-    .bind(password_hash)
-    .bind(now_millis())
-    .execute(pool)
-    .await
-    .map_err(db("adding a user"))?;
-    if added.rows_affected() == 0 {
-        return Err(CatalogError::UserExists(name.to_string()));
+impl Catalog {
+    /// Adds a user. `name` is 1 to 64 characters of `[A-Za-z0-9._@-]`
+    /// ([`CatalogError::InvalidUser`] otherwise); a taken name is
+    /// [`CatalogError::UserExists`]. `password_hash` is stored as given (a PHC string).
+    pub async fn add_user(
+        &self,
+        name: &str,
+        role: Role,
+        password_hash: &str,
+    ) -> Result<(), CatalogError> {
+        check_name(name)?;
+        // ON CONFLICT instead of a look-up first: two admins adding the same name at once get one
+        // success and one UserExists, never a database error.
+        let added = sqlx::query(
+            "INSERT INTO users (name, role, password_hash, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(role.as_str())
+        .bind(password_hash)
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await
+        .map_err(db("adding a user"))?;
+        if added.rows_affected() == 0 {
+            return Err(CatalogError::UserExists(name.to_string()));
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// One user, or `None` if the name is unknown.
+    pub async fn user(&self, name: &str) -> Result<Option<UserRecord>, CatalogError> {
+        sqlx::query("SELECT name, role, password_hash, created_at FROM users WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("reading a user"))?
+            .as_ref()
+            .map(user_record)
+            .transpose()
+    }
+
+    /// Every user, ordered by name.
+    pub async fn users(&self) -> Result<Vec<UserRecord>, CatalogError> {
+        let mut users = sqlx::query("SELECT name, role, password_hash, created_at FROM users")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("listing users"))?
+            .iter()
+            .map(user_record)
+            .collect::<Result<Vec<_>, _>>()?;
+        // Sorted here rather than by ORDER BY: PostgreSQL orders text by the database's collation,
+        // SQLite by bytes, and the list should read the same on both.
+        users.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(users)
+    }
+
+    /// Changes a user's role; open sessions get the new role at their next look-up. An
+    /// unknown name is [`CatalogError::UnknownUser`].
+    pub async fn set_user_role(&self, name: &str, role: Role) -> Result<(), CatalogError> {
+        let updated = sqlx::query("UPDATE users SET role = $1 WHERE name = $2")
+            .bind(role.as_str())
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(db("changing a user's role"))?;
+        if updated.rows_affected() == 0 {
+            return Err(CatalogError::UnknownUser(name.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Replaces a user's password hash and ends all of the user's sessions, in one transaction
+    /// so that a session opened with the old password cannot outlive the change. An unknown
+    /// name is [`CatalogError::UnknownUser`].
+    pub async fn set_user_password(
+        &self,
+        name: &str,
+        password_hash: &str,
+    ) -> Result<(), CatalogError> {
+        let context = "changing a user's password";
+        let mut tx = self.begin_write().await?;
+        let updated = sqlx::query("UPDATE users SET password_hash = $1 WHERE name = $2")
+            .bind(password_hash)
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(db(context))?;
+        if updated.rows_affected() == 0 {
+            return Err(CatalogError::UnknownUser(name.to_string()));
+        }
+        sqlx::query("DELETE FROM sessions WHERE user_name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(db(context))?;
+        tx.commit().await.map_err(db(context))
+    }
+
+    /// Removes a user with all of the user's sessions (label events keep the name as their
+    /// actor). An unknown name is [`CatalogError::UnknownUser`].
+    pub async fn remove_user(&self, name: &str) -> Result<(), CatalogError> {
+        let context = "removing a user";
+        let mut tx = self.begin_write().await?;
+        // The foreign key cascades as well; deleting explicitly does not depend on SQLite's
+        // foreign_keys setting of the connection.
+        sqlx::query("DELETE FROM sessions WHERE user_name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(db(context))?;
+        let removed = sqlx::query("DELETE FROM users WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(db(context))?;
+        if removed.rows_affected() == 0 {
+            return Err(CatalogError::UnknownUser(name.to_string()));
+        }
+        tx.commit().await.map_err(db(context))
+    }
+
+    /// Stores a session of `user` under the hash of its token, valid until `expires_at` (UTC
+    /// unix milliseconds, like `now` of [`Catalog::session`]). An unknown user is
+    /// [`CatalogError::UnknownUser`].
+    pub async fn create_session(
+        &self,
+        token_hash: &str,
+        user: &str,
+        csrf_token: &str,
+        expires_at: i64,
+    ) -> Result<(), CatalogError> {
+        // Inserting from the users row makes "the user exists" and "the session is written" one
+        // statement: a user removed at the same moment cannot be left with a session.
+        let created = sqlx::query(
+            "INSERT INTO sessions (token_hash, user_name, csrf_token, created_at, expires_at) \
+             SELECT $1, name, $2, $3, $4 FROM users WHERE name = $5",
+        )
+        .bind(token_hash)
+        .bind(csrf_token)
+        .bind(now_millis())
+        .bind(expires_at)
+        .bind(user)
+        .execute(&self.pool)
+        .await
+        .map_err(db("creating a session"))?;
+        if created.rows_affected() == 0 {
+            return Err(CatalogError::UnknownUser(user.to_string()));
+        }
+        Ok(())
+    }
+
+    /// The session stored under `token_hash` with its user's current role, or `None` when the
+    /// hash is unknown or the session expired (`expires_at <= now`).
+    pub async fn session(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<Option<SessionRecord>, CatalogError> {
+        let context = "reading a session";
+        let Some(row) = sqlx::query(
+            "SELECT s.user_name, u.role, s.csrf_token, s.expires_at \
+             FROM sessions s JOIN users u ON u.name = s.user_name \
+             WHERE s.token_hash = $1 AND s.expires_at > $2",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db(context))?
+        else {
+            return Ok(None);
+        };
+        let get = db(context);
+        let role: String = row.try_get("role").map_err(&get)?;
+        Ok(Some(SessionRecord {
+            user: row.try_get("user_name").map_err(&get)?,
+            role: Role::from_db(&role)?,
+            csrf_token: row.try_get("csrf_token").map_err(&get)?,
+            expires_at: row.try_get("expires_at").map_err(&get)?,
+        }))
+    }
+
+    /// Ends a session (logout); an unknown hash is not an error.
+    pub async fn delete_session(&self, token_hash: &str) -> Result<(), CatalogError> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(db("deleting a session"))?;
+        Ok(())
+    }
+
+    /// Deletes every session that expired by `now` and returns how many there were. Expired
+    /// sessions are already refused by [`Catalog::session`]; this only reclaims their rows.
+    pub async fn delete_expired_sessions(&self, now: i64) -> Result<u64, CatalogError> {
+        let deleted = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(db("deleting expired sessions"))?;
+        Ok(deleted.rows_affected())
+    }
 }
 
 fn user_record(row: &AnyRow) -> Result<UserRecord, CatalogError> {
     let get = db("reading a user");
-    let role: String = row.try_get(1).map_err(&get)?;
+    let role: String = row.try_get("role").map_err(&get)?;
     Ok(UserRecord {
-        name: row.try_get(0).map_err(&get)?,
+        name: row.try_get("name").map_err(&get)?,
         role: Role::from_db(&role)?,
-        password_hash: row.try_get(2).map_err(&get)?,
-        created_at: row.try_get(3).map_err(&get)?,
+        password_hash: row.try_get("password_hash").map_err(&get)?,
+        created_at: row.try_get("created_at").map_err(&get)?,
     })
-}
-
-pub(crate) async fn user(pool: &AnyPool, name: &str) -> Result<Option<UserRecord>, CatalogError> {
-    sqlx::query("SELECT name, role, password_hash, created_at FROM users WHERE name = $1")
-        .bind(name)
-        .fetch_optional(pool)
-        .await
-        .map_err(db("reading a user"))?
-        .as_ref()
-        .map(user_record)
-        .transpose()
-}
-
-pub(crate) async fn users(pool: &AnyPool) -> Result<Vec<UserRecord>, CatalogError> {
-    let mut users = sqlx::query("SELECT name, role, password_hash, created_at FROM users")
-        .fetch_all(pool)
-        .await
-        .map_err(db("listing users"))?
-        .iter()
-        .map(user_record)
-        .collect::<Result<Vec<_>, _>>()?;
-    // Sorted here rather than by ORDER BY: PostgreSQL orders text by the database's collation,
-    // SQLite by bytes, and the list should read the same on both.
-    users.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(users)
-}
-
-pub(crate) async fn set_user_role(
-    pool: &AnyPool,
-    name: &str,
-    role: Role,
-) -> Result<(), CatalogError> {
-    let updated = sqlx::query("UPDATE users SET role = $1 WHERE name = $2")
-        .bind(role.as_str())
-        .bind(name)
-        .execute(pool)
-        .await
-        .map_err(db("changing a user's role"))?;
-    if updated.rows_affected() == 0 {
-        return Err(CatalogError::UnknownUser(name.to_string()));
-    }
-    Ok(())
-}
-
-/// Replaces the hash and ends the user's sessions in one transaction, so that a session opened
-/// with the old password cannot outlive the change.
-pub(crate) async fn set_user_password(
-    pool: &AnyPool,
-    backend: Backend,
-    name: &str,
-    password_hash: &str,
-) -> Result<(), CatalogError> {
-    let context = "changing a user's password";
-    let mut tx = crate::begin_write(pool, backend).await?;
-    let updated = sqlx::query("UPDATE users SET password_hash = $1 WHERE name = $2")
-        .bind(password_hash)
-        .bind(name)
-        .execute(&mut *tx)
-        .await
-        .map_err(db(context))?;
-    if updated.rows_affected() == 0 {
-        return Err(CatalogError::UnknownUser(name.to_string()));
-    }
-    sqlx::query("DELETE FROM sessions WHERE user_name = $1")
-        .bind(name)
-        .execute(&mut *tx)
-        .await
-        .map_err(db(context))?;
-    tx.commit().await.map_err(db(context))
-}
-
-pub(crate) async fn remove_user(
-    pool: &AnyPool,
-    backend: Backend,
-    name: &str,
-) -> Result<(), CatalogError> {
-    let context = "removing a user";
-    let mut tx = crate::begin_write(pool, backend).await?;
-    // The foreign key cascades as well; deleting explicitly does not depend on SQLite's
-    // foreign_keys setting of the connection.
-    sqlx::query("DELETE FROM sessions WHERE user_name = $1")
-        .bind(name)
-        .execute(&mut *tx)
-        .await
-        .map_err(db(context))?;
-    let removed = sqlx::query("DELETE FROM users WHERE name = $1")
-        .bind(name)
-        .execute(&mut *tx)
-        .await
-        .map_err(db(context))?;
-    if removed.rows_affected() == 0 {
-        return Err(CatalogError::UnknownUser(name.to_string()));
-    }
-    tx.commit().await.map_err(db(context))
-}
-
-pub(crate) async fn create_session(
-    pool: &AnyPool,
-    token_hash: &str,
-    user: &str,
-    csrf_token: &str,
-    expires_at: i64,
-) -> Result<(), CatalogError> {
-    // Inserting from the users row makes "the user exists" and "the session is written" one
-    // statement: a user removed at the same moment cannot be left with a session.
-    let created = sqlx::query(
-        "INSERT INTO sessions (token_hash, user_name, csrf_token, created_at, expires_at) \
-         SELECT $1, name, $2, $3, $4 FROM users WHERE name = $5",
-    )
-    .bind(token_hash)
-    .bind(csrf_token)
-    .bind(now_millis())
-    .bind(expires_at)
-    .bind(user)
-    .execute(pool)
-    .await
-    .map_err(db("creating a session"))?;
-    if created.rows_affected() == 0 {
-        return Err(CatalogError::UnknownUser(user.to_string()));
-    }
-    Ok(())
-}
-
-pub(crate) async fn session(
-    pool: &AnyPool,
-    token_hash: &str,
-    now: i64,
-) -> Result<Option<SessionRecord>, CatalogError> {
-    let context = "reading a session";
-    let Some(row) = sqlx::query(
-        "SELECT s.user_name, u.role, s.csrf_token, s.expires_at \
-         FROM sessions s JOIN users u ON u.name = s.user_name \
-         WHERE s.token_hash = $1 AND s.expires_at > $2",
-    )
-    .bind(token_hash)
-    .bind(now)
-    .fetch_optional(pool)
-    .await
-    .map_err(db(context))?
-    else {
-        return Ok(None);
-    };
-    let get = db(context);
-    let role: String = row.try_get(1).map_err(&get)?;
-    Ok(Some(SessionRecord {
-        user: row.try_get(0).map_err(&get)?,
-        role: Role::from_db(&role)?,
-        csrf_token: row.try_get(2).map_err(&get)?,
-        expires_at: row.try_get(3).map_err(&get)?,
-    }))
-}
-
-pub(crate) async fn delete_session(pool: &AnyPool, token_hash: &str) -> Result<(), CatalogError> {
-    sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
-        .bind(token_hash)
-        .execute(pool)
-        .await
-        .map_err(db("deleting a session"))?;
-    Ok(())
-}
-
-pub(crate) async fn delete_expired_sessions(pool: &AnyPool, now: i64) -> Result<u64, CatalogError> {
-    let deleted = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
-        .bind(now)
-        .execute(pool)
-        .await
-        .map_err(db("deleting expired sessions"))?;
-    Ok(deleted.rows_affected())
 }
 
 #[cfg(test)]
