@@ -54,10 +54,7 @@ pub async fn load_dataset(catalog: &Catalog, facets: &[String]) -> Result<Datase
                 detail_regions: Vec::new(),
                 image_id: image.id,
                 path: PathBuf::from(image.uri),
-                split: match image.split {
-                    atelier_catalog::Split::Train => Split::Train,
-                    atelier_catalog::Split::Test => Split::Test,
-                },
+                split: image.split,
                 targets,
             }
         })
@@ -102,10 +99,7 @@ pub async fn record_results(
             rows.push(PredictionRow {
                 image_id: example.image_id.clone(),
                 facet: facet.name.clone(),
-                split: match example.split {
-                    Split::Train => atelier_catalog::Split::Train,
-                    Split::Test => atelier_catalog::Split::Test,
-                },
+                split: example.split,
                 label: example.targets[f].map(|t| facet.labels[t].clone()),
                 predicted: facet.labels[best].clone(),
                 confidence: f64::from(confidence),
@@ -135,7 +129,7 @@ pub async fn test_metrics_against_truth(
         let index = |label: &str| facet.labels.iter().position(|l| l == label);
         let (mut expected, mut predicted) = (Vec::new(), Vec::new());
         for row in catalog.predictions(run, Some(&facet.facet)).await? {
-            if row.split != atelier_catalog::Split::Test {
+            if row.split != Split::Test {
                 continue;
             }
             let (Some(t), Some(p)) = (

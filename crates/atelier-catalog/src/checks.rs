@@ -8,6 +8,7 @@ use crate::Catalog;
 use crate::content::PLACEHOLDER_PREFIX;
 use crate::error::{CatalogError, db};
 use crate::model::{CheckOutcome, CheckReport, ImageRef, Status};
+use crate::sql::status_from_db;
 use crate::sql::{ParamStyle, assembled, now_millis, placeholders, value_tuples};
 
 /// Outcomes stored per statement (6 values each).
@@ -51,7 +52,7 @@ impl Catalog {
             Ok(ImageRef {
                 id: row.try_get("id").map_err(db(context))?,
                 uri: row.try_get("uri").map_err(db(context))?,
-                status: Status::from_db(&status)?,
+                status: status_from_db(&status)?,
             })
         })
         .collect()
@@ -107,7 +108,7 @@ async fn stored_states(
             Ok((
                 row.try_get("id").map_err(db(CONTEXT))?,
                 StoredState {
-                    status: Status::from_db(&status)?,
+                    status: status_from_db(&status)?,
                     reason: row.try_get("quarantine_reason").map_err(db(CONTEXT))?,
                     updated_at: row.try_get("updated_at").map_err(db(CONTEXT))?,
                 },

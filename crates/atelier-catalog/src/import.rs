@@ -14,7 +14,10 @@ use crate::content::{ContentId, FileContent};
 use crate::error::{CatalogError, db};
 use crate::model::{ImportOptions, ImportProgress, ImportReport, Split, Status};
 use crate::relabel::REVIEW_SOURCE;
-use crate::source::{Batch, BoxCoords, Origin, SourcePlan, SourceReader, SourceRow};
+use crate::source::{Batch, BoxCoords, Origin, SourcePlan, SourceRow};
+use crate::source_reader::SourceReader;
+use crate::sql::split_from_db;
+use crate::sql::status_from_db;
 use crate::sql::{ParamStyle, assembled, insert_values, now_millis, placeholders, select_where_in};
 
 /// Individual warnings kept in a report; further ones are only counted.
@@ -1092,8 +1095,8 @@ async fn load_images(
             StoredImage {
                 uri: row.try_get("uri").map_err(&get)?,
                 byte_size: row.try_get("byte_size").map_err(&get)?,
-                split: Split::from_db(&split)?,
-                status: Status::from_db(&status)?,
+                split: split_from_db(&split)?,
+                status: status_from_db(&status)?,
                 reason: row.try_get("quarantine_reason").map_err(&get)?,
                 source: row.try_get("source").map_err(&get)?,
                 design: row.try_get("design").map_err(&get)?,

@@ -50,6 +50,7 @@ mod review;
 mod runs;
 mod settings;
 mod source;
+mod source_reader;
 mod sql;
 mod training_data;
 mod truth;

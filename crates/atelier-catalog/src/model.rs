@@ -6,8 +6,6 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::error::CatalogError;
-
 /// Which database engine a [`crate::Catalog`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -16,40 +14,7 @@ pub enum Backend {
     Postgres,
 }
 
-/// Train/test membership of an image. Assigned once, never changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Split {
-    Train,
-    Test,
-}
-
-impl Split {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Split::Train => "train",
-            Split::Test => "test",
-        }
-    }
-
-    pub(crate) fn from_db(value: &str) -> Result<Split, CatalogError> {
-        match value {
-            "train" => Ok(Split::Train),
-            "test" => Ok(Split::Test),
-            other => Err(CatalogError::Corrupt {
-                table: "images",
-                column: "split",
-                value: other.to_string(),
-            }),
-        }
-    }
-}
-
-impl fmt::Display for Split {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use atelier_core::Split;
 
 /// Lifecycle of an image. Only `Active` images are used for training and reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -68,19 +33,6 @@ impl Status {
             Status::Active => "active",
             Status::Quarantined => "quarantined",
             Status::Removed => "removed",
-        }
-    }
-
-    pub(crate) fn from_db(value: &str) -> Result<Status, CatalogError> {
-        match value {
-            "active" => Ok(Status::Active),
-            "quarantined" => Ok(Status::Quarantined),
-            "removed" => Ok(Status::Removed),
-            other => Err(CatalogError::Corrupt {
-                table: "images",
-                column: "status",
-                value: other.to_string(),
-            }),
         }
     }
 }

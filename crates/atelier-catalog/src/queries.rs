@@ -11,6 +11,8 @@ use crate::model::{
     BoxRecord, CatalogSummary, FacetSummary, ImageLabel, ImageRecord, LabelEvent, LabelSummary,
     QuarantinedImage, Split, SplitCounts, Status,
 };
+use crate::sql::split_from_db;
+use crate::sql::status_from_db;
 
 impl Catalog {
     /// Facets in creation order, each with its labels in stored order and, per label, the
@@ -159,9 +161,8 @@ impl Catalog {
         .await
         .map_err(db(context))?;
         for row in rows {
-            let status =
-                Status::from_db(&row.try_get::<String, _>("status").map_err(db(context))?)?;
-            let split = Split::from_db(&row.try_get::<String, _>("split").map_err(db(context))?)?;
+            let status = status_from_db(&row.try_get::<String, _>("status").map_err(db(context))?)?;
+            let split = split_from_db(&row.try_get::<String, _>("split").map_err(db(context))?)?;
             let images = count(&row, "images", context)?;
             let checked = count(&row, "checked", context)?;
             summary.images += images;
@@ -333,8 +334,8 @@ fn image_record(
         width: dimension("width")?,
         height: dimension("height")?,
         byte_size: byte_size.and_then(|b| u64::try_from(b).ok()),
-        split: Split::from_db(&split)?,
-        status: Status::from_db(&status)?,
+        split: split_from_db(&split)?,
+        status: status_from_db(&status)?,
         quarantine_reason: row.try_get("quarantine_reason").map_err(&get)?,
         source: row.try_get("source").map_err(&get)?,
         design: row.try_get("design").map_err(&get)?,

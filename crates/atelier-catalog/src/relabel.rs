@@ -17,6 +17,7 @@ use crate::error::{CatalogError, db};
 use crate::model::Status;
 use crate::runs::ensure_run_exists;
 use crate::sql::now_millis;
+use crate::sql::status_from_db;
 use crate::vocabulary::Vocabulary;
 
 /// The `source` of labels and events written by reviewers.
@@ -204,7 +205,7 @@ async fn ensure_active(conn: &mut AnyConnection, image: &str) -> Result<(), Cata
         .fetch_optional(&mut *conn)
         .await
         .map_err(db("looking up an image"))?;
-    match status.as_deref().map(Status::from_db).transpose()? {
+    match status.as_deref().map(status_from_db).transpose()? {
         None => Err(CatalogError::UnknownImage(image.to_string())),
         Some(Status::Active) => Ok(()),
         Some(status) => Err(CatalogError::ImageNotActive {

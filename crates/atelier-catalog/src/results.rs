@@ -16,6 +16,7 @@ use crate::Catalog;
 use crate::error::{CatalogError, db};
 use crate::model::Split;
 use crate::runs::ensure_run_exists;
+use crate::sql::split_from_db;
 use crate::sql::{ParamStyle, assembled, insert_values, now_millis, parse_json, select_where_in};
 use crate::vocabulary::Vocabulary;
 
@@ -522,7 +523,7 @@ pub(crate) fn prediction_record(row: &AnyRow) -> Result<PredictionRecord, Catalo
         image_id: row.try_get("image_id").map_err(&get)?,
         uri: row.try_get("uri").map_err(&get)?,
         facet: row.try_get("facet").map_err(&get)?,
-        split: Split::from_db(&split)?,
+        split: split_from_db(&split)?,
         label: row.try_get("label").map_err(&get)?,
         predicted: row.try_get("predicted").map_err(&get)?,
         confidence: row.try_get("confidence").map_err(&get)?,

@@ -12,6 +12,7 @@ use crate::error::{CatalogError, db};
 use crate::model::{Backend, Split};
 use crate::results::{PREDICTION_COLUMNS, PredictionRecord, prediction_record};
 use crate::runs::ensure_run_exists;
+use crate::sql::split_from_db;
 use crate::sql::{AnyQuery, assembled};
 use crate::vocabulary::Vocabulary;
 
@@ -454,7 +455,7 @@ fn review_item(
     let current_label: Option<i64> = row.try_get("current_label").map_err(&get)?;
     Ok(ReviewItem {
         image_id: row.try_get("image_id").map_err(&get)?,
-        split: Split::from_db(&split)?,
+        split: split_from_db(&split)?,
         label_at_training: vocabulary.stored_label_name(facet, label_at_training, "predictions")?,
         current_label: vocabulary.stored_label_name(facet, current_label, "labels")?,
         version: version.unwrap_or(0),

@@ -10,6 +10,7 @@ use sqlx::any::AnyRow;
 use crate::Catalog;
 use crate::error::{CatalogError, db};
 use crate::model::Split;
+use crate::sql::split_from_db;
 use crate::sql::{ParamStyle, assembled, placeholders};
 use crate::vocabulary::Vocabulary;
 
@@ -135,7 +136,7 @@ fn add_labelled_row(
         images.push(LabelledImage {
             id,
             uri: row.try_get("uri").map_err(&get)?,
-            split: Split::from_db(&split)?,
+            split: split_from_db(&split)?,
             labels: vec![None; facet_ids.len()],
         });
     }

@@ -17,6 +17,7 @@ use crate::Catalog;
 use crate::error::{CatalogError, db};
 use crate::model::Status;
 use crate::source::resolve_listed_path;
+use crate::sql::status_from_db;
 use crate::sql::{ParamStyle, insert_values};
 use crate::vocabulary::Vocabulary;
 
@@ -218,7 +219,7 @@ async fn images_by_uri(
         let uri: String = row.try_get("uri").map_err(&get)?;
         let status: String = row.try_get("status").map_err(&get)?;
         let updated_at: i64 = row.try_get("updated_at").map_err(&get)?;
-        let rank = (Status::from_db(&status)? != Status::Removed, updated_at);
+        let rank = (status_from_db(&status)? != Status::Removed, updated_at);
         match best.get(&uri) {
             Some((_, kept)) if *kept >= rank => {}
             _ => {

@@ -17,22 +17,7 @@ pub struct FacetSpec {
     pub labels: Vec<String>,
 }
 
-/// The catalogue's split of an image; it never changes once the image is imported.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Split {
-    Train,
-    Test,
-}
-
-impl Split {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Split::Train => "train",
-            Split::Test => "test",
-        }
-    }
-}
+pub use atelier_core::Split;
 
 /// Where an image is used within a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -29,7 +29,7 @@ use rayon::prelude::*;
 
 use crate::backbones::BackboneChoice;
 use crate::checkpoint::{Checkpoints, RunState};
-use crate::config::TrainConfig;
+use crate::config::{HeadKind, TrainConfig};
 use crate::data::{Dataset, Part};
 use crate::error::TrainError;
 use crate::evaluate::{FacetEvaluation, Probabilities, evaluate, mean_macro_f1};
@@ -41,7 +41,8 @@ use crate::model::{FacetHeads, FacetNet};
 use crate::progress::{EpochRecord, Observer};
 use crate::schedule::OptimizerChoice;
 use crate::standardize::ChannelStats;
-use atelier_models::spatial_transformer::SpatialTransformerConfig;
+use atelier_models::AnyBackbone;
+use atelier_models::spatial_transformer::{SpatialTransformer, SpatialTransformerConfig};
 
 /// Per-facet logits for a batch (example indices) of a given epoch, on the training device.
 type TrainForward<'a, M> = dyn Fn(&M, &[usize], usize) -> Result<Vec<Tensor<2>>, TrainError> + 'a;
@@ -80,189 +81,264 @@ pub fn train(
     validate(dataset, config)?;
     let device = crate::device::device_for(config.device)?;
     let checkpoints = Checkpoints::open(checkpoint_dir, config)?;
-
-    let parts = dataset.parts(config.validation_fraction, config.seed);
-    let fit_indices: Vec<usize> = indices_of(&parts, Part::Fit);
-    if fit_indices.is_empty() {
-        return Err(TrainError::EmptyDataset {
-            what: "training images".into(),
-            fix: "import images into the train split, with labels for the chosen facets".into(),
-        });
-    }
-    let validation_indices = indices_of(&parts, Part::Validation);
-    let class_weights: Vec<Vec<f64>> = dataset
-        .class_counts(&parts)
-        .iter()
-        .map(|counts| config.class_weighting.weights(counts))
-        .collect();
-    let weights_f32: Vec<Vec<f32>> = class_weights
-        .iter()
-        .map(|w| w.iter().map(|&x| x as f32).collect())
-        .collect();
-
-    let classes: Vec<usize> = dataset.facets.iter().map(|f| f.labels.len()).collect();
-    let pooled = matches!(config.head, crate::config::HeadKind::Pooled);
-    let train_device = device.clone().autodiff();
-    // Seeding and building every module in one exclusive section keeps the initial weights a
-    // function of the seed alone, even when another run initialises at the same time.
-    let (backbone, heads, spatial_transformer) = init::exclusive(|| {
-        device.seed(config.seed);
-        let backbone = config.backbone.build(config.weights.as_deref(), &device)?;
-        let [feature_dim, map_size, _] = BackboneChoice::feature_shape(
-            &backbone,
-            config.image_size,
-            config.feature_tap(),
-            &device,
-        );
-        let heads_map_size = if pooled { 1 } else { map_size };
-        // With detail views the heads read every view's map, stacked along the channels.
-        let heads = FacetHeads::new(
-            config.head,
-            feature_dim * config.views(),
-            heads_map_size,
-            &classes,
-            &train_device,
-        );
-        let spatial_transformer = config
-            .spatial_transformer
-            .then(|| SpatialTransformerConfig::default().init(&train_device));
-        // Parameters are initialised lazily, on first use; draw them now, under the lock.
-        materialize(&backbone);
-        materialize(&heads);
-        if let Some(transformer) = &spatial_transformer {
-            materialize(transformer);
-        }
-        Ok::<_, TrainError>((backbone, heads, spatial_transformer))
-    })?;
+    let plan = Plan::new(dataset, config)?;
+    let modules = Modules::init(dataset, config, &device)?;
     let input = InputConfig::new(
         config.image_size,
-        atelier_models::Backbone::normalization(&backbone),
+        atelier_models::Backbone::normalization(&modules.backbone),
     );
-
     let context = FitContext {
         dataset,
         config,
-        parts: &parts,
-        fit_indices: &fit_indices,
-        validation_indices: &validation_indices,
-        class_weights: &weights_f32,
+        parts: &plan.parts,
+        fit_indices: &plan.fit_indices,
+        validation_indices: &plan.validation_indices,
+        class_weights: &plan.loss_weights,
         checkpoints: &checkpoints,
     };
-    let all: Vec<usize> = (0..dataset.examples.len()).collect();
-
     let (net, state, probabilities) = if config.caches_features() {
-        // The locator needs whole maps, so a detail-view model never caches pooled ones.
-        let pool_features = pooled && config.detail_crops.is_empty();
-        let cache = feature_cache
-            .map(|root| features::FeatureCache::new(root, config, &input, pool_features))
-            .transpose()?;
-        let extract_view = |view: View, observer: &mut dyn Observer| {
-            features::extract(
-                &backbone,
-                &dataset.examples,
-                view,
-                &input,
-                config.batch_size,
-                config.feature_tap(),
-                pool_features,
-                cache.as_ref(),
-                &device,
-                observer,
-            )
-        };
-        let mut table = extract_view(View::Whole, observer)?;
-        for view in 0..config.detail_crops.len() {
-            table = table.concat_channels(&extract_view(View::Detail(view), observer)?);
-        }
-        // The heads train on maps standardised with the train split's statistics and are
-        // folded back to read raw ones (see `crate::standardize`).
-        let train_rows: Vec<usize> = fit_indices
-            .iter()
-            .chain(&validation_indices)
-            .copied()
-            .collect();
-        let stats = ChannelStats::of(&table, &train_rows);
-        stats.apply(&mut table);
-        let flip = config.augmentation.horizontal_flip;
-        let train_forward = |heads: &FacetHeads, batch: &[usize], epoch: usize| {
-            let flips: Vec<bool> = batch
-                .iter()
-                .map(|&i| flip && augmentation_seed(config.seed, epoch, i) % 2 == 1)
-                .collect();
-            Ok(heads.forward(table.batch_flipped(batch, &flips, &train_device)))
-        };
-        let predict = |heads: &FacetHeads, batch: &[usize]| {
-            Ok(heads.valid().forward(table.batch(batch, &device)))
-        };
-        let (heads, state) = fit(&context, heads, &train_forward, &predict, observer)?;
-        let probabilities = predict_all(
-            &all,
-            config.batch_size,
-            &|batch| predict(&heads, batch),
-            observer,
-        )?;
-        // The runner attaches the dress locator it placed the detail views with.
-        let net = FacetNet::new(
-            backbone,
-            heads.valid().fold_standardization(&stats),
-            false,
-            config.feature_tap(),
-            None,
-            &device,
-        );
-        (net, state, probabilities)
+        fit_cached_heads(&context, modules, &input, feature_cache, &device, observer)?
     } else {
-        let mut net = FacetNet {
-            spatial_transformer,
-            backbone: backbone.to_device(&train_device),
-            heads,
-            feature_tap: config.feature_tap(),
-            locator: None,
-        };
-        if config.freeze_backbone {
-            net.backbone = net.backbone.freeze();
-        }
-        let train_forward = |net: &FacetNet, batch: &[usize], epoch: usize| {
-            let planes = batch
-                .par_iter()
-                .map(|&i| {
-                    let example = &dataset.examples[i];
-                    let seed = augmentation_seed(config.seed, epoch, i);
-                    load_rgb(&example.path)
-                        .map(|rgb| train_planes(&rgb, &input, &config.augmentation, seed))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(net.forward(to_batch(&planes, &train_device)))
-        };
-        let predict = |net: &FacetNet, batch: &[usize]| {
-            let images = eval_images(dataset, batch, &input, &device)?;
-            Ok(net.valid().forward(images))
-        };
-        let (net, state) = fit(&context, net, &train_forward, &predict, observer)?;
-        let valid = net.valid();
-        let probabilities = predict_all(
-            &all,
-            config.batch_size,
-            &|batch| {
-                let images = eval_images(dataset, batch, &input, &device)?;
-                Ok(valid.forward(images))
-            },
-            observer,
-        )?;
-        (valid, state, probabilities)
+        fit_network(&context, modules, &input, &device, observer)?
     };
-
     let evaluation = evaluate(dataset, &probabilities);
     Ok(TrainOutcome {
         net,
         input,
-        class_weights,
+        class_weights: plan.class_weights,
         history: state.history,
         best_epoch: state.best_epoch,
         stopped_early: state.stopped_early,
         probabilities,
         evaluation,
     })
+}
+
+/// Which images a run fits on and validates with, and the class weights of its loss.
+struct Plan {
+    parts: Vec<Part>,
+    fit_indices: Vec<usize>,
+    validation_indices: Vec<usize>,
+    class_weights: Vec<Vec<f64>>,
+    loss_weights: Vec<Vec<f32>>,
+}
+
+impl Plan {
+    fn new(dataset: &Dataset, config: &TrainConfig) -> Result<Plan, TrainError> {
+        let parts = dataset.parts(config.validation_fraction, config.seed);
+        let fit_indices: Vec<usize> = indices_of(&parts, Part::Fit);
+        if fit_indices.is_empty() {
+            return Err(TrainError::EmptyDataset {
+                what: "training images".into(),
+                fix: "import images into the train split, with labels for the chosen facets".into(),
+            });
+        }
+        let class_weights: Vec<Vec<f64>> = dataset
+            .class_counts(&parts)
+            .iter()
+            .map(|counts| config.class_weighting.weights(counts))
+            .collect();
+        let loss_weights = class_weights
+            .iter()
+            .map(|w| w.iter().map(|&x| x as f32).collect())
+            .collect();
+        Ok(Plan {
+            validation_indices: indices_of(&parts, Part::Validation),
+            parts,
+            fit_indices,
+            class_weights,
+            loss_weights,
+        })
+    }
+}
+
+/// The freshly initialised modules of a run.
+struct Modules {
+    backbone: AnyBackbone,
+    heads: FacetHeads,
+    spatial_transformer: Option<SpatialTransformer>,
+}
+
+impl Modules {
+    /// Seeding and building every module in one exclusive section keeps the initial weights a
+    /// function of the seed alone, even when another run initialises at the same time.
+    fn init(dataset: &Dataset, config: &TrainConfig, device: &Device) -> Result<Self, TrainError> {
+        let classes: Vec<usize> = dataset.facets.iter().map(|f| f.labels.len()).collect();
+        let pooled = matches!(config.head, HeadKind::Pooled);
+        let train_device = device.clone().autodiff();
+        init::exclusive(|| {
+            device.seed(config.seed);
+            let backbone = config.backbone.build(config.weights.as_deref(), device)?;
+            let [feature_dim, map_size, _] = BackboneChoice::feature_shape(
+                &backbone,
+                config.image_size,
+                config.feature_tap(),
+                device,
+            );
+            // With detail views the heads read every view's map, stacked along the channels.
+            let heads = FacetHeads::new(
+                config.head,
+                feature_dim * config.views(),
+                if pooled { 1 } else { map_size },
+                &classes,
+                &train_device,
+            );
+            let spatial_transformer = config
+                .spatial_transformer
+                .then(|| SpatialTransformerConfig::default().init(&train_device));
+            // Parameters are initialised lazily, on first use; draw them now, under the lock.
+            materialize(&backbone);
+            materialize(&heads);
+            if let Some(transformer) = &spatial_transformer {
+                materialize(transformer);
+            }
+            Ok(Modules {
+                backbone,
+                heads,
+                spatial_transformer,
+            })
+        })
+    }
+}
+
+/// A frozen backbone: its features are computed once (and cached), standardised with the
+/// train split's statistics, and only the heads train on them; the heads are then folded back
+/// to read raw maps (see `crate::standardize`).
+fn fit_cached_heads(
+    context: &FitContext,
+    modules: Modules,
+    input: &InputConfig,
+    feature_cache: Option<&Path>,
+    device: &Device,
+    observer: &mut dyn Observer,
+) -> Result<(FacetNet, RunState, Probabilities), TrainError> {
+    let (dataset, config) = (context.dataset, context.config);
+    let train_device = device.clone().autodiff();
+    let mut table = extract_views(
+        context,
+        &modules.backbone,
+        input,
+        feature_cache,
+        device,
+        observer,
+    )?;
+    let train_rows: Vec<usize> = context
+        .fit_indices
+        .iter()
+        .chain(context.validation_indices)
+        .copied()
+        .collect();
+    let stats = ChannelStats::of(&table, &train_rows);
+    stats.apply(&mut table);
+    let flip = config.augmentation.horizontal_flip;
+    let train_forward = |heads: &FacetHeads, batch: &[usize], epoch: usize| {
+        let flips: Vec<bool> = batch
+            .iter()
+            .map(|&i| flip && augmentation_seed(config.seed, epoch, i) % 2 == 1)
+            .collect();
+        Ok(heads.forward(table.batch_flipped(batch, &flips, &train_device)))
+    };
+    let predict =
+        |heads: &FacetHeads, batch: &[usize]| Ok(heads.valid().forward(table.batch(batch, device)));
+    let (heads, state) = fit(context, modules.heads, &train_forward, &predict, observer)?;
+    let all: Vec<usize> = (0..dataset.examples.len()).collect();
+    let batch_predict = |batch: &[usize]| predict(&heads, batch);
+    let probabilities = predict_all(&all, config.batch_size, &batch_predict, observer)?;
+    // The runner attaches the dress locator it placed the detail views with.
+    let net = FacetNet::new(
+        modules.backbone,
+        heads.valid().fold_standardization(&stats),
+        false,
+        config.feature_tap(),
+        None,
+        device,
+    );
+    Ok((net, state, probabilities))
+}
+
+/// The feature table of every example: the whole photo's map, then each detail view's,
+/// stacked along the channels.
+fn extract_views(
+    context: &FitContext,
+    backbone: &AnyBackbone,
+    input: &InputConfig,
+    feature_cache: Option<&Path>,
+    device: &Device,
+    observer: &mut dyn Observer,
+) -> Result<features::FeatureTable, TrainError> {
+    let config = context.config;
+    // The locator needs whole maps, so a detail-view model never caches pooled ones.
+    let pool_features = matches!(config.head, HeadKind::Pooled) && config.detail_crops.is_empty();
+    let cache = feature_cache
+        .map(|root| features::FeatureCache::new(root, config, input, pool_features))
+        .transpose()?;
+    let mut extract_view = |view: View| {
+        features::extract(
+            backbone,
+            &context.dataset.examples,
+            view,
+            input,
+            config.batch_size,
+            config.feature_tap(),
+            pool_features,
+            cache.as_ref(),
+            device,
+            observer,
+        )
+    };
+    let mut table = extract_view(View::Whole)?;
+    for view in 0..config.detail_crops.len() {
+        table = table.concat_channels(&extract_view(View::Detail(view))?);
+    }
+    Ok(table)
+}
+
+/// Images go through the whole network every epoch, augmented; the backbone trains unless it
+/// is frozen.
+fn fit_network(
+    context: &FitContext,
+    modules: Modules,
+    input: &InputConfig,
+    device: &Device,
+    observer: &mut dyn Observer,
+) -> Result<(FacetNet, RunState, Probabilities), TrainError> {
+    let (dataset, config) = (context.dataset, context.config);
+    let train_device = device.clone().autodiff();
+    let mut net = FacetNet {
+        spatial_transformer: modules.spatial_transformer,
+        backbone: modules.backbone.to_device(&train_device),
+        heads: modules.heads,
+        feature_tap: config.feature_tap(),
+        locator: None,
+    };
+    if config.freeze_backbone {
+        net.backbone = net.backbone.freeze();
+    }
+    let train_forward = |net: &FacetNet, batch: &[usize], epoch: usize| {
+        let planes = batch
+            .par_iter()
+            .map(|&i| {
+                let example = &dataset.examples[i];
+                let seed = augmentation_seed(config.seed, epoch, i);
+                load_rgb(&example.path)
+                    .map(|rgb| train_planes(&rgb, input, &config.augmentation, seed))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(net.forward(to_batch(&planes, &train_device)))
+    };
+    let predict = |net: &FacetNet, batch: &[usize]| {
+        let images = eval_images(dataset, batch, input, device)?;
+        Ok(net.valid().forward(images))
+    };
+    let (net, state) = fit(context, net, &train_forward, &predict, observer)?;
+    let valid = net.valid();
+    let all: Vec<usize> = (0..dataset.examples.len()).collect();
+    let batch_predict = |batch: &[usize]| {
+        let images = eval_images(dataset, batch, input, device)?;
+        Ok(valid.forward(images))
+    };
+    let probabilities = predict_all(&all, config.batch_size, &batch_predict, observer)?;
+    Ok((valid, state, probabilities))
 }
 
 fn validate(dataset: &Dataset, config: &TrainConfig) -> Result<(), TrainError> {
@@ -378,114 +454,25 @@ fn fit<M: Module + Clone>(
 ) -> Result<(M, RunState), TrainError> {
     let config = context.config;
     let template = initial.clone();
-    let mut module = initial;
-    let mut optim = optimizer(config);
-    let mut state = RunState {
-        completed_epochs: 0,
-        history: Vec::new(),
-        best_epoch: 0,
-        best_score: f64::NEG_INFINITY,
-        stopped_early: false,
-    };
-    if let Some(saved) = context.checkpoints.state()? {
-        module = context
-            .checkpoints
-            .load_module(module, saved.completed_epochs)?;
-        optim = context
-            .checkpoints
-            .load_optimizer(optim, saved.completed_epochs)?;
-        state = saved;
-    }
-
-    let batch_size = config.batch_size;
-    let steps_per_epoch = context.fit_indices.len().div_ceil(batch_size);
+    let (mut module, mut optim, mut state) = resume(context, initial)?;
     while state.completed_epochs < config.epochs && !state.stopped_early {
         let epoch = state.completed_epochs;
         let started = Instant::now();
-        let mut order = context.fit_indices.to_vec();
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(
-            config.seed ^ (epoch as u64).wrapping_mul(0xA24B_AED4_963E_E407),
-        ));
-        observer.phase(
-            &format!("epoch {}/{}", epoch + 1, config.epochs),
-            order.len() as u64,
-        );
-        let (mut loss_sum, mut loss_count, mut done) = (0.0, 0usize, 0u64);
-        let mut learning_rate = 0.0;
-        for (step_in_epoch, batch) in order.chunks(batch_size).enumerate() {
-            let step = epoch * steps_per_epoch + step_in_epoch;
-            learning_rate =
-                config
-                    .schedule
-                    .rate(config.learning_rate, step, steps_per_epoch, config.epochs);
-            let logits = train_forward(&module, batch, epoch)?;
-            let mut loss: Option<Tensor<1>> = None;
-            for (facet, logits) in logits.into_iter().enumerate() {
-                let targets: Vec<Option<usize>> = batch
-                    .iter()
-                    .map(|&i| context.dataset.examples[i].targets[facet])
-                    .collect();
-                let term = facet_loss(
-                    logits,
-                    &targets,
-                    &context.class_weights[facet],
-                    config.target_loss(),
-                );
-                loss = Some(match loss {
-                    Some(sum) => sum + term,
-                    None => term,
-                });
-            }
-            let loss = loss.expect("at least one facet");
-            loss_sum += f64::from(loss.clone().into_scalar::<f32>());
-            loss_count += 1;
-            let gradients = GradientsParams::from_grads(loss.backward(), &module);
-            module = optim.step(learning_rate, module, gradients);
-            done += batch.len() as u64;
-            observer.advance(done, Some(loss_sum / loss_count as f64));
-        }
-        observer.phase_end();
-
-        let validation_score = if context.validation_indices.is_empty() {
-            None
-        } else {
-            let probabilities = predict_all(
-                context.validation_indices,
-                batch_size,
-                &|batch| predict(&module, batch),
-                &mut crate::progress::Silent,
-            )?;
-            Some(mean_macro_f1(
-                context.dataset,
-                context.parts,
-                Part::Validation,
-                context.validation_indices,
-                &probabilities,
-            ))
-        };
+        let (next, train_loss, learning_rate) =
+            train_epoch(context, module, &mut optim, train_forward, epoch, observer)?;
+        module = next;
+        let validation_score = validation_score(context, &module, predict)?;
         let record = EpochRecord {
             epoch: epoch + 1,
             learning_rate,
-            train_loss: loss_sum / loss_count.max(1) as f64,
+            train_loss,
             validation_macro_f1: validation_score,
             seconds: started.elapsed().as_secs_f64(),
         };
         observer.epoch_end(&record);
-        state.history.push(record);
-        state.completed_epochs = epoch + 1;
-        // Without a validation part the last epoch is the model.
-        let score = validation_score.unwrap_or(epoch as f64);
-        if score > state.best_score {
-            state.best_score = score;
-            state.best_epoch = epoch + 1;
-        } else if let Some(patience) = config.patience
-            && state.completed_epochs - state.best_epoch >= patience
-        {
-            state.stopped_early = true;
-        }
+        end_epoch(&mut state, record, config.patience);
         context.checkpoints.save(&state, &module, &optim)?;
     }
-
     let best = if state.best_epoch == state.completed_epochs {
         module
     } else {
@@ -494,4 +481,130 @@ fn fit<M: Module + Clone>(
             .load_module(template, state.best_epoch)?
     };
     Ok((best, state))
+}
+
+/// The module, optimiser and state to go on from: the last checkpoint's, or fresh ones.
+fn resume<M: Module + Clone>(
+    context: &FitContext,
+    module: M,
+) -> Result<(M, ModuleOptimizer, RunState), TrainError> {
+    let optim = optimizer(context.config);
+    let Some(saved) = context.checkpoints.state()? else {
+        let state = RunState {
+            completed_epochs: 0,
+            history: Vec::new(),
+            best_epoch: 0,
+            best_score: f64::NEG_INFINITY,
+            stopped_early: false,
+        };
+        return Ok((module, optim, state));
+    };
+    let checkpoints = context.checkpoints;
+    let module = checkpoints.load_module(module, saved.completed_epochs)?;
+    let optim = checkpoints.load_optimizer(optim, saved.completed_epochs)?;
+    Ok((module, optim, saved))
+}
+
+/// One pass over the fit images in a seeded order; returns the module, the mean loss and the
+/// last learning rate.
+fn train_epoch<M: Module + Clone>(
+    context: &FitContext,
+    mut module: M,
+    optim: &mut ModuleOptimizer,
+    train_forward: &TrainForward<M>,
+    epoch: usize,
+    observer: &mut dyn Observer,
+) -> Result<(M, f64, f64), TrainError> {
+    let config = context.config;
+    let batch_size = config.batch_size;
+    let steps_per_epoch = context.fit_indices.len().div_ceil(batch_size);
+    let mut order = context.fit_indices.to_vec();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(
+        config.seed ^ (epoch as u64).wrapping_mul(0xA24B_AED4_963E_E407),
+    ));
+    observer.phase(
+        &format!("epoch {}/{}", epoch + 1, config.epochs),
+        order.len() as u64,
+    );
+    let (mut loss_sum, mut loss_count, mut done) = (0.0, 0usize, 0u64);
+    let mut learning_rate = 0.0;
+    for (step_in_epoch, batch) in order.chunks(batch_size).enumerate() {
+        let step = epoch * steps_per_epoch + step_in_epoch;
+        learning_rate =
+            config
+                .schedule
+                .rate(config.learning_rate, step, steps_per_epoch, config.epochs);
+        let loss = batch_loss(context, train_forward(&module, batch, epoch)?, batch);
+        loss_sum += f64::from(loss.clone().into_scalar::<f32>());
+        loss_count += 1;
+        let gradients = GradientsParams::from_grads(loss.backward(), &module);
+        module = optim.step(learning_rate, module, gradients);
+        done += batch.len() as u64;
+        observer.advance(done, Some(loss_sum / loss_count as f64));
+    }
+    observer.phase_end();
+    Ok((module, loss_sum / loss_count.max(1) as f64, learning_rate))
+}
+
+/// The sum over facets of each facet's loss on a batch.
+fn batch_loss(context: &FitContext, logits: Vec<Tensor<2>>, batch: &[usize]) -> Tensor<1> {
+    let config = context.config;
+    logits
+        .into_iter()
+        .enumerate()
+        .map(|(facet, logits)| {
+            let targets: Vec<Option<usize>> = batch
+                .iter()
+                .map(|&i| context.dataset.examples[i].targets[facet])
+                .collect();
+            facet_loss(
+                logits,
+                &targets,
+                &context.class_weights[facet],
+                config.target_loss(),
+            )
+        })
+        .reduce(|sum, term| sum + term)
+        .expect("at least one facet")
+}
+
+/// Mean macro-F1 over the facets on the validation part; `None` without one.
+fn validation_score<M>(
+    context: &FitContext,
+    module: &M,
+    predict: &Predict<M>,
+) -> Result<Option<f64>, TrainError> {
+    if context.validation_indices.is_empty() {
+        return Ok(None);
+    }
+    let probabilities = predict_all(
+        context.validation_indices,
+        context.config.batch_size,
+        &|batch| predict(module, batch),
+        &mut crate::progress::Silent,
+    )?;
+    Ok(Some(mean_macro_f1(
+        context.dataset,
+        context.parts,
+        Part::Validation,
+        context.validation_indices,
+        &probabilities,
+    )))
+}
+
+/// Records a finished epoch: the best one so far by validation score (without a validation
+/// part the last epoch is the model), and early stopping after `patience` epochs without one.
+fn end_epoch(state: &mut RunState, record: EpochRecord, patience: Option<usize>) {
+    let epoch = record.epoch;
+    let score = record.validation_macro_f1.unwrap_or((epoch - 1) as f64);
+    state.history.push(record);
+    state.completed_epochs = epoch;
+    if score > state.best_score {
+        state.best_score = score;
+        state.best_epoch = epoch;
+    } else if let Some(patience) = patience
+        && state.completed_epochs - state.best_epoch >= patience
+    {
+        state.stopped_early = true;
+    }
 }

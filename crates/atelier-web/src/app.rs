@@ -100,7 +100,7 @@ pub async fn start(catalog: Catalog, config: AppConfig) -> Result<Router, WebErr
     let (catalog, jobs) = (state.catalog.clone(), state.jobs.clone());
     tokio::spawn(lease::keep_alive(
         catalog.clone(),
-        move || jobs.pending_runs(),
+        move || jobs.waiting_runs(),
         |lost| tracing::warn!("this app no longer holds the queued runs {lost:?}"),
     ));
     tokio::spawn(async move {

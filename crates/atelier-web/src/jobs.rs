@@ -16,6 +16,8 @@ pub struct Jobs {
     turn: tokio::sync::Mutex<()>,
     /// Runs waiting for their turn or training.
     pending: Mutex<BTreeSet<i64>>,
+    /// The run training now; the runner renews its lease itself.
+    training: Mutex<Option<i64>>,
 }
 
 impl Jobs {
@@ -28,6 +30,7 @@ impl Jobs {
         tokio::spawn(async move {
             let jobs = state.jobs.clone();
             let _turn = jobs.turn.lock().await;
+            *jobs.training.lock().unwrap_or_else(|p| p.into_inner()) = Some(run);
             let result = runner::execute_run(
                 &state.catalog,
                 run,
@@ -42,6 +45,7 @@ impl Jobs {
                 // The runner has already marked the run failed with this error.
                 Err(error) => tracing::error!("run {run} failed: {error}"),
             }
+            *jobs.training.lock().unwrap_or_else(|p| p.into_inner()) = None;
             jobs.pending
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -49,13 +53,16 @@ impl Jobs {
         });
     }
 
-    /// The runs started here that have not finished yet (their leases are renewed).
-    pub fn pending_runs(&self) -> Vec<i64> {
+    /// The runs started here that wait for their turn: the app renews their leases (the
+    /// one training has its lease renewed by the runner).
+    pub fn waiting_runs(&self) -> Vec<i64> {
+        let training = *self.training.lock().unwrap_or_else(|p| p.into_inner());
         self.pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
             .copied()
+            .filter(|run| Some(*run) != training)
             .collect()
     }
 

@@ -18,101 +18,121 @@ pub async fn run(args: &ModelsArgs, global: &GlobalArgs) -> CliResult {
         return seal(dir, global.json);
     }
     let store = open_store(&global.store)?;
+    let json = global.json;
     match &args.action {
-        ModelsAction::List { name } => {
-            let models = match name {
-                Some(name) => vec![store.model(name).await?],
-                None => store.list().await?,
-            };
-            if global.json {
-                return print_json(&models.iter().map(model_json).collect::<Vec<_>>());
-            }
-            print_models(&store, &models);
-        }
-        ModelsAction::Show { reference } => {
-            let reference = parse_reference(reference)?;
-            let manifest = store.manifest(&reference).await?;
-            let tags = tags_of(&store, &manifest).await?;
-            let lineage = match manifest.parts.iter().any(|p| p.name == LINEAGE_FILE) {
-                true => serde_json::from_slice(&store.read_part(&manifest, LINEAGE_FILE).await?)
-                    .unwrap_or(Value::Null),
-                false => Value::Null,
-            };
-            if global.json {
-                return print_json(&json!({
-                    "model": manifest.reference().to_string(),
-                    "store": store.url(),
-                    "tags": tags,
-                    "manifest": manifest,
-                    "lineage": lineage,
-                }));
-            }
-            print_manifest(&store, &manifest, &tags, &lineage);
-        }
-        ModelsAction::Push { dir, name } => {
-            let manifest = publish_folder(&store, name, dir).await?;
-            if global.json {
-                return print_json(&published_model(&store, &manifest));
-            }
-            println!(
-                "published {} to {} ({} files, {})",
-                manifest.reference(),
-                store.url(),
-                manifest.parts.len(),
-                human_size(manifest.total_size())
-            );
-        }
+        ModelsAction::List { name } => list(&store, name.as_deref(), json).await,
+        ModelsAction::Show { reference } => show(&store, reference, json).await,
+        ModelsAction::Push { dir, name } => push(&store, dir, name, json).await,
         ModelsAction::Pull { reference, out } => {
-            let reference = parse_reference(reference)?;
-            let pulled = store.pull(&reference).await?;
-            let dir = match out {
-                Some(out) => {
-                    copy_folder(&pulled.dir, out)?;
-                    out.clone()
-                }
-                None => pulled.dir.clone(),
-            };
-            if global.json {
-                return print_json(&json!({
-                    "model": pulled.manifest.reference().to_string(),
-                    "dir": dir,
-                    "downloaded": pulled.downloaded,
-                    "manifest_sha256": pulled.manifest_sha256,
-                }));
-            }
-            let how = if pulled.downloaded {
-                "downloaded and verified"
-            } else {
-                "already cached"
-            };
-            println!("{} ({how}): {}", pulled.manifest.reference(), dir.display());
+            pull(&store, reference, out.as_deref(), json).await
         }
-        ModelsAction::Promote { reference, tag } => {
-            let reference = parse_reference(reference)?;
-            let version = store.resolve(&reference).await?;
-            store.promote(&reference.name, version, tag).await?;
-            let model = ModelRef::version(&reference.name, version).to_string();
-            if global.json {
-                return print_json(&json!({"model": model, "tag": tag}));
-            }
-            println!("{}:{tag} -> {model}", reference.name);
-        }
-        ModelsAction::Rm { reference } => {
-            let reference = parse_reference(reference)?;
-            let Selector::Version(version) = reference.selector else {
-                return Err(CliError::bad_input(format!(
-                    "models rm {reference}: name the version to remove, e.g. {}@1",
-                    reference.name
-                )));
-            };
-            let removed = store.remove(&reference.name, version).await?;
-            if global.json {
-                return print_json(&json!({"removed": removed.reference().to_string()}));
-            }
-            println!("removed {} (its number is not reused)", removed.reference());
-        }
+        ModelsAction::Promote { reference, tag } => promote(&store, reference, tag, json).await,
+        ModelsAction::Rm { reference } => remove(&store, reference, json).await,
         ModelsAction::Seal { .. } => unreachable!("sealed above, without a store"),
     }
+}
+
+async fn list(store: &ModelStore, name: Option<&str>, json: bool) -> CliResult {
+    let models = match name {
+        Some(name) => vec![store.model(name).await?],
+        None => store.list().await?,
+    };
+    if json {
+        return print_json(&models.iter().map(model_json).collect::<Vec<_>>());
+    }
+    print_models(store, &models);
+    Ok(())
+}
+
+async fn show(store: &ModelStore, reference: &str, json: bool) -> CliResult {
+    let reference = parse_reference(reference)?;
+    let manifest = store.manifest(&reference).await?;
+    let tags = tags_of(store, &manifest).await?;
+    let lineage = match manifest.parts.iter().any(|p| p.name == LINEAGE_FILE) {
+        true => serde_json::from_slice(&store.read_part(&manifest, LINEAGE_FILE).await?)
+            .unwrap_or(Value::Null),
+        false => Value::Null,
+    };
+    if json {
+        return print_json(&json!({
+            "model": manifest.reference().to_string(),
+            "store": store.url(),
+            "tags": tags,
+            "manifest": manifest,
+            "lineage": lineage,
+        }));
+    }
+    print_manifest(store, &manifest, &tags, &lineage);
+    Ok(())
+}
+
+async fn push(store: &ModelStore, dir: &Path, name: &str, json: bool) -> CliResult {
+    let manifest = publish_folder(store, name, dir).await?;
+    if json {
+        return print_json(&published_model(store, &manifest));
+    }
+    println!(
+        "published {} to {} ({} files, {})",
+        manifest.reference(),
+        store.url(),
+        manifest.parts.len(),
+        human_size(manifest.total_size())
+    );
+    Ok(())
+}
+
+async fn pull(store: &ModelStore, reference: &str, out: Option<&Path>, json: bool) -> CliResult {
+    let reference = parse_reference(reference)?;
+    let pulled = store.pull(&reference).await?;
+    let dir = match out {
+        Some(out) => {
+            copy_folder(&pulled.dir, out)?;
+            out.to_path_buf()
+        }
+        None => pulled.dir.clone(),
+    };
+    if json {
+        return print_json(&json!({
+            "model": pulled.manifest.reference().to_string(),
+            "dir": dir,
+            "downloaded": pulled.downloaded,
+            "manifest_sha256": pulled.manifest_sha256,
+        }));
+    }
+    let how = if pulled.downloaded {
+        "downloaded and verified"
+    } else {
+        "already cached"
+    };
+    println!("{} ({how}): {}", pulled.manifest.reference(), dir.display());
+    Ok(())
+}
+
+async fn promote(store: &ModelStore, reference: &str, tag: &str, json: bool) -> CliResult {
+    let reference = parse_reference(reference)?;
+    let version = store.resolve(&reference).await?;
+    store.promote(&reference.name, version, tag).await?;
+    let model = ModelRef::version(&reference.name, version).to_string();
+    if json {
+        return print_json(&json!({"model": model, "tag": tag}));
+    }
+    println!("{}:{tag} -> {model}", reference.name);
+    Ok(())
+}
+
+async fn remove(store: &ModelStore, reference: &str, json: bool) -> CliResult {
+    let reference = parse_reference(reference)?;
+    let Selector::Version(version) = reference.selector else {
+        return Err(CliError::bad_input(format!(
+            "models rm {reference}: name the version to remove, e.g. {}@1",
+            reference.name
+        )));
+    };
+    let removed = store.remove(&reference.name, version).await?;
+    if json {
+        return print_json(&json!({"removed": removed.reference().to_string()}));
+    }
+    println!("removed {} (its number is not reused)", removed.reference());
     Ok(())
 }
 

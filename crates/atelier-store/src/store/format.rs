@@ -116,8 +116,4 @@ pub(super) fn publisher_id() -> String {
     hex::encode(&Sha256::digest(seed.as_bytes())[..8])
 }
 
-pub(super) fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub(super) use atelier_core::now_millis;
