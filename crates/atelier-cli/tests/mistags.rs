@@ -138,7 +138,7 @@ fn retrain_repeats_a_run_with_its_options_as_its_child() {
     assert_eq!(trained["run"], 1);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("--folds 2 without cached features"),
+        stderr.contains("2 folds without cached features"),
         "{stderr}"
     );
 

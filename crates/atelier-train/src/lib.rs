@@ -15,6 +15,9 @@
 //! - the training loop with checkpoints and resume ([`trainer`], [`checkpoint`]);
 //! - per-class precision/recall/F1 tables and confusion matrices ([`metrics`], [`evaluate`]);
 //! - model artifacts and tagging new images with them ([`artifact`], [`tagger`]);
+//! - similarity: unit-length embeddings, GeM pooling, the triplet hinge and batch mining
+//!   ([`metric`]), and the embedding network with its training and retrieval numbers
+//!   ([`similarity`]);
 //! - cross-fitted out-of-fold predictions for the train split ([`folds`]), and confident
 //!   learning's estimate of which labels are wrong ([`confident`], [`mistags`]).
 //!
@@ -38,11 +41,13 @@ pub mod init;
 pub mod input;
 pub mod locator;
 pub mod loss;
+pub mod metric;
 pub mod metrics;
 pub mod mistags;
 pub mod model;
 pub mod progress;
 pub mod schedule;
+pub mod similarity;
 pub mod standardize;
 pub mod tagger;
 pub mod trainer;

@@ -1,0 +1,610 @@
+//! The similarity embedding: a small network over frozen backbone features of the dress crop,
+//! trained with the triplet hinge on triplets mined inside batches of designs (DeepRank's
+//! loss, batch construction of Hermans et al. 2017: P designs, K photos each), and the numbers
+//! that judge an embedding on designs it never saw.
+//!
+//! - [`EmbeddingNet`]: standardised pooled features -> hidden layer -> unit-length embedding.
+//!   The standardisation is folded into the first layer after training, so the saved network
+//!   reads raw pooled features ([`crate::standardize`]).
+//! - [`held_out_design`]: a hash of (seed, design id) keeps a fraction of the designs out of
+//!   training entirely; every retrieval number is measured on them.
+//! - [`recall_at`] (the In-shop protocol: each photo of a design with two or more photos
+//!   queries all the others), [`triplet_accuracy`] and [`swap_accuracy`].
+
+use std::collections::BTreeMap;
+
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use burn::tensor::activation::relu;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::TrainError;
+use crate::features::FeatureTable;
+use crate::metric::{Mining, Triplet, l2_normalize, mine, pairwise_distances, triplet_loss};
+use crate::progress::{EpochRecord, Observer};
+use crate::standardize::ChannelStats;
+
+/// The settings of a similarity run; [`Default`] holds every default once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SimilarityConfig {
+    /// Length of the embedding.
+    pub embedding_dim: usize,
+    /// Width of the hidden layer.
+    pub hidden: usize,
+    /// The triplet hinge's margin, in squared distance between unit vectors (0 to 4).
+    pub margin: f32,
+    pub epochs: usize,
+    /// Designs per batch (P).
+    pub designs_per_batch: usize,
+    /// Photos per design in a batch (K); designs with fewer give all they have.
+    pub photos_per_design: usize,
+    pub learning_rate: f64,
+    pub mining: Mining,
+    /// Exponent of the generalised-mean pooling of the backbone map.
+    pub gem_p: f32,
+    /// Share of the designs held out of training; the retrieval numbers are theirs.
+    pub eval_fraction: f64,
+    pub seed: u64,
+}
+
+impl Default for SimilarityConfig {
+    fn default() -> Self {
+        Self {
+            embedding_dim: 128,
+            hidden: 512,
+            margin: 0.2,
+            epochs: 40,
+            designs_per_batch: 24,
+            photos_per_design: 4,
+            learning_rate: 1e-3,
+            mining: Mining::SemiHard,
+            gem_p: 3.0,
+            eval_fraction: 0.2,
+            seed: 1,
+        }
+    }
+}
+
+impl SimilarityConfig {
+    /// Refuses settings that cannot work, naming the field.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let problem =
+            |field: &'static str, problem: String| Err(TrainError::Setting { field, problem });
+        if self.embedding_dim == 0 || self.hidden == 0 {
+            return problem("embedding_dim", "and hidden must be at least 1".into());
+        }
+        if !(self.margin > 0.0 && self.margin < 4.0) {
+            return problem(
+                "margin",
+                format!("{}: use a value in (0, 4), e.g. 0.2", self.margin),
+            );
+        }
+        if self.epochs == 0 {
+            return problem("epochs", "0: use at least 1".into());
+        }
+        if self.designs_per_batch < 2 || self.photos_per_design < 2 {
+            return problem(
+                "designs_per_batch",
+                "and photos_per_design must be at least 2: a triplet needs two designs and \
+                 two photos of one"
+                    .into(),
+            );
+        }
+        if !(self.gem_p >= 1.0 && self.gem_p.is_finite()) {
+            return problem("gem_p", format!("{}: use 1 (average) or more", self.gem_p));
+        }
+        if !(0.0..1.0).contains(&self.eval_fraction) {
+            return problem(
+                "eval_fraction",
+                format!("{} is outside [0, 1) (0.2 is usual)", self.eval_fraction),
+            );
+        }
+        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
+            return problem(
+                "learning_rate",
+                format!("{} is not a positive rate", self.learning_rate),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Whether `design` is held out of similarity training: a hash of the seed and the design id
+/// below `fraction`, so the split is the same on every run with the seed and never depends on
+/// which other designs exist.
+pub fn held_out_design(design: &str, seed: u64, fraction: f64) -> bool {
+    let digest = Sha256::new()
+        .chain_update(seed.to_le_bytes())
+        .chain_update(design.as_bytes())
+        .finalize();
+    let value = u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"));
+    (value as f64 / u64::MAX as f64) < fraction
+}
+
+/// Pooled features -> hidden layer (ReLU) -> unit-length embedding.
+#[derive(Module, Debug)]
+pub struct EmbeddingNet {
+    hidden: Linear,
+    output: Linear,
+}
+
+impl EmbeddingNet {
+    pub fn new(inputs: usize, config: &SimilarityConfig, device: &Device) -> Self {
+        Self {
+            hidden: LinearConfig::new(inputs, config.hidden).init(device),
+            output: LinearConfig::new(config.hidden, config.embedding_dim).init(device),
+        }
+    }
+
+    /// Unit-length embeddings `[batch, dim]` of pooled features `[batch, inputs]`.
+    pub fn forward(&self, pooled: Tensor<2>) -> Tensor<2> {
+        l2_normalize(self.output.forward(relu(self.hidden.forward(pooled))))
+    }
+
+    /// The network reading raw features that behaves like this one reading features
+    /// standardised with `stats`.
+    pub fn fold_standardization(self, stats: &ChannelStats) -> Self {
+        Self {
+            hidden: stats.fold_into_linear(self.hidden, 1),
+            ..self
+        }
+    }
+}
+
+/// A pooled feature table: `[channels, 1, 1]` per row.
+fn pooled_dims(table: &FeatureTable) -> Result<usize, TrainError> {
+    match table.dims {
+        [channels, 1, 1] => Ok(channels),
+        dims => Err(TrainError::Config(format!(
+            "similarity training reads pooled features, not {dims:?} maps"
+        ))),
+    }
+}
+
+/// Trains an embedding on the rows `train_rows` of `pooled`, where `groups[row]` is the
+/// design of each row (photos of one design are similar; every other design is dissimilar).
+/// Returns the network, folded to read raw pooled features.
+pub fn train_embedding(
+    pooled: &FeatureTable,
+    groups: &[u64],
+    train_rows: &[usize],
+    config: &SimilarityConfig,
+    device: &Device,
+    observer: &mut dyn Observer,
+) -> Result<EmbeddingNet, TrainError> {
+    config.validate()?;
+    let inputs = pooled_dims(pooled)?;
+    let designs = designs_with_pairs(groups, train_rows);
+    if designs.len() < 2 {
+        return Err(TrainError::EmptyDataset {
+            what: "designs with two or more training photos".into(),
+            fix: "import photos with a design id (the manifest's `design` column), several per \
+                  design"
+                .into(),
+        });
+    }
+    let stats = ChannelStats::of(pooled, train_rows);
+    let mut table = pooled.clone();
+    stats.apply(&mut table);
+    let train_device = device.clone().autodiff();
+    let mut net = crate::init::exclusive(|| {
+        train_device.seed(config.seed);
+        let net = EmbeddingNet::new(inputs, config, &train_device);
+        crate::init::materialize(&net);
+        net
+    });
+    let mut optimizer: ModuleOptimizer = AdamWConfig::new().with_weight_decay(1e-4).init();
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    for epoch in 0..config.epochs {
+        let started = std::time::Instant::now();
+        let batches = epoch_batches(&designs, config, &mut rng);
+        observer.phase(
+            &format!("similarity epoch {}/{}", epoch + 1, config.epochs),
+            batches.len() as u64,
+        );
+        let rate = cosine_rate(config, epoch);
+        let mut losses = Vec::new();
+        for (done, batch) in batches.iter().enumerate() {
+            let (next, loss) = train_step(
+                net,
+                &mut optimizer,
+                &table,
+                groups,
+                batch,
+                config,
+                rate,
+                &train_device,
+            );
+            net = next;
+            losses.extend(loss);
+            observer.advance(done as u64 + 1, losses.last().copied());
+        }
+        observer.phase_end();
+        observer.epoch_end(&EpochRecord {
+            epoch: epoch + 1,
+            learning_rate: rate,
+            train_loss: losses.iter().sum::<f64>() / losses.len().max(1) as f64,
+            validation_macro_f1: None,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+    Ok(net.valid().fold_standardization(&stats))
+}
+
+/// The learning rate of an epoch: half a cosine from the base rate to 0.
+fn cosine_rate(config: &SimilarityConfig, epoch: usize) -> f64 {
+    let progress = epoch as f64 / config.epochs as f64;
+    config.learning_rate * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+}
+
+/// One optimiser step on a batch of rows; the loss is `None` when the batch yields no
+/// triplet.
+#[allow(clippy::too_many_arguments)]
+fn train_step(
+    net: EmbeddingNet,
+    optimizer: &mut ModuleOptimizer,
+    table: &FeatureTable,
+    groups: &[u64],
+    batch: &[usize],
+    config: &SimilarityConfig,
+    rate: f64,
+    device: &Device,
+) -> (EmbeddingNet, Option<f64>) {
+    let [channels, _, _] = table.dims;
+    let inputs = table.batch(batch, device).reshape([batch.len(), channels]);
+    let embeddings = net.forward(inputs);
+    let distances: Vec<f32> = pairwise_distances(embeddings.clone())
+        .into_data()
+        .try_into_vec()
+        .expect("f32 distances");
+    let batch_groups: Vec<u64> = batch.iter().map(|&row| groups[row]).collect();
+    let triplets = mine(&distances, &batch_groups, config.mining);
+    if triplets.is_empty() {
+        return (net, None);
+    }
+    let rows = |pick: fn(&Triplet) -> usize| {
+        let indices: Vec<i64> = triplets.iter().map(|t| pick(t) as i64).collect();
+        let indices =
+            Tensor::<1, Int>::from_data(TensorData::new(indices, [triplets.len()]), device);
+        embeddings.clone().select(0, indices)
+    };
+    let loss = triplet_loss(
+        rows(|t| t.anchor),
+        rows(|t| t.positive),
+        rows(|t| t.negative),
+        config.margin,
+    );
+    let value = f64::from(loss.clone().into_scalar::<f32>());
+    let gradients = GradientsParams::from_grads(loss.backward(), &net);
+    (optimizer.step(rate, net, gradients), Some(value))
+}
+
+/// The designs of `rows` that have two or more of them, each with its rows in order.
+fn designs_with_pairs(groups: &[u64], rows: &[usize]) -> Vec<Vec<usize>> {
+    let mut by_design: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+    for &row in rows {
+        by_design.entry(groups[row]).or_default().push(row);
+    }
+    by_design
+        .into_values()
+        .filter(|rows| rows.len() >= 2)
+        .collect()
+}
+
+/// One epoch's batches: the designs in a seeded order, `designs_per_batch` at a time, each
+/// with up to `photos_per_design` of its photos (drawn in a seeded order). A last batch with
+/// a single design is dropped: it has no negative.
+fn epoch_batches(
+    designs: &[Vec<usize>],
+    config: &SimilarityConfig,
+    rng: &mut ChaCha8Rng,
+) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..designs.len()).collect();
+    order.shuffle(rng);
+    order
+        .chunks(config.designs_per_batch)
+        .filter(|chunk| chunk.len() >= 2)
+        .map(|chunk| {
+            chunk
+                .iter()
+                .flat_map(|&design| {
+                    let mut photos = designs[design].clone();
+                    photos.shuffle(rng);
+                    photos.truncate(config.photos_per_design);
+                    photos
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Unit-length embeddings of every row of `pooled` (`[rows][dim]`), in batches.
+pub fn embed(net: &EmbeddingNet, pooled: &FeatureTable, device: &Device) -> Vec<Vec<f32>> {
+    let [channels, _, _] = pooled.dims;
+    let rows: Vec<usize> = (0..pooled.len()).collect();
+    let mut out = Vec::with_capacity(rows.len());
+    for batch in rows.chunks(256) {
+        let inputs = pooled.batch(batch, device).reshape([batch.len(), channels]);
+        let values: Vec<f32> = net.forward(inputs).into_data().try_into_vec().expect("f32");
+        out.extend(
+            values
+                .chunks(values.len() / batch.len())
+                .map(<[f32]>::to_vec),
+        );
+    }
+    out
+}
+
+/// The off-the-shelf embedding: each pooled row scaled to unit length.
+pub fn unit_rows(pooled: &FeatureTable) -> Vec<Vec<f32>> {
+    let [channels, _, _] = pooled.dims;
+    pooled
+        .data
+        .chunks(channels)
+        .map(|row| {
+            let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+            row.iter().map(|v| v / norm).collect()
+        })
+        .collect()
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Recall@k of the In-shop protocol: every query row whose design has another photo among
+/// `gallery` ranks all of `gallery` except itself by cosine similarity; a hit is a photo of
+/// the same design in the top `k`. Ties rank by row. `None` without a single query.
+pub fn recall_at(
+    embeddings: &[Vec<f32>],
+    groups: &[u64],
+    queries: &[usize],
+    gallery: &[usize],
+    k: usize,
+) -> Option<f64> {
+    let mut asked = 0usize;
+    let mut hits = 0usize;
+    for &query in queries {
+        let others: Vec<usize> = gallery.iter().copied().filter(|&g| g != query).collect();
+        if !others.iter().any(|&g| groups[g] == groups[query]) {
+            continue;
+        }
+        asked += 1;
+        let mut ranked: Vec<(f32, usize)> = others
+            .iter()
+            .map(|&g| (dot(&embeddings[query], &embeddings[g]), g))
+            .collect();
+        ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        if ranked
+            .iter()
+            .take(k)
+            .any(|&(_, g)| groups[g] == groups[query])
+        {
+            hits += 1;
+        }
+    }
+    (asked > 0).then(|| hits as f64 / asked as f64)
+}
+
+/// The share of `(query, similar, dissimilar)` triplets whose similar photo is closer to the
+/// query than the dissimilar one. `None` for no triplets.
+pub fn triplet_accuracy(embeddings: &[Vec<f32>], triplets: &[Triplet]) -> Option<f64> {
+    if triplets.is_empty() {
+        return None;
+    }
+    let right = triplets
+        .iter()
+        .filter(|t| {
+            dot(&embeddings[t.anchor], &embeddings[t.positive])
+                > dot(&embeddings[t.anchor], &embeddings[t.negative])
+        })
+        .count();
+    Some(right as f64 / triplets.len() as f64)
+}
+
+/// One swap query: from `query`, among the `candidates` (the photos with the wanted label),
+/// is the best match a photo of `sibling` (the design that differs from the query's in just
+/// that facet)?
+#[derive(Debug, Clone, PartialEq)]
+pub struct SwapQuery {
+    pub query: usize,
+    pub candidates: Vec<usize>,
+    pub sibling: u64,
+}
+
+/// The share of swap queries whose most similar candidate is a photo of the sibling design.
+pub fn swap_accuracy(
+    embeddings: &[Vec<f32>],
+    groups: &[u64],
+    queries: &[SwapQuery],
+) -> Option<f64> {
+    if queries.is_empty() {
+        return None;
+    }
+    let right = queries
+        .iter()
+        .filter(|swap| {
+            let best = swap
+                .candidates
+                .iter()
+                .copied()
+                .filter(|&c| c != swap.query)
+                .max_by(|&a, &b| {
+                    dot(&embeddings[swap.query], &embeddings[a])
+                        .total_cmp(&dot(&embeddings[swap.query], &embeddings[b]))
+                        .then(b.cmp(&a))
+                });
+            best.is_some_and(|best| groups[best] == swap.sibling)
+        })
+        .count();
+    Some(right as f64 / queries.len() as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::Silent;
+
+    #[test]
+    fn held_out_designs_depend_on_the_seed_and_id_only_and_match_the_fraction() {
+        let held: Vec<bool> = (0..2000)
+            .map(|i| held_out_design(&format!("d{i:06}"), 1, 0.2))
+            .collect();
+        let share = held.iter().filter(|&&h| h).count() as f64 / held.len() as f64;
+        assert!((share - 0.2).abs() < 0.03, "{share}");
+        assert_eq!(held_out_design("d000001", 1, 0.2), held[1]);
+        assert!(!held_out_design("d000001", 1, 0.0));
+        let other_seed: Vec<bool> = (0..2000)
+            .map(|i| held_out_design(&format!("d{i:06}"), 2, 0.2))
+            .collect();
+        assert_ne!(held, other_seed);
+    }
+
+    /// Hand-made embeddings: rows 0 and 1 are design 5, rows 2 and 3 design 6, row 4 design 7
+    /// (a single photo: never a query, still in the gallery).
+    fn toy() -> (Vec<Vec<f32>>, Vec<u64>) {
+        let embeddings = vec![
+            vec![1.0, 0.0],
+            vec![0.6, 0.8],
+            vec![0.0, 1.0],
+            vec![-1.0, 0.0],
+            vec![0.8, 0.6],
+        ];
+        (embeddings, vec![5, 5, 6, 6, 7])
+    }
+
+    #[test]
+    fn recall_follows_the_in_shop_protocol_by_hand() {
+        let (embeddings, groups) = toy();
+        let all: Vec<usize> = (0..5).collect();
+        // Query 0: nearest others 4 (0.8), 1 (0.6): rank 2. Query 1: 4 (0.96), then 2 (0.8),
+        // then 0 (0.6): rank 3. Query 2: 1 (0.8), 4 (0.6), 0 (0), 3 (0): rank 4 (tie by row).
+        // Query 3: 2 (0), 1 (-0.6), ...: rank 1.
+        assert_eq!(recall_at(&embeddings, &groups, &all, &all, 1), Some(0.25));
+        assert_eq!(recall_at(&embeddings, &groups, &all, &all, 2), Some(0.5));
+        assert_eq!(recall_at(&embeddings, &groups, &all, &all, 3), Some(0.75));
+        assert_eq!(recall_at(&embeddings, &groups, &all, &all, 4), Some(1.0));
+        assert_eq!(recall_at(&embeddings, &groups, &[4], &all, 1), None);
+    }
+
+    #[test]
+    fn triplet_and_swap_accuracy_by_hand() {
+        let (embeddings, groups) = toy();
+        let triplets = [
+            Triplet {
+                anchor: 0,
+                positive: 1,
+                negative: 2,
+            },
+            Triplet {
+                anchor: 0,
+                positive: 1,
+                negative: 4,
+            },
+        ];
+        assert_eq!(triplet_accuracy(&embeddings, &triplets), Some(0.5));
+        let swaps = [
+            // From 0 among {2, 3, 4}: 4 is closest, a photo of design 7.
+            SwapQuery {
+                query: 0,
+                candidates: vec![2, 3, 4],
+                sibling: 7,
+            },
+            // From 3 among {1, 2}: 2 (0) beats 1 (-0.6); design 6 is not the sibling 5.
+            SwapQuery {
+                query: 3,
+                candidates: vec![1, 2],
+                sibling: 5,
+            },
+        ];
+        assert_eq!(swap_accuracy(&embeddings, &groups, &swaps), Some(0.5));
+    }
+
+    /// Features where each design is a direction plus noise that is larger than the spread
+    /// between designs along a few nuisance dimensions: the trained embedding must find the
+    /// design directions, and then beats the raw features on held-out designs.
+    #[test]
+    fn training_separates_designs_it_never_saw() {
+        let channels = 24;
+        let (mut data, mut groups) = (Vec::new(), Vec::new());
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        use rand::RngExt;
+        for design in 0..60u64 {
+            let centre: Vec<f32> = (0..8).map(|_| rng.random_range(-1.0..1.0)).collect();
+            for _ in 0..4 {
+                for &value in &centre {
+                    data.push(value + rng.random_range(-0.15..0.15));
+                }
+                for _ in centre.len()..channels {
+                    data.push(rng.random_range(-3.0..3.0));
+                }
+                groups.push(design);
+            }
+        }
+        let table = FeatureTable {
+            dims: [channels, 1, 1],
+            data,
+        };
+        let held: Vec<usize> = (0..groups.len()).filter(|&r| groups[r] >= 45).collect();
+        let train: Vec<usize> = (0..groups.len()).filter(|&r| groups[r] < 45).collect();
+        let config = SimilarityConfig {
+            embedding_dim: 16,
+            hidden: 64,
+            epochs: 150,
+            learning_rate: 3e-3,
+            designs_per_batch: 8,
+            ..SimilarityConfig::default()
+        };
+        let device = Device::flex();
+        let net = train_embedding(&table, &groups, &train, &config, &device, &mut Silent).unwrap();
+        let trained = embed(&net, &table, &device);
+        let raw = unit_rows(&table);
+        let trained_recall = recall_at(&trained, &groups, &held, &held, 1).unwrap();
+        let raw_recall = recall_at(&raw, &groups, &held, &held, 1).unwrap();
+        assert!(
+            trained_recall >= 0.85,
+            "trained {trained_recall}, raw {raw_recall}"
+        );
+        assert!(
+            trained_recall > raw_recall + 0.5,
+            "trained {trained_recall}, raw {raw_recall}"
+        );
+        for row in &trained {
+            let norm: f32 = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+            assert!((norm - 1.0).abs() < 1e-4);
+        }
+    }
+
+    #[test]
+    fn batches_take_p_designs_and_at_most_k_photos_each() {
+        let groups: Vec<u64> = vec![0, 0, 0, 0, 0, 1, 1, 2, 3, 3, 4, 4];
+        let rows: Vec<usize> = (0..groups.len()).collect();
+        let designs = designs_with_pairs(&groups, &rows);
+        // Design 2 has one photo: it cannot be a positive pair.
+        assert_eq!(designs.len(), 4);
+        let config = SimilarityConfig {
+            designs_per_batch: 3,
+            photos_per_design: 3,
+            ..SimilarityConfig::default()
+        };
+        let batches = epoch_batches(&designs, &config, &mut ChaCha8Rng::seed_from_u64(1));
+        // Four designs, three a batch: the second batch would hold one design and is dropped.
+        assert_eq!(batches.len(), 1);
+        let mut per_design: BTreeMap<u64, usize> = BTreeMap::new();
+        for &row in &batches[0] {
+            *per_design.entry(groups[row]).or_default() += 1;
+        }
+        assert_eq!(per_design.len(), 3);
+        assert!(
+            per_design.values().all(|&n| (2..=3).contains(&n)),
+            "{per_design:?}"
+        );
+    }
+}
