@@ -287,7 +287,7 @@ fn file_checksum(path: &Path) -> Result<(u64, String), TrainError> {
     Ok((size, hex::encode(hasher.finalize())))
 }
 
-fn partial_name(dir: &Path) -> PathBuf {
+pub(crate) fn partial_name(dir: &Path) -> PathBuf {
     let mut name = dir.file_name().unwrap_or_default().to_os_string();
     name.push(".partial");
     dir.with_file_name(name)

@@ -48,6 +48,7 @@ pub mod model;
 pub mod progress;
 pub mod schedule;
 pub mod similarity;
+pub mod similarity_model;
 pub mod standardize;
 pub mod tagger;
 pub mod trainer;

@@ -1,0 +1,321 @@
+//! A similarity model: the backbone, the dress locator and the embedding network that turn a
+//! photo into its dress box, a crop of the dress and the crop's embedding. Saved as a folder
+//! like a facet model (`model.json`, `weights.bpk`, `metrics.json`, `checksums.json`; see
+//! [`crate::artifact`]): written under a temporary name, checked file by file before use.
+//!
+//! Each photo yields two embeddings: the off-the-shelf one (the crop's GeM-pooled backbone map,
+//! unit length) and the trained one ([`crate::similarity::EmbeddingNet`] over the same pooled
+//! vector), plus a 3x3 grid of unit-length cells of the crop's map that explains where two
+//! dresses agree.
+
+use std::fs;
+use std::path::Path;
+
+use atelier_models::{AnyBackbone, Backbone};
+use burn::prelude::*;
+use image::RgbImage;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::artifact::{
+    METRICS_FILE, MODEL_FILE, WEIGHTS_FILE, partial_name, seal_model, verify_model,
+};
+use crate::backbones::BackboneChoice;
+use crate::checkpoint::{load_module, read_json, save_module, write_json_atomically};
+use crate::crop::{DetailCrop, from_square};
+use crate::error::TrainError;
+use crate::input::{InputConfig, eval_planes, to_batch};
+use crate::locator::DressLocator;
+use crate::metric::{gem_pool, grid_cells, l2_normalize};
+use crate::similarity::{EmbeddingNet, SimilarityConfig};
+use atelier_models::FeatureTap;
+
+const FORMAT: &str = "atelier-similarity-model";
+const FORMAT_VERSION: u32 = 1;
+
+/// Side of the explanation grid.
+pub const EXPLAIN_GRID: usize = 3;
+
+/// The square around the whole dress: 1.1 box heights, its top 5 % of a box height above the
+/// box, centred on it (a dress box is taller than wide, so this holds the whole dress).
+pub const DRESS_CROP: DetailCrop = DetailCrop {
+    side: 1.1,
+    top_margin: 0.05,
+};
+
+/// Everything needed to rebuild and use a similarity network, besides its weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SimilarityManifest {
+    pub format: String,
+    pub format_version: u32,
+    pub run: Option<i64>,
+    pub backbone: BackboneChoice,
+    /// The backbone stage whose map is read (`None`: the final map).
+    pub feature_stage: Option<usize>,
+    pub input: InputConfig,
+    pub crop: DetailCrop,
+    pub similarity: SimilarityConfig,
+    /// Channels of the backbone map (the width of a pooled vector).
+    pub channels: usize,
+    /// Side of the backbone map of a whole photo (what the locator reads).
+    pub map_size: usize,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+impl SimilarityManifest {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        run: Option<i64>,
+        backbone: BackboneChoice,
+        feature_stage: Option<usize>,
+        input: InputConfig,
+        similarity: SimilarityConfig,
+        channels: usize,
+        map_size: usize,
+        created_at: i64,
+    ) -> Self {
+        Self {
+            format: FORMAT.into(),
+            format_version: FORMAT_VERSION,
+            run,
+            backbone,
+            feature_stage,
+            input,
+            crop: DRESS_CROP,
+            similarity,
+            channels,
+            map_size,
+            created_at,
+        }
+    }
+
+    pub fn tap(&self) -> FeatureTap {
+        self.feature_stage
+            .map_or(FeatureTap::Final, FeatureTap::Stage)
+    }
+
+    /// A network of this architecture with untrained weights.
+    pub fn build_net(&self, device: &Device) -> Result<SimilarityNet, TrainError> {
+        crate::init::exclusive(|| {
+            Ok(SimilarityNet {
+                backbone: self.backbone.build(None, device)?,
+                locator: DressLocator::new(self.channels, self.map_size, device),
+                embedding: EmbeddingNet::new(self.channels, &self.similarity, device),
+            })
+        })
+    }
+}
+
+/// The backbone, the dress locator and the embedding network.
+#[derive(Module, Debug)]
+pub struct SimilarityNet {
+    pub backbone: AnyBackbone,
+    pub locator: DressLocator,
+    pub embedding: EmbeddingNet,
+}
+
+/// What a similarity model makes of one photo.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhotoEmbedding {
+    /// The located dress box in the photo's pixels `[x0, y0, x1, y1]`.
+    pub dress_box: [f32; 4],
+    /// The trained embedding (unit length).
+    pub embedding: Vec<f32>,
+    /// The crop's pooled backbone map, scaled to unit length.
+    pub off_the_shelf: Vec<f32>,
+    /// [`EXPLAIN_GRID`]² unit-length cells of the crop's map, row-major.
+    pub cells: Vec<Vec<f32>>,
+}
+
+impl SimilarityNet {
+    /// Locates, crops and embeds `photos` (one batch).
+    pub fn embed_photos(
+        &self,
+        manifest: &SimilarityManifest,
+        photos: &[RgbImage],
+        device: &Device,
+    ) -> Vec<PhotoEmbedding> {
+        let input = &manifest.input;
+        let tap = manifest.tap();
+        let whole: Vec<_> = photos.par_iter().map(|p| eval_planes(p, input)).collect();
+        let boxes = self
+            .locator
+            .boxes(self.backbone.forward_to(to_batch(&whole, device), tap));
+        let regions: Vec<_> = photos
+            .iter()
+            .zip(&boxes)
+            .map(|(photo, &[x0, y0, x1, y1])| {
+                // An untrained or confused locator may swap corners; a box has them in order.
+                let square = [x0.min(x1), y0.min(y1), x0.max(x1), y0.max(y1)];
+                let (w, h) = photo.dimensions();
+                let region = manifest.crop.region_for(square, w, h);
+                (from_square(square, w, h), region)
+            })
+            .collect();
+        let crops: Vec<_> = photos
+            .par_iter()
+            .zip(&regions)
+            .map(|(photo, (_, region))| eval_planes(&crate::crop::crop(photo, *region), input))
+            .collect();
+        let map = self.backbone.forward_to(to_batch(&crops, device), tap);
+        let pooled = gem_pool(map.clone(), manifest.similarity.gem_p);
+        let rows = |t: Tensor<2>| -> Vec<Vec<f32>> {
+            let [n, d] = t.dims();
+            let values: Vec<f32> = t.into_data().try_into_vec().expect("f32 embeddings");
+            (0..n).map(|i| values[i * d..][..d].to_vec()).collect()
+        };
+        let trained = rows(self.embedding.forward(pooled.clone()));
+        let plain = rows(l2_normalize(pooled));
+        let grid = grid_cells(map, EXPLAIN_GRID);
+        let [_, cells, channels] = grid.dims();
+        let grid: Vec<f32> = grid.into_data().try_into_vec().expect("f32 cells");
+        regions
+            .into_iter()
+            .zip(trained.into_iter().zip(plain))
+            .enumerate()
+            .map(
+                |(i, ((dress_box, _), (embedding, off_the_shelf)))| PhotoEmbedding {
+                    dress_box,
+                    embedding,
+                    off_the_shelf,
+                    cells: grid[i * cells * channels..][..cells * channels]
+                        .chunks(channels)
+                        .map(<[f32]>::to_vec)
+                        .collect(),
+                },
+            )
+            .collect()
+    }
+}
+
+/// Writes a similarity model folder at `dir` (which must not exist yet) with its evaluation.
+pub fn save_similarity_model(
+    dir: &Path,
+    manifest: &SimilarityManifest,
+    net: &SimilarityNet,
+    evaluation: &Value,
+) -> Result<(), TrainError> {
+    if dir.exists() {
+        return Err(TrainError::Config(format!(
+            "{} already exists; models are never overwritten",
+            dir.display()
+        )));
+    }
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(parent).map_err(|e| TrainError::io(parent, e))?;
+    let temporary = partial_name(dir);
+    if temporary.exists() {
+        fs::remove_dir_all(&temporary).map_err(|e| TrainError::io(&temporary, e))?;
+    }
+    fs::create_dir_all(&temporary).map_err(|e| TrainError::io(&temporary, e))?;
+    save_module(net, &temporary.join(WEIGHTS_FILE))?;
+    write_json_atomically(&temporary.join(METRICS_FILE), evaluation)?;
+    write_json_atomically(&temporary.join(MODEL_FILE), manifest)?;
+    seal_model(&temporary)?;
+    fs::rename(&temporary, dir).map_err(|e| TrainError::io(dir, e))
+}
+
+/// Reads a similarity model folder, after checking every file against its checksums.
+pub fn load_similarity_model(
+    dir: &Path,
+    device: &Device,
+) -> Result<(SimilarityManifest, SimilarityNet), TrainError> {
+    let manifest_path = dir.join(MODEL_FILE);
+    if !manifest_path.exists() {
+        return Err(TrainError::artifact(
+            &manifest_path,
+            "not found: this is not a model folder (train one with `atelier train similarity`)",
+        ));
+    }
+    verify_model(dir)?;
+    let manifest: SimilarityManifest = read_json(&manifest_path)?;
+    if manifest.format != FORMAT || manifest.format_version > FORMAT_VERSION {
+        return Err(TrainError::artifact(
+            &manifest_path,
+            format!(
+                "format {} version {} is not a similarity model this atelier reads ({FORMAT} up \
+                 to {FORMAT_VERSION})",
+                manifest.format, manifest.format_version
+            ),
+        ));
+    }
+    let net = load_module(manifest.build_net(device)?, &dir.join(WEIGHTS_FILE))?;
+    Ok((manifest, net))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::Rgb;
+
+    fn tiny_model(device: &Device) -> (SimilarityManifest, SimilarityNet) {
+        let backbone = BackboneChoice::Tiny;
+        let built = backbone.build(None, device).unwrap();
+        let input = InputConfig::new(64, built.normalization());
+        let [channels, map_size, _] =
+            BackboneChoice::feature_shape(&built, 64, FeatureTap::Final, device);
+        let similarity = SimilarityConfig {
+            embedding_dim: 8,
+            hidden: 16,
+            ..SimilarityConfig::default()
+        };
+        let manifest = SimilarityManifest::new(
+            Some(3),
+            backbone,
+            None,
+            input,
+            similarity,
+            channels,
+            map_size,
+            0,
+        );
+        let net = manifest.build_net(device).unwrap();
+        (manifest, net)
+    }
+
+    fn photo(shade: u8) -> RgbImage {
+        RgbImage::from_fn(48, 80, |x, y| Rgb([shade, (x * 5) as u8, (y * 3) as u8]))
+    }
+
+    /// A saved model embeds photos exactly as the network it was saved from; the embeddings
+    /// and the explanation cells have unit length and the box lies on the photo's scale.
+    #[test]
+    fn a_saved_model_embeds_like_the_original() {
+        let device = Device::flex();
+        let (manifest, net) = tiny_model(&device);
+        let photos = [photo(30), photo(200)];
+        let before = net.embed_photos(&manifest, &photos, &device);
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("similar");
+        save_similarity_model(&folder, &manifest, &net, &serde_json::json!({"ok": true})).unwrap();
+        assert!(save_similarity_model(&folder, &manifest, &net, &Value::Null).is_err());
+        let (loaded_manifest, loaded) = load_similarity_model(&folder, &device).unwrap();
+        assert_eq!(loaded_manifest, manifest);
+        let after = loaded.embed_photos(&manifest, &photos, &device);
+        assert_eq!(before, after);
+        for embedded in &after {
+            let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            assert!((norm(&embedded.embedding) - 1.0).abs() < 1e-4);
+            assert_eq!(embedded.embedding.len(), 8);
+            assert!((norm(&embedded.off_the_shelf) - 1.0).abs() < 1e-4);
+            assert_eq!(embedded.cells.len(), EXPLAIN_GRID * EXPLAIN_GRID);
+            assert!(
+                embedded
+                    .cells
+                    .iter()
+                    .all(|c| (norm(c) - 1.0).abs() < 1e-3 || norm(c) == 0.0)
+            );
+            let [x0, y0, x1, y1] = embedded.dress_box;
+            assert!(
+                x0 < x1 && y0 < y1 && x1 <= 80.0 && y1 <= 80.0,
+                "{:?}",
+                embedded.dress_box
+            );
+        }
+        // A facet model folder is not a similarity model.
+        std::fs::write(folder.join(MODEL_FILE), "{}").unwrap();
+        assert!(load_similarity_model(&folder, &device).is_err());
+    }
+}
