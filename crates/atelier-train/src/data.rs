@@ -93,7 +93,7 @@ impl Dataset {
 }
 
 /// A number in `[0, 1)` determined by the id and seed only.
-fn hash_unit(id: &str, seed: u64) -> f64 {
+pub(crate) fn hash_unit(id: &str, seed: u64) -> f64 {
     let digest = Sha256::new()
         .chain_update(seed.to_le_bytes())
         .chain_update(id.as_bytes())

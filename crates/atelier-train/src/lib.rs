@@ -49,6 +49,7 @@ pub mod progress;
 pub mod schedule;
 pub mod similarity;
 pub mod similarity_model;
+pub mod similarity_run;
 pub mod standardize;
 pub mod tagger;
 pub mod trainer;

@@ -22,7 +22,6 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::error::TrainError;
 use crate::features::FeatureTable;
@@ -120,12 +119,7 @@ impl SimilarityConfig {
 /// below `fraction`, so the split is the same on every run with the seed and never depends on
 /// which other designs exist.
 pub fn held_out_design(design: &str, seed: u64, fraction: f64) -> bool {
-    let digest = Sha256::new()
-        .chain_update(seed.to_le_bytes())
-        .chain_update(design.as_bytes())
-        .finalize();
-    let value = u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"));
-    (value as f64 / u64::MAX as f64) < fraction
+    crate::data::hash_unit(design, seed) < fraction
 }
 
 /// Pooled features -> hidden layer (ReLU) -> unit-length embedding.

@@ -1,0 +1,415 @@
+//! A similarity run from photos to a saved-ready model and its numbers: locate the dress (the
+//! locator learns from the train split's dress boxes), cut the square around it, pool the
+//! backbone map of the crop, train the embedding on the designs that are not held out, and
+//! score the off-the-shelf and the trained embedding side by side on the held-out designs.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::TrainConfig;
+use crate::data::Dataset;
+use crate::error::TrainError;
+use crate::features::{self, FeatureCache, FeatureTable, View};
+use crate::input::InputConfig;
+use crate::locator::{LocatorReport, place_detail_views};
+use crate::metric::Triplet;
+use crate::progress::Observer;
+use crate::similarity::{
+    SimilarityConfig, SwapQuery, embed, held_out_design, recall_at, swap_accuracy, train_embedding,
+    triplet_accuracy, unit_rows,
+};
+use crate::similarity_model::{DRESS_CROP, SimilarityManifest, SimilarityNet};
+
+/// The photos of a similarity run: `dataset.examples` (no facets needed; dress boxes on the
+/// train split teach the locator) with the design of each photo.
+#[derive(Debug, Clone)]
+pub struct SimilarityData {
+    pub dataset: Dataset,
+    /// Per example, its design id; `None` for a photo of no known design (it is only ever a
+    /// dissimilar photo).
+    pub designs: Vec<Option<String>>,
+    /// Variant families: (design, its base design, the facet that differs).
+    pub variants: Vec<(String, String, String)>,
+    /// Per example, its current label of each facet (for swap queries).
+    pub labels: Vec<BTreeMap<String, String>>,
+}
+
+/// One embedding's numbers on the held-out designs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RetrievalScores {
+    pub recall_at_1: Option<f64>,
+    pub recall_at_10: Option<f64>,
+    pub triplet_accuracy: Option<f64>,
+    pub swap_accuracy: Option<f64>,
+}
+
+/// What a similarity run measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SimilarityEvaluation {
+    pub held_out_designs: usize,
+    pub held_out_photos: usize,
+    /// Photos of held-out designs with another photo of their design (Recall@k queries).
+    pub queries: usize,
+    pub triplets: usize,
+    pub swap_queries: usize,
+    pub off_the_shelf: RetrievalScores,
+    pub trained: RetrievalScores,
+    pub locator: LocatorReport,
+}
+
+/// A finished similarity run: the network, what it measured, and both embeddings of every
+/// example (in example order).
+pub struct SimilarityOutcome {
+    pub manifest: SimilarityManifest,
+    pub net: SimilarityNet,
+    pub evaluation: SimilarityEvaluation,
+    pub trained: Vec<Vec<f32>>,
+    pub off_the_shelf: Vec<Vec<f32>>,
+}
+
+/// Runs a similarity run. `backbone` names the backbone, its weights, input size, feature
+/// stage, batch size, device and seed (a facet configuration's fields; the rest is unused).
+pub fn run_similarity(
+    data: &mut SimilarityData,
+    backbone: &TrainConfig,
+    config: &SimilarityConfig,
+    run: Option<i64>,
+    feature_cache: Option<&Path>,
+    observer: &mut dyn Observer,
+) -> Result<SimilarityOutcome, TrainError> {
+    config.validate()?;
+    backbone.validate()?;
+    let (locator, report) = place_detail_views(
+        &mut data.dataset,
+        backbone,
+        &[DRESS_CROP],
+        feature_cache,
+        observer,
+    )?;
+    let device = crate::device::device_for(backbone.device)?;
+    let network = crate::init::exclusive(|| {
+        device.seed(backbone.seed);
+        backbone
+            .backbone
+            .build(backbone.weights.as_deref(), &device)
+    })?;
+    let input = InputConfig::new(
+        backbone.image_size,
+        atelier_models::Backbone::normalization(&network),
+    );
+    let cache = feature_cache
+        .map(|root| FeatureCache::new(root, backbone, &input, false))
+        .transpose()?;
+    let maps = features::extract(
+        &network,
+        &data.dataset.examples,
+        View::Detail(0),
+        &input,
+        backbone.batch_size,
+        backbone.feature_tap(),
+        false,
+        cache.as_ref(),
+        &device,
+        observer,
+    )?;
+    let [channels, _, _] = maps.dims;
+    let pooled = gem_pool_table(&maps, config.gem_p);
+    let groups = design_groups(&data.designs);
+    let held: Vec<bool> = data
+        .designs
+        .iter()
+        .map(|d| {
+            d.as_deref()
+                .is_some_and(|d| held_out_design(d, config.seed, config.eval_fraction))
+        })
+        .collect();
+    let train_rows: Vec<usize> = (0..held.len()).filter(|&i| !held[i]).collect();
+    let net = train_embedding(&pooled, &groups, &train_rows, config, &device, observer)?;
+    let trained = embed(&net, &pooled, &device);
+    let off_the_shelf = unit_rows(&pooled);
+    let evaluation = evaluate(data, &groups, &held, &trained, &off_the_shelf, report);
+    let map_size = whole_map_size(&network, backbone, &device);
+    let manifest = SimilarityManifest::new(
+        run,
+        backbone.backbone,
+        backbone.feature_stage,
+        input,
+        config.clone(),
+        channels,
+        map_size,
+        atelier_core::now_millis(),
+    );
+    Ok(SimilarityOutcome {
+        manifest,
+        net: SimilarityNet {
+            backbone: network,
+            locator,
+            embedding: net,
+        },
+        evaluation,
+        trained,
+        off_the_shelf,
+    })
+}
+
+fn whole_map_size(
+    network: &atelier_models::AnyBackbone,
+    backbone: &TrainConfig,
+    device: &burn::prelude::Device,
+) -> usize {
+    let [_, side, _] = crate::backbones::BackboneChoice::feature_shape(
+        network,
+        backbone.image_size,
+        backbone.feature_tap(),
+        device,
+    );
+    side
+}
+
+/// Generalised-mean pooling of every map of a table to `[channels, 1, 1]` rows:
+/// `(mean over positions of max(x, 1e-6)^p)^(1/p)`, the same as
+/// [`crate::metric::gem_pool`] on tensors.
+pub fn gem_pool_table(table: &FeatureTable, p: f32) -> FeatureTable {
+    let [channels, height, width] = table.dims;
+    let cells = height * width;
+    let data = table
+        .data
+        .chunks(channels * cells)
+        .flat_map(|map| {
+            map.chunks(cells).map(|plane| {
+                let mean =
+                    plane.iter().map(|v| v.max(1e-6).powf(p)).sum::<f32>() / cells.max(1) as f32;
+                mean.powf(1.0 / p)
+            })
+        })
+        .collect();
+    FeatureTable {
+        dims: [channels, 1, 1],
+        data,
+    }
+}
+
+/// A group number per example: photos of one design share it; a photo of no known design has a
+/// group of its own.
+pub fn design_groups(designs: &[Option<String>]) -> Vec<u64> {
+    let mut numbers: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut next = 0u64;
+    let mut fresh = || {
+        next += 1;
+        next - 1
+    };
+    designs
+        .iter()
+        .map(|design| match design {
+            Some(design) => *numbers.entry(design.as_str()).or_insert_with(&mut fresh),
+            None => fresh(),
+        })
+        .collect()
+}
+
+fn evaluate(
+    data: &SimilarityData,
+    groups: &[u64],
+    held: &[bool],
+    trained: &[Vec<f32>],
+    off_the_shelf: &[Vec<f32>],
+    locator: LocatorReport,
+) -> SimilarityEvaluation {
+    let held_rows: Vec<usize> = (0..held.len()).filter(|&i| held[i]).collect();
+    let everyone: Vec<usize> = (0..held.len()).collect();
+    let triplets = held_out_triplets(groups, &held_rows);
+    let swaps = swap_queries(data, groups, held);
+    let scores = |embeddings: &[Vec<f32>]| RetrievalScores {
+        recall_at_1: recall_at(embeddings, groups, &held_rows, &everyone, 1),
+        recall_at_10: recall_at(embeddings, groups, &held_rows, &everyone, 10),
+        triplet_accuracy: triplet_accuracy(embeddings, &triplets),
+        swap_accuracy: swap_accuracy(embeddings, groups, &swaps),
+    };
+    let queries = held_rows
+        .iter()
+        .filter(|&&q| held_rows.iter().any(|&g| g != q && groups[g] == groups[q]))
+        .count();
+    let mut designs: Vec<u64> = held_rows.iter().map(|&r| groups[r]).collect();
+    designs.sort_unstable();
+    designs.dedup();
+    SimilarityEvaluation {
+        held_out_designs: designs.len(),
+        held_out_photos: held_rows.len(),
+        queries,
+        triplets: triplets.len(),
+        swap_queries: swaps.len(),
+        off_the_shelf: scores(off_the_shelf),
+        trained: scores(trained),
+        locator,
+    }
+}
+
+/// Triplets among held-out photos, fixed by the data alone: each photo with another photo of
+/// its design is the query, the next photo of the design (in row order, wrapping) is the
+/// similar one, and the dissimilar one is the photo `offset` rows further among the held-out
+/// photos of other designs.
+fn held_out_triplets(groups: &[u64], held_rows: &[usize]) -> Vec<Triplet> {
+    let mut by_group: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+    for &row in held_rows {
+        by_group.entry(groups[row]).or_default().push(row);
+    }
+    let mut triplets = Vec::new();
+    for (position, &anchor) in held_rows.iter().enumerate() {
+        let same = &by_group[&groups[anchor]];
+        if same.len() < 2 {
+            continue;
+        }
+        let at = same.iter().position(|&r| r == anchor).expect("own group");
+        let positive = same[(at + 1) % same.len()];
+        let others: Vec<usize> = held_rows
+            .iter()
+            .copied()
+            .filter(|&r| groups[r] != groups[anchor])
+            .collect();
+        if others.is_empty() {
+            continue;
+        }
+        let negative = others[(position * 7 + 3) % others.len()];
+        triplets.push(Triplet {
+            anchor,
+            positive,
+            negative,
+        });
+    }
+    triplets
+}
+
+/// Swap queries from the variant families whose designs are both held out: from each photo of
+/// one design, ask for the other's label of the varied facet among all photos with that label;
+/// the answer should be a photo of the other design.
+fn swap_queries(data: &SimilarityData, groups: &[u64], held: &[bool]) -> Vec<SwapQuery> {
+    let rows_of = |design: &str| -> Vec<usize> {
+        (0..data.designs.len())
+            .filter(|&i| data.designs[i].as_deref() == Some(design))
+            .collect()
+    };
+    let mut queries = Vec::new();
+    for (design, base, facet) in &data.variants {
+        let (variant_rows, base_rows) = (rows_of(design), rows_of(base));
+        let (Some(&variant_row), Some(&base_row)) = (variant_rows.first(), base_rows.first())
+        else {
+            continue;
+        };
+        if !held[variant_row] || !held[base_row] {
+            continue;
+        }
+        for (from, to) in [(&base_rows, variant_row), (&variant_rows, base_row)] {
+            let Some(wanted) = data.labels[to].get(facet) else {
+                continue;
+            };
+            let candidates: Vec<usize> = (0..data.labels.len())
+                .filter(|&i| data.labels[i].get(facet) == Some(wanted))
+                .collect();
+            for &query in from {
+                queries.push(SwapQuery {
+                    query,
+                    candidates: candidates.clone(),
+                    sibling: groups[to],
+                });
+            }
+        }
+    }
+    queries
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::prelude::*;
+
+    #[test]
+    fn table_pooling_matches_the_tensor_pooling() {
+        let data: Vec<f32> = (0..2 * 3 * 4)
+            .map(|i| (i as f32 * 0.37).sin() + 0.5)
+            .collect();
+        let table = FeatureTable {
+            dims: [3, 2, 2],
+            data: data.clone(),
+        };
+        let pooled = gem_pool_table(&table, 3.0);
+        let map = Tensor::<4>::from_data(TensorData::new(data, [2, 3, 2, 2]), &Device::flex());
+        let expected: Vec<f32> = crate::metric::gem_pool(map, 3.0)
+            .into_data()
+            .try_into_vec()
+            .unwrap();
+        assert_eq!(pooled.dims, [3, 1, 1]);
+        for (a, b) in pooled.data.iter().zip(&expected) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn photos_of_one_design_share_a_group_and_unknown_designs_stand_alone() {
+        let designs = [
+            Some("d2".to_string()),
+            None,
+            Some("d1".to_string()),
+            Some("d2".to_string()),
+            None,
+        ];
+        let groups = design_groups(&designs);
+        assert_eq!(groups[0], groups[3]);
+        let mut distinct = groups.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 4, "{groups:?}");
+    }
+
+    #[test]
+    fn held_out_triplets_pair_a_design_s_photos_against_another_design() {
+        let groups = [1, 1, 2, 2, 3, 9];
+        let held = [0, 1, 2, 3, 4];
+        let triplets = held_out_triplets(&groups, &held);
+        // Row 4 is the only photo of design 3: it anchors nothing.
+        assert_eq!(triplets.len(), 4);
+        for t in &triplets {
+            assert_eq!(groups[t.anchor], groups[t.positive]);
+            assert_ne!(t.anchor, t.positive);
+            assert_ne!(groups[t.anchor], groups[t.negative]);
+            assert!(held.contains(&t.negative));
+        }
+    }
+
+    #[test]
+    fn swap_queries_ask_for_the_sibling_s_label_among_all_photos_with_it() {
+        let label =
+            |neckline: &str| BTreeMap::from([("neckline".to_string(), neckline.to_string())]);
+        let data = SimilarityData {
+            dataset: Dataset {
+                facets: Vec::new(),
+                examples: Vec::new(),
+            },
+            designs: vec![
+                Some("a".into()),
+                Some("a".into()),
+                Some("b".into()),
+                Some("c".into()),
+            ],
+            variants: vec![("b".into(), "a".into(), "neckline".into())],
+            labels: vec![
+                label("round"),
+                label("round"),
+                label("v-neck"),
+                label("v-neck"),
+            ],
+        };
+        let groups = design_groups(&data.designs);
+        let queries = swap_queries(&data, &groups, &[true; 4]);
+        // Two photos of a ask for a v-neck (candidates 2 and 3; the answer is b's photo), and
+        // b's photo asks for a round neckline (candidates 0 and 1, both a's).
+        assert_eq!(queries.len(), 3);
+        assert_eq!(queries[0].candidates, vec![2, 3]);
+        assert_eq!(queries[0].sibling, groups[2]);
+        assert_eq!(queries[2].query, 2);
+        assert_eq!(queries[2].candidates, vec![0, 1]);
+        // A family with a design in training is not asked about.
+        assert!(swap_queries(&data, &groups, &[true, true, false, true]).is_empty());
+    }
+}
