@@ -4,11 +4,12 @@
 //! score the off-the-shelf and the trained embedding side by side on the held-out designs.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::TrainConfig;
+use crate::backbones::BackboneChoice;
+use crate::config::{DeviceChoice, Recipe, TrainConfig};
 use crate::data::Dataset;
 use crate::error::TrainError;
 use crate::features::{self, FeatureCache, FeatureTable, View};
@@ -21,6 +22,61 @@ use crate::similarity::{
     triplet_accuracy, unit_rows,
 };
 use crate::similarity_model::{DRESS_CROP, SimilarityManifest, SimilarityNet};
+
+/// Everything that defines a similarity run, stored with the run and the model. The backbone
+/// settings default to the `demo` facet recipe's (frozen EfficientNet-Lite0, stage 6, 224
+/// pixels), so a catalogue tagged with it has the whole-photo features cached already.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SimilarityRunConfig {
+    pub backbone: BackboneChoice,
+    /// Pretrained backbone weights; the application fills in EfficientNet-Lite0's.
+    pub weights: Option<PathBuf>,
+    pub image_size: u32,
+    pub feature_stage: Option<usize>,
+    pub batch_size: usize,
+    pub device: DeviceChoice,
+    pub similarity: SimilarityConfig,
+}
+
+impl Default for SimilarityRunConfig {
+    fn default() -> Self {
+        let demo = Recipe::Demo.config();
+        Self {
+            backbone: demo.backbone,
+            weights: None,
+            image_size: demo.image_size,
+            feature_stage: demo.feature_stage,
+            batch_size: demo.batch_size,
+            device: demo.device,
+            similarity: SimilarityConfig::default(),
+        }
+    }
+}
+
+impl SimilarityRunConfig {
+    /// The frozen-backbone facet configuration whose feature extraction (and cache) the run
+    /// shares.
+    pub fn features(&self) -> TrainConfig {
+        TrainConfig {
+            backbone: self.backbone,
+            weights: self.weights.clone(),
+            image_size: self.image_size,
+            feature_stage: self.feature_stage,
+            batch_size: self.batch_size,
+            device: self.device,
+            seed: self.similarity.seed,
+            freeze_backbone: true,
+            ..TrainConfig::default()
+        }
+    }
+
+    /// Refuses settings that cannot work, naming the field.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        self.features().validate()?;
+        self.similarity.validate()
+    }
+}
 
 /// The photos of a similarity run: `dataset.examples` (no facets needed; dress boxes on the
 /// train split teach the locator) with the design of each photo.
@@ -69,18 +125,17 @@ pub struct SimilarityOutcome {
     pub off_the_shelf: Vec<Vec<f32>>,
 }
 
-/// Runs a similarity run. `backbone` names the backbone, its weights, input size, feature
-/// stage, batch size, device and seed (a facet configuration's fields; the rest is unused).
+/// Runs a similarity run on `data` (see [`SimilarityData`]).
 pub fn run_similarity(
     data: &mut SimilarityData,
-    backbone: &TrainConfig,
-    config: &SimilarityConfig,
+    settings: &SimilarityRunConfig,
     run: Option<i64>,
     feature_cache: Option<&Path>,
     observer: &mut dyn Observer,
 ) -> Result<SimilarityOutcome, TrainError> {
-    config.validate()?;
-    backbone.validate()?;
+    settings.validate()?;
+    let backbone = &settings.features();
+    let config = &settings.similarity;
     let (locator, report) = place_detail_views(
         &mut data.dataset,
         backbone,
