@@ -81,6 +81,7 @@ impl FolderTree {
             facets,
             has_boxes: false,
             has_design: false,
+            has_variants: false,
             rows_total: entries.len() as u64,
         };
         let facet_count = plan.facets.len();
@@ -131,6 +132,7 @@ impl FolderTree {
                     labels: vec![None; self.facet_count],
                     bbox: None,
                     design: None,
+                    variant: None,
                 });
                 match &row.labels[entry.facet] {
                     None => row.labels[entry.facet] = Some(entry.label.clone()),

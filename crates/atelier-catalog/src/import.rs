@@ -14,7 +14,7 @@ use crate::content::{ContentId, FileContent};
 use crate::error::{CatalogError, db};
 use crate::model::{ImportOptions, ImportProgress, ImportReport, Split, Status};
 use crate::relabel::REVIEW_SOURCE;
-use crate::source::{Batch, BoxCoords, Origin, SourcePlan, SourceRow};
+use crate::source::{Batch, BoxCoords, Origin, SourcePlan, SourceRow, Variant};
 use crate::source_reader::SourceReader;
 use crate::sql::split_from_db;
 use crate::sql::status_from_db;
@@ -225,6 +225,24 @@ struct Synchroniser<'a> {
     not_regular: PathTally,
     /// The source's images that were not removed before this import.
     owned_before: u64,
+    /// What each listed design varies, as its first row says (sources with variant columns).
+    variants: BTreeMap<String, ListedVariant>,
+}
+
+/// What a source says one design varies, and where it first said so.
+struct ListedVariant {
+    origin: Origin,
+    variant: Option<Variant>,
+}
+
+impl ListedVariant {
+    /// `a variant of "d1" in neckline`, or `no variant`, for messages.
+    fn describe(&self) -> String {
+        match &self.variant {
+            Some(v) => format!("a variant of {:?} in {}", v.of, v.facet),
+            None => "no variant".to_string(),
+        }
+    }
 }
 
 /// A count of rows with the first few of their paths (or reasons), for a refusal's message.
@@ -289,6 +307,7 @@ impl<'a> Synchroniser<'a> {
             missing: PathTally::default(),
             not_regular: PathTally::default(),
             owned_before: owned_before.max(0) as u64,
+            variants: BTreeMap::new(),
         })
     }
 
@@ -310,6 +329,9 @@ impl<'a> Synchroniser<'a> {
         let rows = self.drop_duplicates(rows);
         if rows.is_empty() {
             return Ok(());
+        }
+        if self.plan.has_variants {
+            self.collect_variants(&rows)?;
         }
         let mut label_ids = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -401,6 +423,38 @@ impl<'a> Synchroniser<'a> {
             kept.push(row);
         }
         kept
+    }
+
+    /// Notes what each row's design varies; two rows of one design that disagree fail.
+    fn collect_variants(&mut self, rows: &[SourceRow]) -> Result<(), CatalogError> {
+        for row in rows {
+            let Some(design) = &row.design else {
+                continue;
+            };
+            let listed = ListedVariant {
+                origin: row.origin.clone(),
+                variant: row.variant.clone(),
+            };
+            match self.variants.get(design) {
+                None => {
+                    self.variants.insert(design.clone(), listed);
+                }
+                Some(first) if first.variant == listed.variant => {}
+                Some(first) => {
+                    return Err(CatalogError::Source {
+                        location: self.plan.location(&row.origin, Some("variant_of")),
+                        message: format!(
+                            "design {design:?} is {} here but {} at {}; give every row of a \
+                             design the same variant_of and varied_facet",
+                            listed.describe(),
+                            first.describe(),
+                            self.plan.location(&first.origin, None)
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// `neckline "v-neck" there, "round" here; ...` for the facets where two rows disagree.
@@ -794,6 +848,7 @@ impl<'a> Synchroniser<'a> {
     /// Marks the source's unlisted images removed, orders new labels, and builds the report.
     async fn finish(mut self, conn: &mut AnyConnection) -> Result<ImportReport, CatalogError> {
         self.refuse_unusable_rows()?;
+        self.write_variants(conn).await?;
         let unlisted = self.unlisted_images(conn).await?;
         self.refuse_mass_removal(conn, &unlisted).await?;
         for ids in unlisted.chunks(crate::sql::MAX_PARAMS - 1) {
@@ -836,6 +891,110 @@ impl<'a> Synchroniser<'a> {
         let mut report = self.report;
         report.warnings = self.warnings.into_vec();
         Ok(report)
+    }
+
+    /// Stores what the listed designs vary where that changed, once every listed design exists.
+    /// A design varied that neither the source nor the catalogue lists fails the import.
+    async fn write_variants(&mut self, conn: &mut AnyConnection) -> Result<(), CatalogError> {
+        if self.variants.is_empty() {
+            return Ok(());
+        }
+        self.refuse_unknown_varied_designs(conn).await?;
+        let designs: Vec<&str> = self.variants.keys().map(String::as_str).collect();
+        let rows = select_where_in(
+            conn,
+            self.style,
+            "SELECT id, variant_of, varied_facet FROM designs WHERE id IN (",
+            "",
+            &designs,
+        )
+        .await
+        .map_err(db("loading design variants"))?;
+        let get = db("loading design variants");
+        let mut stored: HashMap<String, (Option<String>, Option<String>)> = HashMap::new();
+        for row in rows {
+            let varied = (
+                row.try_get("variant_of").map_err(&get)?,
+                row.try_get("varied_facet").map_err(&get)?,
+            );
+            stored.insert(row.try_get("id").map_err(&get)?, varied);
+        }
+        let changed: Vec<(&str, Option<&Variant>)> = self
+            .variants
+            .iter()
+            .filter(|(design, listed)| {
+                let wanted = listed
+                    .variant
+                    .as_ref()
+                    .map(|v| (v.of.as_str(), v.facet.as_str()));
+                let current = stored
+                    .get(design.as_str())
+                    .and_then(|(of, facet)| of.as_deref().zip(facet.as_deref()));
+                wanted != current
+            })
+            .map(|(design, listed)| (design.as_str(), listed.variant.as_ref()))
+            .collect();
+        // Every listed design exists by now: these upserts only update.
+        insert_values(
+            conn,
+            self.style,
+            "INSERT INTO designs (id, created_at, variant_of, varied_facet)",
+            4,
+            "ON CONFLICT (id) DO UPDATE SET variant_of = excluded.variant_of, \
+             varied_facet = excluded.varied_facet",
+            &changed,
+            |q, (design, variant)| {
+                q.bind(*design)
+                    .bind(self.now)
+                    .bind(variant.map(|v| v.of.as_str()))
+                    .bind(variant.map(|v| v.facet.as_str()))
+            },
+        )
+        .await
+        .map_err(db("writing design variants"))?;
+        self.report.variants_updated = changed.len() as u64;
+        Ok(())
+    }
+
+    /// Fails on the first row (in design order) whose design varies one that the catalogue
+    /// does not hold, now that the source's designs are written.
+    async fn refuse_unknown_varied_designs(
+        &self,
+        conn: &mut AnyConnection,
+    ) -> Result<(), CatalogError> {
+        let varied: Vec<&str> = self
+            .variants
+            .values()
+            .filter_map(|listed| listed.variant.as_ref().map(|v| v.of.as_str()))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let known: HashSet<String> = select_where_in(
+            conn,
+            self.style,
+            "SELECT id FROM designs WHERE id IN (",
+            "",
+            &varied,
+        )
+        .await
+        .and_then(|rows| rows.iter().map(|r| r.try_get("id")).collect())
+        .map_err(db("looking up varied designs"))?;
+        let unknown = self.variants.iter().find_map(|(design, listed)| {
+            let variant = listed.variant.as_ref()?;
+            (!known.contains(&variant.of)).then_some((design, listed, variant))
+        });
+        match unknown {
+            None => Ok(()),
+            Some((design, listed, variant)) => Err(CatalogError::Source {
+                location: self.plan.location(&listed.origin, Some("variant_of")),
+                message: format!(
+                    "design {design:?} varies design {:?}, which neither this manifest nor the \
+                     catalogue lists; list the design it varies, or correct variant_of. Nothing \
+                     was imported",
+                    variant.of
+                ),
+            }),
+        }
     }
 
     /// Refuses an import that names paths that are no regular files, or (unless allowed) one

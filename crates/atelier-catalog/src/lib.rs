@@ -18,6 +18,9 @@
 //!   ([`Catalog::set_labels`], [`Catalog::undo_label_event`]), the review pages' queries
 //!   ([`Catalog::review_page`]) and the clean labels of synthetic catalogues
 //!   ([`Catalog::import_truth`]).
+//! - Dress similarity search: the designs with their images and the design each varies
+//!   ([`Catalog::designs`]) and every active image's labels for search filters
+//!   ([`Catalog::active_labels`]).
 //!
 //! Import rules, per source (the canonical path of the manifest or folder root):
 //! - an image the source lists for the first time is added; one whose labels, box, design or
@@ -30,7 +33,10 @@
 //! - a label a reviewer set (source `review`) is kept when the source says otherwise:
 //!   reviewers fix the source's mistakes (counted in [`ImportReport::kept_reviewed_labels`]);
 //! - a file that is missing or empty is recorded as `quarantined` under a placeholder id
-//!   (`missing-` + sha256 of its path).
+//!   (`missing-` + sha256 of its path);
+//! - a manifest with the columns `variant_of` and `varied_facet` sets what each listed design
+//!   varies (empty cells: nothing); every row of a design must agree, and the design varied
+//!   must be listed too or be in the catalogue already.
 //!
 //! Timestamps are UTC unix milliseconds.
 
@@ -49,6 +55,7 @@ mod results;
 mod review;
 mod runs;
 mod settings;
+mod similarity;
 mod source;
 mod source_reader;
 mod sql;
@@ -75,6 +82,7 @@ pub use relabel::{LabelChange, LabelEdit};
 pub use results::{PredictionRecord, PredictionRow, RunFacetResult};
 pub use review::{ReviewFilter, ReviewItem, ReviewPage, ReviewQuery};
 pub use runs::{NewRun, RunFinish, RunLease, RunRecord, RunStatus};
+pub use similarity::DesignRecord;
 pub use sql::{now_millis, utc_minutes};
 pub use training_data::LabelledImage;
 pub use truth::TruthReport;
@@ -86,7 +94,7 @@ use url::DatabaseTarget;
 
 /// A connection pool to one catalogue database. Its methods are defined next to the storage
 /// they serve: imports, checks, reports, runs and their results, training reads, users,
-/// relabelling, review pages and truth labels each have their own module.
+/// relabelling, review pages, truth labels and similarity reads each have their own module.
 #[derive(Debug, Clone)]
 pub struct Catalog {
     pub(crate) pool: AnyPool,

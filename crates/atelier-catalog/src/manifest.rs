@@ -1,5 +1,6 @@
 //! Manifest CSV reading. The header names the columns: `path` (required), `split`, the box
-//! columns `x0,y0,x1,y1` (all four or none), `design`; every other column is a facet.
+//! columns `x0,y0,x1,y1` (all four or none), `design`, the variant columns
+//! `variant_of,varied_facet` (both or none, with `design`); every other column is a facet.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -11,11 +12,12 @@ use crate::content::hash_file;
 use crate::error::CatalogError;
 use crate::model::Split;
 use crate::source::{
-    Batch, BatchSender, BoxCoords, CHUNK_ROWS, Origin, SourcePlan, SourceRow, Stop,
+    Batch, BatchSender, BoxCoords, CHUNK_ROWS, Origin, SourcePlan, SourceRow, Stop, Variant,
     resolve_listed_path, send,
 };
 
 const BOX_COLUMNS: [&str; 4] = ["x0", "y0", "x1", "y1"];
+const VARIANT_COLUMNS: [&str; 2] = ["variant_of", "varied_facet"];
 
 /// Which column holds what.
 #[derive(Debug, Clone)]
@@ -24,6 +26,8 @@ struct Layout {
     split: Option<usize>,
     boxes: Option<[usize; 4]>,
     design: Option<usize>,
+    /// `variant_of` and `varied_facet`.
+    variants: Option<[usize; 2]>,
     /// (column index, facet name), in header order.
     facets: Vec<(usize, String)>,
 }
@@ -42,6 +46,7 @@ struct ParsedRow {
     labels: Vec<Option<String>>,
     bbox: Option<BoxCoords>,
     design: Option<String>,
+    variant: Option<Variant>,
 }
 
 fn csv_reader(file: &Path) -> Result<csv::Reader<BufReader<File>>, CatalogError> {
@@ -78,6 +83,7 @@ impl ManifestReader {
             facets: layout.facets.iter().map(|(_, name)| name.clone()).collect(),
             has_boxes: layout.boxes.is_some(),
             has_design: layout.design.is_some(),
+            has_variants: layout.variants.is_some(),
             rows_total,
         };
         let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -115,6 +121,7 @@ impl ManifestReader {
                         labels: row.labels,
                         bbox: row.bbox,
                         design: row.design,
+                        variant: row.variant,
                     })
                     .collect();
                 send(
@@ -162,16 +169,9 @@ impl ManifestReader {
             })?
             .to_string();
 
-        let split = match layout.split.map(cell) {
-            None | Some("") => None,
-            Some(value) if value.eq_ignore_ascii_case("train") => Some(Split::Train),
-            Some(value) if value.eq_ignore_ascii_case("test") => Some(Split::Test),
-            Some(value) => {
-                return Err(fail(
-                    "split",
-                    format!("{value:?} is not train, test or empty"),
-                ));
-            }
+        let split = match layout.split {
+            None => None,
+            Some(column) => parse_split(cell(column)).map_err(|m| fail("split", m))?,
         };
 
         let bbox = match layout.boxes {
@@ -186,6 +186,11 @@ impl ManifestReader {
             .map(cell)
             .filter(|d| !d.is_empty())
             .map(str::to_string);
+        let variant = match layout.variants {
+            None => None,
+            Some(columns) => parse_variant(columns.map(cell), design.as_deref(), &plan.facets)
+                .map_err(|(column, m)| fail(column, m))?,
+        };
 
         let labels = layout
             .facets
@@ -204,6 +209,7 @@ impl ManifestReader {
             labels,
             bbox,
             design,
+            variant,
         })
     }
 }
@@ -218,6 +224,7 @@ impl Layout {
         let mut split = None;
         let mut design = None;
         let mut boxes: [Option<usize>; 4] = [None; 4];
+        let mut variants: [Option<usize>; 2] = [None; 2];
         let mut facets: Vec<(usize, String)> = Vec::new();
         let mut seen: Vec<String> = Vec::new();
         for (index, raw) in header.iter().enumerate() {
@@ -244,6 +251,8 @@ impl Layout {
                 "y0" => boxes[1] = Some(index),
                 "x1" => boxes[2] = Some(index),
                 "y1" => boxes[3] = Some(index),
+                "variant_of" => variants[0] = Some(index),
+                "varied_facet" => variants[1] = Some(index),
                 _ => facets.push((index, name.to_string())),
             }
         }
@@ -266,13 +275,109 @@ impl Layout {
                 )));
             }
         };
+        let variants = variant_columns(variants, design.is_some()).map_err(fail)?;
         Ok(Layout {
             path,
             split,
             boxes,
             design,
+            variants,
             facets,
         })
+    }
+}
+
+/// The variant columns: both or neither, and only next to a `design` column.
+fn variant_columns(
+    found: [Option<usize>; 2],
+    has_design: bool,
+) -> Result<Option<[usize; 2]>, String> {
+    match found {
+        [None, None] => Ok(None),
+        [Some(_), Some(_)] if !has_design => Err("variant_of and varied_facet describe a row's \
+             design, but there is no \"design\" column; add it or remove them"
+            .to_string()),
+        [Some(of), Some(facet)] => Ok(Some([of, facet])),
+        [of, _] => {
+            let (present, missing) = if of.is_some() {
+                (VARIANT_COLUMNS[0], VARIANT_COLUMNS[1])
+            } else {
+                (VARIANT_COLUMNS[1], VARIANT_COLUMNS[0])
+            };
+            Err(format!(
+                "column {present:?} needs a {missing:?} column next to it; add it or remove \
+                 {present:?}"
+            ))
+        }
+    }
+}
+
+/// Both cells empty: the row's design varies none. Otherwise the design varied and the facet
+/// it varies, both set, for a row that names its design, which cannot vary itself; the facet
+/// must be one of the manifest's facet columns. Errors carry the offending column.
+fn parse_variant(
+    [of, facet]: [&str; 2],
+    design: Option<&str>,
+    facets: &[String],
+) -> Result<Option<Variant>, (&'static str, String)> {
+    let [of_column, facet_column] = VARIANT_COLUMNS;
+    match (of.is_empty(), facet.is_empty()) {
+        (true, true) => return Ok(None),
+        (true, false) => {
+            return Err((
+                of_column,
+                format!(
+                    "empty while varied_facet is {facet:?}; name the design this one varies, or \
+                     leave both empty"
+                ),
+            ));
+        }
+        (false, true) => {
+            return Err((
+                facet_column,
+                format!(
+                    "empty while variant_of is {of:?}; name the facet the variant changes, or \
+                     leave both empty"
+                ),
+            ));
+        }
+        (false, false) => {}
+    }
+    let Some(design) = design else {
+        return Err((
+            "design",
+            format!("empty while variant_of is {of:?}; name the design that varies it"),
+        ));
+    };
+    if of == design {
+        return Err((
+            of_column,
+            format!("{of:?} is the row's own design; a design cannot vary itself"),
+        ));
+    }
+    if !facets.iter().any(|f| f == facet) {
+        return Err((
+            facet_column,
+            format!(
+                "{facet:?} is not a facet column of this manifest (it has: {}); name the facet \
+                 the variant changes",
+                facets.join(", ")
+            ),
+        ));
+    }
+    Ok(Some(Variant {
+        of: of.to_string(),
+        facet: facet.to_string(),
+    }))
+}
+
+/// An empty cell asks for no split; otherwise train or test, in any case.
+fn parse_split(cell: &str) -> Result<Option<Split>, String> {
+    match cell {
+        "" => Ok(None),
+        value if value.eq_ignore_ascii_case("train") => Ok(Some(Split::Train)),
+        value if value.eq_ignore_ascii_case("test") => Ok(Some(Split::Test)),
+        value => Err(format!("{value:?} is not train, test or empty")),
     }
 }
 
@@ -401,5 +506,59 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(message.contains("\"Sleeve\" appears twice"), "{message}");
+    }
+
+    #[test]
+    fn variant_columns_come_in_pairs_next_to_design() {
+        let header = csv::StringRecord::from(vec![
+            "path",
+            "neckline",
+            "design",
+            "variant_of",
+            "Varied_Facet",
+        ]);
+        let layout = Layout::from_header(&header, "m.csv").unwrap();
+        assert_eq!(layout.variants, Some([3, 4]));
+        assert_eq!(layout.facets, vec![(1, "neckline".to_string())]);
+
+        let lone = csv::StringRecord::from(vec!["path", "design", "varied_facet"]);
+        let message = Layout::from_header(&lone, "m.csv").unwrap_err().to_string();
+        assert!(
+            message.contains("\"varied_facet\" needs a \"variant_of\" column"),
+            "{message}"
+        );
+        let no_design = csv::StringRecord::from(vec!["path", "variant_of", "varied_facet"]);
+        let message = Layout::from_header(&no_design, "m.csv")
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("no \"design\" column"), "{message}");
+    }
+
+    #[test]
+    fn variant_cells_are_both_set_or_both_empty() {
+        let facets = ["neckline".to_string(), "sleeve".to_string()];
+        let variant = |of, facet, design| parse_variant([of, facet], design, &facets);
+        assert_eq!(variant("", "", Some("d2")), Ok(None));
+        assert_eq!(variant("", "", None), Ok(None));
+        assert_eq!(
+            variant("d1", "sleeve", Some("d2")),
+            Ok(Some(Variant {
+                of: "d1".to_string(),
+                facet: "sleeve".to_string()
+            }))
+        );
+        assert_eq!(
+            variant("", "sleeve", Some("d2")).unwrap_err().0,
+            "variant_of"
+        );
+        assert_eq!(variant("d1", "", Some("d2")).unwrap_err().0, "varied_facet");
+        assert_eq!(variant("d1", "sleeve", None).unwrap_err().0, "design");
+        assert_eq!(
+            variant("d2", "sleeve", Some("d2")).unwrap_err().0,
+            "variant_of"
+        );
+        let (column, message) = variant("d1", "colour", Some("d2")).unwrap_err();
+        assert_eq!(column, "varied_facet");
+        assert!(message.contains("(it has: neckline, sleeve)"), "{message}");
     }
 }

@@ -125,6 +125,9 @@ pub struct ImportReport {
     /// Labels the source would have changed but that a reviewer had set (source `review`):
     /// the reviewer's label is kept.
     pub kept_reviewed_labels: u64,
+    /// Designs whose `variant_of` and `varied_facet` this import set, changed or cleared
+    /// (sources with variant columns only).
+    pub variants_updated: u64,
     pub warnings: Vec<String>,
 }
 

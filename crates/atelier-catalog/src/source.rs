@@ -37,6 +37,17 @@ pub(crate) struct SourceRow {
     pub bbox: Option<BoxCoords>,
     /// Only meaningful when [`SourcePlan::has_design`].
     pub design: Option<String>,
+    /// Only meaningful when [`SourcePlan::has_variants`]; then `None` means "varies no design".
+    pub variant: Option<Variant>,
+}
+
+/// What a row says its design varies: another design, in one facet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Variant {
+    /// The design varied.
+    pub of: String,
+    /// The facet the variant changes.
+    pub facet: String,
 }
 
 /// What a source covers, known before its rows are read.
@@ -51,6 +62,8 @@ pub(crate) struct SourcePlan {
     pub facets: Vec<String>,
     pub has_boxes: bool,
     pub has_design: bool,
+    /// The source says which design each listed design varies (`variant_of`, `varied_facet`).
+    pub has_variants: bool,
     pub rows_total: u64,
 }
 

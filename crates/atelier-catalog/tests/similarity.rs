@@ -1,0 +1,349 @@
+//! Storage for dress similarity search, each case on SQLite and on PostgreSQL: design variants
+//! from manifests and the active images' labels.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use atelier_catalog::{CatalogError, DesignRecord, ImportOptions, LabelEdit};
+use common::{TestEnv, blob, import, sha256_hex};
+
+on_both_backends!(
+    variant_columns_are_stored_on_designs,
+    reimporting_variants_writes_nothing_and_changes_are_counted,
+    manifests_without_variant_columns_leave_variants_alone,
+    a_variant_of_an_unknown_design_is_refused_and_nothing_is_written,
+    a_varied_design_may_come_later_or_from_the_catalogue,
+    rows_of_one_design_must_agree_on_what_it_varies,
+    active_labels_cover_every_active_image,
+);
+
+fn id_of(name: &str) -> String {
+    sha256_hex(&blob(name))
+}
+
+/// Writes `img/<name>.jpg` for each name.
+fn write_images(env: &TestEnv, names: &[&str]) {
+    for name in names {
+        env.write(&format!("img/{name}.jpg"), &blob(name));
+    }
+}
+
+/// Two designs and a variant of the first (neckline), each shown by images; `e.jpg` is missing.
+fn variant_manifest(env: &TestEnv) -> std::path::PathBuf {
+    write_images(env, &["a", "b", "c", "d"]);
+    env.write(
+        "manifest.csv",
+        b"path,neckline,sleeve,design,variant_of,varied_facet\n\
+          img/a.jpg,v-neck,long,d1,,\n\
+          img/b.jpg,v-neck,short,d1,,\n\
+          img/c.jpg,boat,long,d2,d1,neckline\n\
+          img/d.jpg,round,long,d3,,\n\
+          img/e.jpg,boat,long,d2,d1,neckline\n",
+    )
+}
+
+fn design(id: &str, variant: Option<(&str, &str)>, images: &[&str]) -> DesignRecord {
+    let mut images: Vec<String> = images.iter().map(|n| id_of(n)).collect();
+    images.sort();
+    DesignRecord {
+        id: id.to_string(),
+        variant_of: variant.map(|(of, _)| of.to_string()),
+        varied_facet: variant.map(|(_, facet)| facet.to_string()),
+        images,
+    }
+}
+
+async fn variant_columns_are_stored_on_designs(env: &TestEnv) {
+    let catalog = env.open().await;
+    let report = import(&catalog, &variant_manifest(env)).await;
+    assert!(!env.path("img/e.jpg").exists());
+    assert_eq!((report.added, report.quarantined), (4, 1));
+    assert_eq!(report.variants_updated, 1);
+    // The missing e.jpg shows d2 too, but only active images are listed.
+    assert_eq!(
+        catalog.designs().await.unwrap(),
+        [
+            design("d1", None, &["a", "b"]),
+            design("d2", Some(("d1", "neckline")), &["c"]),
+            design("d3", None, &["d"]),
+        ]
+    );
+    // The variant columns are no facets.
+    let facets: Vec<String> = catalog
+        .facets()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
+    assert_eq!(facets, ["neckline", "sleeve"]);
+}
+
+async fn reimporting_variants_writes_nothing_and_changes_are_counted(env: &TestEnv) {
+    let catalog = env.open().await;
+    let manifest = variant_manifest(env);
+    import(&catalog, &manifest).await;
+    let before = catalog.designs().await.unwrap();
+    let summary = catalog.summary().await.unwrap();
+
+    let again = import(&catalog, &manifest).await;
+    assert_eq!((again.added, again.updated, again.unchanged), (0, 0, 4));
+    assert_eq!(again.variants_updated, 0);
+    assert!(again.warnings.is_empty(), "{:?}", again.warnings);
+    assert_eq!(catalog.designs().await.unwrap(), before);
+    assert_eq!(catalog.summary().await.unwrap(), summary);
+
+    // d2 no longer varies d1, and d3 now varies d2 in its sleeve.
+    let manifest = env.write(
+        "manifest.csv",
+        b"path,neckline,sleeve,design,variant_of,varied_facet\n\
+          img/a.jpg,v-neck,long,d1,,\n\
+          img/b.jpg,v-neck,short,d1,,\n\
+          img/c.jpg,boat,long,d2,,\n\
+          img/d.jpg,round,long,d3,d2,sleeve\n",
+    );
+    let changed = import(&catalog, &manifest).await;
+    assert_eq!(changed.variants_updated, 2);
+    assert_eq!((changed.updated, changed.unchanged), (0, 4));
+    assert_eq!(
+        catalog.designs().await.unwrap(),
+        [
+            design("d1", None, &["a", "b"]),
+            design("d2", None, &["c"]),
+            design("d3", Some(("d2", "sleeve")), &["d"]),
+        ]
+    );
+}
+
+async fn manifests_without_variant_columns_leave_variants_alone(env: &TestEnv) {
+    let catalog = env.open().await;
+    import(&catalog, &variant_manifest(env)).await;
+    let before = catalog.designs().await.unwrap();
+    // The same designs from a manifest of the old layout: no variant columns, nothing changes.
+    let old = env.write(
+        "old.csv",
+        b"path,neckline,sleeve,design\n\
+          img/c.jpg,boat,long,d2\n",
+    );
+    let report = import(&catalog, &old).await;
+    assert_eq!((report.unchanged, report.variants_updated), (1, 0));
+    assert_eq!(catalog.designs().await.unwrap(), before);
+
+    // A catalogue made from old manifests only has designs that vary none.
+    let fresh_env = TestEnv::sqlite();
+    let fresh = fresh_env.open().await;
+    let report = import(&fresh, &old).await;
+    assert_eq!((report.added, report.variants_updated), (1, 0));
+    assert_eq!(fresh.designs().await.unwrap(), [design("d2", None, &["c"])]);
+}
+
+async fn a_variant_of_an_unknown_design_is_refused_and_nothing_is_written(env: &TestEnv) {
+    let catalog = env.open().await;
+    write_images(env, &["a", "b"]);
+    let manifest = env.write(
+        "manifest.csv",
+        b"path,neckline,design,variant_of,varied_facet\n\
+          img/a.jpg,v-neck,d1,,\n\
+          img/b.jpg,boat,d2,d9,neckline\n",
+    );
+    let error = catalog
+        .import(&manifest, &ImportOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, CatalogError::Source { .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(
+        message
+            .contains("manifest.csv line 3, column variant_of: design \"d2\" varies design \"d9\""),
+        "{message}"
+    );
+    assert!(message.contains("list the design it varies"), "{message}");
+    let summary = catalog.summary().await.unwrap();
+    assert_eq!((summary.images, summary.designs, summary.facets), (0, 0, 0));
+
+    // Cell-level mistakes name their column.
+    for (row, column) in [
+        ("img/b.jpg,boat,d2,d1,", "column varied_facet"),
+        ("img/b.jpg,boat,d2,,neckline", "column variant_of"),
+        ("img/b.jpg,boat,,d1,neckline", "column design"),
+        ("img/b.jpg,boat,d2,d2,neckline", "column variant_of"),
+        ("img/b.jpg,boat,d2,d1,colour", "column varied_facet"),
+    ] {
+        let text =
+            format!("path,neckline,design,variant_of,varied_facet\nimg/a.jpg,v-neck,d1,,\n{row}\n");
+        let manifest = env.write("manifest.csv", text.as_bytes());
+        let message = catalog
+            .import(&manifest, &ImportOptions::default())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains(&format!("manifest.csv line 3, {column}")),
+            "{row}: {message}"
+        );
+    }
+    assert_eq!(catalog.summary().await.unwrap().images, 0);
+}
+
+async fn a_varied_design_may_come_later_or_from_the_catalogue(env: &TestEnv) {
+    let catalog = env.open().await;
+    // The base design is listed after more rows than one write chunk (2 000): its variant's
+    // chunk is written before the base design exists. Missing files are placeholders, which
+    // are enough to carry designs.
+    let mut text = String::from("path,neckline,design,variant_of,varied_facet\n");
+    text.push_str("img/a.jpg,boat,d2,d1,neckline\n");
+    for i in 0..2_050 {
+        text.push_str(&format!("gone/{i}.jpg,boat,,,\n"));
+    }
+    text.push_str("img/b.jpg,v-neck,d1,,\n");
+    write_images(env, &["a", "b", "c"]);
+    let manifest = env.write("manifest.csv", text.as_bytes());
+    let report = import(&catalog, &manifest).await;
+    assert_eq!((report.added, report.variants_updated), (2, 1));
+
+    // Another source may vary a design that only the catalogue lists.
+    let other = env.write(
+        "other.csv",
+        b"path,neckline,design,variant_of,varied_facet\n\
+          img/c.jpg,boat,d3,d1,neckline\n",
+    );
+    let report = import(&catalog, &other).await;
+    assert_eq!((report.added, report.variants_updated), (1, 1));
+    assert_eq!(
+        catalog.designs().await.unwrap(),
+        [
+            design("d1", None, &["b"]),
+            design("d2", Some(("d1", "neckline")), &["a"]),
+            design("d3", Some(("d1", "neckline")), &["c"]),
+        ]
+    );
+}
+
+async fn rows_of_one_design_must_agree_on_what_it_varies(env: &TestEnv) {
+    let catalog = env.open().await;
+    write_images(env, &["a", "b", "c"]);
+    let manifest = env.write(
+        "manifest.csv",
+        b"path,neckline,sleeve,design,variant_of,varied_facet\n\
+          img/a.jpg,v-neck,long,d1,,\n\
+          img/b.jpg,boat,long,d2,d1,neckline\n\
+          img/c.jpg,boat,short,d2,d1,sleeve\n",
+    );
+    let message = catalog
+        .import(&manifest, &ImportOptions::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains(
+            "manifest.csv line 4, column variant_of: design \"d2\" is a variant of \"d1\" in \
+             sleeve here but a variant of \"d1\" in neckline at "
+        ),
+        "{message}"
+    );
+    assert!(
+        message.contains("manifest.csv line 3; give every row"),
+        "{message}"
+    );
+    assert_eq!(catalog.summary().await.unwrap().images, 0);
+}
+
+async fn active_labels_cover_every_active_image(env: &TestEnv) {
+    let catalog = env.open().await;
+    write_images(env, &["a", "b", "c", "d"]);
+    let manifest = env.write(
+        "manifest.csv",
+        b"path,neckline,sleeve\n\
+          img/a.jpg,v-neck,long\n\
+          img/b.jpg,boat,\n\
+          img/c.jpg,,\n\
+          img/d.jpg,round,short\n\
+          img/missing.jpg,boat,long\n",
+    );
+    import(&catalog, &manifest).await;
+    // A reviewer clears b's neckline; d is then no longer listed (removed).
+    catalog
+        .set_labels(&[LabelEdit {
+            image: id_of("b"),
+            facet: "neckline".to_string(),
+            label: None,
+            expected_version: 1,
+            actor: "alice".to_string(),
+            reason: None,
+            run_id: None,
+        }])
+        .await
+        .unwrap();
+    let manifest = env.write(
+        "manifest.csv",
+        b"path,neckline,sleeve\nimg/a.jpg,v-neck,long\nimg/b.jpg,boat,\nimg/c.jpg,,\n",
+    );
+    import(&catalog, &manifest).await;
+
+    let labels = catalog.active_labels().await.unwrap();
+    let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(f, l)| (f.to_string(), l.to_string()))
+            .collect()
+    };
+    let expected = [
+        (
+            id_of("a"),
+            map(&[("neckline", "v-neck"), ("sleeve", "long")]),
+        ),
+        (id_of("b"), map(&[])),
+        (id_of("c"), map(&[])),
+    ];
+    assert_eq!(labels.len(), expected.len(), "{labels:?}");
+    for (id, wanted) in expected {
+        assert_eq!(labels.get(&id), Some(&wanted), "image {id}");
+    }
+}
+
+/// A catalogue made before the similarity tables keeps its designs and images; its designs
+/// vary none until a manifest says otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_similarity_migration_keeps_designs_and_images() {
+    use sqlx::Connection;
+    let env = TestEnv::sqlite();
+    let migrations = env.dir.path().join("migrations");
+    std::fs::create_dir_all(&migrations).unwrap();
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if name.as_str() < "0006" {
+            std::fs::copy(&path, migrations.join(&name)).unwrap();
+        }
+    }
+    let file = env.dir.path().join("catalog.db");
+    let url = format!("sqlite://{}?mode=rwc", file.display());
+    {
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let old = sqlx::migrate::Migrator::new(migrations.as_path())
+            .await
+            .unwrap();
+        old.run(&mut conn).await.unwrap();
+        sqlx::raw_sql(
+            "INSERT INTO designs (id, created_at) VALUES ('d1', 0); \
+             INSERT INTO images (id, uri, split, status, source, design, created_at, updated_at) \
+             VALUES ('i1', '/x/1.jpg', 'train', 'active', '/x/m.csv', 'd1', 0, 0)",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+    }
+    let catalog = env.open().await;
+    assert_eq!(
+        catalog.designs().await.unwrap(),
+        [DesignRecord {
+            id: "d1".to_string(),
+            variant_of: None,
+            varied_facet: None,
+            images: vec!["i1".to_string()],
+        }]
+    );
+}
