@@ -167,6 +167,24 @@ pub enum CatalogError {
         facet: String,
         trained: String,
     },
+
+    /// A similarity triplet that cannot be stored: `message` says why and how to fix it.
+    #[error("invalid triplet: {0}")]
+    InvalidTriplet(String),
+
+    #[error(
+        "this triplet (reference {reference}, similar {similar}, dissimilar {dissimilar}) is \
+         already stored as triplet {id}"
+    )]
+    TripletExists {
+        id: i64,
+        reference: String,
+        similar: String,
+        dissimilar: String,
+    },
+
+    #[error("no triplet with id {0}; take the id from the list of triplets")]
+    UnknownTriplet(i64),
 }
 
 /// Maps a sqlx error to [`CatalogError::Database`] with what the catalogue was doing, or to

@@ -19,8 +19,9 @@
 //!   ([`Catalog::review_page`]) and the clean labels of synthetic catalogues
 //!   ([`Catalog::import_truth`]).
 //! - Dress similarity search: the designs with their images and the design each varies
-//!   ([`Catalog::designs`]) and every active image's labels for search filters
-//!   ([`Catalog::active_labels`]).
+//!   ([`Catalog::designs`]), every active image's labels for search filters
+//!   ([`Catalog::active_labels`]) and the similarity triplets a search is measured against
+//!   ([`Catalog::import_triplets`], [`Catalog::add_triplet`]).
 //!
 //! Import rules, per source (the canonical path of the manifest or folder root):
 //! - an image the source lists for the first time is added; one whose labels, box, design or
@@ -60,6 +61,7 @@ mod source;
 mod source_reader;
 mod sql;
 mod training_data;
+mod triplets;
 mod truth;
 mod url;
 mod users;
@@ -85,6 +87,7 @@ pub use runs::{NewRun, RunFinish, RunLease, RunRecord, RunStatus};
 pub use similarity::DesignRecord;
 pub use sql::{now_millis, utc_minutes};
 pub use training_data::LabelledImage;
+pub use triplets::{TripletImportReport, TripletRecord, TripletSource};
 pub use truth::TruthReport;
 pub use url::DEFAULT_DATABASE_URL;
 pub use users::{Role, SessionRecord, UserRecord};
@@ -94,7 +97,8 @@ use url::DatabaseTarget;
 
 /// A connection pool to one catalogue database. Its methods are defined next to the storage
 /// they serve: imports, checks, reports, runs and their results, training reads, users,
-/// relabelling, review pages, truth labels and similarity reads each have their own module.
+/// relabelling, review pages, truth labels, similarity reads and triplets each have their own
+/// module.
 #[derive(Debug, Clone)]
 pub struct Catalog {
     pub(crate) pool: AnyPool,

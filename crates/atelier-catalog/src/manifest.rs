@@ -49,7 +49,7 @@ struct ParsedRow {
     variant: Option<Variant>,
 }
 
-fn csv_reader(file: &Path) -> Result<csv::Reader<BufReader<File>>, CatalogError> {
+pub(crate) fn csv_reader(file: &Path) -> Result<csv::Reader<BufReader<File>>, CatalogError> {
     let handle = File::open(file).map_err(|source| CatalogError::Io {
         path: file.to_path_buf(),
         source,
@@ -422,7 +422,7 @@ fn parse_box(cells: [&str; 4]) -> Result<Option<BoxCoords>, (usize, String)> {
     Ok(Some(coords))
 }
 
-fn csv_error(display: &str, file: &Path, error: csv::Error) -> CatalogError {
+pub(crate) fn csv_error(display: &str, file: &Path, error: csv::Error) -> CatalogError {
     let line = error.position().map(|p| p.line());
     let location = match line {
         Some(line) => format!("{display} line {line}"),
@@ -436,7 +436,7 @@ fn csv_error(display: &str, file: &Path, error: csv::Error) -> CatalogError {
         csv::ErrorKind::Utf8 { err, .. } => CatalogError::Source {
             location,
             message: format!(
-                "field {} is not valid UTF-8; save the manifest as UTF-8",
+                "field {} is not valid UTF-8; save the file as UTF-8",
                 err.field() + 1
             ),
         },

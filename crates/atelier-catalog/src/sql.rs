@@ -100,7 +100,8 @@ pub(crate) async fn select_where_in<K: AsRef<str>>(
 }
 
 /// Runs `{head} VALUES (..), (..) {tail}` for all `rows`, split into statements of at most
-/// [`MAX_PARAMS`] values. `bind` binds exactly `columns` values of one row.
+/// [`MAX_PARAMS`] values, and returns the number of rows they wrote. `bind` binds exactly
+/// `columns` values of one row.
 pub(crate) async fn insert_values<T>(
     conn: &mut AnyConnection,
     style: ParamStyle,
@@ -109,8 +110,9 @@ pub(crate) async fn insert_values<T>(
     tail: &str,
     rows: &[T],
     bind: impl for<'q> Fn(AnyQuery<'q>, &'q T) -> AnyQuery<'q>,
-) -> Result<(), sqlx::Error> {
+) -> Result<u64, sqlx::Error> {
     let per_statement = (MAX_PARAMS / columns).max(1);
+    let mut written = 0;
     for batch in rows.chunks(per_statement) {
         let sql = format!(
             "{head} VALUES {} {tail}",
@@ -120,9 +122,9 @@ pub(crate) async fn insert_values<T>(
         for row in batch {
             query = bind(query, row);
         }
-        query.execute(&mut *conn).await?;
+        written += query.execute(&mut *conn).await?.rows_affected();
     }
-    Ok(())
+    Ok(written)
 }
 
 /// Parses JSON text stored in `table.column`; text that is no such JSON is corruption.

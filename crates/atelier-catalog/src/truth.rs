@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use sqlx::Row;
+use sqlx::any::AnyRow;
 
 use crate::Catalog;
 use crate::error::{CatalogError, db};
@@ -212,6 +213,15 @@ async fn images_by_uri(
         .fetch_all(&mut *conn)
         .await
         .map_err(db(context))?;
+    current_image_per_uri(&rows, context)
+}
+
+/// Image id per uri of `rows` (`id, uri, status, updated_at` of `images`): where several images
+/// lay at one path, the one that is not removed, else the one updated last.
+pub(crate) fn current_image_per_uri(
+    rows: &[AnyRow],
+    context: &'static str,
+) -> Result<HashMap<String, String>, CatalogError> {
     let mut best: HashMap<String, (String, (bool, i64))> = HashMap::with_capacity(rows.len());
     for row in rows {
         let get = db(context);

@@ -1,11 +1,13 @@
 //! Storage for dress similarity search, each case on SQLite and on PostgreSQL: design variants
-//! from manifests and the active images' labels.
+//! from manifests, similarity triplets and the active images' labels.
 
 mod common;
 
 use std::collections::BTreeMap;
 
-use atelier_catalog::{CatalogError, DesignRecord, ImportOptions, LabelEdit};
+use atelier_catalog::{
+    Catalog, CatalogError, DesignRecord, ImportOptions, LabelEdit, TripletSource,
+};
 use common::{TestEnv, blob, import, sha256_hex};
 
 on_both_backends!(
@@ -15,6 +17,9 @@ on_both_backends!(
     a_variant_of_an_unknown_design_is_refused_and_nothing_is_written,
     a_varied_design_may_come_later_or_from_the_catalogue,
     rows_of_one_design_must_agree_on_what_it_varies,
+    triplets_are_imported_by_id_and_path,
+    triplet_file_errors_name_the_row_and_write_nothing,
+    review_triplets_are_added_listed_and_removed,
     active_labels_cover_every_active_image,
 );
 
@@ -249,6 +254,196 @@ async fn rows_of_one_design_must_agree_on_what_it_varies(env: &TestEnv) {
     assert_eq!(catalog.summary().await.unwrap().images, 0);
 }
 
+/// Imports `a` to `e` (all active) and returns the catalogue.
+async fn five_images(env: &TestEnv) -> Catalog {
+    let catalog = env.open().await;
+    write_images(env, &["a", "b", "c", "d", "e"]);
+    let manifest = env.write(
+        "manifest.csv",
+        b"path,neckline\nimg/a.jpg,v-neck\nimg/b.jpg,v-neck\nimg/c.jpg,boat\n\
+          img/d.jpg,boat\nimg/e.jpg,round\n",
+    );
+    import(&catalog, &manifest).await;
+    catalog
+}
+
+fn ids(names: [&str; 3]) -> [String; 3] {
+    names.map(id_of)
+}
+
+fn stored(catalog_triplets: &[atelier_catalog::TripletRecord]) -> Vec<[String; 3]> {
+    catalog_triplets
+        .iter()
+        .map(|t| [t.reference.clone(), t.similar.clone(), t.dissimilar.clone()])
+        .collect()
+}
+
+async fn triplets_are_imported_by_id_and_path(env: &TestEnv) {
+    let catalog = five_images(env).await;
+    // Paths are relative to the CSV's folder; ids and paths mix; the columns may come in any
+    // order; the last row repeats the first.
+    let text = format!(
+        "similar,reference,dissimilar\n\
+         ../img/b.jpg,../img/a.jpg,../img/c.jpg\n\
+         {},{},../img/e.jpg\n\
+         {},../img/c.jpg,../img/a.jpg\n\
+         ../img/b.jpg,{},../img/c.jpg\n",
+        id_of("d"),
+        id_of("c"),
+        env.path("img/d.jpg").display(),
+        id_of("a"),
+    );
+    let csv = env.write("eval/triplets.csv", text.as_bytes());
+    let report = catalog.import_triplets(&csv, "alice").await.unwrap();
+    assert_eq!(
+        (report.rows, report.added, report.already_stored),
+        (4, 3, 1)
+    );
+    let triplets = catalog.triplets().await.unwrap();
+    assert_eq!(
+        stored(&triplets),
+        [
+            ids(["a", "b", "c"]),
+            ids(["c", "d", "e"]),
+            ids(["c", "d", "a"])
+        ]
+    );
+    for t in &triplets {
+        assert_eq!(t.source, TripletSource::Import);
+        assert_eq!(t.actor.as_deref(), Some("alice"));
+        assert!(t.usable);
+        assert!(t.created_at > 0);
+    }
+    assert!(triplets.windows(2).all(|w| w[0].id < w[1].id));
+
+    // Again: every triplet is counted as stored, none is added twice.
+    let again = catalog.import_triplets(&csv, "bob").await.unwrap();
+    assert_eq!((again.added, again.already_stored), (0, 4));
+    assert_eq!(catalog.triplets().await.unwrap(), triplets);
+
+    // Once an image is removed, its triplets stay but are no longer usable.
+    let manifest = env.write(
+        "manifest.csv",
+        b"path,neckline\nimg/a.jpg,v-neck\nimg/b.jpg,v-neck\nimg/c.jpg,boat\nimg/d.jpg,boat\n",
+    );
+    import(&catalog, &manifest).await;
+    let usable: Vec<bool> = catalog
+        .triplets()
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.usable)
+        .collect();
+    assert_eq!(usable, [true, false, true]);
+}
+
+async fn triplet_file_errors_name_the_row_and_write_nothing(env: &TestEnv) {
+    let catalog = five_images(env).await;
+    let unknown_id = "f".repeat(64);
+    let cases = [
+        (
+            format!(
+                "reference,similar,dissimilar\nimg/a.jpg,img/b.jpg,img/c.jpg\nimg/a.jpg,img/b.jpg,{unknown_id}\n"
+            ),
+            format!("t.csv line 3, column dissimilar: image {unknown_id} is not in the catalogue"),
+        ),
+        (
+            "reference,similar,dissimilar\nimg/a.jpg,img/zz.jpg,img/c.jpg\n".to_string(),
+            "t.csv line 2, column similar: \"img/zz.jpg\"".to_string(),
+        ),
+        (
+            format!(
+                "reference,similar,dissimilar\nimg/a.jpg,img/b.jpg,img/c.jpg\nimg/a.jpg,{},img/c.jpg\n",
+                id_of("a")
+            ),
+            "t.csv line 3: reference and similar are the same image".to_string(),
+        ),
+        (
+            "reference,similar,dissimilar\nimg/a.jpg,,img/c.jpg\n".to_string(),
+            "t.csv line 2, column similar: empty".to_string(),
+        ),
+        (
+            "reference,similar\nimg/a.jpg,img/b.jpg\n".to_string(),
+            "t.csv line 1 (header): no dissimilar column".to_string(),
+        ),
+        (
+            "reference,similar,dissimilar,note\n".to_string(),
+            "t.csv line 1 (header): column 4 (\"note\")".to_string(),
+        ),
+    ];
+    for (text, expected) in cases {
+        let csv = env.write("t.csv", text.as_bytes());
+        let error = catalog.import_triplets(&csv, "alice").await.unwrap_err();
+        assert!(matches!(error, CatalogError::Source { .. }), "{error:?}");
+        let message = error.to_string();
+        assert!(
+            message.contains(&expected),
+            "{message}\nexpected: {expected}"
+        );
+        assert!(catalog.triplets().await.unwrap().is_empty(), "{expected}");
+    }
+    let csv = env.write("t.csv", b"reference,similar,dissimilar\n");
+    assert!(matches!(
+        catalog.import_triplets(&csv, " ").await,
+        Err(CatalogError::InvalidOptions(_))
+    ));
+}
+
+async fn review_triplets_are_added_listed_and_removed(env: &TestEnv) {
+    let catalog = five_images(env).await;
+    let [a, b, c] = ids(["a", "b", "c"]);
+    let first = catalog.add_triplet(&a, &b, &c, "alice").await.unwrap();
+    let second = catalog.add_triplet(&b, &a, &c, "bob").await.unwrap();
+    assert!(second > first);
+    let triplets = catalog.triplets().await.unwrap();
+    assert_eq!(
+        stored(&triplets),
+        [
+            [a.clone(), b.clone(), c.clone()],
+            [b.clone(), a.clone(), c.clone()]
+        ]
+    );
+    assert_eq!(triplets[1].source, TripletSource::Review);
+    assert_eq!(triplets[1].actor.as_deref(), Some("bob"));
+
+    match catalog.add_triplet(&a, &b, &c, "carol").await {
+        Err(CatalogError::TripletExists { id, .. }) => assert_eq!(id, first),
+        other => panic!("expected TripletExists, got {other:?}"),
+    }
+    match catalog.add_triplet(&a, &b, &b, "carol").await {
+        Err(CatalogError::InvalidTriplet(message)) => {
+            assert!(
+                message.contains("similar and dissimilar are the same image"),
+                "{message}"
+            )
+        }
+        other => panic!("expected InvalidTriplet, got {other:?}"),
+    }
+    let unknown = "0".repeat(64);
+    match catalog.add_triplet(&a, &unknown, &c, "carol").await {
+        Err(CatalogError::UnknownImage(id)) => assert_eq!(id, unknown),
+        other => panic!("expected UnknownImage, got {other:?}"),
+    }
+    assert!(matches!(
+        catalog.add_triplet(&a, &c, &b, "").await,
+        Err(CatalogError::InvalidTriplet(_))
+    ));
+    assert_eq!(catalog.triplets().await.unwrap().len(), 2);
+
+    catalog.remove_triplet(first).await.unwrap();
+    assert_eq!(
+        stored(&catalog.triplets().await.unwrap()),
+        [[b.clone(), a.clone(), c.clone()]]
+    );
+    assert!(matches!(
+        catalog.remove_triplet(first).await,
+        Err(CatalogError::UnknownTriplet(id)) if id == first
+    ));
+    // A removed triplet's id is never reused.
+    let third = catalog.add_triplet(&a, &b, &c, "alice").await.unwrap();
+    assert!(third > second);
+}
+
 async fn active_labels_cover_every_active_image(env: &TestEnv) {
     let catalog = env.open().await;
     write_images(env, &["a", "b", "c", "d"]);
@@ -346,4 +541,5 @@ async fn the_similarity_migration_keeps_designs_and_images() {
             images: vec!["i1".to_string()],
         }]
     );
+    assert!(catalog.triplets().await.unwrap().is_empty());
 }
