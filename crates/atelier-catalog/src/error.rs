@@ -185,6 +185,9 @@ pub enum CatalogError {
 
     #[error("no triplet with id {0}; take the id from the list of triplets")]
     UnknownTriplet(i64),
+
+    #[error("invalid embeddings for model {model:?}: {message}; nothing was written")]
+    InvalidEmbeddings { model: String, message: String },
 }
 
 /// Maps a sqlx error to [`CatalogError::Database`] with what the catalogue was doing, or to

@@ -20,8 +20,9 @@
 //!   ([`Catalog::import_truth`]).
 //! - Dress similarity search: the designs with their images and the design each varies
 //!   ([`Catalog::designs`]), every active image's labels for search filters
-//!   ([`Catalog::active_labels`]) and the similarity triplets a search is measured against
-//!   ([`Catalog::import_triplets`], [`Catalog::add_triplet`]).
+//!   ([`Catalog::active_labels`]), the similarity triplets a search is measured against
+//!   ([`Catalog::import_triplets`], [`Catalog::add_triplet`]) and image embeddings per model
+//!   ([`Catalog::put_embeddings`], [`Catalog::embeddings`]).
 //!
 //! Import rules, per source (the canonical path of the manifest or folder root):
 //! - an image the source lists for the first time is added; one whose labels, box, design or
@@ -43,6 +44,7 @@
 
 mod checks;
 mod content;
+mod embeddings;
 mod error;
 mod folder;
 mod import;
@@ -97,8 +99,8 @@ use url::DatabaseTarget;
 
 /// A connection pool to one catalogue database. Its methods are defined next to the storage
 /// they serve: imports, checks, reports, runs and their results, training reads, users,
-/// relabelling, review pages, truth labels, similarity reads and triplets each have their own
-/// module.
+/// relabelling, review pages, truth labels, similarity reads, triplets and embeddings each have
+/// their own module.
 #[derive(Debug, Clone)]
 pub struct Catalog {
     pub(crate) pool: AnyPool,

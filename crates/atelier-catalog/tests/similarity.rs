@@ -1,5 +1,5 @@
 //! Storage for dress similarity search, each case on SQLite and on PostgreSQL: design variants
-//! from manifests, similarity triplets and the active images' labels.
+//! from manifests, similarity triplets, embeddings per model, and the active images' labels.
 
 mod common;
 
@@ -20,6 +20,11 @@ on_both_backends!(
     triplets_are_imported_by_id_and_path,
     triplet_file_errors_name_the_row_and_write_nothing,
     review_triplets_are_added_listed_and_removed,
+    embeddings_round_trip_and_replace,
+    embeddings_are_checked_and_all_or_nothing,
+    embeddings_of_inactive_images_are_not_returned,
+    embeddings_are_deleted_per_image_and_per_model,
+    many_embeddings_span_several_statements,
     active_labels_cover_every_active_image,
 );
 
@@ -254,6 +259,12 @@ async fn rows_of_one_design_must_agree_on_what_it_varies(env: &TestEnv) {
     assert_eq!(catalog.summary().await.unwrap().images, 0);
 }
 
+/// `pairs` in image id order, as the embeddings come back.
+fn by_id(mut pairs: Vec<(String, Vec<f32>)>) -> Vec<(String, Vec<f32>)> {
+    pairs.sort_by(|x, y| x.0.cmp(&y.0));
+    pairs
+}
+
 /// Imports `a` to `e` (all active) and returns the catalogue.
 async fn five_images(env: &TestEnv) -> Catalog {
     let catalog = env.open().await;
@@ -444,6 +455,208 @@ async fn review_triplets_are_added_listed_and_removed(env: &TestEnv) {
     assert!(third > second);
 }
 
+fn vector(seed: f32, dim: usize) -> Vec<f32> {
+    (0..dim).map(|i| seed + i as f32 / 8.0 - 1.0e-3).collect()
+}
+
+async fn embeddings_round_trip_and_replace(env: &TestEnv) {
+    let catalog = five_images(env).await;
+    let [a, b, c] = ids(["a", "b", "c"]);
+    let model = "store:abc@sha256:0123";
+    catalog
+        .put_embeddings(
+            model,
+            &[(b.clone(), vector(2.0, 4)), (a.clone(), vector(1.0, 4))],
+        )
+        .await
+        .unwrap();
+    catalog
+        .put_embeddings("other", &[(a.clone(), vector(9.0, 2))])
+        .await
+        .unwrap();
+    assert_eq!(
+        catalog.embeddings(model).await.unwrap(),
+        by_id(vec![
+            (a.clone(), vector(1.0, 4)),
+            (b.clone(), vector(2.0, 4))
+        ])
+    );
+    // Replacing b and adding c leaves a alone.
+    catalog
+        .put_embeddings(
+            model,
+            &[(b.clone(), vector(-3.5, 4)), (c.clone(), vector(0.25, 4))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        catalog.embeddings(model).await.unwrap(),
+        by_id(vec![
+            (a.clone(), vector(1.0, 4)),
+            (b.clone(), vector(-3.5, 4)),
+            (c.clone(), vector(0.25, 4))
+        ])
+    );
+    assert_eq!(
+        catalog.embeddings("other").await.unwrap(),
+        [(a.clone(), vector(9.0, 2))]
+    );
+    assert!(catalog.embeddings("none").await.unwrap().is_empty());
+    let mut expected = vec![a, b, c];
+    expected.sort();
+    assert_eq!(catalog.embedded_image_ids(model).await.unwrap(), expected);
+    // Nothing to store is fine.
+    catalog.put_embeddings(model, &[]).await.unwrap();
+}
+
+async fn embeddings_are_checked_and_all_or_nothing(env: &TestEnv) {
+    let catalog = five_images(env).await;
+    let [a, b, c] = ids(["a", "b", "c"]);
+    let model = "m";
+    catalog
+        .put_embeddings(model, &[(a.clone(), vector(1.0, 3))])
+        .await
+        .unwrap();
+    let unknown = "e".repeat(64);
+    let attempts: Vec<Vec<(String, Vec<f32>)>> = vec![
+        vec![
+            (b.clone(), vector(2.0, 3)),
+            (unknown.clone(), vector(3.0, 3)),
+        ],
+        vec![(b.clone(), vector(2.0, 3)), (c.clone(), vector(3.0, 2))],
+        vec![
+            (b.clone(), vector(2.0, 3)),
+            (c.clone(), vec![1.0, f32::NAN, 0.0]),
+        ],
+        vec![(b.clone(), vector(2.0, 3)), (b.clone(), vector(3.0, 3))],
+        // The model's stored vectors have 3 values.
+        vec![(b.clone(), vector(2.0, 5)), (c.clone(), vector(3.0, 5))],
+    ];
+    for (n, vectors) in attempts.iter().enumerate() {
+        let error = catalog.put_embeddings(model, vectors).await.unwrap_err();
+        match (n, &error) {
+            (0, CatalogError::UnknownImage(id)) => assert_eq!(*id, unknown),
+            (1.., CatalogError::InvalidEmbeddings { model: m, .. }) => assert_eq!(m, model),
+            _ => panic!("attempt {n}: unexpected {error:?}"),
+        }
+        assert_eq!(
+            catalog.embedded_image_ids(model).await.unwrap(),
+            std::slice::from_ref(&a),
+            "attempt {n} wrote something"
+        );
+    }
+    let message = catalog
+        .put_embeddings(model, &attempts[4])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("the vectors have 5 values, but the model's stored vectors have 3"),
+        "{message}"
+    );
+    assert!(matches!(
+        catalog.put_embeddings("", &[(b, vector(1.0, 3))]).await,
+        Err(CatalogError::InvalidEmbeddings { .. })
+    ));
+    // Once the model's vectors are gone, another length is fine.
+    catalog.delete_model_embeddings(model).await.unwrap();
+    catalog.put_embeddings(model, &attempts[4]).await.unwrap();
+}
+
+async fn embeddings_of_inactive_images_are_not_returned(env: &TestEnv) {
+    let catalog = five_images(env).await;
+    let all: Vec<(String, Vec<f32>)> = ["a", "b", "c", "d", "e"]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (id_of(n), vector(i as f32, 8)))
+        .collect();
+    catalog.put_embeddings("m", &all).await.unwrap();
+    // e is no longer listed (removed); a fails its decode check (quarantined).
+    let manifest = env.write(
+        "manifest.csv",
+        b"path,neckline\nimg/a.jpg,v-neck\nimg/b.jpg,v-neck\nimg/c.jpg,boat\nimg/d.jpg,boat\n",
+    );
+    import(&catalog, &manifest).await;
+    catalog
+        .record_checks(&[atelier_catalog::CheckOutcome {
+            id: id_of("a"),
+            result: Err("does not decode".to_string()),
+        }])
+        .await
+        .unwrap();
+    let returned: Vec<String> = catalog
+        .embeddings("m")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let mut expected: Vec<String> = ["b", "c", "d"].iter().map(|n| id_of(n)).collect();
+    expected.sort();
+    assert_eq!(returned, expected);
+    // Their vectors are still stored: a reactivated image needs no new one.
+    assert_eq!(catalog.embedded_image_ids("m").await.unwrap().len(), 5);
+}
+
+async fn embeddings_are_deleted_per_image_and_per_model(env: &TestEnv) {
+    let catalog = five_images(env).await;
+    let [a, b, c] = ids(["a", "b", "c"]);
+    let vectors = [
+        (a.clone(), vector(1.0, 2)),
+        (b.clone(), vector(2.0, 2)),
+        (c.clone(), vector(3.0, 2)),
+    ];
+    catalog.put_embeddings("m", &vectors).await.unwrap();
+    catalog.put_embeddings("n", &vectors).await.unwrap();
+    let unknown = "d".repeat(64);
+    let deleted = catalog
+        .delete_embeddings("m", &[a.clone(), unknown, c.clone()])
+        .await
+        .unwrap();
+    assert_eq!(deleted, 2);
+    assert_eq!(
+        catalog.embedded_image_ids("m").await.unwrap(),
+        std::slice::from_ref(&b)
+    );
+    assert_eq!(catalog.embedded_image_ids("n").await.unwrap().len(), 3);
+    assert_eq!(catalog.delete_model_embeddings("n").await.unwrap(), 3);
+    assert!(catalog.embedded_image_ids("n").await.unwrap().is_empty());
+    assert_eq!(catalog.delete_model_embeddings("n").await.unwrap(), 0);
+    assert_eq!(
+        catalog.embeddings("m").await.unwrap(),
+        [(b, vector(2.0, 2))]
+    );
+}
+
+async fn many_embeddings_span_several_statements(env: &TestEnv) {
+    let catalog = env.open().await;
+    // More rows than one insert statement holds (8 000 values at 5 per row).
+    let count = 3_300;
+    let mut text = String::from("path,neckline\n");
+    for i in 0..count {
+        env.write(&format!("many/{i}.jpg"), &blob(&format!("many-{i}")));
+        text.push_str(&format!("many/{i}.jpg,boat\n"));
+    }
+    let manifest = env.write("many.csv", text.as_bytes());
+    import(&catalog, &manifest).await;
+    let vectors: Vec<(String, Vec<f32>)> = (0..count)
+        .map(|i| {
+            (
+                sha256_hex(&blob(&format!("many-{i}"))),
+                vector(i as f32, 16),
+            )
+        })
+        .collect();
+    catalog.put_embeddings("m", &vectors).await.unwrap();
+    let vectors = by_id(vectors);
+    assert_eq!(catalog.embeddings("m").await.unwrap(), vectors);
+    let ids: Vec<String> = vectors.iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!(
+        catalog.delete_embeddings("m", &ids).await.unwrap(),
+        count as u64
+    );
+}
+
 async fn active_labels_cover_every_active_image(env: &TestEnv) {
     let catalog = env.open().await;
     write_images(env, &["a", "b", "c", "d"]);
@@ -542,4 +755,12 @@ async fn the_similarity_migration_keeps_designs_and_images() {
         }]
     );
     assert!(catalog.triplets().await.unwrap().is_empty());
+    catalog
+        .put_embeddings("m", &[("i1".to_string(), vec![0.5])])
+        .await
+        .unwrap();
+    assert_eq!(
+        catalog.embeddings("m").await.unwrap(),
+        [("i1".to_string(), vec![0.5])]
+    );
 }
