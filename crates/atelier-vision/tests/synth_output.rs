@@ -4,7 +4,7 @@ use atelier_vision::synth::{
     FACETS, PREVIEW_EXAMPLES, SynthOptions, plan_dataset, render_picture, synthesize,
     write_preview_sheet,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 fn options(dir: &Path, count: usize, seed: u64, size: u32, label_noise: f64) -> SynthOptions {
@@ -110,7 +110,9 @@ fn manifest_and_truth_have_the_documented_columns_and_valid_rows() {
             "y0",
             "x1",
             "y1",
-            "design"
+            "design",
+            "variant_of",
+            "varied_facet"
         ]
     );
     let (truth_header, truth_rows) = read_csv(&summary.truth);
@@ -158,8 +160,89 @@ fn manifest_and_truth_have_the_documented_columns_and_valid_rows() {
                 && row[11][1..].chars().all(|c| c.is_ascii_digit())
         );
         designs.insert(row[11].clone());
+        assert_eq!(row[12].is_empty(), row[13].is_empty(), "{row:?}");
     }
     assert_eq!(designs.len(), summary.designs);
+}
+
+/// Clean labels of each design, from `truth.csv` rows matched to the manifest by path.
+fn clean_labels_by_design(
+    rows: &[Vec<String>],
+    truth: &[Vec<String>],
+    design: usize,
+) -> HashMap<String, Vec<String>> {
+    let mut by_design: HashMap<String, Vec<String>> = HashMap::new();
+    for (row, clean) in rows.iter().zip(truth) {
+        assert_eq!(row[0], clean[0]);
+        let labels = clean[1..6].to_vec();
+        let first = by_design
+            .entry(row[design].clone())
+            .or_insert(labels.clone());
+        assert_eq!(*first, labels, "one design, one set of clean labels");
+    }
+    by_design
+}
+
+#[test]
+fn variant_rows_name_their_base_and_differ_from_it_in_the_varied_facet_only() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let summary = synthesize(&options(a.path(), 60, 7, 64, 0.1), &|_| {}).unwrap();
+    synthesize(&options(b.path(), 60, 7, 64, 0.1), &|_| {}).unwrap();
+    for name in ["manifest.csv", "truth.csv"] {
+        let (x, y) = (a.path().join(name), b.path().join(name));
+        assert!(
+            std::fs::read(x).unwrap() == std::fs::read(y).unwrap(),
+            "{name} differs"
+        );
+    }
+    let (header, rows) = read_csv(&summary.manifest);
+    let (_, truth) = read_csv(&summary.truth);
+    let column = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let (design, variant_of, varied) = (
+        column("design"),
+        column("variant_of"),
+        column("varied_facet"),
+    );
+    let clean = clean_labels_by_design(&rows, &truth, design);
+    let bases: HashSet<&str> = rows
+        .iter()
+        .filter(|r| r[variant_of].is_empty())
+        .map(|r| r[design].as_str())
+        .collect();
+    let mut variants = HashSet::new();
+    for row in &rows {
+        assert_eq!(
+            row[variant_of].is_empty(),
+            row[varied].is_empty(),
+            "{row:?}"
+        );
+        if row[variant_of].is_empty() {
+            continue;
+        }
+        let base = row[variant_of].as_str();
+        assert!(
+            bases.contains(base),
+            "{base} is shown and is not itself a variant"
+        );
+        let facet = FACETS.iter().position(|(n, _)| *n == row[varied]).unwrap();
+        assert!(["neckline", "sleeve", "length", "silhouette"].contains(&row[varied].as_str()));
+        let (mine, theirs) = (&clean[&row[design]], &clean[base]);
+        let changed: Vec<usize> = (0..5).filter(|&f| mine[f] != theirs[f]).collect();
+        assert_eq!(changed, [facet], "{row:?}: {mine:?} vs {theirs:?}");
+        variants.insert(row[design].clone());
+    }
+    assert!(
+        !variants.is_empty(),
+        "60 pictures with seed 7 show a variant family"
+    );
+    // The columns agree with the plan the pictures were drawn from.
+    let plan = plan_dataset(60, 7);
+    let planned = plan
+        .designs
+        .iter()
+        .filter(|d| d.variation.is_some())
+        .count();
+    assert_eq!(variants.len(), planned);
 }
 
 /// The manifest box must hug the dress: compare pictures rendered with and without the

@@ -5,6 +5,16 @@
 //! (colour, pattern, sheen) and of the length, and in [`STYLE_AGREEMENT`] of designs the
 //! fabric follows the occasion's own style (otherwise another occasion's), so the label is
 //! learnable from the picture without being a fixed colour code.
+//!
+//! Designs come in two kinds. A base design has dealt facets and its own fabric. With
+//! probability [`VARIANT_PROBABILITY`] (0.18) a base design starts a variant family: 1 to
+//! [`MAX_VARIANTS`] (2) variant designs, each the same dress (fabric: colours, print, sheen;
+//! occasion) with exactly one of silhouette, neckline, sleeve or length changed to another
+//! drawable value (see [`vary_one_facet`]). That makes about a fifth of all designs variants
+//! (3,000 pictures, seed 7: 268 of 1,442 base designs have variants, 397 variants in all), so
+//! a data set of a few dozen pictures already holds a family to test "similar, not the same"
+//! on, while most designs stay unrelated. A variant has its own id and, like any design, may
+//! repeat 2 to 4 times; it never varies another variant.
 
 use super::color::Rgb;
 use super::facets::{
@@ -34,6 +44,14 @@ pub const STYLE_AGREEMENT: f64 = 0.8;
 
 /// Probability that a design is rendered more than once (2 to 4 times, as "same dress" pairs).
 pub const REPEAT_PROBABILITY: f64 = 1.0 / 3.0;
+
+/// Probability that a base design gets a variant family (see the module docs).
+pub const VARIANT_PROBABILITY: f64 = 0.18;
+/// Most variants in one family; the number is uniform in `1..=MAX_VARIANTS`.
+pub const MAX_VARIANTS: usize = 2;
+/// The facets a variant may change, as positions in [`FACETS`](super::facets::FACETS).
+/// Occasion never changes: its cues are the fabric, which a variant keeps.
+pub const VARIABLE_FACETS: [usize; 4] = [SILHOUETTE, NECKLINE, SLEEVE, LENGTH];
 
 /// How the fabric surface is printed, sizes in figure units (the figure is ~90 units tall).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -68,6 +86,15 @@ pub struct Fabric {
     pub sheen: f32,
 }
 
+/// How a variant design differs from the design it varies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Variation {
+    /// Id of the varied design, always a base design (one without a variation).
+    pub base: usize,
+    /// The one changed facet, one of [`VARIABLE_FACETS`].
+    pub facet: usize,
+}
+
 /// One dress: its ground-truth facets and its fabric. Rendering the same design twice
 /// gives the "same dress" on a different figure, pose, background and framing.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -75,13 +102,20 @@ pub struct Design {
     pub id: usize,
     pub facets: Facets,
     pub fabric: Fabric,
+    /// `Some` for a variant: same fabric and occasion as its base, one facet changed.
+    pub variation: Option<Variation>,
 }
 
 impl Design {
     /// Stable name used in the manifest, e.g. `d000123`.
     pub fn name(&self) -> String {
-        format!("d{:06}", self.id)
+        design_name(self.id)
     }
+}
+
+/// The manifest name of design `id`, e.g. `d000123`.
+pub fn design_name(id: usize) -> String {
+    format!("d{id:06}")
 }
 
 /// A facet value the sampler must use, e.g. `(NECKLINE, 5)` for halter (preview rows).
@@ -165,6 +199,7 @@ pub fn sample_design(id: usize, dice: &mut Dice, forced: ForcedValue) -> Design 
         id,
         facets,
         fabric: sample_fabric(dice, style),
+        variation: None,
     }
 }
 
@@ -338,42 +373,171 @@ pub struct DatasetPlan {
     pub shots: Vec<usize>,
 }
 
-/// Plans `count` images: each new design is shown once, or with probability
-/// [`REPEAT_PROBABILITY`] 2 to 4 times; image order is shuffled so copies are not adjacent.
+/// Plans `count` images: each new base design is shown once, or with probability
+/// [`REPEAT_PROBABILITY`] 2 to 4 times, and is followed by its variant family if it gets one
+/// (each variant shown 1 to 4 times by the same rule); image order is shuffled so copies and
+/// family members are not adjacent.
 ///
 /// Facet values are dealt to designs from shuffled "decks" holding each value in exact
 /// proportion to its weight (conditional weights within each occasion, length or neckline
 /// group), so the class balance of a data set matches the weights closely even for a few
-/// thousand pictures; which design gets which value is still random.
+/// thousand pictures; which design gets which value is still random. A variant is dealt
+/// cards too but keeps its base's values except for the one facet it takes from its own
+/// card (see [`vary_one_facet`]), which keeps the class balance as dealt.
 pub fn plan_dataset(count: usize, seed: u64) -> DatasetPlan {
     let mut dice = Dice::new(seed, Stream::Plan, 0);
-    let mut shots = Vec::with_capacity(count);
-    let mut n_designs = 0;
-    while shots.len() < count {
-        let copies = if dice.chance(REPEAT_PROBABILITY) {
-            dice.int(2, 4)
-        } else {
-            1
-        };
-        let copies = copies.min(count - shots.len());
-        shots.extend(std::iter::repeat_n(n_designs, copies));
-        n_designs += 1;
-    }
+    let (mut shots, bases) = plan_shots(count, seed, &mut dice);
     for i in (1..shots.len()).rev() {
         let j = dice.int(0, i);
         shots.swap(i, j);
     }
-    let designs = dealt_facets(n_designs, &mut dice)
-        .into_iter()
-        .enumerate()
-        .map(|(id, facets)| {
-            let mut design_dice = Dice::new(seed, Stream::Design, id as u64);
-            let style = fabric_style(&mut design_dice, facets.occasion);
-            let fabric = sample_fabric(&mut design_dice, style);
-            Design { id, facets, fabric }
-        })
-        .collect();
+    let dealt = dealt_facets(&bases, &mut dice);
+    let mut designs: Vec<Design> = Vec::with_capacity(bases.len());
+    for (id, (base, cards)) in bases.into_iter().zip(dealt).enumerate() {
+        let design = match base {
+            Some(base) => variant_design(id, base, &cards, &designs, seed),
+            None => base_design(id, cards, seed),
+        };
+        designs.push(design);
+    }
     DatasetPlan { designs, shots }
+}
+
+/// Base design `id` with dealt `facets` and a fabric from its own design stream.
+fn base_design(id: usize, facets: Facets, seed: u64) -> Design {
+    let mut dice = Dice::new(seed, Stream::Design, id as u64);
+    let style = fabric_style(&mut dice, facets.occasion);
+    Design {
+        id,
+        facets,
+        fabric: sample_fabric(&mut dice, style),
+        variation: None,
+    }
+}
+
+/// How many pictures show one design: 1, or with [`REPEAT_PROBABILITY`] 2 to 4.
+fn copies(dice: &mut Dice) -> usize {
+    if dice.chance(REPEAT_PROBABILITY) {
+        dice.int(2, 4)
+    } else {
+        1
+    }
+}
+
+/// The design of each of `count` pictures in creation order, and per design id the base
+/// design it varies (`None` for a base design). Base copies draw from `dice` (the plan
+/// stream); whether a base gets a family, its size and the variants' copies draw from the
+/// base's own family stream. A design that no longer fits in `count` is not created.
+fn plan_shots(count: usize, seed: u64, dice: &mut Dice) -> (Vec<usize>, Vec<Option<usize>>) {
+    let mut shots = Vec::with_capacity(count);
+    let mut bases = Vec::new();
+    let show = |shots: &mut Vec<usize>, id: usize, n: usize| {
+        let n = n.min(count - shots.len());
+        shots.extend(std::iter::repeat_n(id, n));
+    };
+    while shots.len() < count {
+        let base = bases.len();
+        show(&mut shots, base, copies(dice));
+        bases.push(None);
+        let mut family = Dice::new(seed, Stream::Family, base as u64);
+        let n_variants = if family.chance(VARIANT_PROBABILITY) {
+            family.int(1, MAX_VARIANTS)
+        } else {
+            0
+        };
+        for _ in 0..n_variants {
+            if shots.len() == count {
+                break;
+            }
+            show(&mut shots, bases.len(), copies(&mut family));
+            bases.push(Some(base));
+        }
+    }
+    (shots, bases)
+}
+
+/// Variant `id` of design `base` (an index into `planned`, which holds every design below
+/// `id`) with its own dealt `cards`: the base's fabric and occasion with one facet changed to
+/// a value that neither the base nor an earlier sibling has.
+fn variant_design(id: usize, base: usize, cards: &Facets, planned: &[Design], seed: u64) -> Design {
+    let base = &planned[base];
+    let siblings: Vec<Facets> = planned
+        .iter()
+        .filter(|d| d.variation.is_some_and(|v| v.base == base.id))
+        .map(|d| d.facets)
+        .collect();
+    let mut dice = Dice::new(seed, Stream::Variant, id as u64);
+    let (facets, facet) = vary_one_facet(&base.facets, cards, &siblings, &mut dice)
+        .expect("a base design always has another drawable silhouette");
+    Design {
+        id,
+        facets,
+        fabric: base.fabric,
+        variation: Some(Variation {
+            base: base.id,
+            facet,
+        }),
+    }
+}
+
+/// `base` with exactly one of [`VARIABLE_FACETS`] changed, and which one. A change must keep
+/// the design drawable and give a design that is neither `base` nor in `taken`.
+///
+/// The facet is uniform among those where the variant's own dealt `cards` give such a
+/// change, and the new value is that card. Base value and card are independent draws with
+/// the same odds and a card replaces the base's value only where the two differ, so a value
+/// is gained by variants as often as it is lost and each facet's class balance stays as
+/// dealt (drawing the new value from the weights instead would favour rare values, mini
+/// lengths most of all). Only when no card gives a change (rare) the facet is uniform among
+/// the possible ones and the value follows its weights (length: the occasion's length odds).
+/// `None` if no change exists, which cannot happen with fewer than [`MAX_VARIANTS`] designs
+/// in `taken` (four silhouettes allow every length).
+pub fn vary_one_facet(
+    base: &Facets,
+    cards: &Facets,
+    taken: &[Facets],
+    dice: &mut Dice,
+) -> Option<(Facets, usize)> {
+    let allowed = |f: &Facets| f != base && f.is_drawable() && !taken.contains(f);
+    let from_cards: Vec<(Facets, usize)> = VARIABLE_FACETS
+        .iter()
+        .filter_map(|&facet| Some((base.with_value(facet, cards.indices()[facet])?, facet)))
+        .filter(|(f, _)| allowed(f))
+        .collect();
+    if !from_cards.is_empty() {
+        return Some(dice.pick(&from_cards));
+    }
+    let choices: Vec<(usize, Vec<f64>)> = VARIABLE_FACETS
+        .iter()
+        .map(|&facet| (facet, variant_weights(base, facet, allowed)))
+        .filter(|(_, weights)| weights.iter().sum::<f64>() > 0.0)
+        .collect();
+    if choices.is_empty() {
+        return None;
+    }
+    let (facet, weights) = &choices[dice.int(0, choices.len() - 1)];
+    let value = dice.weighted(weights);
+    Some((base.with_value(*facet, value)?, *facet))
+}
+
+/// Draw weights of each value of `facet` for a variant of `base`: zero where the changed
+/// design is not `allowed`.
+fn variant_weights(base: &Facets, facet: usize, allowed: impl Fn(&Facets) -> bool) -> Vec<f64> {
+    let weights: &[f64] = match facet {
+        SILHOUETTE => &SILHOUETTE_WEIGHTS,
+        NECKLINE => &NECKLINE_WEIGHTS,
+        SLEEVE => &SLEEVE_WEIGHTS,
+        LENGTH => &LENGTH_GIVEN_OCCASION[base.occasion.index()],
+        _ => &[],
+    };
+    weights
+        .iter()
+        .enumerate()
+        .map(|(value, &w)| match base.with_value(facet, value) {
+            Some(f) if allowed(&f) => w,
+            _ => 0.0,
+        })
+        .collect()
 }
 
 /// `n` values with counts proportional to `weights` (largest-remainder rounding), shuffled.
@@ -422,10 +586,18 @@ fn deal_by_group(
     out
 }
 
-/// Facets of `n` designs dealt in exact proportions, honouring the drawability rules.
-fn dealt_facets(n: usize, dice: &mut Dice) -> Vec<Facets> {
+/// Facets of every design dealt in exact proportions, honouring the drawability rules.
+/// `bases[i]` is the base design that design `i` varies: a variant takes its base's
+/// occasion before lengths are dealt, so its other cards follow that occasion's odds.
+fn dealt_facets(bases: &[Option<usize>], dice: &mut Dice) -> Vec<Facets> {
+    let n = bases.len();
     let all = vec![0; n];
-    let occasions = deal_by_group(&all, 1, |_| OCCASION_WEIGHTS.to_vec(), dice);
+    let mut occasions = deal_by_group(&all, 1, |_| OCCASION_WEIGHTS.to_vec(), dice);
+    for (i, base) in bases.iter().enumerate() {
+        if let Some(b) = *base {
+            occasions[i] = occasions[b];
+        }
+    }
     let lengths = deal_by_group(
         &occasions,
         OCCASION_WEIGHTS.len(),
@@ -531,7 +703,7 @@ mod tests {
 
     #[test]
     fn dealt_facets_are_drawable_and_balanced() {
-        let facets = dealt_facets(5000, &mut Dice::new(2, Stream::Plan, 0));
+        let facets = dealt_facets(&[None; 5000], &mut Dice::new(2, Stream::Plan, 0));
         assert!(facets.iter().all(|f| f.is_drawable()));
         let halter = facets
             .iter()
@@ -542,6 +714,132 @@ mod tests {
             (halter as f64 - expected).abs() <= 1.0,
             "{halter} vs {expected}"
         );
+    }
+
+    /// Every drawable design, in a fixed order.
+    fn all_drawable() -> Vec<Facets> {
+        let mut out = Vec::new();
+        for &silhouette in Silhouette::ALL {
+            for &neckline in Neckline::ALL {
+                for &sleeve in Sleeve::ALL {
+                    for &length in Length::ALL {
+                        for &occasion in Occasion::ALL {
+                            let f = Facets {
+                                silhouette,
+                                neckline,
+                                sleeve,
+                                length,
+                                occasion,
+                            };
+                            if f.is_drawable() {
+                                out.push(f);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The facets where `a` and `b` differ.
+    fn differing(a: &Facets, b: &Facets) -> Vec<usize> {
+        let (a, b) = (a.indices(), b.indices());
+        (0..5).filter(|&f| a[f] != b[f]).collect()
+    }
+
+    #[test]
+    fn every_drawable_design_has_two_distinct_drawable_variants() {
+        let all = all_drawable();
+        let mut varied = [0usize; 5];
+        for (k, base) in all.iter().enumerate() {
+            // Cards equal to the base force the weighted draw; others mostly give the change.
+            for cards in [*base, all[(k * 7919 + 13) % all.len()]] {
+                let mut dice = Dice::new(4, Stream::Variant, k as u64);
+                let mut taken = Vec::new();
+                for _ in 0..MAX_VARIANTS {
+                    let (v, facet) = vary_one_facet(base, &cards, &taken, &mut dice)
+                        .unwrap_or_else(|| panic!("no variant of {base:?} beside {taken:?}"));
+                    assert!(v.is_drawable(), "{v:?}");
+                    assert_eq!(differing(base, &v), [facet], "{base:?} -> {v:?}");
+                    assert!(!taken.contains(&v), "{v:?} twice");
+                    varied[facet] += 1;
+                    taken.push(v);
+                }
+            }
+        }
+        assert_eq!(varied[OCCASION], 0, "occasion never varies");
+        assert!(
+            VARIABLE_FACETS.iter().all(|&f| varied[f] > 1000),
+            "{varied:?}"
+        );
+    }
+
+    #[test]
+    fn a_variant_takes_the_changed_value_from_its_own_card() {
+        let base = Facets {
+            silhouette: Silhouette::Sheath,
+            neckline: Neckline::Crew,
+            sleeve: Sleeve::Short,
+            length: Length::Knee,
+            occasion: Occasion::Work,
+        };
+        let cards = Facets {
+            silhouette: Silhouette::ALine,
+            neckline: Neckline::Crew,
+            sleeve: Sleeve::Long,
+            length: Length::Midi,
+            occasion: Occasion::Casual,
+        };
+        let mut seen = [0usize; 5];
+        for k in 0..300 {
+            let mut dice = Dice::new(2, Stream::Variant, k);
+            let (v, facet) = vary_one_facet(&base, &cards, &[], &mut dice).unwrap();
+            assert_eq!(v.indices()[facet], cards.indices()[facet], "{v:?}");
+            seen[facet] += 1;
+        }
+        // The neckline card equals the base's and occasion never varies.
+        assert_eq!((seen[NECKLINE], seen[OCCASION]), (0, 0), "{seen:?}");
+        assert!(seen[SILHOUETTE] > 60 && seen[SLEEVE] > 60 && seen[LENGTH] > 60);
+        // A card already taken by a sibling is not used again.
+        let sibling = base.with_value(LENGTH, Length::Midi.index()).unwrap();
+        for k in 0..100 {
+            let mut dice = Dice::new(3, Stream::Variant, k);
+            let (v, _) = vary_one_facet(&base, &cards, &[sibling], &mut dice).unwrap();
+            assert_ne!(v, sibling);
+        }
+    }
+
+    #[test]
+    fn variants_keep_the_rules_where_only_some_values_are_allowed() {
+        let halter_mermaid = Facets {
+            silhouette: Silhouette::Mermaid,
+            neckline: Neckline::Halter,
+            sleeve: Sleeve::Sleeveless,
+            length: Length::Midi,
+            occasion: Occasion::Evening,
+        };
+        // Cards that give no allowed change: a sleeve for the halter, mini for the mermaid.
+        let cards = Facets {
+            sleeve: Sleeve::Long,
+            length: Length::Mini,
+            ..halter_mermaid
+        };
+        let mut seen = [0usize; 5];
+        for k in 0..300 {
+            let mut dice = Dice::new(1, Stream::Variant, k);
+            let (v, facet) = vary_one_facet(&halter_mermaid, &cards, &[], &mut dice).unwrap();
+            assert!(v.is_drawable(), "{v:?}");
+            seen[facet] += 1;
+            // Mermaid's only other length is maxi; off-shoulder would need a sleeve.
+            if facet == LENGTH {
+                assert_eq!(v.length, Length::Maxi);
+            }
+            assert_ne!(v.neckline, Neckline::OffShoulder);
+        }
+        // Halter allows no other sleeve, so the other three facets share the draws.
+        assert_eq!(seen[SLEEVE], 0, "{seen:?}");
+        assert!(seen[SILHOUETTE] > 60 && seen[NECKLINE] > 60 && seen[LENGTH] > 60);
     }
 
     #[test]

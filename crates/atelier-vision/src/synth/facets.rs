@@ -144,6 +144,21 @@ impl Facets {
         ]
     }
 
+    /// These facets with facet `facet` (its position in [`FACETS`]) set to label index
+    /// `value`; `None` when either is out of range. The result need not be drawable.
+    pub fn with_value(&self, facet: usize, value: usize) -> Option<Facets> {
+        let mut out = *self;
+        match facet {
+            SILHOUETTE => out.silhouette = Silhouette::from_index(value)?,
+            NECKLINE => out.neckline = Neckline::from_index(value)?,
+            SLEEVE => out.sleeve = Sleeve::from_index(value)?,
+            LENGTH => out.length = Length::from_index(value)?,
+            OCCASION => out.occasion = Occasion::from_index(value)?,
+            _ => return None,
+        }
+        Some(out)
+    }
+
     /// Whether the renderer draws this combination. Real garments rarely combine these and
     /// the drawings would be ambiguous, so the sampler never produces them:
     /// - mermaid is only midi or maxi (the flare starts at the knee and needs room below it);
@@ -194,5 +209,26 @@ mod tests {
         assert_eq!(Occasion::Bridal.label(), "bridal");
         assert_eq!(Sleeve::from_index(5), Some(Sleeve::Long));
         assert_eq!(Sleeve::from_index(6), None);
+    }
+
+    #[test]
+    fn with_value_sets_exactly_one_facet() {
+        let base = Facets {
+            silhouette: Silhouette::Sheath,
+            neckline: Neckline::Crew,
+            sleeve: Sleeve::Short,
+            length: Length::Knee,
+            occasion: Occasion::Work,
+        };
+        for (facet, (_, values)) in FACETS.iter().enumerate() {
+            for value in 0..values.len() {
+                let changed = base.with_value(facet, value).unwrap().indices();
+                for (f, (&now, &before)) in changed.iter().zip(&base.indices()).enumerate() {
+                    assert_eq!(now, if f == facet { value } else { before });
+                }
+            }
+            assert_eq!(base.with_value(facet, values.len()), None);
+        }
+        assert_eq!(base.with_value(FACETS.len(), 0), None);
     }
 }

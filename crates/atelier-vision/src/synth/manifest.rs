@@ -2,6 +2,7 @@
 //! a crash never leaves a half-written file under the final name.
 
 use super::SynthError;
+use super::design::{Variation, design_name};
 use super::facets::FACETS;
 use super::rng::{Dice, Stream};
 use super::scene::DressBox;
@@ -51,6 +52,7 @@ pub fn apply_label_noise(truth: &[[usize; 5]], fraction: f64, seed: u64) -> Labe
 pub struct Row<'a> {
     pub path: &'a str,
     pub design: usize,
+    pub variation: Option<Variation>,
     pub truth: [usize; 5],
     pub labels: [usize; 5],
     pub flipped: [bool; 5],
@@ -107,7 +109,7 @@ fn label_texts(labels: [usize; 5]) -> impl Iterator<Item = String> {
         .map(|(f, v)| FACETS[f].1[v].to_string())
 }
 
-pub const MANIFEST_HEADER: [&str; 12] = [
+pub const MANIFEST_HEADER: [&str; 14] = [
     "path",
     "split",
     "silhouette",
@@ -120,6 +122,8 @@ pub const MANIFEST_HEADER: [&str; 12] = [
     "x1",
     "y1",
     "design",
+    "variant_of",
+    "varied_facet",
 ];
 pub const TRUTH_HEADER: [&str; 7] = [
     "path",
@@ -137,7 +141,11 @@ pub fn write_manifest(path: &Path, rows: &[Row<'_>]) -> Result<(), SynthError> {
         rec.extend(label_texts(r.labels));
         let b = r.dress_box;
         rec.extend([b.x0, b.y0, b.x1, b.y1].map(|v| v.to_string()));
-        rec.push(format!("d{:06}", r.design));
+        rec.push(design_name(r.design));
+        match r.variation {
+            Some(v) => rec.extend([design_name(v.base), FACETS[v.facet].0.to_string()]),
+            None => rec.extend([String::new(), String::new()]),
+        }
         rec
     });
     write_atomic(path, &csv_bytes(path, &MANIFEST_HEADER, records)?)

@@ -8,10 +8,13 @@
 //!
 //! Output of [`synthesize`] in `out_dir`:
 //! - `images/NNNNNN.jpg`, one per picture;
-//! - `manifest.csv`: `path,split,silhouette,neckline,sleeve,length,occasion,x0,y0,x1,y1,design`
-//!   with the (possibly noisy) labels, the dress box (half-open pixel ranges, see
-//!   [`DressBox`]) and the design id (`d000123`; about a third of designs appear 2-4 times);
-//!   `split` is left empty for the catalogue to fill;
+//! - `manifest.csv`: `path,split,silhouette,neckline,sleeve,length,occasion,x0,y0,x1,y1,`
+//!   `design,variant_of,varied_facet` with the (possibly noisy) labels, the dress box
+//!   (half-open pixel ranges, see [`DressBox`]), the design id (`d000123`; about a third of
+//!   designs appear 2-4 times) and, for a variant design, the id of the design it varies and
+//!   the one facet it changes (`neckline`, `sleeve`, `length` or `silhouette`; both empty for
+//!   other designs; about 18% of base designs get 1 or 2 variants, see [`design`]); `split`
+//!   is left empty for the catalogue to fill;
 //! - `truth.csv`: `path,silhouette,neckline,sleeve,length,occasion,flipped` with the clean
 //!   labels and the `;`-separated facets whose manifest label was flipped by label noise.
 //!
@@ -20,11 +23,11 @@
 //!
 //! Module map: [`facets`] holds the label lists and the combinations that are never drawn
 //! (mermaid only midi/maxi, ball-gown never mini, halter always sleeveless, off-shoulder
-//! never sleeveless); [`design`] draws designs (long-tailed facets, occasion cues) and
-//! plans which design each picture shows; `figure`, `dress`, `fabric` and `background`
-//! draw the parts; `scene` composes, frames and lights one picture and measures the dress
-//! box; `manifest` applies label noise and writes the CSV files; `preview` draws the
-//! captioned preview sheet.
+//! never sleeveless); [`design`] draws designs (long-tailed facets, occasion cues, variant
+//! families) and plans which design each picture shows; `figure`, `dress`, `fabric` and
+//! `background` draw the parts; `scene` composes, frames and lights one picture and measures
+//! the dress box; `manifest` applies label noise and writes the CSV files; `preview` draws
+//! the captioned preview sheet.
 
 mod background;
 mod canvas;
@@ -41,7 +44,7 @@ mod rng;
 mod scene;
 
 pub use color::Rgb;
-pub use design::{DatasetPlan, Design, Fabric, Print, plan_dataset};
+pub use design::{DatasetPlan, Design, Fabric, Print, Variation, plan_dataset};
 pub use facets::{FACETS, Facets, Length, Neckline, Occasion, Silhouette, Sleeve};
 pub use manifest::{LabelNoise, apply_label_noise};
 pub use preview::{PREVIEW_EXAMPLES, write_preview_sheet};
@@ -174,6 +177,7 @@ pub fn encode_jpeg(rendering: &Rendering, path_for_errors: &Path) -> Result<Vec<
 struct Written {
     path: String,
     design: usize,
+    variation: Option<Variation>,
     labels: [usize; 5],
     dress_box: DressBox,
 }
@@ -207,6 +211,7 @@ pub fn synthesize(
             Ok(Written {
                 path: rel,
                 design: design.id,
+                variation: design.variation,
                 labels: design.facets.indices(),
                 dress_box: rendering.dress_box,
             })
@@ -223,6 +228,7 @@ pub fn synthesize(
         .map(|(i, w)| manifest::Row {
             path: &w.path,
             design: w.design,
+            variation: w.variation,
             truth: w.labels,
             labels: noise.labels[i],
             flipped: noise.flipped[i],

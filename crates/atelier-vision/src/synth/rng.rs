@@ -12,6 +12,8 @@ pub enum Stream {
     Shot = 3,
     LabelNoise = 4,
     Preview = 5,
+    Family = 6,
+    Variant = 7,
 }
 
 /// One 64-bit step of SplitMix64, used to spread (seed, stream, index) over the key.
