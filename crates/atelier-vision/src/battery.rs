@@ -24,9 +24,14 @@ pub struct BatteryCase {
     pub expected: Expected,
 }
 
+/// A file that decodes to an upright RGB8 picture of `width` x `height`.
+const fn usable(width: u32, height: u32) -> Expected {
+    Expected::Usable { width, height }
+}
+
 /// The whole battery, one case per kind of file a catalogue meets.
 pub fn battery() -> Vec<BatteryCase> {
-    use Expected::{Quarantined, Usable};
+    use Expected::Quarantined;
     let full_jpeg = jpeg(64, 48);
     let case = |file_name, bytes, expected| BatteryCase {
         file_name,
@@ -34,14 +39,7 @@ pub fn battery() -> Vec<BatteryCase> {
         expected,
     };
     vec![
-        case(
-            "good.jpg",
-            full_jpeg.clone(),
-            Usable {
-                width: 64,
-                height: 48,
-            },
-        ),
+        case("good.jpg", full_jpeg.clone(), usable(64, 48)),
         case(
             "truncated.jpg",
             full_jpeg[..full_jpeg.len() * 6 / 10].to_vec(),
@@ -59,59 +57,21 @@ pub fn battery() -> Vec<BatteryCase> {
             Quarantined("is an HTML page"),
         ),
         case("bomb.png", png_bomb_header(), Quarantined("100000×100000")),
-        case(
-            "cmyk.jpg",
-            cmyk_cyan_jpeg(),
-            Usable {
-                width: 32,
-                height: 16,
-            },
-        ),
-        case(
-            "deep.png",
-            sixteen_bit_png(),
-            Usable {
-                width: 16,
-                height: 16,
-            },
-        ),
-        case(
-            "grey.png",
-            grey_png(),
-            Usable {
-                width: 16,
-                height: 16,
-            },
-        ),
-        case(
-            "animated.gif",
-            animated_gif(),
-            Usable {
-                width: 16,
-                height: 16,
-            },
-        ),
+        case("cmyk.jpg", cmyk_cyan_jpeg(), usable(32, 16)),
+        case("deep.png", sixteen_bit_png(), usable(16, 16)),
+        case("grey.png", grey_png(), usable(16, 16)),
+        case("animated.gif", animated_gif(), usable(16, 16)),
         case(
             "rotated.jpg",
             with_exif_orientation(&jpeg(40, 20), 6),
-            Usable {
-                width: 20,
-                height: 40,
-            },
+            usable(20, 40),
         ),
         case(
             "tiny.png",
             one_pixel_png(),
             Quarantined("under the 8×8 minimum"),
         ),
-        case(
-            "lossless.webp",
-            webp_lossless(),
-            Usable {
-                width: 24,
-                height: 12,
-            },
-        ),
+        case("lossless.webp", webp_lossless(), usable(24, 12)),
         case(
             "scan.exr",
             vec![0x76, 0x2f, 0x31, 0x01, 2, 0, 0, 0, 0, 0, 0, 0],

@@ -128,10 +128,12 @@ impl ValueNoise {
     }
 }
 
+/// Spacing in pixels of the grid on which [`textured`] evaluates its smooth noise.
+const NOISE_STEP: usize = 4;
+
 /// Plaster, concrete or linen: a muted colour modulated by two octaves of noise plus grain.
 /// The smooth noise is evaluated on a grid every [`NOISE_STEP`] pixels and interpolated.
 fn textured(pixmap: &mut Pixmap, dice: &mut Dice) {
-    const NOISE_STEP: usize = 4;
     let base = muted(dice, 0.4, 0.85);
     let coarse_cells = dice.int(3, 8);
     let coarse = ValueNoise::new(dice, coarse_cells);

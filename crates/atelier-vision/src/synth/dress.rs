@@ -201,11 +201,47 @@ fn hem_half_width(silhouette: Silhouette, length: Length, hip_hw: f32, dice: &mu
     base * dice.range(0.94, 1.06)
 }
 
+/// Builds the dress for `facets` on `person`: skirt profile, bodice top, side seams and
+/// hem, then sleeves.
 pub fn build(facets: &Facets, person: &Person, dice: &mut Dice) -> Dress {
+    let mut profile = skirt_profile(facets, person, dice);
+    let off_shoulder_y = dice.range(20.0, 20.8);
+    let Bodice {
+        mut half,
+        holes,
+        mut folds,
+        cowl,
+    } = bodice_top(facets, person, dice, off_shoulder_y);
+    profile.cowl = cowl;
+
+    folds.extend(side_seam(&mut half, &profile, person.shoulder_k));
+    skirt_side_and_hem(&mut half, &profile);
+    let body = mirror_closed(&half);
+
+    let clip = (facets.neckline == Neckline::OffShoulder).then_some(off_shoulder_y);
+    let sleeves = person
+        .arms
+        .iter()
+        .filter_map(|arm| sleeve_shape(arm, facets.sleeve, clip))
+        .collect();
+
+    let (max_ankle, max_knee) = hidden_leg_limits(&profile);
+    Dress {
+        body,
+        holes,
+        sleeves,
+        max_ankle,
+        max_knee,
+        profile,
+        folds,
+    }
+}
+
+/// How the skirt hangs for these facets on this person (no cowl yet).
+fn skirt_profile(facets: &Facets, person: &Person, dice: &mut Dice) -> Profile {
     let k = person.shoulder_k;
     let silhouette = facets.silhouette;
     let hem_y = hem_height(facets.length, silhouette, dice);
-    let waist_hw = person.waist_hw + 0.45;
     let hip_hw = person.hip_hw + 0.6;
     let (fold_cycles, fold_start_y, fold_depth, hem_wave) = match silhouette {
         Silhouette::Sheath => (1.0, HIP_Y, 0.12, 0.0),
@@ -215,14 +251,14 @@ pub fn build(facets: &Facets, person: &Person, dice: &mut Dice) -> Dress {
         Silhouette::BallGown => (4.5, WAIST_Y, 0.17, 0.25),
         Silhouette::Mermaid => (3.0, KNEE_Y - 3.0, 0.22, 0.25),
     };
-    let profile = Profile {
+    let mut profile = Profile {
         silhouette,
         chest_hw: if silhouette == Silhouette::Shift {
             7.7 * k
         } else {
             7.45 * k
         },
-        waist_hw,
+        waist_hw: person.waist_hw + 0.45,
         hip_hw,
         hem_y,
         hem_hw: hem_half_width(silhouette, facets.length, hip_hw, dice),
@@ -234,45 +270,45 @@ pub fn build(facets: &Facets, person: &Person, dice: &mut Dice) -> Dress {
         hem_wave,
         cowl: None,
     };
-
-    let mut profile = profile;
     if silhouette == Silhouette::Sheath {
         profile.hem_hw = profile.half_width(hem_y);
     }
+    profile
+}
 
-    let off_shoulder_y = dice.range(20.0, 20.8);
-    let Bodice {
-        mut half,
-        holes,
-        mut folds,
-        cowl,
-    } = bodice_top(facets, person, dice, off_shoulder_y);
-    profile.cowl = cowl;
-
-    // Side seam and skirt.
+/// Continues the right half outline from the underarm to the waist (a fitted bodice) and
+/// returns the waist seam line; a shift has no waist, so nothing is added for it.
+fn side_seam(half: &mut Vec<Pt>, profile: &Profile, k: f32) -> Option<FoldLine> {
     let under = pt(profile.chest_hw, UNDERARM_Y);
     half.push(under);
-    if silhouette != Silhouette::Shift {
-        cubic(
-            &mut half,
-            under,
-            pt(7.75 * k, 27.0),
-            pt(waist_hw, 30.0),
-            pt(waist_hw, WAIST_Y),
-        );
-        folds.push(FoldLine {
-            points: (0..=12)
-                .map(|i| {
-                    let x = -waist_hw + 2.0 * waist_hw * i as f32 / 12.0;
-                    pt(x, WAIST_Y + 0.25 * (1.0 - (x / waist_hw).powi(2)))
-                })
-                .collect(),
-            dark: true,
-            width: 0.3,
-        });
+    if profile.silhouette == Silhouette::Shift {
+        return None;
     }
+    let waist_hw = profile.waist_hw;
+    cubic(
+        half,
+        under,
+        pt(7.75 * k, 27.0),
+        pt(waist_hw, 30.0),
+        pt(waist_hw, WAIST_Y),
+    );
+    Some(FoldLine {
+        points: (0..=12)
+            .map(|i| {
+                let x = -waist_hw + 2.0 * waist_hw * i as f32 / 12.0;
+                pt(x, WAIST_Y + 0.25 * (1.0 - (x / waist_hw).powi(2)))
+            })
+            .collect(),
+        dark: true,
+        width: 0.3,
+    })
+}
+
+/// Continues the right half outline down the skirt side to the hem, then along the hem to
+/// the centre.
+fn skirt_side_and_hem(half: &mut Vec<Pt>, profile: &Profile) {
     let side_end = profile.hem_at(1.0);
-    let mut y = if silhouette == Silhouette::Shift {
+    let mut y = if profile.silhouette == Silhouette::Shift {
         UNDERARM_Y
     } else {
         WAIST_Y
@@ -280,41 +316,29 @@ pub fn build(facets: &Facets, person: &Person, dice: &mut Dice) -> Dress {
     while y < side_end - 0.4 {
         y += 0.8;
         let yy = y.min(side_end);
-        half.push(pt(profile.half_width(yy.min(hem_y)), yy));
+        half.push(pt(profile.half_width(yy.min(profile.hem_y)), yy));
     }
     let n = 32;
     for i in (0..=n).rev() {
         let u = i as f32 / n as f32;
         half.push(pt(u * profile.hem_hw, profile.hem_at(u)));
     }
-    let body = mirror_closed(&half);
+}
 
-    let clip = (facets.neckline == Neckline::OffShoulder).then_some(off_shoulder_y);
-    let sleeves = person
-        .arms
-        .iter()
-        .filter_map(|arm| sleeve_shape(arm, facets.sleeve, clip))
-        .collect();
-
-    let long = hem_y > ANKLE_Y - 3.0;
-    let covers_knee = hem_y > KNEE_Y + 2.0;
-    Dress {
-        body,
-        holes,
-        sleeves,
-        max_ankle: if long {
-            profile.half_width(ANKLE_Y) - 1.6
-        } else {
-            f32::MAX
-        },
-        max_knee: if covers_knee {
-            profile.half_width(KNEE_Y) - 0.3
-        } else {
-            f32::MAX
-        },
-        profile,
-        folds,
-    }
+/// Outermost ankle and knee positions a long or knee-covering narrow skirt keeps hidden
+/// (`f32::MAX` where the skirt does not reach).
+fn hidden_leg_limits(profile: &Profile) -> (f32, f32) {
+    let max_ankle = if profile.hem_y > ANKLE_Y - 3.0 {
+        profile.half_width(ANKLE_Y) - 1.6
+    } else {
+        f32::MAX
+    };
+    let max_knee = if profile.hem_y > KNEE_Y + 2.0 {
+        profile.half_width(KNEE_Y) - 0.3
+    } else {
+        f32::MAX
+    };
+    (max_ankle, max_knee)
 }
 
 /// The top of the dress body above the underarms.
@@ -328,6 +352,7 @@ struct Bodice {
 }
 
 /// Builds the bodice top: neckline cut, then shoulder strap or shoulder seam, then armhole.
+/// A halter or off-shoulder neckline has its own straps or band and no shoulder line.
 fn bodice_top(facets: &Facets, person: &Person, dice: &mut Dice, off_shoulder_y: f32) -> Bodice {
     let mut bodice = Bodice {
         half: Vec::new(),
@@ -335,145 +360,198 @@ fn bodice_top(facets: &Facets, person: &Person, dice: &mut Dice, off_shoulder_y:
         folds: Vec::new(),
         cowl: None,
     };
-    neckline_and_shoulders(facets, person, dice, off_shoulder_y, &mut bodice);
-    bodice
-}
-
-fn neckline_and_shoulders(
-    facets: &Facets,
-    person: &Person,
-    dice: &mut Dice,
-    off_shoulder_y: f32,
-    bodice: &mut Bodice,
-) {
-    let Bodice {
-        half,
-        holes,
-        folds,
-        cowl,
-    } = bodice;
-    let k = person.shoulder_k;
-    // Fabric sits a hair above the skin line so no skin shows along the shoulder.
-    let lift = 0.12;
-    let on_shoulder = |x: f32| pt(x, person.shoulder_y(x) - lift);
+    let line = ShoulderLine { person };
+    let half = &mut bodice.half;
     let x_n = match facets.neckline {
-        Neckline::Crew => {
-            let x_n = 2.35;
-            let top = on_shoulder(x_n);
-            let yc = top.y + dice.range(1.6, 2.1);
-            half.push(pt(0.0, yc));
-            cubic(
-                half,
-                pt(0.0, yc),
-                pt(x_n * 0.6, yc),
-                pt(x_n, yc - (yc - top.y) * 0.45),
-                top,
-            );
-            x_n
-        }
-        Neckline::VNeck => {
-            let x_n = 3.0;
-            let top = on_shoulder(x_n);
-            let yc = dice.range(23.0, 25.5);
-            half.push(pt(0.0, yc));
-            half.push(pt(0.0, yc).lerp(top, 0.5));
-            half.push(top);
-            x_n
-        }
-        Neckline::Boat => {
-            let x_n = 7.2 * k;
-            let top = on_shoulder(x_n);
-            let yc = dice.range(17.2, 17.7);
-            half.push(pt(0.0, yc));
-            cubic(half, pt(0.0, yc), pt(3.0, yc), pt(6.2 * k, yc - 0.1), top);
-            x_n
-        }
-        Neckline::Square => {
-            let x_n = 4.1;
-            let yc = dice.range(21.2, 22.6);
-            half.push(pt(0.0, yc));
-            half.push(pt(x_n, yc));
-            half.push(on_shoulder(x_n));
-            x_n
-        }
-        Neckline::Sweetheart => {
-            let x_n = 4.3 * k;
-            let dip = dice.range(23.0, 24.0);
-            half.push(pt(0.0, dip));
-            cubic(
-                half,
-                pt(0.0, dip),
-                pt(0.4, 20.6),
-                pt(1.6, 19.6),
-                pt(2.8, 19.6),
-            );
-            cubic(
-                half,
-                pt(2.8, 19.6),
-                pt(3.9, 19.6),
-                pt(4.6, 20.3),
-                pt(4.75, 21.2),
-            );
-            half.push(on_shoulder(x_n));
-            x_n
-        }
+        Neckline::Crew => crew_neck(&line, dice, half),
+        Neckline::VNeck => v_neck(&line, dice, half),
+        Neckline::Boat => boat_neck(&line, dice, half),
+        Neckline::Square => square_neck(&line, dice, half),
+        Neckline::Sweetheart => sweetheart_neck(&line, dice, half),
         Neckline::Cowl => {
-            let x_n = 4.9 * k;
-            let top = on_shoulder(x_n);
-            let yc = dice.range(19.4, 20.4);
-            half.push(pt(0.0, yc));
-            cubic(
-                half,
-                pt(0.0, yc),
-                pt(2.6, yc),
-                pt(4.4 * k, top.y + 1.6),
-                top,
-            );
-            *cowl = Some(Cowl {
-                centre_y: yc,
-                width: x_n,
-                rise: (yc - top.y) / (x_n * x_n),
-            });
+            let (x_n, cowl) = cowl_neck(&line, dice, half);
+            bodice.cowl = Some(cowl);
             x_n
         }
         Neckline::Halter => {
-            // A band round the neck, two wide straps down to the underarms, bare shoulders,
-            // and a V of skin between the straps.
-            half.push(pt(0.0, 12.4));
-            half.push(pt(NECK_HW + 0.35, 12.5));
-            half.push(pt(NECK_HW + 0.6, 14.3));
-            cubic(
-                half,
-                pt(NECK_HW + 0.6, 14.3),
-                pt(3.2, 16.8),
-                pt(5.8 * k, 20.4),
-                pt(7.2 * k, 23.0),
-            );
-            let depth = dice.range(20.5, 22.0);
-            holes.push(vec![pt(-1.05, 14.25), pt(1.05, 14.25), pt(0.0, depth)]);
-            return;
+            halter_neck(person.shoulder_k, dice, &mut bodice);
+            return bodice;
         }
         Neckline::OffShoulder => {
-            // Straight edge below the shoulders; the sleeves continue it across the arms.
-            let y = off_shoulder_y;
-            half.push(pt(0.0, y + 0.2));
-            half.push(pt(4.5, y + 0.1));
-            half.push(pt(9.2 * k, y));
-            half.push(pt(8.7 * k, 22.4));
-            folds.push(FoldLine {
-                points: (0..=16)
-                    .map(|i| pt(-8.6 * k + 17.2 * k * i as f32 / 16.0, y + 1.3))
-                    .collect(),
-                dark: true,
-                width: 0.3,
-            });
-            return;
+            off_shoulder_band(person.shoulder_k, off_shoulder_y, &mut bodice);
+            return bodice;
         }
     };
-    if facets.sleeve == Sleeve::Sleeveless {
+    shoulder_and_armhole(&line, facets.sleeve, x_n, &mut bodice.half);
+    bodice
+}
+
+/// The skin line along the top of the shoulders, where necklines and straps end.
+struct ShoulderLine<'a> {
+    person: &'a Person,
+}
+
+impl ShoulderLine<'_> {
+    /// Fabric sits a hair above the skin line so no skin shows along the shoulder.
+    const LIFT: f32 = 0.12;
+
+    /// The person's shoulder-width factor.
+    fn k(&self) -> f32 {
+        self.person.shoulder_k
+    }
+
+    /// The fabric's edge on the shoulder at `x`.
+    fn at(&self, x: f32) -> Pt {
+        pt(x, self.person.shoulder_y(x) - Self::LIFT)
+    }
+
+    /// Points along the shoulder slope from `x0` to `x1` (exclusive of `x0`); past the
+    /// shoulder tip the edge stays at the tip's height.
+    fn push_between(&self, x0: f32, x1: f32, out: &mut Vec<Pt>) {
+        let steps = ((x1 - x0) * 2.0).ceil().max(1.0) as usize;
+        for i in 1..=steps {
+            let x = x0 + (x1 - x0) * i as f32 / steps as f32;
+            let x_on = x.min(7.9 * self.k());
+            out.push(pt(x, self.person.shoulder_y(x_on) - Self::LIFT));
+        }
+    }
+}
+
+// Each neckline below starts the right half outline at the centre front and ends it on the
+// shoulder, returning where it meets the shoulder (`x_n`).
+
+fn crew_neck(line: &ShoulderLine, dice: &mut Dice, half: &mut Vec<Pt>) -> f32 {
+    let x_n = 2.35;
+    let top = line.at(x_n);
+    let yc = top.y + dice.range(1.6, 2.1);
+    half.push(pt(0.0, yc));
+    cubic(
+        half,
+        pt(0.0, yc),
+        pt(x_n * 0.6, yc),
+        pt(x_n, yc - (yc - top.y) * 0.45),
+        top,
+    );
+    x_n
+}
+
+fn v_neck(line: &ShoulderLine, dice: &mut Dice, half: &mut Vec<Pt>) -> f32 {
+    let x_n = 3.0;
+    let top = line.at(x_n);
+    let yc = dice.range(23.0, 25.5);
+    half.push(pt(0.0, yc));
+    half.push(pt(0.0, yc).lerp(top, 0.5));
+    half.push(top);
+    x_n
+}
+
+fn boat_neck(line: &ShoulderLine, dice: &mut Dice, half: &mut Vec<Pt>) -> f32 {
+    let k = line.k();
+    let x_n = 7.2 * k;
+    let top = line.at(x_n);
+    let yc = dice.range(17.2, 17.7);
+    half.push(pt(0.0, yc));
+    cubic(half, pt(0.0, yc), pt(3.0, yc), pt(6.2 * k, yc - 0.1), top);
+    x_n
+}
+
+fn square_neck(line: &ShoulderLine, dice: &mut Dice, half: &mut Vec<Pt>) -> f32 {
+    let x_n = 4.1;
+    let yc = dice.range(21.2, 22.6);
+    half.push(pt(0.0, yc));
+    half.push(pt(x_n, yc));
+    half.push(line.at(x_n));
+    x_n
+}
+
+fn sweetheart_neck(line: &ShoulderLine, dice: &mut Dice, half: &mut Vec<Pt>) -> f32 {
+    let x_n = 4.3 * line.k();
+    let dip = dice.range(23.0, 24.0);
+    half.push(pt(0.0, dip));
+    cubic(
+        half,
+        pt(0.0, dip),
+        pt(0.4, 20.6),
+        pt(1.6, 19.6),
+        pt(2.8, 19.6),
+    );
+    cubic(
+        half,
+        pt(2.8, 19.6),
+        pt(3.9, 19.6),
+        pt(4.6, 20.3),
+        pt(4.75, 21.2),
+    );
+    half.push(line.at(x_n));
+    x_n
+}
+
+/// Also returns the drape that hangs below the neckline.
+fn cowl_neck(line: &ShoulderLine, dice: &mut Dice, half: &mut Vec<Pt>) -> (f32, Cowl) {
+    let k = line.k();
+    let x_n = 4.9 * k;
+    let top = line.at(x_n);
+    let yc = dice.range(19.4, 20.4);
+    half.push(pt(0.0, yc));
+    cubic(
+        half,
+        pt(0.0, yc),
+        pt(2.6, yc),
+        pt(4.4 * k, top.y + 1.6),
+        top,
+    );
+    let cowl = Cowl {
+        centre_y: yc,
+        width: x_n,
+        rise: (yc - top.y) / (x_n * x_n),
+    };
+    (x_n, cowl)
+}
+
+/// A band round the neck, two wide straps down to the underarms, bare shoulders, and a V of
+/// skin between the straps.
+fn halter_neck(k: f32, dice: &mut Dice, bodice: &mut Bodice) {
+    let half = &mut bodice.half;
+    half.push(pt(0.0, 12.4));
+    half.push(pt(NECK_HW + 0.35, 12.5));
+    half.push(pt(NECK_HW + 0.6, 14.3));
+    cubic(
+        half,
+        pt(NECK_HW + 0.6, 14.3),
+        pt(3.2, 16.8),
+        pt(5.8 * k, 20.4),
+        pt(7.2 * k, 23.0),
+    );
+    let depth = dice.range(20.5, 22.0);
+    bodice
+        .holes
+        .push(vec![pt(-1.05, 14.25), pt(1.05, 14.25), pt(0.0, depth)]);
+}
+
+/// A straight edge at `y`, below the shoulders; the sleeves continue it across the arms.
+fn off_shoulder_band(k: f32, y: f32, bodice: &mut Bodice) {
+    let half = &mut bodice.half;
+    half.push(pt(0.0, y + 0.2));
+    half.push(pt(4.5, y + 0.1));
+    half.push(pt(9.2 * k, y));
+    half.push(pt(8.7 * k, 22.4));
+    bodice.folds.push(FoldLine {
+        points: (0..=16)
+            .map(|i| pt(-8.6 * k + 17.2 * k * i as f32 / 16.0, y + 1.3))
+            .collect(),
+        dark: true,
+        width: 0.3,
+    });
+}
+
+/// From the neckline at `x_n` along the shoulder, then down the armhole to the underarm: a
+/// strap and a cut-in armhole when sleeveless, else the shoulder seam and the deltoid curve.
+fn shoulder_and_armhole(line: &ShoulderLine, sleeve: Sleeve, x_n: f32, half: &mut Vec<Pt>) {
+    let k = line.k();
+    if sleeve == Sleeve::Sleeveless {
         let x_s = (x_n + 2.4).min(7.0 * k).max(x_n + 1.6);
-        push_shoulder_line(person, x_n, x_s, lift, half);
-        let s = on_shoulder(x_s.min(7.9 * k));
+        line.push_between(x_n, x_s, half);
+        let s = line.at(x_s.min(7.9 * k));
         cubic(
             half,
             s,
@@ -482,18 +560,8 @@ fn neckline_and_shoulders(
             pt(7.35 * k, UNDERARM_Y - 0.2),
         );
     } else {
-        push_shoulder_line(person, x_n, 7.9 * k, lift, half);
-        person.deltoid(half, 0.3);
-    }
-}
-
-/// Points along the shoulder slope from `x0` to `x1` (exclusive of `x0`).
-fn push_shoulder_line(person: &Person, x0: f32, x1: f32, lift: f32, out: &mut Vec<Pt>) {
-    let steps = ((x1 - x0) * 2.0).ceil().max(1.0) as usize;
-    for i in 1..=steps {
-        let x = x0 + (x1 - x0) * i as f32 / steps as f32;
-        let x_on = x.min(7.9 * person.shoulder_k);
-        out.push(pt(x, person.shoulder_y(x_on) - lift));
+        line.push_between(x_n, 7.9 * k, half);
+        line.person.deltoid(half, 0.3);
     }
 }
 

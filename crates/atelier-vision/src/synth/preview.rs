@@ -66,7 +66,29 @@ pub fn write_preview_sheet(path: &Path, seed: u64, size: u32) -> Result<(), Synt
             allowed: "48 to 512 pixels",
         });
     }
-    let rows: Vec<(usize, usize, String)> = FACETS
+    let rows = caption_rows();
+    let layout = Layout::new(&rows, size);
+    let mut sheet = RgbImage::from_pixel(layout.width, layout.height, PAPER);
+    draw_text(
+        &mut sheet,
+        &format!("atelier synth preview, seed {seed}"),
+        MARGIN,
+        MARGIN,
+        layout.scale,
+        INK,
+    );
+    let thumbs = render_thumbnails(&rows, seed, size);
+    layout.draw_captions(&mut sheet, &rows);
+    layout.place_thumbnails(&mut sheet, thumbs);
+    write_atomic(path, &encode_png(&sheet, path)?)
+}
+
+/// One row of the sheet: facet index, value index and its caption.
+type Row = (usize, usize, String);
+
+/// Every value of every facet, in facet order, captioned "facet: value".
+fn caption_rows() -> Vec<Row> {
+    FACETS
         .iter()
         .enumerate()
         .flat_map(|(f, (name, values))| {
@@ -75,26 +97,66 @@ pub fn write_preview_sheet(path: &Path, seed: u64, size: u32) -> Result<(), Synt
                 .enumerate()
                 .map(move |(v, value)| (f, v, format!("{name}: {value}")))
         })
-        .collect();
-    let scale = if size >= 96 { 2 } else { 1 };
-    let caption_w =
-        rows.iter().map(|r| r.2.len() as u32).max().unwrap_or(0) * 8 * scale + 2 * MARGIN;
-    let title_h = 8 * scale * 2 + MARGIN;
-    let row_h = size + GAP;
-    let width = caption_w + PREVIEW_EXAMPLES as u32 * (size + GAP) + MARGIN;
-    let height = title_h + rows.len() as u32 * row_h + MARGIN;
-    let mut sheet = RgbImage::from_pixel(width, height, PAPER);
-    draw_text(
-        &mut sheet,
-        &format!("atelier synth preview, seed {seed}"),
-        MARGIN,
-        MARGIN,
-        scale,
-        INK,
-    );
+        .collect()
+}
 
-    let thumbs: Vec<(usize, usize, RgbImage)> = rows
-        .par_iter()
+/// Sizes and positions on the sheet, in pixels.
+struct Layout {
+    /// Thumbnail width and height.
+    size: u32,
+    /// Text scale (the font is 8 pixels at scale 1).
+    scale: u32,
+    caption_w: u32,
+    title_h: u32,
+    row_h: u32,
+    width: u32,
+    height: u32,
+}
+
+impl Layout {
+    fn new(rows: &[Row], size: u32) -> Layout {
+        let scale = if size >= 96 { 2 } else { 1 };
+        let caption_w =
+            rows.iter().map(|r| r.2.len() as u32).max().unwrap_or(0) * 8 * scale + 2 * MARGIN;
+        let title_h = 8 * scale * 2 + MARGIN;
+        let row_h = size + GAP;
+        Layout {
+            size,
+            scale,
+            caption_w,
+            title_h,
+            row_h,
+            width: caption_w + PREVIEW_EXAMPLES as u32 * (size + GAP) + MARGIN,
+            height: title_h + rows.len() as u32 * row_h + MARGIN,
+        }
+    }
+
+    /// Row captions, on a light band behind every other facet.
+    fn draw_captions(&self, sheet: &mut RgbImage, rows: &[Row]) {
+        for (r, (facet, _, caption)) in rows.iter().enumerate() {
+            let y = self.title_h + r as u32 * self.row_h;
+            if facet % 2 == 1 {
+                fill_rect(sheet, 0, y, self.width, self.row_h, BAND);
+            }
+            let text_y = y + self.size / 2 - 4 * self.scale;
+            draw_text(sheet, caption, MARGIN, text_y, self.scale, INK);
+        }
+    }
+
+    /// Copies each `(row, example, picture)` into its cell.
+    fn place_thumbnails(&self, sheet: &mut RgbImage, thumbs: Vec<(usize, usize, RgbImage)>) {
+        for (r, k, thumb) in thumbs {
+            let x = self.caption_w + k as u32 * (self.size + GAP);
+            let y = self.title_h + r as u32 * self.row_h + GAP / 2;
+            image::imageops::replace(sheet, &thumb, x as i64, y as i64);
+        }
+    }
+}
+
+/// [`PREVIEW_EXAMPLES`] pictures per row, each of a design drawn with the row's facet value
+/// forced, as `(row, example, picture)`.
+fn render_thumbnails(rows: &[Row], seed: u64, size: u32) -> Vec<(usize, usize, RgbImage)> {
+    rows.par_iter()
         .enumerate()
         .flat_map_iter(|(r, &(facet, value, _))| {
             (0..PREVIEW_EXAMPLES).map(move |k| {
@@ -108,28 +170,11 @@ pub fn write_preview_sheet(path: &Path, seed: u64, size: u32) -> Result<(), Synt
                 (r, k, rendering.image)
             })
         })
-        .collect();
+        .collect()
+}
 
-    for (r, (facet, _, caption)) in rows.iter().enumerate() {
-        let y = title_h + r as u32 * row_h;
-        if facet % 2 == 1 {
-            fill_rect(&mut sheet, 0, y, width, row_h, BAND);
-        }
-        draw_text(
-            &mut sheet,
-            caption,
-            MARGIN,
-            y + size / 2 - 4 * scale,
-            scale,
-            INK,
-        );
-    }
-    for (r, k, thumb) in thumbs {
-        let x = caption_w + k as u32 * (size + GAP);
-        let y = title_h + r as u32 * row_h + GAP / 2;
-        image::imageops::replace(&mut sheet, &thumb, x as i64, y as i64);
-    }
-
+/// The sheet as a PNG (best compression); `path` only names the file in errors.
+fn encode_png(sheet: &RgbImage, path: &Path) -> Result<Vec<u8>, SynthError> {
     let mut png = Vec::new();
     image::codecs::png::PngEncoder::new_with_quality(
         &mut png,
@@ -138,13 +183,13 @@ pub fn write_preview_sheet(path: &Path, seed: u64, size: u32) -> Result<(), Synt
     )
     .write_image(
         sheet.as_raw(),
-        width,
-        height,
+        sheet.width(),
+        sheet.height(),
         image::ExtendedColorType::Rgb8,
     )
     .map_err(|e| SynthError::Encode {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
-    write_atomic(path, &png)
+    Ok(png)
 }

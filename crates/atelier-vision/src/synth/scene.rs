@@ -4,7 +4,7 @@
 use super::background::{self, BackgroundKind};
 use super::canvas::Canvas;
 use super::color::Rgb;
-use super::design::Design;
+use super::design::{Design, Fabric};
 use super::dress::{self, Dress};
 use super::fabric;
 use super::figure::{HEAD_CENTRE, HEAD_RY, Person, SOLE_Y};
@@ -48,23 +48,7 @@ pub fn render(design: &Design, seed: u64, index: u64, size: u32, show_dress: boo
     let dress = dress::build(&design.facets, &person, &mut dice);
     let legs = person.legs(dress.max_ankle, dress.max_knee, dress.profile.hem_y - 1.5);
     let ts = frame(&dress, &person, size, &mut dice);
-    let scale = (ts.sx * ts.sx + ts.ky * ts.ky).sqrt();
-
-    let Some(pixmap) = Pixmap::new(size, size) else {
-        unreachable!("size is at least 16")
-    };
-    let mut canvas = Canvas { pixmap, ts };
-    let kind = background::sample_kind(&mut dice);
-    background::draw(&mut canvas.pixmap, kind, &mut dice);
-    let shadow_strength = match kind {
-        BackgroundKind::StudioWhite | BackgroundKind::StudioGrey => dice.range(0.25, 0.45),
-        _ => dice.range(0.15, 0.35),
-    };
-    let feet = apply(ts, pt(0.5 * (person.stance[1] - person.stance[0]), SOLE_Y));
-    if feet.y < size as f32 * 1.05 {
-        let spread = (person.stance[0] + person.stance[1] + 6.0).max(dress.profile.hem_hw * 1.6);
-        background::floor_shadow(&mut canvas.pixmap, feet, spread * scale, shadow_strength);
-    }
+    let mut canvas = backdrop(&dress, &person, ts, size, &mut dice);
     let lighting = Lighting::sample(&mut dice);
     let jpeg_quality = dice.int(70, 95) as u8;
 
@@ -72,36 +56,110 @@ pub fn render(design: &Design, seed: u64, index: u64, size: u32, show_dress: boo
     person.draw_legs(&mut canvas, &legs);
     person.draw_torso(&mut canvas);
     person.draw_head(&mut canvas);
-
-    let holes: Vec<&[Pt]> = dress.holes.iter().map(|h| h.as_slice()).collect();
-    let body_mask = canvas.mask(&[&dress.body], &holes);
-    let sleeve_masks: Vec<Mask> = dress
-        .sleeves
-        .iter()
-        .map(|s| canvas.mask(&[&s.outline], &[]))
-        .collect();
-    let to_figure = ts.invert().unwrap_or_default();
-    let fabric = &design.fabric;
-    let print = fabric::PrintSampler::new(fabric, scale);
-    let shading = fabric::Lighting::new(fabric.sheen);
-    let edge = fabric.base.scale(0.5);
-
+    let painter = DressPainter::new(&canvas, &dress, &design.fabric, size);
     if show_dress {
-        let area = pixel_area(&dress.body, ts, size);
+        painter.paint_body(&mut canvas);
+    }
+    for arm in &person.arms {
+        person.draw_arm(&mut canvas, arm);
+    }
+    if show_dress {
+        painter.paint_sleeves(&mut canvas);
+    }
+
+    let dress_mask = union(&painter.body_mask, &painter.sleeve_masks, size);
+    let dress_box = dress_box(&dress_mask, &dress, ts, size);
+    let image = lighting.apply(&canvas.pixmap);
+    Rendering {
+        image,
+        dress_mask,
+        dress_box,
+        jpeg_quality,
+    }
+}
+
+/// Pixels per figure unit under `ts` (its scale, whatever the rotation).
+fn pixels_per_unit(ts: Transform) -> f32 {
+    (ts.sx * ts.sx + ts.ky * ts.ky).sqrt()
+}
+
+/// A canvas with the background drawn and, where the feet are in the picture, a soft
+/// shadow on the floor under them.
+fn backdrop(dress: &Dress, person: &Person, ts: Transform, size: u32, dice: &mut Dice) -> Canvas {
+    let Some(pixmap) = Pixmap::new(size, size) else {
+        unreachable!("size is at least 16")
+    };
+    let mut canvas = Canvas { pixmap, ts };
+    let kind = background::sample_kind(dice);
+    background::draw(&mut canvas.pixmap, kind, dice);
+    let shadow_strength = match kind {
+        BackgroundKind::StudioWhite | BackgroundKind::StudioGrey => dice.range(0.25, 0.45),
+        _ => dice.range(0.15, 0.35),
+    };
+    let feet = apply(ts, pt(0.5 * (person.stance[1] - person.stance[0]), SOLE_Y));
+    if feet.y < size as f32 * 1.05 {
+        let spread = (person.stance[0] + person.stance[1] + 6.0).max(dress.profile.hem_hw * 1.6);
+        let spread_px = spread * pixels_per_unit(ts);
+        background::floor_shadow(&mut canvas.pixmap, feet, spread_px, shadow_strength);
+    }
+    canvas
+}
+
+/// Everything needed to paint one dress on a canvas: its coverage masks (taken before any
+/// of it is drawn) and the fabric's print, shading and edge tone.
+struct DressPainter<'a> {
+    dress: &'a Dress,
+    body_mask: Mask,
+    sleeve_masks: Vec<Mask>,
+    to_figure: Transform,
+    print: fabric::PrintSampler,
+    shading: fabric::Lighting,
+    sheen: f32,
+    edge: Rgb,
+    size: u32,
+}
+
+impl<'a> DressPainter<'a> {
+    fn new(canvas: &Canvas, dress: &'a Dress, fabric: &Fabric, size: u32) -> Self {
+        let holes: Vec<&[Pt]> = dress.holes.iter().map(|h| h.as_slice()).collect();
+        let body_mask = canvas.mask(&[&dress.body], &holes);
+        let sleeve_masks = dress
+            .sleeves
+            .iter()
+            .map(|s| canvas.mask(&[&s.outline], &[]))
+            .collect();
+        DressPainter {
+            dress,
+            body_mask,
+            sleeve_masks,
+            to_figure: canvas.ts.invert().unwrap_or_default(),
+            print: fabric::PrintSampler::new(fabric, pixels_per_unit(canvas.ts)),
+            shading: fabric::Lighting::new(fabric.sheen),
+            sheen: fabric.sheen,
+            edge: fabric.base.scale(0.5),
+            size,
+        }
+    }
+
+    /// The dress body (under the arms): shaded fabric, fold lines, then its outline and
+    /// the outlines of any holes.
+    fn paint_body(&self, canvas: &mut Canvas) {
+        let (dress, edge) = (self.dress, self.edge);
+        let area = pixel_area(&dress.body, canvas.ts, self.size);
         fabric::paint_body(
             &mut canvas.pixmap,
-            &body_mask,
+            &self.body_mask,
             area,
-            to_figure,
-            &print,
-            &shading,
+            self.to_figure,
+            &self.print,
+            &self.shading,
             &dress.profile,
         );
         for fold in &dress.folds {
             let (tone, alpha) = if fold.dark {
                 (edge, 0.35)
             } else {
-                (Rgb::WHITE, 0.22 + 0.2 * fabric.sheen)
+                (Rgb::WHITE, 0.22 + 0.2 * self.sheen)
             };
             canvas.stroke(&fold.points, false, tone, alpha, fold.width);
         }
@@ -110,27 +168,29 @@ pub fn render(design: &Design, seed: u64, index: u64, size: u32, show_dress: boo
             canvas.stroke(hole, true, edge, 0.5, 0.3);
         }
     }
-    for arm in &person.arms {
-        person.draw_arm(&mut canvas, arm);
-    }
-    if show_dress {
-        for (sleeve, mask) in dress.sleeves.iter().zip(&sleeve_masks) {
-            let area = pixel_area(&sleeve.outline, ts, size);
+
+    /// The sleeves (over the arms): shaded fabric, then their outlines.
+    fn paint_sleeves(&self, canvas: &mut Canvas) {
+        for (sleeve, mask) in self.dress.sleeves.iter().zip(&self.sleeve_masks) {
+            let area = pixel_area(&sleeve.outline, canvas.ts, self.size);
             fabric::paint_sleeve(
                 &mut canvas.pixmap,
                 mask,
                 area,
-                to_figure,
-                &print,
-                &shading,
+                self.to_figure,
+                &self.print,
+                &self.shading,
                 sleeve,
             );
-            canvas.stroke(&sleeve.outline, true, edge, 0.5, 0.3);
+            canvas.stroke(&sleeve.outline, true, self.edge, 0.5, 0.3);
         }
     }
+}
 
-    let dress_mask = union(&body_mask, &sleeve_masks, size);
-    let dress_box = tight_box(&dress_mask).unwrap_or_else(|| {
+/// The dress box from the mask, or, if no pixel is half covered (a dress too small to
+/// see), from the outline's bounds.
+fn dress_box(mask: &GrayImage, dress: &Dress, ts: Transform, size: u32) -> DressBox {
+    tight_box(mask).unwrap_or_else(|| {
         let (x0, y0, x1, y1) = bounds_after(&dress.points().copied().collect::<Vec<_>>(), ts);
         let c = |v: f32| v.clamp(0.0, size as f32) as u32;
         DressBox {
@@ -139,14 +199,7 @@ pub fn render(design: &Design, seed: u64, index: u64, size: u32, show_dress: boo
             x1: c(x1.ceil()).max(c(x0) + 1),
             y1: c(y1.ceil()).max(c(y0) + 1),
         }
-    });
-    let image = lighting.apply(&canvas.pixmap);
-    Rendering {
-        image,
-        dress_mask,
-        dress_box,
-        jpeg_quality,
-    }
+    })
 }
 
 /// Pixel box (x0, y0, x1, y1) holding the transformed points, clamped to the image.
