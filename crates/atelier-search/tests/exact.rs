@@ -1,0 +1,201 @@
+//! The exact index against a brute-force reference: top-k, ties, removal, replacement, filters.
+
+mod common;
+
+use std::collections::HashSet;
+
+use atelier_search::{ErrorKind, ExactIndex, Hit, SearchError, VectorIndex};
+use common::{assert_same_ranking, cosine, random_vectors, reference, rows};
+
+const D: usize = 64;
+
+fn pairs(hits: &[Hit]) -> Vec<(u64, f32)> {
+    hits.iter().map(|h| (h.key, h.score)).collect()
+}
+
+fn keys(hits: &[Hit]) -> Vec<u64> {
+    hits.iter().map(|h| h.key).collect()
+}
+
+fn index_of(vectors: &[f32]) -> ExactIndex {
+    let mut index = ExactIndex::new(D);
+    for (key, row) in rows(vectors, D) {
+        index.add(key, row).unwrap();
+    }
+    index
+}
+
+#[test]
+fn top_k_matches_a_brute_force_reference() {
+    let vectors = random_vectors(2_000, D, 1);
+    let queries = random_vectors(20, D, 2);
+    let index = index_of(&vectors);
+    let items = rows(&vectors, D);
+    for query in queries.chunks_exact(D) {
+        for k in [1, 10, 50, 2_500] {
+            let hits = index.search(query, k).unwrap();
+            let expected = reference(&items, query, k, |_| true);
+            let score_of = |key: u64| cosine(items[key as usize].1, query);
+            assert_same_ranking(&pairs(&hits), &expected, score_of);
+        }
+    }
+    assert!(index.search(&queries[..D], 0).unwrap().is_empty());
+}
+
+#[test]
+fn equal_scores_come_back_in_key_order() {
+    let base = random_vectors(3, D, 3);
+    let mut index = ExactIndex::new(D);
+    // Five copies of one vector (scaled, so normalisation makes them identical), added out of
+    // key order, among two other vectors.
+    for (key, scale) in [(40u64, 1.0f32), (7, 2.0), (23, 0.5), (3, 3.0), (11, 1.5)] {
+        let v: Vec<f32> = base[..D].iter().map(|x| x * scale).collect();
+        index.add(key, &v).unwrap();
+    }
+    index.add(1, &base[D..2 * D]).unwrap();
+    index.add(2, &base[2 * D..]).unwrap();
+
+    let query = &base[..D];
+    assert_eq!(keys(&index.search(query, 3).unwrap()), vec![3, 7, 11]);
+    assert_eq!(
+        keys(&index.search(query, 5).unwrap()),
+        vec![3, 7, 11, 23, 40]
+    );
+    let odd = |key: u64| key % 2 == 1;
+    assert_eq!(
+        keys(&index.search_filtered(query, 2, &odd).unwrap()),
+        vec![3, 7]
+    );
+    let among = index.search_among(query, 3, &[40, 23, 1, 11]).unwrap();
+    assert_eq!(keys(&among), vec![11, 23, 40]);
+}
+
+#[test]
+fn removed_keys_never_come_back() {
+    let vectors = random_vectors(500, D, 4);
+    let mut index = index_of(&vectors);
+    let removed: Vec<u64> = (0..500).filter(|k| k % 3 == 0).collect();
+    for &key in &removed {
+        assert!(index.remove(key).unwrap());
+        assert!(
+            !index.remove(key).unwrap(),
+            "a second removal finds nothing"
+        );
+    }
+    assert_eq!(index.len(), 500 - removed.len());
+    let gone: HashSet<u64> = removed.iter().copied().collect();
+    for &key in &removed {
+        assert!(!index.contains(key));
+        let query = &vectors[key as usize * D..(key as usize + 1) * D];
+        let hits = index.search(query, 50).unwrap();
+        assert_eq!(hits.len(), 50);
+        assert!(hits.iter().all(|h| !gone.contains(&h.key)), "key {key}");
+        let among = index.search_among(query, 5, &[key]).unwrap();
+        assert!(among.is_empty());
+    }
+    // Rows moved by removals still hold their own vectors.
+    let items = rows(&vectors, D);
+    for (key, row) in items.iter().filter(|(k, _)| !gone.contains(k)) {
+        let hits = index.search(row, 1).unwrap();
+        assert_eq!(hits[0].key, *key);
+        assert!((hits[0].score - 1.0).abs() < 1e-5);
+    }
+}
+
+#[test]
+fn add_replaces_the_vector_of_a_present_key() {
+    let vectors = random_vectors(300, D, 5);
+    let mut index = index_of(&vectors);
+    let old = vectors[..D].to_vec();
+    let new = random_vectors(1, D, 6);
+    index.add(0, &new).unwrap();
+    assert_eq!(index.len(), 300);
+    let hits = index.search(&new, 1).unwrap();
+    assert_eq!(hits[0].key, 0);
+    assert!((hits[0].score - 1.0).abs() < 1e-5);
+    let stored = index.get(0).unwrap();
+    assert!((cosine(stored, &new) - 1.0).abs() < 1e-6);
+    let old_hits = index.search(&old, 300).unwrap();
+    let score = old_hits.iter().find(|h| h.key == 0).unwrap().score;
+    assert!((f64::from(score) - cosine(&old, &new)).abs() < 1e-5);
+}
+
+#[test]
+fn filters_exclude_exactly_what_they_should() {
+    let vectors = random_vectors(1_000, D, 7);
+    let index = index_of(&vectors);
+    let items = rows(&vectors, D);
+    let queries = random_vectors(10, D, 8);
+    let allowed: HashSet<u64> = (0..1_000).filter(|k| k % 7 == 2 || k % 11 == 0).collect();
+    let mut candidates: Vec<u64> = allowed.iter().copied().collect();
+    candidates.extend([5_000, 6_000, 2, 2, 11]); // unknown keys and repeats
+    for query in queries.chunks_exact(D) {
+        let score_of = |key: u64| cosine(items[key as usize].1, query);
+        let expected = reference(&items, query, 30, |k| allowed.contains(&k));
+
+        let filtered = index
+            .search_filtered(query, 30, &|k| allowed.contains(&k))
+            .unwrap();
+        assert_same_ranking(&pairs(&filtered), &expected, score_of);
+
+        let among = index.search_among(query, 30, &candidates).unwrap();
+        assert_same_ranking(&pairs(&among), &expected, score_of);
+
+        let all = index.search_among(query, 10_000, &candidates).unwrap();
+        assert_eq!(
+            all.len(),
+            allowed.len(),
+            "every allowed key once, nothing else"
+        );
+    }
+    let none = index
+        .search_filtered(&queries[..D], 10, &|_| false)
+        .unwrap();
+    assert!(none.is_empty());
+}
+
+#[test]
+fn add_many_is_adding_one_by_one() {
+    let vectors = random_vectors(200, D, 9);
+    let mut keys: Vec<u64> = (0..200).map(|k| k * 10).collect();
+    keys[199] = 30; // key 30 again: its last vector wins
+    let mut batch = ExactIndex::new(D);
+    batch.add_many(&keys, &vectors).unwrap();
+    let mut single = ExactIndex::new(D);
+    for (key, row) in keys.iter().zip(vectors.chunks_exact(D)) {
+        single.add(*key, row).unwrap();
+    }
+    assert_eq!(batch.len(), 199);
+    assert_eq!(batch.get(30), single.get(30));
+    let query = &vectors[199 * D..];
+    assert_eq!(
+        batch.search(query, 20).unwrap(),
+        single.search(query, 20).unwrap()
+    );
+}
+
+#[test]
+fn bad_vectors_and_keys_are_refused() {
+    let mut index = ExactIndex::new(4);
+    let refused = |e: SearchError| {
+        assert_eq!(e.kind(), ErrorKind::BadInput, "{e}");
+        e.to_string()
+    };
+    let msg = refused(index.add(1, &[1.0, 2.0]).unwrap_err());
+    assert!(
+        msg.contains("key 1") && msg.contains("2 dimensions") && msg.contains('4'),
+        "{msg}"
+    );
+    refused(index.add(1, &[0.0; 4]).unwrap_err());
+    refused(index.add(1, &[f32::NAN, 1.0, 1.0, 1.0]).unwrap_err());
+    refused(index.add(u64::MAX, &[1.0; 4]).unwrap_err());
+    refused(index.add_many(&[1, 2], &[1.0; 7]).unwrap_err());
+    refused(index.search(&[1.0; 3], 1).unwrap_err());
+    // A refused batch adds nothing.
+    refused(
+        index
+            .add_many(&[1, 2], &[1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0])
+            .unwrap_err(),
+    );
+    assert!(index.is_empty());
+}
