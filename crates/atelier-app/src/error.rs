@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use atelier_catalog::CatalogError;
+use atelier_search::SearchError;
 use atelier_store::StoreError;
 use atelier_train::TrainError;
 
@@ -20,6 +21,8 @@ pub enum AppError {
     Train(#[from] TrainError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Search(#[from] SearchError),
     #[error("{}: {source}", .path.display())]
     Io {
         path: PathBuf,
@@ -53,6 +56,7 @@ impl AppError {
             AppError::Catalog(error) => catalog_kind(error),
             AppError::Train(error) => train_kind(error),
             AppError::Store(error) => store_kind(error),
+            AppError::Search(error) => search_kind(error),
             AppError::Io { .. } | AppError::Thread(_) => ErrorKind::Internal,
         }
     }
@@ -77,22 +81,35 @@ fn catalog_kind(error: &CatalogError) -> ErrorKind {
         | E::InvalidRunData { .. }
         | E::InvalidUser(_)
         | E::ImageNotActive { .. }
-        | E::NotACatalogue { .. } => ErrorKind::Invalid,
+        | E::NotACatalogue { .. }
+        | E::InvalidTriplet(_)
+        | E::InvalidEmbeddings { .. } => ErrorKind::Invalid,
         E::UnknownFacet { .. }
         | E::UnknownImage(_)
         | E::UnknownRun(_)
         | E::UnknownUser(_)
         | E::UnknownEvent(_)
-        | E::FacetNotInRun { .. } => ErrorKind::NotFound,
-        E::Conflict { .. } | E::UserExists(_) | E::RunState { .. } | E::RunHeld { .. } => {
-            ErrorKind::Conflict
-        }
+        | E::FacetNotInRun { .. }
+        | E::UnknownTriplet(_) => ErrorKind::NotFound,
+        E::Conflict { .. }
+        | E::UserExists(_)
+        | E::RunState { .. }
+        | E::RunHeld { .. }
+        | E::TripletExists { .. } => ErrorKind::Conflict,
         E::Connect { .. }
         | E::Migrate { .. }
         | E::Database { .. }
         | E::Corrupt { .. }
         | E::Damaged { .. }
         | E::Interrupted(_) => ErrorKind::Internal,
+    }
+}
+
+fn search_kind(error: &SearchError) -> ErrorKind {
+    use atelier_search::ErrorKind as K;
+    match error.kind() {
+        K::BadInput | K::Damaged | K::Mismatched => ErrorKind::Invalid,
+        K::Io | K::Internal => ErrorKind::Internal,
     }
 }
 

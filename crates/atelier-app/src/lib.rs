@@ -2,8 +2,10 @@
 //! (catalogue, training) and the two front ends: a catalogue run's whole life ([`runner`]:
 //! record, train, save, record results, or fail; retrain), which process holds a run
 //! ([`lease`]), datasets read from the catalogue and results written back ([`dataset`]), a
-//! run's review queue of likely mistagged images ([`mistags`]), and the decoding check that
-//! quarantines unusable files ([`check`]); and models: the store, publishing, and finding the
+//! run's review queue of likely mistagged images ([`mistags`]), the decoding check that
+//! quarantines unusable files ([`check`]), a similarity run's life ([`similarity`]) and
+//! similar-dress queries with facet filters and the embeddings they search ([`similar`]); and
+//! models: the store, publishing, and finding the
 //! model a reference names ([`models`]).
 //!
 //! Training itself (`atelier-train`) never touches the catalogue; this crate reads a dataset
@@ -17,6 +19,8 @@ pub mod lease;
 pub mod mistags;
 pub mod models;
 pub mod runner;
+pub mod similar;
+pub mod similarity;
 pub mod summary;
 
 pub use error::{AppError, ErrorKind};

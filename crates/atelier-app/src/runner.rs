@@ -90,19 +90,28 @@ pub async fn create_run(
 /// efficientnet-lite0`) when a configuration on that backbone names none; the other backbones
 /// start from random weights without a file.
 pub fn fill_default_weights(config: &mut TrainConfig) -> Result<(), AppError> {
+    if config.weights.is_none() {
+        config.weights = default_weights(config.backbone)?;
+    }
+    Ok(())
+}
+
+/// The ImageNet weights a backbone starts from when none are named: EfficientNet-Lite0's
+/// cached ones (an error saying how to fetch them when they are not cached); `None` for the
+/// other backbones.
+pub fn default_weights(backbone: BackboneChoice) -> Result<Option<PathBuf>, AppError> {
     use atelier_models::pretrained::{self, EFFICIENTNET_LITE0};
-    if config.weights.is_some() || config.backbone != BackboneChoice::EfficientnetLite0 {
-        return Ok(());
+    if backbone != BackboneChoice::EfficientnetLite0 {
+        return Ok(None);
     }
     let cached = pretrained::cached(&EFFICIENTNET_LITE0, &pretrained::default_cache_dir());
-    config.weights = Some(cached.ok_or_else(|| {
+    cached.map(Some).ok_or_else(|| {
         AppError::Invalid(format!(
             "no ImageNet weights for {0}: fetch them with `atelier weights fetch {0}`, or name \
              a weights file",
             EFFICIENTNET_LITE0.name
         ))
-    })?);
-    Ok(())
+    })
 }
 
 /// Like [`create_run`]; with `publish`, the trained model is published to `paths.store` as the
@@ -118,14 +127,7 @@ pub async fn create_published_run(
     let mut config = config.clone();
     fill_default_weights(&mut config)?;
     config.validate()?;
-    if let Some(name) = publish {
-        let store = paths.store.as_deref().ok_or_else(|| {
-            AppError::Invalid(format!(
-                "publishing as {name} needs a model store; name one"
-            ))
-        })?;
-        models::check_publish_target(store, name).await?;
-    }
+    check_publish(paths, publish).await?;
     config.facets = dataset::facet_names(catalog, &config.facets).await?;
     catalog.facet_label_orders(&config.facets).await?;
     let catalog_id = catalog.catalog_id().await?;
@@ -145,6 +147,19 @@ pub async fn create_published_run(
             }),
         })
         .await?)
+}
+
+/// Refuses, before anything is recorded, a name to publish under that the store cannot take.
+pub(crate) async fn check_publish(paths: &RunPaths, publish: Option<&str>) -> Result<(), AppError> {
+    if let Some(name) = publish {
+        let store = paths.store.as_deref().ok_or_else(|| {
+            AppError::Invalid(format!(
+                "publishing as {name} needs a model store; name one"
+            ))
+        })?;
+        models::check_publish_target(store, name).await?;
+    }
+    Ok(())
 }
 
 /// A new run with the stored configuration of `parent` (facets, backbone, folds, everything),
@@ -262,7 +277,7 @@ pub async fn claim_run(catalog: &Catalog, record: &RunRecord) -> Result<(), AppE
     Ok(())
 }
 
-async fn find_run(catalog: &Catalog, run: i64) -> Result<RunRecord, AppError> {
+pub(crate) async fn find_run(catalog: &Catalog, run: i64) -> Result<RunRecord, AppError> {
     catalog.run(run).await?.ok_or_else(|| {
         AppError::Invalid(format!(
             "run {run} does not exist (see `atelier runs` for the runs)"
@@ -446,7 +461,7 @@ fn run_summary(trained: &Trained, config: &TrainConfig, started: Instant) -> Run
 }
 
 /// Publishes the model of a run recorded with a name to publish under, to `paths.store`.
-async fn publish_model(
+pub(crate) async fn publish_model(
     record: &RunRecord,
     paths: &RunPaths,
     model_dir: &Path,
@@ -740,7 +755,7 @@ async fn write_progress(catalog: &Catalog, run: i64, mut receiver: UnboundedRece
 
 /// The catalogue's own folder below `base`: `base/CATALOG-ID`, or `base` itself when it is
 /// already that folder (a retrain that keeps its checkpoints beside its parent's).
-fn catalog_folder(base: &Path, catalog_id: &str) -> PathBuf {
+pub(crate) fn catalog_folder(base: &Path, catalog_id: &str) -> PathBuf {
     if base.file_name().is_some_and(|name| name == catalog_id) {
         base.to_path_buf()
     } else {
@@ -748,7 +763,7 @@ fn catalog_folder(base: &Path, catalog_id: &str) -> PathBuf {
     }
 }
 
-fn absolute(path: &Path) -> PathBuf {
+pub(crate) fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use atelier_train::config::{HeadKind, Recipe};
 use atelier_train::loss::ClassWeighting;
+use atelier_train::metric::Mining;
 use atelier_train::schedule::{OptimizerChoice, Schedule};
 use atelier_train::{BackboneChoice, DeviceChoice};
 use clap::{Args, Parser, Subcommand};
@@ -61,14 +62,20 @@ pub enum Command {
     Facets(FacetsArgs),
     /// Show the catalogue's counts by status, split and facet.
     Summary,
-    /// Run the whole loop on synthetic data: synth → import → check → summary.
+    /// Run the whole loop on synthetic data: synth, import, check, train, tag, serve.
     Demo(DemoArgs),
     /// Obtain pretrained weights (through pip's own client) into a local cache.
     Weights(WeightsArgs),
     /// Backbone diagnostics.
     Backbone(BackboneArgs),
-    /// Train a model (`atelier train facets ...`).
+    /// Train a model (`atelier train facets ...`, `atelier train similarity ...`).
     Train(TrainArgs),
+    /// Dresses most similar to a photo, with facet filters, or the same dress with another
+    /// facet (`--swap`).
+    Similar(SimilarArgs),
+    /// Bring a similarity run's embeddings in step with the catalogue (new, removed,
+    /// quarantined photos).
+    Index(IndexArgs),
     /// Train a new run with a run's stored options on the catalogue's current labels.
     Retrain(RetrainArgs),
     /// A run's likely mistagged images (confident learning on out-of-sample predictions),
@@ -145,6 +152,86 @@ pub struct TrainArgs {
 pub enum TrainWhat {
     /// One shared backbone, one classification head per facet.
     Facets(Box<TrainFacetsArgs>),
+    /// A dress-similarity embedding: locate and crop each dress, embed the crop, learn from
+    /// designs (photos of one design are similar) with a triplet loss.
+    Similarity(Box<TrainSimilarityArgs>),
+}
+
+/// `atelier train similarity`: the defaults (or a stored configuration) with the options
+/// given here on top.
+#[derive(Debug, Clone, Args)]
+pub struct TrainSimilarityArgs {
+    /// Start from a stored configuration (JSON; fields left out take the defaults).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the resulting configuration as JSON and stop.
+    #[arg(long)]
+    pub print_config: bool,
+    #[arg(long, value_enum)]
+    pub backbone: Option<BackboneChoice>,
+    /// Pretrained backbone weights (efficientnet-lite0 defaults to its ImageNet weights).
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    #[arg(long)]
+    pub image_size: Option<u32>,
+    /// The backbone stage whose map is pooled (6 for EfficientNet-Lite0 by default).
+    #[arg(long)]
+    pub feature_stage: Option<usize>,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// The triplet hinge's margin in squared distance between unit vectors.
+    #[arg(long)]
+    pub margin: Option<f32>,
+    #[arg(long)]
+    pub embedding_dim: Option<usize>,
+    /// Share of the designs held out of training; every retrieval number is theirs.
+    #[arg(long)]
+    pub eval_fraction: Option<f64>,
+    #[arg(long, value_enum)]
+    pub mining: Option<Mining>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Where runs keep their checkpoints.
+    #[arg(long, default_value = "checkpoints")]
+    pub checkpoint_dir: PathBuf,
+    /// After training, publish the model to the store (--store) as the next version of NAME.
+    #[arg(long, value_name = "NAME")]
+    pub publish: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SimilarArgs {
+    /// A photo file to find similar dresses to (or --id for a catalogue photo).
+    #[arg(required_unless_present = "id", conflicts_with = "id")]
+    pub image: Option<PathBuf>,
+    /// A catalogue photo's image id.
+    #[arg(long)]
+    pub id: Option<String>,
+    /// The similarity run to search with (default: the newest completed one).
+    #[arg(long)]
+    pub run: Option<i64>,
+    /// How many photos to return.
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    /// Only photos whose current label of FACET is LABEL (repeatable).
+    #[arg(long = "where", value_name = "FACET=LABEL")]
+    pub where_: Vec<String>,
+    /// Only photos whose current label of FACET is not LABEL (repeatable).
+    #[arg(long, value_name = "FACET=LABEL")]
+    pub where_not: Vec<String>,
+    /// The same dress with another facet: only photos labelled LABEL for FACET.
+    #[arg(long, value_name = "FACET=LABEL")]
+    pub swap: Option<String>,
+    /// Search with the off-the-shelf embedding instead of the trained one.
+    #[arg(long)]
+    pub off_the_shelf: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct IndexArgs {
+    /// The similarity run (default: the newest completed one).
+    #[arg(long)]
+    pub run: Option<i64>,
 }
 
 /// `atelier train facets`: a recipe (or a stored configuration) with the options given here

@@ -86,6 +86,7 @@ pub fn triplet_loss(
 }
 
 /// How [`mine`] picks triplets in a batch.
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mining {

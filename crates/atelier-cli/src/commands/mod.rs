@@ -10,6 +10,8 @@ mod mistags;
 mod models;
 mod retrain;
 mod serve;
+mod similar;
+mod similarity;
 mod synth;
 mod tag;
 pub mod train;
@@ -44,7 +46,14 @@ pub async fn run(cli: &Cli) -> CliResult {
             TrainWhat::Facets(facets) => {
                 train::run(&open_catalog(global.db_url()).await?, facets, global).await
             }
+            TrainWhat::Similarity(args) => similarity::run(args, global).await,
         },
+        Command::Similar(args) => {
+            similar::run(&open_catalog(global.db_url()).await?, args, global.json).await
+        }
+        Command::Index(args) => {
+            similar::index(&open_catalog(global.db_url()).await?, args, global.json).await
+        }
         Command::Retrain(args) => {
             retrain::run(&open_catalog(global.db_url()).await?, args, global).await
         }

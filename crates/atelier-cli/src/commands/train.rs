@@ -76,10 +76,10 @@ pub async fn execute(
     paths: &RunPaths,
     global: &GlobalArgs,
 ) -> CliResult<TrainedRun> {
-    let observer = Box::new(CliObserver {
-        bars: TrainProgress::new(global.json),
-        json: global.json,
-    });
+    let observer = Box::new(CliObserver::new(
+        TrainProgress::new(global.json),
+        global.json,
+    ));
     let finished = runner::execute_run(catalog, run, paths, observer).await?;
     if !global.json {
         print_summary(&finished);
@@ -104,9 +104,15 @@ pub fn run_paths(checkpoint_base: &Path, store: &str) -> CliResult<RunPaths> {
 }
 
 /// The progress bars, plus the lines a person reads as a run and its folds start.
-struct CliObserver {
+pub struct CliObserver {
     bars: TrainProgress,
     json: bool,
+}
+
+impl CliObserver {
+    pub fn new(bars: TrainProgress, json: bool) -> Self {
+        CliObserver { bars, json }
+    }
 }
 
 impl Observer for CliObserver {

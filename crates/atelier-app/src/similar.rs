@@ -1,0 +1,299 @@
+//! Finding similar dresses with a completed similarity run: the photos most like a catalogue
+//! photo or a new file, among those whose CURRENT labels pass the filters (a retag changes the
+//! next answer; removed and quarantined photos never come back), and "the same dress, another
+//! facet" (`swap`: only photos with the wanted label). Also keeping a run's stored embeddings in
+//! step with the catalogue ([`index`]).
+//!
+//! The search is an exact scan over the filtered photos ([`atelier_search::ExactIndex`]): with
+//! a few facet values per filter the subset is known before the scan, and an exact answer is
+//! cheap up to a few hundred thousand photos.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use atelier_catalog::{Catalog, RunRecord, RunStatus};
+use atelier_search::{ExactIndex, VectorIndex};
+use atelier_train::DeviceChoice;
+use atelier_train::device::device_for;
+use atelier_train::features::load_rgb;
+use atelier_train::similarity_model::{PhotoEmbedding, load_similarity_model};
+use serde::Serialize;
+
+use crate::error::AppError;
+use crate::runner::find_run;
+use crate::similarity::{SIMILARITY_RUN, embedding_key, off_the_shelf_key};
+
+/// What to look for similar dresses to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueryPhoto {
+    /// A catalogue photo, by image id.
+    Image(String),
+    /// A photo file, embedded with the run's model.
+    File(PathBuf),
+}
+
+/// A facet filter on the current labels: `keep` photos with (or, when false, without) the label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelFilter {
+    pub facet: String,
+    pub label: String,
+    pub keep: bool,
+}
+
+/// A similarity query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimilarQuery {
+    /// The similarity run whose embeddings answer; `None`: the newest completed one.
+    pub run: Option<i64>,
+    pub photo: QueryPhoto,
+    pub k: usize,
+    pub filters: Vec<LabelFilter>,
+    /// "The same dress, another facet": only photos with this label of this facet.
+    pub swap: Option<(String, String)>,
+    /// Answer with the off-the-shelf embedding instead of the trained one.
+    pub off_the_shelf: bool,
+}
+
+/// One similar photo.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SimilarPhoto {
+    pub image_id: String,
+    pub path: String,
+    /// Cosine similarity to the query, in `[-1, 1]`.
+    pub score: f32,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The answer to a [`SimilarQuery`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SimilarAnswer {
+    pub run: i64,
+    pub query: String,
+    /// Photos that passed the filters (the scan's size).
+    pub candidates: usize,
+    pub results: Vec<SimilarPhoto>,
+}
+
+/// The completed similarity run `run`, or the newest one.
+pub async fn similarity_run(catalog: &Catalog, run: Option<i64>) -> Result<RunRecord, AppError> {
+    let record = match run {
+        Some(run) => find_run(catalog, run).await?,
+        None => catalog
+            .runs()
+            .await?
+            .into_iter()
+            .find(|r| r.kind == SIMILARITY_RUN && r.status == RunStatus::Completed)
+            .ok_or_else(|| {
+                AppError::Invalid(
+                    "the catalogue has no completed similarity run; train one with `atelier \
+                     train similarity`"
+                        .into(),
+                )
+            })?,
+    };
+    if record.kind != SIMILARITY_RUN || record.status != RunStatus::Completed {
+        return Err(AppError::Invalid(format!(
+            "run {} is a {} `{}` run; similar photos come from a completed `{SIMILARITY_RUN}` run",
+            record.id, record.status, record.kind
+        )));
+    }
+    Ok(record)
+}
+
+/// Answers a similarity query.
+pub async fn similar(catalog: &Catalog, query: &SimilarQuery) -> Result<SimilarAnswer, AppError> {
+    let record = similarity_run(catalog, query.run).await?;
+    let key = match query.off_the_shelf {
+        true => off_the_shelf_key(record.id),
+        false => embedding_key(record.id),
+    };
+    let stored = catalog.embeddings(&key).await?;
+    if stored.is_empty() {
+        return Err(AppError::Invalid(format!(
+            "run {} has no stored embeddings; build them with `atelier index --run {}`",
+            record.id, record.id
+        )));
+    }
+    let (vector, query_id, described) = query_vector(&record, &stored, query).await?;
+    let labels = catalog.active_labels().await?;
+    let allowed = |id: &str| {
+        let Some(have) = labels.get(id) else {
+            return false;
+        };
+        let passes = query
+            .filters
+            .iter()
+            .all(|f| (have.get(&f.facet) == Some(&f.label)) == f.keep);
+        let swapped = query
+            .swap
+            .as_ref()
+            .is_none_or(|(facet, label)| have.get(facet) == Some(label));
+        passes && swapped && Some(id) != query_id.as_deref()
+    };
+    let mut index = ExactIndex::with_capacity(vector.len(), stored.len());
+    let mut candidates = Vec::new();
+    for (row, (id, embedding)) in stored.iter().enumerate() {
+        index.add(row as u64, embedding)?;
+        if allowed(id) {
+            candidates.push(row as u64);
+        }
+    }
+    let hits = index.search_among(&vector, query.k, &candidates)?;
+    let mut results = Vec::with_capacity(hits.len());
+    for hit in hits {
+        let id = &stored[hit.key as usize].0;
+        results.push(SimilarPhoto {
+            path: photo_path(catalog, id).await?,
+            image_id: id.clone(),
+            score: hit.score,
+            labels: labels.get(id).cloned().unwrap_or_default(),
+        });
+    }
+    Ok(SimilarAnswer {
+        run: record.id,
+        query: described,
+        candidates: candidates.len(),
+        results,
+    })
+}
+
+/// The query's embedding, the catalogue id it stands for (left out of the answer) and how to
+/// name it.
+async fn query_vector(
+    record: &RunRecord,
+    stored: &[(String, Vec<f32>)],
+    query: &SimilarQuery,
+) -> Result<(Vec<f32>, Option<String>, String), AppError> {
+    match &query.photo {
+        QueryPhoto::Image(id) => {
+            let (_, vector) = stored
+                .iter()
+                .find(|(stored, _)| stored == id)
+                .ok_or_else(|| {
+                    AppError::Invalid(format!(
+                        "image {id} has no embedding in run {}: it is unknown, not active, or \
+                     newer than the run (`atelier index --run {}` embeds new photos)",
+                        record.id, record.id
+                    ))
+                })?;
+            Ok((vector.clone(), Some(id.clone()), id.clone()))
+        }
+        QueryPhoto::File(path) => {
+            let embedded = embed_file(record, path).await?;
+            let vector = match query.off_the_shelf {
+                true => embedded.off_the_shelf,
+                false => embedded.embedding,
+            };
+            Ok((vector, None, path.display().to_string()))
+        }
+    }
+}
+
+/// Embeds one photo file with the run's saved model.
+pub async fn embed_file(record: &RunRecord, path: &Path) -> Result<PhotoEmbedding, AppError> {
+    let embedded = embed_files(record, &[path.to_path_buf()]).await?;
+    Ok(embedded
+        .into_iter()
+        .next()
+        .expect("one photo, one embedding"))
+}
+
+/// Embeds photo files with the run's saved model, off the async runtime.
+pub async fn embed_files(
+    record: &RunRecord,
+    paths: &[PathBuf],
+) -> Result<Vec<PhotoEmbedding>, AppError> {
+    let model_dir = PathBuf::from(
+        record
+            .model_ref
+            .clone()
+            .ok_or_else(|| AppError::Invalid(format!("run {} saved no model", record.id)))?,
+    );
+    let paths = paths.to_vec();
+    tokio::task::spawn_blocking(move || {
+        let device = device_for(DeviceChoice::Cpu)?;
+        let (manifest, net) = load_similarity_model(&model_dir, &device)?;
+        let mut embedded = Vec::with_capacity(paths.len());
+        for chunk in paths.chunks(16) {
+            let photos = chunk
+                .iter()
+                .map(|p| load_rgb(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            embedded.extend(net.embed_photos(&manifest, &photos, &device));
+        }
+        Ok::<_, AppError>(embedded)
+    })
+    .await
+    .map_err(|e| AppError::Thread(e.to_string()))?
+}
+
+async fn photo_path(catalog: &Catalog, id: &str) -> Result<String, AppError> {
+    Ok(catalog
+        .image(id)
+        .await?
+        .map(|image| image.uri)
+        .unwrap_or_default())
+}
+
+/// What [`index`] changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct IndexReport {
+    pub run: i64,
+    /// Active photos embedded now (new since the run, or back from quarantine).
+    pub added: usize,
+    /// Stored embeddings of photos that are no longer active, deleted.
+    pub removed: usize,
+    /// Embeddings kept as they were.
+    pub kept: usize,
+}
+
+/// Brings a similarity run's stored embeddings in step with the catalogue: embeds the active
+/// photos that have none (with the run's model) and deletes those of photos that are no longer
+/// active. Labels are read at query time, so a retag needs nothing here.
+pub async fn index(catalog: &Catalog, run: Option<i64>) -> Result<IndexReport, AppError> {
+    let record = similarity_run(catalog, run).await?;
+    let (key, plain_key) = (embedding_key(record.id), off_the_shelf_key(record.id));
+    let active: HashMap<String, String> = catalog
+        .training_images(&[])
+        .await?
+        .into_iter()
+        .map(|image| (image.id, image.uri))
+        .collect();
+    let embedded: HashSet<String> = catalog
+        .embedded_image_ids(&key)
+        .await?
+        .into_iter()
+        .collect();
+    let stale: Vec<String> = embedded
+        .iter()
+        .filter(|id| !active.contains_key(*id))
+        .cloned()
+        .collect();
+    let mut missing: Vec<(&String, &String)> = active
+        .iter()
+        .filter(|(id, _)| !embedded.contains(*id))
+        .collect();
+    missing.sort();
+    if !missing.is_empty() {
+        let paths: Vec<PathBuf> = missing.iter().map(|(_, uri)| PathBuf::from(uri)).collect();
+        let photos = embed_files(&record, &paths).await?;
+        let ids = missing.iter().map(|(id, _)| (*id).clone());
+        let trained: Vec<_> = ids
+            .clone()
+            .zip(photos.iter().map(|p| p.embedding.clone()))
+            .collect();
+        let plain: Vec<_> = ids
+            .zip(photos.into_iter().map(|p| p.off_the_shelf))
+            .collect();
+        catalog.put_embeddings(&key, &trained).await?;
+        catalog.put_embeddings(&plain_key, &plain).await?;
+    }
+    catalog.delete_embeddings(&key, &stale).await?;
+    catalog.delete_embeddings(&plain_key, &stale).await?;
+    Ok(IndexReport {
+        run: record.id,
+        added: missing.len(),
+        removed: stale.len(),
+        kept: embedded.len() - stale.len(),
+    })
+}

@@ -1,0 +1,188 @@
+//! A similarity run from the catalogue, and searching with it: filters read the current labels
+//! (a retag changes the next answer), photos that stop being active never come back, `--swap`
+//! answers only with the wanted label, and `index` keeps the stored embeddings in step.
+
+mod common;
+
+use std::path::PathBuf;
+
+use atelier_app::similar::{self, LabelFilter, QueryPhoto, SimilarQuery};
+use atelier_app::similarity::{
+    create_similarity_run, embedding_key, execute_similarity_run, stored_similarity_config,
+};
+use atelier_catalog::{CheckOutcome, LabelEdit, RunStatus};
+use atelier_train::BackboneChoice;
+use atelier_train::progress::Silent;
+use atelier_train::similarity::SimilarityConfig;
+use atelier_train::similarity_run::SimilarityRunConfig;
+use atelier_vision::synth::SynthOptions;
+
+fn tiny_config() -> SimilarityRunConfig {
+    SimilarityRunConfig {
+        backbone: BackboneChoice::Tiny,
+        weights: Some(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../atelier-models/fixtures/tiny_cnn.safetensors"),
+        ),
+        image_size: 48,
+        feature_stage: None,
+        batch_size: 16,
+        similarity: SimilarityConfig {
+            embedding_dim: 8,
+            hidden: 16,
+            epochs: 2,
+            designs_per_batch: 4,
+            eval_fraction: 0.3,
+            ..SimilarityConfig::default()
+        },
+        ..SimilarityRunConfig::default()
+    }
+}
+
+fn query(id: &str, k: usize) -> SimilarQuery {
+    SimilarQuery {
+        run: None,
+        photo: QueryPhoto::Image(id.to_string()),
+        k,
+        filters: Vec::new(),
+        swap: None,
+        off_the_shelf: false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_similarity_run_answers_filtered_queries_that_follow_the_catalogue() {
+    let setup = common::setup(
+        SynthOptions {
+            out_dir: PathBuf::new(),
+            count: 60,
+            seed: 4,
+            size: 64,
+            label_noise: 0.0,
+        },
+        false,
+    )
+    .await;
+    let catalog = &setup.catalog;
+
+    // Bad settings record nothing.
+    let mut bad = tiny_config();
+    bad.similarity.margin = 0.0;
+    assert!(
+        create_similarity_run(catalog, &bad, &setup.paths, None)
+            .await
+            .is_err()
+    );
+    assert!(catalog.runs().await.unwrap().is_empty());
+
+    let run = create_similarity_run(catalog, &tiny_config(), &setup.paths, None)
+        .await
+        .unwrap();
+    let finished = execute_similarity_run(catalog, run, &setup.paths, Box::new(Silent))
+        .await
+        .unwrap();
+    let record = catalog.run(run).await.unwrap().unwrap();
+    assert_eq!(record.status, RunStatus::Completed);
+    assert_eq!(stored_similarity_config(&record).unwrap(), tiny_config());
+    assert!(finished.model_dir.join("model.json").is_file());
+    let stored = catalog.embeddings(&embedding_key(run)).await.unwrap();
+    assert_eq!(stored.len(), 60);
+    assert_eq!(finished.summary.photos, 60);
+
+    // A catalogue photo's neighbours: k of them, never itself, best first.
+    let first = stored[0].0.clone();
+    let answer = similar::similar(catalog, &query(&first, 5)).await.unwrap();
+    assert_eq!(answer.results.len(), 5);
+    assert!(answer.results.iter().all(|r| r.image_id != first));
+    assert!(answer.results.windows(2).all(|w| w[0].score >= w[1].score));
+
+    // A filter on the current labels, and a retag that changes the next answer.
+    let labels = catalog.active_labels().await.unwrap();
+    let wanted = labels[&first]["neckline"].clone();
+    let mut filtered = query(&first, 60);
+    filtered.filters.push(LabelFilter {
+        facet: "neckline".into(),
+        label: wanted.clone(),
+        keep: true,
+    });
+    let answer = similar::similar(catalog, &filtered).await.unwrap();
+    assert!(
+        answer
+            .results
+            .iter()
+            .all(|r| r.labels["neckline"] == wanted)
+    );
+    let expected = labels
+        .iter()
+        .filter(|(id, l)| **id != first && l.get("neckline") == Some(&wanted))
+        .count();
+    assert_eq!(answer.results.len(), expected);
+    let other = labels
+        .iter()
+        .find(|(_, l)| l.get("neckline") != Some(&wanted))
+        .map(|(id, _)| id.clone())
+        .unwrap();
+    let version = catalog
+        .image(&other)
+        .await
+        .unwrap()
+        .unwrap()
+        .labels
+        .iter()
+        .find(|l| l.facet == "neckline")
+        .unwrap()
+        .version;
+    catalog
+        .set_labels(&[LabelEdit {
+            image: other.clone(),
+            facet: "neckline".into(),
+            label: Some(wanted.clone()),
+            expected_version: version,
+            actor: "test".into(),
+            reason: None,
+            run_id: None,
+        }])
+        .await
+        .unwrap();
+    let retagged = similar::similar(catalog, &filtered).await.unwrap();
+    assert_eq!(retagged.results.len(), expected + 1);
+    assert!(retagged.results.iter().any(|r| r.image_id == other));
+
+    // "The same dress, another neckline": only photos with the wanted label.
+    let mut swap = query(&first, 60);
+    swap.swap = Some(("neckline".into(), wanted.clone()));
+    let swapped = similar::similar(catalog, &swap).await.unwrap();
+    assert!(
+        swapped
+            .results
+            .iter()
+            .all(|r| r.labels["neckline"] == wanted)
+    );
+
+    // A quarantined photo never comes back, and `index` drops its embeddings.
+    catalog
+        .record_checks(&[CheckOutcome {
+            id: other.clone(),
+            result: Err("unreadable".into()),
+        }])
+        .await
+        .unwrap();
+    let after = similar::similar(catalog, &filtered).await.unwrap();
+    assert!(after.results.iter().all(|r| r.image_id != other));
+    let report = similar::index(catalog, None).await.unwrap();
+    assert_eq!((report.added, report.removed, report.kept), (0, 1, 59));
+
+    // A photo file is embedded with the saved model and searched the same way.
+    let path = PathBuf::from(&catalog.image(&first).await.unwrap().unwrap().uri);
+    let mut from_file = query(&first, 3);
+    from_file.photo = QueryPhoto::File(path);
+    let answer = similar::similar(catalog, &from_file).await.unwrap();
+    assert_eq!(answer.results.len(), 3);
+    // The file is the catalogue photo itself, so it is its own best match.
+    assert_eq!(answer.results[0].image_id, first);
+    assert!(
+        answer.results[0].score > 0.999,
+        "{}",
+        answer.results[0].score
+    );
+}

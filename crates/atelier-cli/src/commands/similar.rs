@@ -1,0 +1,89 @@
+//! `atelier similar` and `atelier index`: parsing the query, printing the answer.
+
+use atelier_app::similar::{self, LabelFilter, QueryPhoto, SimilarQuery};
+use atelier_catalog::Catalog;
+
+use crate::args::{IndexArgs, SimilarArgs};
+use crate::error::{CliError, CliResult};
+use crate::output::print_json;
+
+pub async fn run(catalog: &Catalog, args: &SimilarArgs, json: bool) -> CliResult {
+    let photo = match (&args.id, &args.image) {
+        (Some(id), _) => QueryPhoto::Image(id.clone()),
+        (None, Some(path)) => QueryPhoto::File(path.clone()),
+        (None, None) => return Err(CliError::bad_input("name a photo file or --id IMAGE_ID")),
+    };
+    let mut filters = Vec::new();
+    for (values, keep, option) in [
+        (&args.where_, true, "--where"),
+        (&args.where_not, false, "--where-not"),
+    ] {
+        for value in values {
+            let (facet, label) = facet_label(option, value)?;
+            filters.push(LabelFilter { facet, label, keep });
+        }
+    }
+    let swap = args
+        .swap
+        .as_deref()
+        .map(|value| facet_label("--swap", value))
+        .transpose()?;
+    let query = SimilarQuery {
+        run: args.run,
+        photo,
+        k: args.k,
+        filters,
+        swap,
+        off_the_shelf: args.off_the_shelf,
+    };
+    let answer = similar::similar(catalog, &query).await?;
+    if json {
+        return print_json(&answer);
+    }
+    println!(
+        "{} photos most like {} (run {}, {} candidates):",
+        answer.results.len(),
+        answer.query,
+        answer.run,
+        answer.candidates
+    );
+    for (rank, photo) in answer.results.iter().enumerate() {
+        let labels: Vec<String> = photo
+            .labels
+            .iter()
+            .map(|(f, l)| format!("{f}={l}"))
+            .collect();
+        println!(
+            "{:>3}. {:.3}  {}  {}",
+            rank + 1,
+            photo.score,
+            photo.path,
+            labels.join(" ")
+        );
+    }
+    Ok(())
+}
+
+/// `FACET=LABEL`.
+fn facet_label(option: &str, value: &str) -> CliResult<(String, String)> {
+    match value.split_once('=') {
+        Some((facet, label)) if !facet.is_empty() && !label.is_empty() => {
+            Ok((facet.to_string(), label.to_string()))
+        }
+        _ => Err(CliError::bad_input(format!(
+            "{option} {value}: write FACET=LABEL, e.g. neckline=v-neck"
+        ))),
+    }
+}
+
+pub async fn index(catalog: &Catalog, args: &IndexArgs, json: bool) -> CliResult {
+    let report = similar::index(catalog, args.run).await?;
+    if json {
+        return print_json(&report);
+    }
+    println!(
+        "run {}: {} photos embedded, {} removed, {} kept",
+        report.run, report.added, report.removed, report.kept
+    );
+    Ok(())
+}
