@@ -283,29 +283,33 @@ async fn synth_import_reimport_and_facets() {
             assert!(names.contains(&facet), "{db}: {names:?}");
         }
 
+        // An order must list exactly the stored labels: the ones 30 images happen to show,
+        // here from maxi to mini.
+        let length_labels = |facets: &Value| -> Vec<String> {
+            facets
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["name"] == "length")
+                .unwrap()["labels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["label"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let present = length_labels(&facets);
+        let wanted: Vec<String> = ["maxi", "midi", "knee", "mini"]
+            .iter()
+            .map(|l| l.to_string())
+            .filter(|l| present.contains(l))
+            .collect();
+        assert_eq!(wanted.len(), present.len(), "{present:?}");
         let ordered = json_of(&atelier(
             &db,
-            &["facets", "order", "length", "mini,knee,midi,maxi", "--json"],
+            &["facets", "order", "length", &wanted.join(","), "--json"],
         ));
-        let length = ordered
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|f| f["name"] == "length")
-            .unwrap();
-        let labels: Vec<&str> = length["labels"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| l["label"].as_str().unwrap())
-            .collect();
-        // Only the labels present in 30 images appear; their relative order must follow.
-        let order = ["mini", "knee", "midi", "maxi"];
-        let positions: Vec<usize> = labels
-            .iter()
-            .map(|l| order.iter().position(|o| o == l).unwrap())
-            .collect();
-        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{labels:?}");
+        assert_eq!(length_labels(&ordered), wanted, "{db}");
     }
 }
 
@@ -455,6 +459,12 @@ fn demo_runs_the_loop_and_a_rerun_changes_nothing() {
         against_truth
             .values()
             .all(|f1| (0.0..=1.0).contains(&f1.as_f64().unwrap())),
+        "{first}"
+    );
+
+    // 24 photos hold too few repeated designs to learn similarity from; the demo says so.
+    assert!(
+        first["similarity"]["trained"].is_object() || first["similarity"]["skipped"].is_string(),
         "{first}"
     );
 

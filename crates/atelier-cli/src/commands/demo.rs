@@ -5,8 +5,9 @@
 //! noise-robust loss, out-of-fold scores for the train split, and a main model that leaves out
 //! the labels those scores confidently dispute), print its test F1
 //! against the catalogue's labels and against the renderer's truth, the mistag queue's
-//! precision against the known flips, tag a few files with the saved model, and start the
-//! review web app with a demo login.
+//! precision against the known flips, tag a few files with the saved model, train the
+//! similarity embedding and print its held-out numbers with one plain and one swap query, and
+//! start the review web app with a demo login.
 //!
 //! Re-running it is safe: the renderer is deterministic, so the second import finds every image
 //! unchanged (labels a reviewer fixed are kept); each run trains a new model (a new run in the
@@ -15,11 +16,16 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use atelier_app::AppError;
 use atelier_app::check::CheckSummary;
 use atelier_app::mistags::MistagQueue;
 use atelier_app::runner;
+use atelier_app::similar::{self, QueryPhoto, SimilarAnswer, SimilarQuery};
+use atelier_app::similarity::{SimilaritySummary, create_similarity_run, execute_similarity_run};
 use atelier_catalog::{Catalog, CatalogSummary, ImportReport};
+use atelier_train::TrainError;
 use atelier_train::metrics::SplitMetrics;
+use atelier_train::similarity_run::SimilarityRunConfig;
 use atelier_train::tagger::TagResult;
 use atelier_train::{Recipe, TrainConfig};
 use atelier_vision::decode::DecodeLimits;
@@ -32,6 +38,7 @@ use crate::commands::{check, import, open_catalog, synth, train};
 
 use crate::error::CliResult;
 use crate::output::print_json;
+use crate::progress::TrainProgress;
 
 /// What the demo did, for its report.
 struct DemoOutcome {
@@ -44,6 +51,7 @@ struct DemoOutcome {
     tagged: Vec<TagResult>,
     queue: MistagQueue,
     against_truth: Vec<(String, SplitMetrics)>,
+    similarity: DemoSimilarity,
     steps: Vec<(&'static str, f64)>,
     seconds: f64,
 }
@@ -65,13 +73,13 @@ pub async fn run(args: &DemoArgs, global: &GlobalArgs) -> CliResult {
 
     let rendered = steps.render(args).await?;
     steps.say(format!(
-        "2/6 importing {} into {db_url}",
+        "2/7 importing {} into {db_url}",
         rendered.manifest.display()
     ));
     let catalog = open_catalog(&db_url).await?;
     let imported = import_demo(&catalog, &rendered, json).await?;
     steps.done("import");
-    steps.say("3/6 decoding every image (quarantining unusable files)".to_string());
+    steps.say("3/7 decoding every image (quarantining unusable files)".to_string());
     let checked = check::check(&catalog, DecodeLimits::default(), json).await?;
     steps.done("check");
     let train_global = GlobalArgs {
@@ -80,7 +88,7 @@ pub async fn run(args: &DemoArgs, global: &GlobalArgs) -> CliResult {
         json,
     };
     let trained = steps.train(&catalog, args, &train_global).await?;
-    steps.say("5/6 tagging a few photos with the saved model".to_string());
+    steps.say("5/7 tagging a few photos with the saved model".to_string());
     let sample: Vec<PathBuf> = (0..3)
         .map(|i| {
             rendered
@@ -90,7 +98,9 @@ pub async fn run(args: &DemoArgs, global: &GlobalArgs) -> CliResult {
         .collect();
     let (_, tagged) = crate::commands::tag::tag_files(&trained.model_dir, &sample, 16).await?;
     steps.done("tag");
+    let similarity = steps.similarity(&catalog, args, &train_global).await?;
     let outcome = DemoOutcome {
+        similarity,
         queue: atelier_app::mistags::mistag_queue(&catalog, trained.run, None).await?,
         against_truth: atelier_app::dataset::test_metrics_against_truth(&catalog, trained.run)
             .await?,
@@ -112,7 +122,7 @@ pub async fn run(args: &DemoArgs, global: &GlobalArgs) -> CliResult {
         return Ok(());
     }
     println!();
-    println!("6/6 starting the review web app");
+    println!("7/7 starting the review web app");
     serve_demo(
         catalog,
         &args.addr,
@@ -154,7 +164,7 @@ impl Steps {
     async fn render(&mut self, args: &DemoArgs) -> CliResult<atelier_vision::synth::SynthSummary> {
         let synth_dir = args.dir.join("synth");
         self.say(format!(
-            "1/6 rendering {} synthetic dress photos into {} ({:.0} % of labels flipped on \
+            "1/7 rendering {} synthetic dress photos into {} ({:.0} % of labels flipped on \
              purpose)",
             args.count,
             synth_dir.display(),
@@ -188,7 +198,7 @@ impl Steps {
             String::new()
         };
         self.say(format!(
-            "4/6 training a facet tagger ({} epochs over frozen EfficientNet-Lite0 features of \
+            "4/7 training a facet tagger ({} epochs over frozen EfficientNet-Lite0 features of \
              each photo and of two squares over its upper body, placed by a dress \
              locator{folds})",
             args.epochs,
@@ -199,6 +209,101 @@ impl Steps {
         let trained = train::execute(catalog, run, &paths, global).await?;
         self.done("train");
         Ok(trained)
+    }
+}
+
+impl Steps {
+    /// Trains the similarity embedding on the catalogue's designs and asks two questions with
+    /// it. A catalogue too small to hold two designs with two photos each skips this step.
+    async fn similarity(
+        &mut self,
+        catalog: &Catalog,
+        args: &DemoArgs,
+        global: &GlobalArgs,
+    ) -> CliResult<DemoSimilarity> {
+        self.say(
+            "6/7 training the similarity embedding (dress crops placed by the locator, \
+             EfficientNet-Lite0 stage 6, triplets from repeated designs; a fifth of the designs \
+             held out to score it)"
+                .to_string(),
+        );
+        let config = SimilarityRunConfig {
+            image_size: args.image_size,
+            ..SimilarityRunConfig::default()
+        };
+        let paths = train::run_paths(&args.dir.join("checkpoints"), &global.store)?;
+        let run = create_similarity_run(catalog, &config, &paths, None).await?;
+        let observer = Box::new(train::CliObserver::new(
+            TrainProgress::new(self.json),
+            self.json,
+        ));
+        let finished = match execute_similarity_run(catalog, run, &paths, observer).await {
+            Ok(finished) => finished,
+            Err(AppError::Train(TrainError::EmptyDataset { what, .. })) => {
+                self.done("similarity");
+                return Ok(DemoSimilarity::Skipped(format!(
+                    "the catalogue has too few {what}"
+                )));
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let examples = example_queries(catalog, run).await?;
+        self.done("similarity");
+        Ok(DemoSimilarity::Trained {
+            run,
+            summary: Box::new(finished.summary),
+            examples,
+        })
+    }
+}
+
+/// What the demo's similarity step did.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+enum DemoSimilarity {
+    Trained {
+        run: i64,
+        summary: Box<SimilaritySummary>,
+        examples: Vec<(String, SimilarAnswer)>,
+    },
+    Skipped(String),
+}
+
+/// One plain query (the first photo of a design with several photos) and one swap query (from
+/// a design that has a variant, asking for the variant's label of the facet it varies).
+async fn example_queries(catalog: &Catalog, run: i64) -> CliResult<Vec<(String, SimilarAnswer)>> {
+    let designs = catalog.designs().await?;
+    let labels = catalog.active_labels().await?;
+    let mut examples = Vec::new();
+    if let Some(design) = designs.iter().find(|d| d.images.len() >= 2) {
+        let query = demo_query(run, &design.images[0], None);
+        let answer = similar::similar(catalog, &query).await?;
+        examples.push((format!("photos like {}", design.images[0]), answer));
+    }
+    let variant = designs.iter().find_map(|d| {
+        let base = designs
+            .iter()
+            .find(|b| Some(&b.id) == d.variant_of.as_ref())?;
+        let facet = d.varied_facet.clone()?;
+        let wanted = labels.get(d.images.first()?)?.get(&facet)?.clone();
+        Some((base.images.first()?.clone(), facet, wanted))
+    });
+    if let Some((photo, facet, wanted)) = variant {
+        let query = demo_query(run, &photo, Some((facet.clone(), wanted.clone())));
+        let answer = similar::similar(catalog, &query).await?;
+        examples.push((format!("{photo}, but with {facet} {wanted}"), answer));
+    }
+    Ok(examples)
+}
+
+fn demo_query(run: i64, image: &str, swap: Option<(String, String)>) -> SimilarQuery {
+    SimilarQuery {
+        run: Some(run),
+        photo: QueryPhoto::Image(image.to_string()),
+        k: 3,
+        filters: Vec::new(),
+        swap,
+        off_the_shelf: false,
     }
 }
 
@@ -264,6 +369,7 @@ fn outcome_json(outcome: &DemoOutcome, summary: CatalogSummary) -> serde_json::V
         "model": outcome.trained.model_dir,
         "facets": outcome.trained.summary.facets,
         "test_macro_f1_against_truth": truth,
+        "similarity": outcome.similarity,
         "mistags": {"queue": queue.items.len(), "precision_at": queue.precision_at, "known_flips": queue.known_flips, "recall": queue.recall, "estimates": queue.estimates},
         "seconds": outcome.seconds,
         "step_seconds": steps,
@@ -288,6 +394,7 @@ fn print_outcome(outcome: &DemoOutcome, args: &DemoArgs) {
         checked.checked, checked.ok, checked.quarantined
     );
     print_queue(&outcome.queue, outcome.trained.run);
+    print_similarity(&outcome.similarity);
     let steps: Vec<String> = outcome
         .steps
         .iter()
@@ -307,6 +414,30 @@ fn print_outcome(outcome: &DemoOutcome, args: &DemoArgs) {
     println!("  {exe} --db {db_url} --store {store} tag PHOTO.jpg");
     println!("  {exe} --db {db_url} runs");
     println!("  {exe} --db {db_url} mistags {run}");
+}
+
+fn print_similarity(similarity: &DemoSimilarity) {
+    let (run, summary, examples) = match similarity {
+        DemoSimilarity::Skipped(why) => {
+            println!("similarity: skipped ({why})");
+            return;
+        }
+        DemoSimilarity::Trained {
+            run,
+            summary,
+            examples,
+        } => (run, summary, examples),
+    };
+    println!("similarity run {run}, scored on designs it never saw:");
+    for line in summary.to_string().lines() {
+        println!("  {line}");
+    }
+    for (question, answer) in examples {
+        println!("  {question}:");
+        for photo in &answer.results {
+            println!("    {:.3}  {}", photo.score, photo.path);
+        }
+    }
 }
 
 /// Test macro-F1 per facet against the (partly flipped) catalogue labels and the truth.

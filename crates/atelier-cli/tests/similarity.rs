@@ -1,0 +1,110 @@
+//! `atelier train similarity`, `atelier similar` and `atelier index` end to end with the small
+//! CNN: the run's JSON, filtered answers, swap answers, bad queries exit 2, and the index
+//! following a photo that was quarantined.
+
+mod common;
+
+use common::{Workspace, json_of};
+use serde_json::Value;
+
+fn similarity_run(workspace: &Workspace) -> Value {
+    json_of(&workspace.run(&[
+        "train",
+        "similarity",
+        "--backbone",
+        "tiny",
+        "--image-size",
+        "48",
+        "--epochs",
+        "2",
+        "--embedding-dim",
+        "8",
+        "--eval-fraction",
+        "0.3",
+        "--json",
+    ]))
+}
+
+#[test]
+fn similar_dresses_with_filters_and_swaps() {
+    let workspace = Workspace::synthetic(50, &[], &["--test-fraction", "0.3"]);
+    let trained = similarity_run(&workspace);
+    assert_eq!(trained["run"], 1, "{trained}");
+    let evaluation = &trained["summary"]["evaluation"];
+    assert!(
+        evaluation["held_out_designs"].as_u64().unwrap() > 0,
+        "{trained}"
+    );
+    assert!(
+        evaluation["trained"]["recall_at_10"].is_number(),
+        "{trained}"
+    );
+
+    let index = json_of(&workspace.run(&["index", "--json"]));
+    assert_eq!(
+        (index["added"].as_u64(), index["removed"].as_u64()),
+        (Some(0), Some(0))
+    );
+
+    // A photo file is embedded with the saved model; the catalogue's copy of it comes first.
+    let photo = workspace.root.join("synth/images/000000.jpg");
+    let photo = photo.to_str().unwrap();
+    let answer = json_of(&workspace.run(&["similar", photo, "--k", "5", "--json"]));
+    let results = answer["results"].as_array().unwrap();
+    assert_eq!(results.len(), 5, "{answer}");
+    assert!(
+        results[0]["path"].as_str().unwrap().ends_with("000000.jpg"),
+        "{answer}"
+    );
+    let id = results[0]["image_id"].as_str().unwrap().to_string();
+    let label = results[1]["labels"]["neckline"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // A catalogue photo by id, filtered on its current labels: never itself, only the label.
+    let filter = format!("neckline={label}");
+    for option in ["--where", "--swap"] {
+        let answer = json_of(&workspace.run(&[
+            "similar", "--id", &id, "--k", "50", option, &filter, "--json",
+        ]));
+        let results = answer["results"].as_array().unwrap();
+        assert!(!results.is_empty(), "{answer}");
+        for result in results {
+            assert_ne!(result["image_id"], id.as_str());
+            assert_eq!(
+                result["labels"]["neckline"],
+                label.as_str(),
+                "{option}: {answer}"
+            );
+        }
+    }
+    let answer = json_of(&workspace.run(&[
+        "similar",
+        "--id",
+        &id,
+        "--k",
+        "50",
+        "--where-not",
+        &filter,
+        "--json",
+    ]));
+    for result in answer["results"].as_array().unwrap() {
+        assert_ne!(result["labels"]["neckline"], label.as_str(), "{answer}");
+    }
+
+    // Bad queries are the user's to fix (exit 2) and say what to write.
+    for (args, hint) in [
+        (
+            vec!["similar", "--id", &id, "--where", "neckline"],
+            "FACET=LABEL",
+        ),
+        (vec!["similar", "--id", "nope"], "nope"),
+        (vec!["similar", "--id", &id, "--run", "99"], "99"),
+    ] {
+        let output = workspace.run(&args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(hint), "{args:?}: {stderr}");
+    }
+}
