@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use atelier_catalog::{Catalog, CatalogError, NewRun, RunFinish, RunLease, RunRecord, RunStatus};
 use atelier_train::data::{Dataset, Example};
+use atelier_train::metric::Triplet;
 use atelier_train::progress::Observer;
 use atelier_train::similarity_model::save_similarity_model;
 use atelier_train::similarity_run::{
@@ -317,6 +318,23 @@ pub async fn similarity_data(catalog: &Catalog) -> Result<SimilarityData, AppErr
             image_id: image.id,
         });
     }
+    let row_of: HashMap<&str, usize> = examples
+        .iter()
+        .enumerate()
+        .map(|(row, e)| (e.image_id.as_str(), row))
+        .collect();
+    let stored_triplets = catalog
+        .triplets()
+        .await?
+        .iter()
+        .filter_map(|t| {
+            Some(Triplet {
+                anchor: *row_of.get(t.reference.as_str())?,
+                positive: *row_of.get(t.similar.as_str())?,
+                negative: *row_of.get(t.dissimilar.as_str())?,
+            })
+        })
+        .collect();
     Ok(SimilarityData {
         dataset: Dataset {
             facets: Vec::new(),
@@ -325,5 +343,6 @@ pub async fn similarity_data(catalog: &Catalog) -> Result<SimilarityData, AppErr
         designs: photo_designs,
         variants,
         labels,
+        stored_triplets,
     })
 }

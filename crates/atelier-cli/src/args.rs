@@ -556,8 +556,12 @@ pub struct ImportArgs {
     pub allow_removals: bool,
     /// PATH is a truth.csv from `atelier synth --label-noise`: store its clean labels for
     /// already imported images (the mistag queue then reports precision@k against them).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "triplets")]
     pub truth: bool,
+    /// PATH is a CSV of similarity triplets `reference,similar,dissimilar` (image ids, or paths
+    /// as in a manifest): store them for training and scoring similarity.
+    #[arg(long)]
+    pub triplets: bool,
 }
 
 #[derive(Debug, Args)]

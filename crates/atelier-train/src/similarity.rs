@@ -59,7 +59,7 @@ impl Default for SimilarityConfig {
             embedding_dim: 128,
             hidden: 512,
             margin: 0.2,
-            epochs: 40,
+            epochs: 120,
             designs_per_batch: 24,
             photos_per_design: 4,
             learning_rate: 1e-3,

@@ -90,6 +90,9 @@ pub struct SimilarityData {
     pub variants: Vec<(String, String, String)>,
     /// Per example, its current label of each facet (for swap queries).
     pub labels: Vec<BTreeMap<String, String>>,
+    /// Triplets people stored (reference, similar, dissimilar), as example indices: training
+    /// never sees them, so they are scored like held-out triplets.
+    pub stored_triplets: Vec<Triplet>,
 }
 
 /// One embedding's numbers on the held-out designs.
@@ -98,6 +101,8 @@ pub struct RetrievalScores {
     pub recall_at_1: Option<f64>,
     pub recall_at_10: Option<f64>,
     pub triplet_accuracy: Option<f64>,
+    /// On the triplets people stored.
+    pub stored_triplet_accuracy: Option<f64>,
     pub swap_accuracy: Option<f64>,
 }
 
@@ -280,6 +285,7 @@ fn evaluate(
         recall_at_1: recall_at(embeddings, groups, &held_rows, &everyone, 1),
         recall_at_10: recall_at(embeddings, groups, &held_rows, &everyone, 10),
         triplet_accuracy: triplet_accuracy(embeddings, &triplets),
+        stored_triplet_accuracy: triplet_accuracy(embeddings, &data.stored_triplets),
         swap_accuracy: swap_accuracy(embeddings, groups, &swaps),
     };
     let queries = held_rows

@@ -58,6 +58,7 @@ fn data(dir: &Path, count: usize) -> SimilarityData {
         designs,
         variants: Vec::new(),
         labels,
+        stored_triplets: Vec::new(),
     }
 }
 

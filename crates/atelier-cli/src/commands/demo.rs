@@ -275,10 +275,19 @@ async fn example_queries(catalog: &Catalog, run: i64) -> CliResult<Vec<(String, 
     let designs = catalog.designs().await?;
     let labels = catalog.active_labels().await?;
     let mut examples = Vec::new();
+    let path_of = async |id: &str| -> CliResult<String> {
+        Ok(catalog
+            .image(id)
+            .await?
+            .map_or_else(|| id.to_string(), |image| image.uri))
+    };
     if let Some(design) = designs.iter().find(|d| d.images.len() >= 2) {
         let query = demo_query(run, &design.images[0], None);
         let answer = similar::similar(catalog, &query).await?;
-        examples.push((format!("photos like {}", design.images[0]), answer));
+        examples.push((
+            format!("photos like {}", path_of(&design.images[0]).await?),
+            answer,
+        ));
     }
     let variant = designs.iter().find_map(|d| {
         let base = designs
@@ -291,6 +300,7 @@ async fn example_queries(catalog: &Catalog, run: i64) -> CliResult<Vec<(String, 
     if let Some((photo, facet, wanted)) = variant {
         let query = demo_query(run, &photo, Some((facet.clone(), wanted.clone())));
         let answer = similar::similar(catalog, &query).await?;
+        let photo = path_of(&photo).await?;
         examples.push((format!("{photo}, but with {facet} {wanted}"), answer));
     }
     Ok(examples)
@@ -321,6 +331,7 @@ async fn import_demo(
         allow_missing: false,
         allow_removals: false,
         truth: false,
+        triplets: false,
     };
     let imported = import::import(catalog, &import_args, json).await?;
     // Reports read better in the renderer's natural order (mini → maxi) than alphabetically.

@@ -18,6 +18,17 @@ pub async fn run(catalog: &Catalog, args: &ImportArgs, json: bool) -> CliResult 
         print_truth_report(&report);
         return Ok(());
     }
+    if args.triplets {
+        let report = catalog.import_triplets(&args.path, "import").await?;
+        if json {
+            return print_json(&report);
+        }
+        println!(
+            "{} triplet rows: {} stored, {} were stored already",
+            report.rows, report.added, report.already_stored
+        );
+        return Ok(());
+    }
     let report = import(catalog, args, json).await?;
     if json {
         return print_json(&report);

@@ -190,7 +190,7 @@ impl ModelStore {
         if error.has_code("NoSuchBucket") {
             return self.not_found(
                 "no such bucket".into(),
-                "; create it, or check --store / ATELIER_STORE".into(),
+                "; create it, or name another store".into(),
             );
         }
         error
