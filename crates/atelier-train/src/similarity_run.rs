@@ -460,6 +460,7 @@ mod tests {
                 label("v-neck"),
                 label("v-neck"),
             ],
+            stored_triplets: Vec::new(),
         };
         let groups = design_groups(&data.designs);
         let queries = swap_queries(&data, &groups, &[true; 4]);
