@@ -184,6 +184,9 @@ pub struct TrainSimilarityArgs {
     pub margin: Option<f32>,
     #[arg(long)]
     pub embedding_dim: Option<usize>,
+    /// Read the crop's map averaged over an N x N grid instead of one pooled vector (0).
+    #[arg(long, value_name = "N")]
+    pub grid: Option<usize>,
     /// Share of the designs held out of training; every retrieval number is theirs.
     #[arg(long)]
     pub eval_fraction: Option<f64>,

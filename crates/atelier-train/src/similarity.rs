@@ -48,6 +48,10 @@ pub struct SimilarityConfig {
     pub mining: Mining,
     /// Exponent of the generalised-mean pooling of the backbone map.
     pub gem_p: f32,
+    /// 0: the network reads the crop's map pooled to one vector (GeM). N: it reads the map
+    /// averaged over an N x N grid, the cells' vectors side by side, which keeps where on the
+    /// dress each feature is (neckline at the top, hem at the bottom).
+    pub grid: usize,
     /// Share of the designs held out of training; the retrieval numbers are theirs.
     pub eval_fraction: f64,
     pub seed: u64,
@@ -65,6 +69,7 @@ impl Default for SimilarityConfig {
             learning_rate: 1e-3,
             mining: Mining::SemiHard,
             gem_p: 3.0,
+            grid: 0,
             eval_fraction: 0.2,
             seed: 1,
         }
@@ -98,6 +103,12 @@ impl SimilarityConfig {
         }
         if !(self.gem_p >= 1.0 && self.gem_p.is_finite()) {
             return problem("gem_p", format!("{}: use 1 (average) or more", self.gem_p));
+        }
+        if self.grid > 7 {
+            return problem(
+                "grid",
+                format!("{}: use 0 (one pooled vector) to 7", self.grid),
+            );
         }
         if !(0.0..1.0).contains(&self.eval_fraction) {
             return problem(

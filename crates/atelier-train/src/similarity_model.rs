@@ -30,6 +30,7 @@ use crate::locator::DressLocator;
 use crate::metric::{gem_pool, grid_cells, l2_normalize};
 use crate::similarity::{EmbeddingNet, SimilarityConfig};
 use atelier_models::FeatureTap;
+use burn::tensor::module::adaptive_avg_pool2d;
 
 const FORMAT: &str = "atelier-similarity-model";
 const FORMAT_VERSION: u32 = 1;
@@ -56,8 +57,11 @@ pub struct SimilarityManifest {
     pub input: InputConfig,
     pub crop: DetailCrop,
     pub similarity: SimilarityConfig,
-    /// Channels of the backbone map (the width of a pooled vector).
+    /// Channels of the backbone map.
     pub channels: usize,
+    /// Width of what the embedding network reads: the channels, times the grid's cells when
+    /// the run reads a grid.
+    pub embedding_inputs: usize,
     /// Side of the backbone map of a whole photo (what the locator reads).
     pub map_size: usize,
     /// Unix milliseconds.
@@ -73,6 +77,7 @@ impl SimilarityManifest {
         input: InputConfig,
         similarity: SimilarityConfig,
         channels: usize,
+        embedding_inputs: usize,
         map_size: usize,
         created_at: i64,
     ) -> Self {
@@ -86,6 +91,7 @@ impl SimilarityManifest {
             crop: DRESS_CROP,
             similarity,
             channels,
+            embedding_inputs,
             map_size,
             created_at,
         }
@@ -102,7 +108,7 @@ impl SimilarityManifest {
             Ok(SimilarityNet {
                 backbone: self.backbone.build(None, device)?,
                 locator: DressLocator::new(self.channels, self.map_size, device),
-                embedding: EmbeddingNet::new(self.channels, &self.similarity, device),
+                embedding: EmbeddingNet::new(self.embedding_inputs, &self.similarity, device),
             })
         })
     }
@@ -160,7 +166,14 @@ impl SimilarityNet {
             .map(|(photo, (_, region))| eval_planes(&crate::crop::crop(photo, *region), input))
             .collect();
         let map = self.backbone.forward_to(to_batch(&crops, device), tap);
-        let pooled = gem_pool(map.clone(), manifest.similarity.gem_p);
+        let pooled = match manifest.similarity.grid {
+            0 => gem_pool(map.clone(), manifest.similarity.gem_p),
+            side => {
+                let [batch, channels, _, _] = map.dims();
+                adaptive_avg_pool2d(map.clone(), [side, side])
+                    .reshape([batch, channels * side * side])
+            }
+        };
         let rows = |t: Tensor<2>| -> Vec<Vec<f32>> {
             let [n, d] = t.dims();
             let values: Vec<f32> = t.into_data().try_into_vec().expect("f32 embeddings");
@@ -267,6 +280,7 @@ mod tests {
             None,
             input,
             similarity,
+            channels,
             channels,
             map_size,
             0,

@@ -175,7 +175,10 @@ pub fn run_similarity(
         observer,
     )?;
     let [channels, _, _] = maps.dims;
-    let pooled = gem_pool_table(&maps, config.gem_p);
+    let pooled = match config.grid {
+        0 => gem_pool_table(&maps, config.gem_p),
+        side => grid_pool_table(&maps, side),
+    };
     let groups = design_groups(&data.designs);
     let held: Vec<bool> = data
         .designs
@@ -198,6 +201,7 @@ pub fn run_similarity(
         input,
         config.clone(),
         channels,
+        pooled.dims[0],
         map_size,
         atelier_core::now_millis(),
     );
@@ -247,6 +251,32 @@ pub fn gem_pool_table(table: &FeatureTable, p: f32) -> FeatureTable {
         .collect();
     FeatureTable {
         dims: [channels, 1, 1],
+        data,
+    }
+}
+
+/// Every map of a table averaged over a `side` x `side` grid, channel-major
+/// (`[channels * side * side, 1, 1]` rows), with the bins of adaptive average pooling (cell `i`
+/// covers rows `floor(i * h / side)` to `ceil((i + 1) * h / side)`), as
+/// `burn::tensor::module::adaptive_avg_pool2d` computes them.
+pub fn grid_pool_table(table: &FeatureTable, side: usize) -> FeatureTable {
+    let [channels, height, width] = table.dims;
+    let bins = |i: usize, n: usize| (i * n / side, ((i + 1) * n).div_ceil(side));
+    let mut data = Vec::with_capacity(table.len() * channels * side * side);
+    for plane in table.data.chunks(height * width) {
+        for row in 0..side {
+            let (y0, y1) = bins(row, height);
+            for col in 0..side {
+                let (x0, x1) = bins(col, width);
+                let sum: f32 = (y0..y1)
+                    .flat_map(|y| plane[y * width + x0..y * width + x1].iter())
+                    .sum();
+                data.push(sum / ((y1 - y0) * (x1 - x0)) as f32);
+            }
+        }
+    }
+    FeatureTable {
+        dims: [channels * side * side, 1, 1],
         data,
     }
 }
@@ -401,6 +431,28 @@ mod tests {
             .try_into_vec()
             .unwrap();
         assert_eq!(pooled.dims, [3, 1, 1]);
+        for (a, b) in pooled.data.iter().zip(&expected) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn grid_pooling_matches_the_tensor_pooling() {
+        let data: Vec<f32> = (0..2 * 3 * 7 * 7)
+            .map(|i| (i as f32 * 0.13).cos())
+            .collect();
+        let table = FeatureTable {
+            dims: [3, 7, 7],
+            data: data.clone(),
+        };
+        let pooled = grid_pool_table(&table, 3);
+        let map = Tensor::<4>::from_data(TensorData::new(data, [2, 3, 7, 7]), &Device::flex());
+        let expected: Vec<f32> = burn::tensor::module::adaptive_avg_pool2d(map, [3, 3])
+            .into_data()
+            .try_into_vec()
+            .unwrap();
+        assert_eq!(pooled.dims, [27, 1, 1]);
+        assert_eq!(pooled.data.len(), expected.len());
         for (a, b) in pooled.data.iter().zip(&expected) {
             assert!((a - b).abs() < 1e-5, "{a} vs {b}");
         }

@@ -72,6 +72,7 @@ pub fn configure(args: &TrainSimilarityArgs) -> CliResult<SimilarityRunConfig> {
     similarity.epochs = args.epochs.unwrap_or(similarity.epochs);
     similarity.margin = args.margin.unwrap_or(similarity.margin);
     similarity.embedding_dim = args.embedding_dim.unwrap_or(similarity.embedding_dim);
+    similarity.grid = args.grid.unwrap_or(similarity.grid);
     similarity.eval_fraction = args.eval_fraction.unwrap_or(similarity.eval_fraction);
     similarity.mining = args.mining.unwrap_or(similarity.mining);
     similarity.seed = args.seed.unwrap_or(similarity.seed);
