@@ -227,6 +227,42 @@ pub async fn embed_files(
     .map_err(|e| AppError::Thread(e.to_string()))?
 }
 
+/// One photo's located dress, or why the photo could not be read.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LocatedPhoto {
+    pub path: PathBuf,
+    pub outcome: Result<PhotoEmbedding, String>,
+}
+
+/// Locates the dress in each photo file with the run's model; a file that cannot be read gets
+/// its reason instead, and the others go on.
+pub async fn locate_files(
+    catalog: &Catalog,
+    run: Option<i64>,
+    paths: &[PathBuf],
+) -> Result<Vec<LocatedPhoto>, AppError> {
+    let record = similarity_run(catalog, run).await?;
+    let readable: Vec<Result<(), String>> = paths
+        .iter()
+        .map(|path| load_rgb(path).map(|_| ()).map_err(|e| e.to_string()))
+        .collect();
+    let good: Vec<PathBuf> = paths
+        .iter()
+        .zip(&readable)
+        .filter(|(_, read)| read.is_ok())
+        .map(|(path, _)| path.clone())
+        .collect();
+    let mut embedded = embed_files(&record, &good).await?.into_iter();
+    Ok(paths
+        .iter()
+        .zip(readable)
+        .map(|(path, read)| LocatedPhoto {
+            path: path.clone(),
+            outcome: read.map(|()| embedded.next().expect("one embedding per readable photo")),
+        })
+        .collect())
+}
+
 async fn photo_path(catalog: &Catalog, id: &str) -> Result<String, AppError> {
     Ok(catalog
         .image(id)

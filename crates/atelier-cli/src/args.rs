@@ -87,6 +87,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// Tag image files with a trained model.
     Tag(TagArgs),
+    /// Locate the dress in photo files with a similarity run's model, and cut it out.
+    Crop(CropArgs),
     /// Published models in the store (--store): list, show, push, pull, promote, rm.
     Models(ModelsArgs),
     /// The review web app: runs, F1 views, false negatives/positives, mistags, retagging.
@@ -416,6 +418,19 @@ pub struct EvalArgs {
     /// One JSON line per image and facet instead of the tables.
     #[arg(long)]
     pub predictions: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CropArgs {
+    /// Photo files.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// The similarity run whose locator is used (default: the newest completed one).
+    #[arg(long)]
+    pub run: Option<i64>,
+    /// Write each crop to DIR as `<file stem>.png`.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

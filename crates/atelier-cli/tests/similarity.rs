@@ -40,6 +40,10 @@ fn similar_dresses_with_filters_and_swaps() {
         "{trained}"
     );
 
+    // `eval` of a similarity run gives its held-out numbers.
+    let evaluated = json_of(&workspace.run(&["eval", "1", "--json"]));
+    assert_eq!(evaluated["summary"], trained["summary"], "{evaluated}");
+
     let index = json_of(&workspace.run(&["index", "--json"]));
     assert_eq!(
         (index["added"].as_u64(), index["removed"].as_u64()),
@@ -92,6 +96,26 @@ fn similar_dresses_with_filters_and_swaps() {
     for result in answer["results"].as_array().unwrap() {
         assert_ne!(result["labels"]["neckline"], label.as_str(), "{answer}");
     }
+
+    // `crop` locates the dress in files and cuts it out; an unreadable file fails alone.
+    let crops = workspace.root.join("crops");
+    let broken = workspace.root.join("broken.jpg");
+    std::fs::write(&broken, b"not a photo").unwrap();
+    let output = workspace.run(&[
+        "crop",
+        photo,
+        broken.to_str().unwrap(),
+        "--out",
+        crops.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let lines = common::json_lines(&output);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["ok"], true);
+    assert_eq!(lines[0]["box"].as_array().unwrap().len(), 4);
+    assert_eq!(lines[1]["ok"], false);
+    assert!(crops.join("000000.png").is_file());
 
     // Bad queries are the user's to fix (exit 2) and say what to write.
     for (args, hint) in [

@@ -127,6 +127,9 @@ pub struct SimilarityNet {
 pub struct PhotoEmbedding {
     /// The located dress box in the photo's pixels `[x0, y0, x1, y1]`.
     pub dress_box: [f32; 4],
+    /// The square around the dress that was embedded, `[x0, y0, side]` in the photo's pixels
+    /// (it may reach outside the photo; that part is mid grey).
+    pub crop: [i64; 3],
     /// The trained embedding (unit length).
     pub embedding: Vec<f32>,
     /// The crop's pooled backbone map, scaled to unit length.
@@ -189,8 +192,9 @@ impl SimilarityNet {
             .zip(trained.into_iter().zip(plain))
             .enumerate()
             .map(
-                |(i, ((dress_box, _), (embedding, off_the_shelf)))| PhotoEmbedding {
+                |(i, ((dress_box, region), (embedding, off_the_shelf)))| PhotoEmbedding {
                     dress_box,
+                    crop: [region.x0, region.y0, i64::from(region.side)],
                     embedding,
                     off_the_shelf,
                     cells: grid[i * cells * channels..][..cells * channels]

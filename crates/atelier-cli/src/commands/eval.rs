@@ -2,7 +2,9 @@
 //! `--predictions` its per-image predictions; `atelier runs` lists the runs.
 
 use atelier_app::RunSummary;
+use atelier_app::similarity::{SIMILARITY_RUN, SimilaritySummary};
 use atelier_catalog::Catalog;
+use atelier_catalog::RunRecord;
 use atelier_train::metrics::{SplitMetrics, format_table};
 use serde_json::{Map, Value, json};
 
@@ -17,6 +19,9 @@ pub async fn run(catalog: &Catalog, args: &EvalArgs, json: bool) -> CliResult {
             args.run
         ))
     })?;
+    if run.kind == SIMILARITY_RUN {
+        return similarity(&run, json);
+    }
     let facets = catalog.run_facets(args.run).await?;
     if facets.is_empty() {
         return Err(CliError::bad_input(format!(
@@ -123,5 +128,25 @@ pub async fn list(catalog: &Catalog, json: bool) -> CliResult {
             }
         );
     }
+    Ok(())
+}
+
+/// A similarity run's held-out numbers, off-the-shelf beside trained.
+fn similarity(run: &RunRecord, json: bool) -> CliResult {
+    let summary: SimilaritySummary = run
+        .summary
+        .clone()
+        .and_then(|summary| serde_json::from_value(summary).ok())
+        .ok_or_else(|| {
+            CliError::bad_input(format!(
+                "run {} has no results yet (status: {})",
+                run.id, run.status
+            ))
+        })?;
+    if json {
+        return print_json(&json!({"run": run.id, "kind": run.kind, "summary": summary}));
+    }
+    println!("run {}: similarity, {} photos", run.id, summary.photos);
+    print!("{summary}");
     Ok(())
 }

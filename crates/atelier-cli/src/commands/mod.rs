@@ -51,6 +51,9 @@ pub async fn run(cli: &Cli) -> CliResult {
         Command::Similar(args) => {
             similar::run(&open_catalog(global.db_url()).await?, args, global.json).await
         }
+        Command::Crop(args) => {
+            similar::crop(&open_catalog(global.db_url()).await?, args, global.json).await
+        }
         Command::Index(args) => {
             similar::index(&open_catalog(global.db_url()).await?, args, global.json).await
         }

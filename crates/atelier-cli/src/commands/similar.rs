@@ -3,7 +3,7 @@
 use atelier_app::similar::{self, LabelFilter, QueryPhoto, SimilarQuery};
 use atelier_catalog::Catalog;
 
-use crate::args::{IndexArgs, SimilarArgs};
+use crate::args::{CropArgs, IndexArgs, SimilarArgs};
 use crate::error::{CliError, CliResult};
 use crate::output::print_json;
 
@@ -86,4 +86,61 @@ pub async fn index(catalog: &Catalog, args: &IndexArgs, json: bool) -> CliResult
         report.run, report.added, report.removed, report.kept
     );
     Ok(())
+}
+
+/// `atelier crop`: one line per photo, `{"path","ok":true,"box":[x0,y0,x1,y1],"crop":[x0,y0,side]}`
+/// or `{"path","ok":false,"error"}`; exit 2 when any photo failed.
+pub async fn crop(catalog: &Catalog, args: &CropArgs, json: bool) -> CliResult {
+    if let Some(out) = &args.out {
+        std::fs::create_dir_all(out)
+            .map_err(|e| CliError::bad_input(format!("--out {}: {e}", out.display())))?;
+    }
+    let located = similar::locate_files(catalog, args.run, &args.paths).await?;
+    let mut failed = 0;
+    for photo in &located {
+        let line = match &photo.outcome {
+            Ok(found) => {
+                if let Some(out) = &args.out {
+                    write_crop(&photo.path, found.crop, out)?;
+                }
+                serde_json::json!({"path": photo.path, "ok": true, "box": found.dress_box, "crop": found.crop})
+            }
+            Err(error) => {
+                failed += 1;
+                serde_json::json!({"path": photo.path, "ok": false, "error": error})
+            }
+        };
+        if json {
+            print_json(&line)?;
+        } else {
+            println!("{line}");
+        }
+    }
+    match failed {
+        0 => Ok(()),
+        n => Err(CliError::bad_input(format!(
+            "{n} of {} photos could not be read",
+            located.len()
+        ))),
+    }
+}
+
+fn write_crop(
+    path: &std::path::Path,
+    [x0, y0, side]: [i64; 3],
+    out: &std::path::Path,
+) -> CliResult {
+    let rgb = atelier_train::features::load_rgb(path).map_err(CliError::from)?;
+    let region = atelier_train::crop::Region {
+        x0,
+        y0,
+        side: side.max(1) as u32,
+    };
+    let stem = path
+        .file_stem()
+        .map_or_else(|| "crop".into(), |s| s.to_string_lossy());
+    let target = out.join(format!("{stem}.png"));
+    atelier_train::crop::crop(&rgb, region)
+        .save(&target)
+        .map_err(|e| CliError::internal(format!("{}: {e}", target.display())))
 }
