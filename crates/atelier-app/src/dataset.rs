@@ -2,9 +2,10 @@
 //! reading a run's dataset from the catalogue and storing a run's tables and per-image
 //! predictions back into it.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
-use atelier_catalog::{Catalog, PredictionRow, RunFacetResult};
+use atelier_catalog::{Catalog, LabelledImage, PredictionRow, RunFacetResult};
 
 use crate::error::AppError;
 use atelier_train::data::{Dataset, Example, FacetSpec, Split};
@@ -47,19 +48,29 @@ pub async fn load_dataset(catalog: &Catalog, facets: &[String]) -> Result<Datase
                         .and_then(|label| facet.labels.iter().position(|l| l == label))
                 })
                 .collect();
-            Example {
-                dress_box: boxes
-                    .get(&image.id)
-                    .map(|b| [b[0] as f32, b[1] as f32, b[2] as f32, b[3] as f32]),
-                detail_regions: Vec::new(),
-                image_id: image.id,
-                path: PathBuf::from(image.uri),
-                split: image.split,
-                targets,
-            }
+            example(image, &boxes, targets)
         })
         .collect();
     Ok(Dataset { facets, examples })
+}
+
+/// An active catalogue image as training sees it: its file, split and dress box (from
+/// [`Catalog::dress_boxes`]), with `targets` per facet.
+pub(crate) fn example(
+    image: LabelledImage,
+    boxes: &HashMap<String, [f64; 4]>,
+    targets: Vec<Option<usize>>,
+) -> Example {
+    Example {
+        dress_box: boxes
+            .get(&image.id)
+            .map(|b| [b[0] as f32, b[1] as f32, b[2] as f32, b[3] as f32]),
+        detail_regions: Vec::new(),
+        image_id: image.id,
+        path: PathBuf::from(image.uri),
+        split: image.split,
+        targets,
+    }
 }
 
 /// Stores a run's F1 tables, class weights and per-image predictions, replacing earlier ones.

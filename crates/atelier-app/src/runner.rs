@@ -231,7 +231,24 @@ pub async fn execute_run(
              on the current labels)"
         )));
     }
-    claim_run(catalog, &record).await?;
+    hold_run(
+        catalog,
+        &record,
+        train_and_record(catalog, &record, paths, observer),
+    )
+    .await
+}
+
+/// Does `work` on `record`'s run while this process holds it: claims the run (see
+/// [`claim_run`]), renews the lease until `work` ends, and when `work` fails marks the run
+/// failed with its error (a second failure, e.g. a lost lease, is only logged).
+pub(crate) async fn hold_run<T>(
+    catalog: &Catalog,
+    record: &RunRecord,
+    work: impl std::future::Future<Output = Result<T, AppError>>,
+) -> Result<T, AppError> {
+    let run = record.id;
+    claim_run(catalog, record).await?;
     let lost = Arc::new(AtomicBool::new(false));
     let flag = lost.clone();
     let heartbeat = tokio::spawn(lease::keep_alive(
@@ -239,7 +256,7 @@ pub async fn execute_run(
         move || vec![run],
         move |_| flag.store(true, Ordering::SeqCst),
     ));
-    let result = train_and_record(catalog, &record, paths, observer).await;
+    let result = work.await;
     heartbeat.abort();
     if let Err(error) = &result {
         let failed = RunFinish {
@@ -248,7 +265,7 @@ pub async fn execute_run(
             model_ref: None,
             error: Some(error.to_string()),
         };
-        // The training error is the one to report; a second failure only gets logged.
+        // The work's error is the one to report; a second failure only gets logged.
         if let Err(e) = catalog.finish_held_run(run, lease::owner(), &failed).await {
             let why = if lost.load(Ordering::SeqCst) {
                 " (its lease was lost)"

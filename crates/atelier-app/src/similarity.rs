@@ -9,12 +9,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use atelier_catalog::{Catalog, CatalogError, NewRun, RunFinish, RunLease, RunRecord, RunStatus};
-use atelier_train::data::{Dataset, Example};
+use atelier_train::data::Dataset;
 use atelier_train::metric::Triplet;
 use atelier_train::progress::Observer;
 use atelier_train::similarity_model::save_similarity_model;
@@ -24,10 +22,11 @@ use atelier_train::similarity_run::{
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::dataset;
 use crate::error::AppError;
 use crate::lease;
 use crate::runner::{
-    RunPaths, absolute, catalog_folder, check_publish, claim_run, default_weights, find_run,
+    RunPaths, absolute, catalog_folder, check_publish, default_weights, find_run, hold_run,
     publish_model,
 };
 use crate::summary::PublishedModel;
@@ -174,33 +173,8 @@ pub async fn execute_similarity_run(
             "run {run} already completed; start a new similarity run"
         )));
     }
-    claim_run(catalog, &record).await?;
-    let lost = Arc::new(AtomicBool::new(false));
-    let flag = lost.clone();
-    let heartbeat = tokio::spawn(lease::keep_alive(
-        catalog.clone(),
-        move || vec![run],
-        move |_| flag.store(true, Ordering::SeqCst),
-    ));
-    let result = train_and_record(catalog, &record, config, paths, observer).await;
-    heartbeat.abort();
-    if let Err(error) = &result {
-        let failed = RunFinish {
-            status: RunStatus::Failed,
-            summary: None,
-            model_ref: None,
-            error: Some(error.to_string()),
-        };
-        if let Err(e) = catalog.finish_held_run(run, lease::owner(), &failed).await {
-            let why = if lost.load(Ordering::SeqCst) {
-                " (its lease was lost)"
-            } else {
-                ""
-            };
-            tracing::warn!("run {run} failed ({error}) and could not be marked failed{why}: {e}");
-        }
-    }
-    result
+    let work = train_and_record(catalog, &record, config, paths, observer);
+    hold_run(catalog, &record, work).await
 }
 
 async fn train_and_record(
@@ -274,12 +248,7 @@ async fn store_embeddings(
 /// Every active photo with its split, dress box, design and current labels, and the
 /// catalogue's variant families.
 pub async fn similarity_data(catalog: &Catalog) -> Result<SimilarityData, AppError> {
-    let facets: Vec<String> = catalog
-        .facets()
-        .await?
-        .into_iter()
-        .map(|f| f.name)
-        .collect();
+    let facets = dataset::facet_names(catalog, &[]).await?;
     let images = catalog.training_images(&facets).await?;
     let boxes = catalog.dress_boxes().await?;
     let designs = catalog.designs().await?;
@@ -307,16 +276,7 @@ pub async fn similarity_data(catalog: &Catalog) -> Result<SimilarityData, AppErr
                 .filter_map(|(facet, label)| Some((facet.clone(), label.clone()?)))
                 .collect::<BTreeMap<_, _>>(),
         );
-        examples.push(Example {
-            dress_box: boxes
-                .get(&image.id)
-                .map(|b| [b[0] as f32, b[1] as f32, b[2] as f32, b[3] as f32]),
-            detail_regions: Vec::new(),
-            path: PathBuf::from(&image.uri),
-            split: image.split,
-            targets: Vec::new(),
-            image_id: image.id,
-        });
+        examples.push(dataset::example(image, &boxes, Vec::new()));
     }
     let row_of: HashMap<&str, usize> = examples
         .iter()

@@ -130,6 +130,24 @@ pub fn save_model(
     evaluation: &[FacetEvaluation],
     lineage: Option<&Value>,
 ) -> Result<(), TrainError> {
+    write_model_folder(dir, |folder| {
+        save_module(net, &folder.join(WEIGHTS_FILE))?;
+        write_json_atomically(&folder.join(METRICS_FILE), &evaluation)?;
+        write_json_atomically(&folder.join(MODEL_FILE), manifest)?;
+        if let Some(lineage) = lineage {
+            write_json_atomically(&folder.join(LINEAGE_FILE), lineage)?;
+        }
+        Ok(())
+    })
+}
+
+/// Creates model folder `dir` (which must not exist yet): `write` fills a folder under a
+/// temporary name, which is sealed with its checksums and then renamed into place, so a
+/// reader never sees half a model.
+pub(crate) fn write_model_folder(
+    dir: &Path,
+    write: impl FnOnce(&Path) -> Result<(), TrainError>,
+) -> Result<(), TrainError> {
     if dir.exists() {
         return Err(TrainError::Config(format!(
             "{} already exists; models are never overwritten",
@@ -143,27 +161,30 @@ pub fn save_model(
         fs::remove_dir_all(&temporary).map_err(|e| TrainError::io(&temporary, e))?;
     }
     fs::create_dir_all(&temporary).map_err(|e| TrainError::io(&temporary, e))?;
-    save_module(net, &temporary.join(WEIGHTS_FILE))?;
-    write_json_atomically(&temporary.join(METRICS_FILE), &evaluation)?;
-    write_json_atomically(&temporary.join(MODEL_FILE), manifest)?;
-    if let Some(lineage) = lineage {
-        write_json_atomically(&temporary.join(LINEAGE_FILE), lineage)?;
-    }
+    write(&temporary)?;
     seal_model(&temporary)?;
     fs::rename(&temporary, dir).map_err(|e| TrainError::io(dir, e))
+}
+
+/// The manifest path of model folder `dir`, after every file was checked against its
+/// checksums; `train_with` names the command that makes such a folder, for the error when
+/// `dir` has no manifest.
+pub(crate) fn checked_manifest(dir: &Path, train_with: &str) -> Result<PathBuf, TrainError> {
+    let manifest_path = dir.join(MODEL_FILE);
+    if !manifest_path.exists() {
+        return Err(TrainError::artifact(
+            &manifest_path,
+            format!("not found: this is not a model folder (train one with `{train_with}`)"),
+        ));
+    }
+    verify_model(dir)?;
+    Ok(manifest_path)
 }
 
 /// Reads a model folder, after checking every file against its checksums, and rebuilds its
 /// network on `device`.
 pub fn load_model(dir: &Path, device: &Device) -> Result<(ModelManifest, FacetNet), TrainError> {
-    let manifest_path = dir.join(MODEL_FILE);
-    if !manifest_path.exists() {
-        return Err(TrainError::artifact(
-            &manifest_path,
-            "not found: this is not a model folder (train one with `atelier train facets`)",
-        ));
-    }
-    verify_model(dir)?;
+    let manifest_path = checked_manifest(dir, "atelier train facets")?;
     let manifest: ModelManifest = read_json(&manifest_path)?;
     if manifest.format != FORMAT || manifest.format_version > FORMAT_VERSION {
         return Err(TrainError::artifact(
@@ -287,7 +308,7 @@ fn file_checksum(path: &Path) -> Result<(u64, String), TrainError> {
     Ok((size, hex::encode(hasher.finalize())))
 }
 
-pub(crate) fn partial_name(dir: &Path) -> PathBuf {
+fn partial_name(dir: &Path) -> PathBuf {
     let mut name = dir.file_name().unwrap_or_default().to_os_string();
     name.push(".partial");
     dir.with_file_name(name)

@@ -8,7 +8,6 @@
 //! vector), plus a 3x3 grid of unit-length cells of the crop's map that explains where two
 //! dresses agree.
 
-use std::fs;
 use std::path::Path;
 
 use atelier_models::{AnyBackbone, Backbone};
@@ -19,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::artifact::{
-    METRICS_FILE, MODEL_FILE, WEIGHTS_FILE, partial_name, seal_model, verify_model,
+    METRICS_FILE, MODEL_FILE, WEIGHTS_FILE, checked_manifest, write_model_folder,
 };
 use crate::backbones::BackboneChoice;
 use crate::checkpoint::{load_module, read_json, save_module, write_json_atomically};
@@ -214,24 +213,11 @@ pub fn save_similarity_model(
     net: &SimilarityNet,
     evaluation: &Value,
 ) -> Result<(), TrainError> {
-    if dir.exists() {
-        return Err(TrainError::Config(format!(
-            "{} already exists; models are never overwritten",
-            dir.display()
-        )));
-    }
-    let parent = dir.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(parent).map_err(|e| TrainError::io(parent, e))?;
-    let temporary = partial_name(dir);
-    if temporary.exists() {
-        fs::remove_dir_all(&temporary).map_err(|e| TrainError::io(&temporary, e))?;
-    }
-    fs::create_dir_all(&temporary).map_err(|e| TrainError::io(&temporary, e))?;
-    save_module(net, &temporary.join(WEIGHTS_FILE))?;
-    write_json_atomically(&temporary.join(METRICS_FILE), evaluation)?;
-    write_json_atomically(&temporary.join(MODEL_FILE), manifest)?;
-    seal_model(&temporary)?;
-    fs::rename(&temporary, dir).map_err(|e| TrainError::io(dir, e))
+    write_model_folder(dir, |folder| {
+        save_module(net, &folder.join(WEIGHTS_FILE))?;
+        write_json_atomically(&folder.join(METRICS_FILE), evaluation)?;
+        write_json_atomically(&folder.join(MODEL_FILE), manifest)
+    })
 }
 
 /// Reads a similarity model folder, after checking every file against its checksums.
@@ -239,14 +225,7 @@ pub fn load_similarity_model(
     dir: &Path,
     device: &Device,
 ) -> Result<(SimilarityManifest, SimilarityNet), TrainError> {
-    let manifest_path = dir.join(MODEL_FILE);
-    if !manifest_path.exists() {
-        return Err(TrainError::artifact(
-            &manifest_path,
-            "not found: this is not a model folder (train one with `atelier train similarity`)",
-        ));
-    }
-    verify_model(dir)?;
+    let manifest_path = checked_manifest(dir, "atelier train similarity")?;
     let manifest: SimilarityManifest = read_json(&manifest_path)?;
     if manifest.format != FORMAT || manifest.format_version > FORMAT_VERSION {
         return Err(TrainError::artifact(

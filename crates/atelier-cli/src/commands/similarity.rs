@@ -2,15 +2,13 @@
 //! options on top), lets `atelier_app::similarity` record and train the run, prints the table
 //! of held-out numbers and publishes the model when asked.
 
-use std::path::Path;
-
 use atelier_app::similarity::{create_similarity_run, execute_similarity_run};
 use atelier_train::similarity_run::SimilarityRunConfig;
 use serde_json::json;
 
 use crate::args::{GlobalArgs, TrainSimilarityArgs};
 use crate::commands::open_catalog;
-use crate::commands::train::{CliObserver, run_paths};
+use crate::commands::train::{CliObserver, read_config, run_paths};
 use crate::error::{CliError, CliResult};
 use crate::output::print_json;
 use crate::progress::TrainProgress;
@@ -53,7 +51,7 @@ pub async fn run(args: &TrainSimilarityArgs, global: &GlobalArgs) -> CliResult {
 /// The defaults (or the `--config` file) with every option given on top.
 pub fn configure(args: &TrainSimilarityArgs) -> CliResult<SimilarityRunConfig> {
     let mut config = match &args.config {
-        Some(path) => read_config(path)?,
+        Some(path) => read_config(path, "similarity configuration", "train similarity")?,
         None => SimilarityRunConfig::default(),
     };
     if let Some(backbone) = args.backbone {
@@ -78,16 +76,4 @@ pub fn configure(args: &TrainSimilarityArgs) -> CliResult<SimilarityRunConfig> {
     similarity.seed = args.seed.unwrap_or(similarity.seed);
     config.validate()?;
     Ok(config)
-}
-
-fn read_config(path: &Path) -> CliResult<SimilarityRunConfig> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| CliError::bad_input(format!("--config {}: {e}", path.display())))?;
-    serde_json::from_str(&text).map_err(|e| {
-        CliError::bad_input(format!(
-            "--config {}: not a similarity configuration ({e}); `atelier train similarity \
-             --print-config` writes one",
-            path.display()
-        ))
-    })
 }

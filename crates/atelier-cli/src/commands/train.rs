@@ -196,7 +196,7 @@ fn feature_cache_dir() -> PathBuf {
 pub fn configure(args: &TrainFacetsArgs) -> CliResult<TrainConfig> {
     refuse_dropped(&args.dropped)?;
     let mut config = match &args.config {
-        Some(path) => read_config(path)?,
+        Some(path) => read_config(path, "training configuration", "train facets")?,
         None => args.recipe.unwrap_or(Recipe::Finetune).config(),
     };
     override_network(&mut config, args);
@@ -206,13 +206,18 @@ pub fn configure(args: &TrainFacetsArgs) -> CliResult<TrainConfig> {
     Ok(config)
 }
 
-fn read_config(path: &Path) -> CliResult<TrainConfig> {
+/// A configuration file for `--config`: JSON of a `what` (e.g. "training configuration"),
+/// which `atelier COMMAND --print-config` writes.
+pub fn read_config<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &str,
+    command: &str,
+) -> CliResult<T> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| CliError::bad_input(format!("--config {}: {e}", path.display())))?;
     serde_json::from_str(&text).map_err(|e| {
         CliError::bad_input(format!(
-            "--config {}: not a training configuration ({e}); `atelier train facets \
-             --print-config` writes one",
+            "--config {}: not a {what} ({e}); `atelier {command} --print-config` writes one",
             path.display()
         ))
     })
