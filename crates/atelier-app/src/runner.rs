@@ -313,7 +313,7 @@ struct Trained {
     history: Vec<EpochRecord>,
     stopped_early: bool,
     /// How well the dress locator of a detail-view run placed its boxes.
-    locator: Option<atelier_train::locator::LocatorReport>,
+    locator: Option<atelier_train::dress_boxes::LocatorReport>,
     /// Per facet, the train labels the main model did not learn from (`drop_suspects`).
     dropped_suspects: Option<std::collections::BTreeMap<String, usize>>,
     /// The progress last sent, to go on from.
@@ -514,7 +514,7 @@ fn train_blocking(
     let placed = if config.detail_crops.is_empty() {
         None
     } else {
-        Some(atelier_train::locator::place_detail_views(
+        Some(atelier_train::dress_boxes::place_detail_views(
             &mut dataset,
             config,
             &config.detail_crops,

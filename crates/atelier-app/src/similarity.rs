@@ -91,8 +91,21 @@ impl fmt::Display for SimilaritySummary {
         if let Some(iou) = e.locator.test_mean_iou {
             writeln!(
                 f,
-                "dress locator: mean IoU {iou:.3} on the test split's boxes"
+                "dress boxes: mean IoU {iou:.3} on the test split's boxes"
             )?;
+        }
+        let stages = [
+            ("whole photo", e.locator.whole_photo),
+            ("dress crop", e.locator.dress_crop),
+        ];
+        for (name, stage) in stages {
+            if let Some(s) = stage {
+                writeln!(
+                    f,
+                    "  {name}: regressor {:.3}, foreground vote {:.3}, both {:.3}",
+                    s.regressor, s.vote, s.combined
+                )?;
+            }
         }
         Ok(())
     }

@@ -9,7 +9,7 @@ use indexmap::IndexMap;
 use std::fmt;
 
 use atelier_catalog::RunRecord;
-use atelier_train::locator::LocatorReport;
+use atelier_train::dress_boxes::LocatorReport;
 use atelier_train::progress::EpochRecord;
 use serde::{Deserialize, Serialize};
 
@@ -161,6 +161,8 @@ mod tests {
             locator: Some(LocatorReport {
                 fit_images: 40,
                 test_mean_iou: Some(0.5),
+                whole_photo: None,
+                dress_crop: None,
             }),
             dropped_suspects: Some(BTreeMap::from([("sleeve".to_string(), 7)])),
             seconds: 1.5,

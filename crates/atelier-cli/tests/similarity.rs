@@ -31,6 +31,15 @@ fn similar_dresses_with_filters_and_swaps() {
     let trained = similarity_run(&workspace);
     assert_eq!(trained["run"], 1, "{trained}");
     let evaluation = &trained["summary"]["evaluation"];
+    // Both box stages report their IoUs on the test split's boxes.
+    let locator = &evaluation["locator"];
+    for stage in ["whole_photo", "dress_crop"] {
+        for piece in ["regressor", "vote", "combined"] {
+            let value = locator[stage][piece].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&value), "{locator}");
+        }
+    }
+    assert_eq!(locator["test_mean_iou"], locator["dress_crop"]["combined"]);
     assert!(
         evaluation["held_out_designs"].as_u64().unwrap() > 0,
         "{trained}"
@@ -114,6 +123,8 @@ fn similar_dresses_with_filters_and_swaps() {
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert_eq!(lines[0]["ok"], true);
     assert_eq!(lines[0]["box"].as_array().unwrap().len(), 4);
+    let foreground = lines[0]["foreground"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&foreground), "{lines:?}");
     assert_eq!(lines[1]["ok"], false);
     assert!(crops.join("000000.png").is_file());
 

@@ -1,6 +1,7 @@
 //! Crop geometry: the detail square a model reads beside the whole photo ([`DetailCrop`]), the
 //! pixel [`Region`] it covers, cutting it out ([`crop`]), and converting boxes between image
-//! pixels and fractions of the letterboxed input square ([`to_square`], [`from_square`]).
+//! pixels and fractions of the letterboxed input square ([`to_square`], [`from_square`]), and
+//! how well two boxes agree ([`iou`]).
 //!
 //! Pure arithmetic on boxes and pixels; the dress locator that predicts the boxes lives in
 //! [`crate::locator`].
@@ -108,6 +109,16 @@ pub fn from_square(square: [f32; 4], width: u32, height: u32) -> [f32; 4] {
     ]
 }
 
+/// Intersection over union of two boxes.
+pub fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
+    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = w * h;
+    let area = |r: [f32; 4]| (r[2] - r[0]).max(0.0) * (r[3] - r[1]).max(0.0);
+    let union = area(a) + area(b) - inter;
+    if union > 0.0 { inter / union } else { 0.0 }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +157,12 @@ mod tests {
         assert_eq!(*out.get_pixel(0, 1), Rgb([2, 0, 9]));
         assert_eq!(*out.get_pixel(1, 2), Rgb([3, 1, 9]));
         assert_eq!(*out.get_pixel(2, 1), Rgb([127, 127, 127]));
+    }
+
+    #[test]
+    fn iou_by_hand() {
+        assert_eq!(iou([0.0, 0.0, 2.0, 2.0], [1.0, 1.0, 3.0, 3.0]), 1.0 / 7.0);
+        assert_eq!(iou([0.0, 0.0, 1.0, 1.0], [2.0, 2.0, 3.0, 3.0]), 0.0);
     }
 
     #[test]

@@ -22,8 +22,11 @@ use crate::artifact::{
 };
 use crate::backbones::BackboneChoice;
 use crate::checkpoint::{load_module, read_json, save_module, write_json_atomically};
+use crate::crop::Region;
 use crate::crop::{DetailCrop, from_square};
+use crate::dress_boxes::{BoxStage, from_crop, ordered};
 use crate::error::TrainError;
+use crate::foreground::{FOREGROUND_THRESHOLD, ForegroundLocator, combine};
 use crate::input::{InputConfig, eval_planes, to_batch};
 use crate::locator::DressLocator;
 use crate::metric::{gem_pool, grid_cells, l2_normalize};
@@ -63,6 +66,11 @@ pub struct SimilarityManifest {
     pub embedding_inputs: usize,
     /// Side of the backbone map of a whole photo (what the locator reads).
     pub map_size: usize,
+    /// Whether the model boxes dresses in two stages, each a box regressor and a foreground
+    /// classifier (see [`crate::dress_boxes`]); models written before those existed box with
+    /// the whole-photo regressor alone.
+    #[serde(default)]
+    pub foreground: bool,
     /// Unix milliseconds.
     pub created_at: i64,
 }
@@ -92,6 +100,7 @@ impl SimilarityManifest {
             channels,
             embedding_inputs,
             map_size,
+            foreground: false,
             created_at,
         }
     }
@@ -107,17 +116,27 @@ impl SimilarityManifest {
             Ok(SimilarityNet {
                 backbone: self.backbone.build(None, device)?,
                 locator: DressLocator::new(self.channels, self.map_size, device),
+                foreground: self
+                    .foreground
+                    .then(|| ForegroundLocator::new(self.channels, device)),
+                refiner: self
+                    .foreground
+                    .then(|| BoxStage::new(self.channels, self.map_size, device)),
                 embedding: EmbeddingNet::new(self.embedding_inputs, &self.similarity, device),
             })
         })
     }
 }
 
-/// The backbone, the dress locator and the embedding network.
+/// The backbone, the dress locator (box regressor and foreground classifier) and the
+/// embedding network.
 #[derive(Module, Debug)]
 pub struct SimilarityNet {
     pub backbone: AnyBackbone,
     pub locator: DressLocator,
+    pub foreground: Option<ForegroundLocator>,
+    /// The second box stage, over the map of the square cut around the first box.
+    pub refiner: Option<BoxStage>,
     pub embedding: EmbeddingNet,
 }
 
@@ -126,6 +145,9 @@ pub struct SimilarityNet {
 pub struct PhotoEmbedding {
     /// The located dress box in the photo's pixels `[x0, y0, x1, y1]`.
     pub dress_box: [f32; 4],
+    /// The foreground classifier's confidence that the box holds the dress (the mean
+    /// probability of the cells inside it); `None` for a model without the classifier.
+    pub foreground: Option<f32>,
     /// The square around the dress that was embedded, `[x0, y0, side]` in the photo's pixels
     /// (it may reach outside the photo; that part is mid grey).
     pub crop: [i64; 3],
@@ -148,18 +170,14 @@ impl SimilarityNet {
         let input = &manifest.input;
         let tap = manifest.tap();
         let whole: Vec<_> = photos.par_iter().map(|p| eval_planes(p, input)).collect();
-        let boxes = self
-            .locator
-            .boxes(self.backbone.forward_to(to_batch(&whole, device), tap));
+        let located = self.locate(self.backbone.forward_to(to_batch(&whole, device), tap));
         let regions: Vec<_> = photos
             .iter()
-            .zip(&boxes)
-            .map(|(photo, &[x0, y0, x1, y1])| {
-                // An untrained or confused locator may swap corners; a box has them in order.
-                let square = [x0.min(x1), y0.min(y1), x0.max(x1), y0.max(y1)];
+            .zip(&located)
+            .map(|(photo, square)| {
                 let (w, h) = photo.dimensions();
-                let region = manifest.crop.region_for(square, w, h);
-                (from_square(square, w, h), region)
+                let region = manifest.crop.region_for(*square, w, h);
+                (from_square(*square, w, h), region)
             })
             .collect();
         let crops: Vec<_> = photos
@@ -168,6 +186,7 @@ impl SimilarityNet {
             .map(|(photo, (_, region))| eval_planes(&crate::crop::crop(photo, *region), input))
             .collect();
         let map = self.backbone.forward_to(to_batch(&crops, device), tap);
+        let boxes = self.refine(map.clone(), regions.clone());
         let pooled = match manifest.similarity.grid {
             0 => gem_pool(map.clone(), manifest.similarity.gem_p),
             side => {
@@ -188,20 +207,65 @@ impl SimilarityNet {
         let grid: Vec<f32> = grid.into_data().try_into_vec().expect("f32 cells");
         regions
             .into_iter()
+            .zip(boxes)
             .zip(trained.into_iter().zip(plain))
             .enumerate()
             .map(
-                |(i, ((dress_box, region), (embedding, off_the_shelf)))| PhotoEmbedding {
-                    dress_box,
-                    crop: [region.x0, region.y0, i64::from(region.side)],
-                    embedding,
-                    off_the_shelf,
-                    cells: grid[i * cells * channels..][..cells * channels]
-                        .chunks(channels)
-                        .map(<[f32]>::to_vec)
-                        .collect(),
+                |(i, (((_, region), (dress_box, foreground)), (embedding, off_the_shelf)))| {
+                    PhotoEmbedding {
+                        dress_box,
+                        foreground,
+                        crop: [region.x0, region.y0, i64::from(region.side)],
+                        embedding,
+                        off_the_shelf,
+                        cells: grid[i * cells * channels..][..cells * channels]
+                            .chunks(channels)
+                            .map(<[f32]>::to_vec)
+                            .collect(),
+                    }
                 },
             )
+            .collect()
+    }
+}
+
+impl SimilarityNet {
+    /// Each photo's first-stage dress box (fractions of the square, corners in order) from
+    /// whole-photo maps.
+    pub fn locate(&self, whole: Tensor<4>) -> Vec<[f32; 4]> {
+        let regressed = self.locator.boxes(whole.clone());
+        let votes = self.foreground.as_ref().map(|f| f.votes(whole));
+        regressed
+            .into_iter()
+            .enumerate()
+            .map(|(i, regressed)| match &votes {
+                Some(votes) => ordered(combine(regressed, votes[i].vote(FOREGROUND_THRESHOLD))),
+                None => ordered(regressed),
+            })
+            .collect()
+    }
+
+    /// Each photo's final box in its pixels and the foreground classifier's confidence in it:
+    /// the second stage's, read from the crops' maps, when the model has it.
+    fn refine(
+        &self,
+        crop_maps: Tensor<4>,
+        first: Vec<([f32; 4], Region)>,
+    ) -> Vec<([f32; 4], Option<f32>)> {
+        let Some(refiner) = &self.refiner else {
+            return first
+                .into_iter()
+                .map(|(pixels, _)| (pixels, None))
+                .collect();
+        };
+        refiner
+            .boxes(crop_maps)
+            .into_iter()
+            .zip(first)
+            .map(|(boxed, (_, region))| {
+                let confidence = boxed.votes.foreground(boxed.combined);
+                (from_crop(boxed.combined, region), Some(confidence))
+            })
             .collect()
     }
 }
@@ -268,6 +332,10 @@ mod tests {
             map_size,
             0,
         );
+        let manifest = SimilarityManifest {
+            foreground: true,
+            ..manifest
+        };
         let net = manifest.build_net(device).unwrap();
         (manifest, net)
     }
@@ -303,6 +371,11 @@ mod tests {
                     .cells
                     .iter()
                     .all(|c| (norm(c) - 1.0).abs() < 1e-3 || norm(c) == 0.0)
+            );
+            assert!(
+                embedded
+                    .foreground
+                    .is_some_and(|f| (0.0..=1.0).contains(&f))
             );
             let [x0, y0, x1, y1] = embedded.dress_box;
             assert!(

@@ -11,10 +11,11 @@ use serde::{Deserialize, Serialize};
 use crate::backbones::BackboneChoice;
 use crate::config::{DeviceChoice, Recipe, TrainConfig};
 use crate::data::Dataset;
+use crate::dress_boxes::{LocatorReport, locate_dresses, refine_in_crops};
 use crate::error::TrainError;
 use crate::features::{self, FeatureCache, FeatureTable, View};
 use crate::input::InputConfig;
-use crate::locator::{LocatorReport, place_detail_views};
+use crate::map_fit::LocatorTraining;
 use crate::metric::Triplet;
 use crate::progress::Observer;
 use crate::similarity::{
@@ -141,13 +142,8 @@ pub fn run_similarity(
     settings.validate()?;
     let backbone = &settings.features();
     let config = &settings.similarity;
-    let (locator, report) = place_detail_views(
-        &mut data.dataset,
-        backbone,
-        &[DRESS_CROP],
-        feature_cache,
-        observer,
-    )?;
+    let located = locate_dresses(&data.dataset, backbone, feature_cache, true, observer)?;
+    located.place(&mut data.dataset, &[DRESS_CROP]);
     let device = crate::device::device_for(backbone.device)?;
     let network = crate::init::exclusive(|| {
         device.seed(backbone.seed);
@@ -175,6 +171,11 @@ pub fn run_similarity(
         observer,
     )?;
     let [channels, _, _] = maps.dims;
+    let training = LocatorTraining {
+        seed: backbone.seed,
+        ..LocatorTraining::default()
+    };
+    let (refiner, _, report) = refine_in_crops(&data.dataset, &located, &maps, &training, &device);
     let pooled = match config.grid {
         0 => gem_pool_table(&maps, config.gem_p),
         side => grid_pool_table(&maps, side),
@@ -194,7 +195,7 @@ pub fn run_similarity(
     let off_the_shelf = unit_rows(&pooled);
     let evaluation = evaluate(data, &groups, &held, &trained, &off_the_shelf, report);
     let map_size = whole_map_size(&network, backbone, &device);
-    let manifest = SimilarityManifest::new(
+    let mut manifest = SimilarityManifest::new(
         run,
         backbone.backbone,
         backbone.feature_stage,
@@ -205,11 +206,14 @@ pub fn run_similarity(
         map_size,
         atelier_core::now_millis(),
     );
+    manifest.foreground = located.foreground.is_some();
     Ok(SimilarityOutcome {
         manifest,
         net: SimilarityNet {
             backbone: network,
-            locator,
+            locator: located.locator,
+            foreground: located.foreground,
+            refiner: Some(refiner),
             embedding: net,
         },
         evaluation,

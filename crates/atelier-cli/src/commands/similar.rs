@@ -88,8 +88,10 @@ pub async fn index(catalog: &Catalog, args: &IndexArgs, json: bool) -> CliResult
     Ok(())
 }
 
-/// `atelier crop`: one line per photo, `{"path","ok":true,"box":[x0,y0,x1,y1],"crop":[x0,y0,side]}`
-/// or `{"path","ok":false,"error"}`; exit 2 when any photo failed.
+/// `atelier crop`: one line per photo,
+/// `{"path","ok":true,"box":[x0,y0,x1,y1],"foreground":p,"crop":[x0,y0,side]}` (`crop`: the
+/// square the embedding reads; `foreground`: the classifier's confidence in the box, `null`
+/// for models without one) or `{"path","ok":false,"error"}`; exit 2 when any photo failed.
 pub async fn crop(catalog: &Catalog, args: &CropArgs, json: bool) -> CliResult {
     if let Some(out) = &args.out {
         std::fs::create_dir_all(out)
@@ -103,7 +105,13 @@ pub async fn crop(catalog: &Catalog, args: &CropArgs, json: bool) -> CliResult {
                 if let Some(out) = &args.out {
                     write_crop(&photo.path, found.crop, out)?;
                 }
-                serde_json::json!({"path": photo.path, "ok": true, "box": found.dress_box, "crop": found.crop})
+                serde_json::json!({
+                    "path": photo.path,
+                    "ok": true,
+                    "box": found.dress_box,
+                    "foreground": found.foreground,
+                    "crop": found.crop,
+                })
             }
             Err(error) => {
                 failed += 1;
