@@ -4,14 +4,16 @@
 //! facet" (`swap`: only photos with the wanted label). Also keeping a run's stored embeddings in
 //! step with the catalogue ([`index`]).
 //!
-//! The search is an exact scan over the filtered photos ([`atelier_search::ExactIndex`]): with
-//! a few facet values per filter the subset is known before the scan, and an exact answer is
-//! cheap up to a few hundred thousand photos.
+//! On PostgreSQL with pgvector the database answers ([`atelier_catalog::Catalog::nearest`]:
+//! its HNSW index, the label filters applied during the walk). Elsewhere the search is an
+//! exact scan over the filtered photos ([`atelier_search::ExactIndex`]): with a few facet
+//! values per filter the subset is known before the scan, and an exact answer is cheap up to a
+//! few hundred thousand photos.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use atelier_catalog::{Catalog, RunRecord, RunStatus};
+use atelier_catalog::{Catalog, LabelCondition, RunRecord, RunStatus};
 use atelier_search::{ExactIndex, VectorIndex};
 use atelier_train::DeviceChoice;
 use atelier_train::device::device_for;
@@ -69,9 +71,21 @@ pub struct SimilarPhoto {
 pub struct SimilarAnswer {
     pub run: i64,
     pub query: String,
-    /// Photos that passed the filters (the scan's size).
+    /// Active photos that passed the filters.
     pub candidates: usize,
+    /// What searched.
+    pub engine: SearchEngine,
     pub results: Vec<SimilarPhoto>,
+}
+
+/// What answered a similarity query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchEngine {
+    /// An exact scan of the stored vectors that pass the filters, in this process.
+    Scan,
+    /// PostgreSQL with pgvector: its HNSW index, filtered during the walk (iterative scan).
+    Pgvector,
 }
 
 /// The completed similarity run `run`, or the newest one.
@@ -100,36 +114,87 @@ pub async fn similarity_run(catalog: &Catalog, run: Option<i64>) -> Result<RunRe
     Ok(record)
 }
 
-/// Answers a similarity query.
+/// Answers a similarity query: inside the database with pgvector where the catalogue has it,
+/// else by an exact scan of the run's stored vectors.
 pub async fn similar(catalog: &Catalog, query: &SimilarQuery) -> Result<SimilarAnswer, AppError> {
     let record = similarity_run(catalog, query.run).await?;
     let key = match query.off_the_shelf {
         true => off_the_shelf_key(record.id),
         false => embedding_key(record.id),
     };
-    let stored = catalog.embeddings(&key).await?;
-    if stored.is_empty() {
-        return Err(AppError::Invalid(format!(
-            "run {} has no stored embeddings; build them with `atelier index --run {}`",
-            record.id, record.id
-        )));
-    }
-    let (vector, query_id, described) = query_vector(&record, &stored, query).await?;
+    let (vector, query_id, described) = query_vector(catalog, &record, &key, query).await?;
     let labels = catalog.active_labels().await?;
     let allowed = |id: &str| {
         let Some(have) = labels.get(id) else {
             return false;
         };
-        let passes = query
-            .filters
+        conditions(query)
             .iter()
-            .all(|f| (have.get(&f.facet) == Some(&f.label)) == f.keep);
-        let swapped = query
-            .swap
-            .as_ref()
-            .is_none_or(|(facet, label)| have.get(facet) == Some(label));
-        passes && swapped && Some(id) != query_id.as_deref()
+            .all(|c| (have.get(&c.facet) == Some(&c.label)) == c.keep)
+            && Some(id) != query_id.as_deref()
     };
+    let (hits, candidates, engine) = if catalog.searches_vectors() {
+        let hits = catalog
+            .nearest(
+                &key,
+                &vector,
+                query.k,
+                &conditions(query),
+                query_id.as_deref(),
+            )
+            .await?;
+        let candidates = labels.keys().filter(|id| allowed(id)).count();
+        (hits, candidates, SearchEngine::Pgvector)
+    } else {
+        let (hits, candidates) = scan(catalog, &record, &key, &vector, query.k, allowed).await?;
+        (hits, candidates, SearchEngine::Scan)
+    };
+    let mut results = Vec::with_capacity(hits.len());
+    for (id, score) in hits {
+        results.push(SimilarPhoto {
+            path: photo_path(catalog, &id).await?,
+            labels: labels.get(&id).cloned().unwrap_or_default(),
+            image_id: id,
+            score,
+        });
+    }
+    Ok(SimilarAnswer {
+        run: record.id,
+        query: described,
+        candidates,
+        engine,
+        results,
+    })
+}
+
+/// The query's filters and swap as conditions on current labels.
+fn conditions(query: &SimilarQuery) -> Vec<LabelCondition> {
+    let filters = query.filters.iter().map(|f| LabelCondition {
+        facet: f.facet.clone(),
+        label: f.label.clone(),
+        keep: f.keep,
+    });
+    let swap = query.swap.iter().map(|(facet, label)| LabelCondition {
+        facet: facet.clone(),
+        label: label.clone(),
+        keep: true,
+    });
+    filters.chain(swap).collect()
+}
+
+/// The exact scan over the stored vectors that pass `allowed`: the hits and how many passed.
+async fn scan(
+    catalog: &Catalog,
+    record: &RunRecord,
+    key: &str,
+    vector: &[f32],
+    k: usize,
+    allowed: impl Fn(&str) -> bool,
+) -> Result<(Vec<(String, f32)>, usize), AppError> {
+    let stored = catalog.embeddings(key).await?;
+    if stored.is_empty() {
+        return Err(no_embeddings(record));
+    }
     let mut index = ExactIndex::with_capacity(vector.len(), stored.len());
     let mut candidates = Vec::new();
     for (row, (id, embedding)) in stored.iter().enumerate() {
@@ -138,45 +203,39 @@ pub async fn similar(catalog: &Catalog, query: &SimilarQuery) -> Result<SimilarA
             candidates.push(row as u64);
         }
     }
-    let hits = index.search_among(&vector, query.k, &candidates)?;
-    let mut results = Vec::with_capacity(hits.len());
-    for hit in hits {
-        let id = &stored[hit.key as usize].0;
-        results.push(SimilarPhoto {
-            path: photo_path(catalog, id).await?,
-            image_id: id.clone(),
-            score: hit.score,
-            labels: labels.get(id).cloned().unwrap_or_default(),
-        });
-    }
-    Ok(SimilarAnswer {
-        run: record.id,
-        query: described,
-        candidates: candidates.len(),
-        results,
-    })
+    let hits = index.search_among(vector, k, &candidates)?;
+    let hits = hits
+        .into_iter()
+        .map(|hit| (stored[hit.key as usize].0.clone(), hit.score))
+        .collect();
+    Ok((hits, candidates.len()))
+}
+
+fn no_embeddings(record: &RunRecord) -> AppError {
+    AppError::Invalid(format!(
+        "run {} has no stored embeddings; build them with `atelier index --run {}`",
+        record.id, record.id
+    ))
 }
 
 /// The query's embedding, the catalogue id it stands for (left out of the answer) and how to
 /// name it.
 async fn query_vector(
+    catalog: &Catalog,
     record: &RunRecord,
-    stored: &[(String, Vec<f32>)],
+    key: &str,
     query: &SimilarQuery,
 ) -> Result<(Vec<f32>, Option<String>, String), AppError> {
     match &query.photo {
         QueryPhoto::Image(id) => {
-            let (_, vector) = stored
-                .iter()
-                .find(|(stored, _)| stored == id)
-                .ok_or_else(|| {
-                    AppError::Invalid(format!(
-                        "image {id} has no embedding in run {}: it is unknown, not active, or \
+            let vector = catalog.embedding(key, id).await?.ok_or_else(|| {
+                AppError::Invalid(format!(
+                    "image {id} has no embedding in run {}: it is unknown, not active, or \
                      newer than the run (`atelier index --run {}` embeds new photos)",
-                        record.id, record.id
-                    ))
-                })?;
-            Ok((vector.clone(), Some(id.clone()), id.clone()))
+                    record.id, record.id
+                ))
+            })?;
+            Ok((vector, Some(id.clone()), id.clone()))
         }
         QueryPhoto::File(path) => {
             let embedded = embed_file(record, path).await?;
@@ -187,6 +246,19 @@ async fn query_vector(
             Ok((vector, None, path.display().to_string()))
         }
     }
+}
+
+/// Stores `vectors` under `key` and (with pgvector) makes sure the key has its HNSW index.
+pub(crate) async fn store_vectors(
+    catalog: &Catalog,
+    key: &str,
+    vectors: &[(String, Vec<f32>)],
+) -> Result<(), AppError> {
+    catalog.put_embeddings(key, vectors).await?;
+    if let Some((_, first)) = vectors.first() {
+        catalog.index_vectors(key, first.len()).await?;
+    }
+    Ok(())
 }
 
 /// Embeds one photo file with the run's saved model.
@@ -321,8 +393,8 @@ pub async fn index(catalog: &Catalog, run: Option<i64>) -> Result<IndexReport, A
         let plain: Vec<_> = ids
             .zip(photos.into_iter().map(|p| p.off_the_shelf))
             .collect();
-        catalog.put_embeddings(&key, &trained).await?;
-        catalog.put_embeddings(&plain_key, &plain).await?;
+        store_vectors(catalog, &key, &trained).await?;
+        store_vectors(catalog, &plain_key, &plain).await?;
     }
     catalog.delete_embeddings(&key, &stale).await?;
     catalog.delete_embeddings(&plain_key, &stale).await?;

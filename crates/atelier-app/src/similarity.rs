@@ -249,12 +249,8 @@ async fn store_embeddings(
     let ids = data.dataset.examples.iter().map(|e| e.image_id.clone());
     let trained: Vec<(String, Vec<f32>)> = ids.clone().zip(outcome.trained.clone()).collect();
     let plain: Vec<(String, Vec<f32>)> = ids.zip(outcome.off_the_shelf.clone()).collect();
-    catalog
-        .put_embeddings(&embedding_key(run), &trained)
-        .await?;
-    catalog
-        .put_embeddings(&off_the_shelf_key(run), &plain)
-        .await?;
+    crate::similar::store_vectors(catalog, &embedding_key(run), &trained).await?;
+    crate::similar::store_vectors(catalog, &off_the_shelf_key(run), &plain).await?;
     Ok(())
 }
 

@@ -12,6 +12,7 @@ use crate::error::{CatalogError, db};
 use crate::sql::{
     MAX_PARAMS, ParamStyle, assembled, insert_values, now_millis, placeholders, select_where_in,
 };
+use crate::vector_search::{vector_text, write_vector_column};
 
 impl Catalog {
     /// Stores `model`'s vectors of the given images, replacing those stored for them, in one
@@ -82,6 +83,13 @@ impl Catalog {
         )
         .await
         .map_err(db("writing embeddings"))?;
+        if self.vector_search {
+            let texts: Vec<(String, String, String)> = rows
+                .iter()
+                .map(|(image, vector)| (model.to_string(), image.clone(), vector_text(vector)))
+                .collect();
+            write_vector_column(&mut tx, &texts).await?;
+        }
         tx.commit().await.map_err(db(context))?;
         Ok(())
     }
@@ -113,6 +121,33 @@ impl Catalog {
             vectors.push((row.try_get("image_id").map_err(&get)?, vector_values(bytes)));
         }
         Ok(vectors)
+    }
+
+    /// `model`'s vector of one active image, if it has one.
+    pub async fn embedding(
+        &self,
+        model: &str,
+        image_id: &str,
+    ) -> Result<Option<Vec<f32>>, CatalogError> {
+        let context = "reading an embedding";
+        let bytes: Option<Vec<u8>> = sqlx::query_scalar(
+            "SELECT e.vector FROM embeddings e JOIN images i ON i.id = e.image_id \
+             WHERE e.model = $1 AND e.image_id = $2 AND i.status = 'active'",
+        )
+        .bind(model)
+        .bind(image_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db(context))?;
+        match bytes {
+            Some(bytes) if bytes.is_empty() || bytes.len() % 4 != 0 => Err(CatalogError::Corrupt {
+                table: "embeddings",
+                column: "vector",
+                value: format!("{} bytes", bytes.len()),
+            }),
+            Some(bytes) => Ok(Some(vector_values(&bytes))),
+            None => Ok(None),
+        }
     }
 
     /// The ids of every image `model` has a vector for, whatever the image's status, in id
@@ -234,7 +269,7 @@ fn vector_bytes(values: &[f32]) -> Vec<u8> {
 }
 
 /// The values of little-endian f32 `bytes` (whose length is a multiple of 4).
-fn vector_values(bytes: &[u8]) -> Vec<f32> {
+pub(crate) fn vector_values(bytes: &[u8]) -> Vec<f32> {
     bytes
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))

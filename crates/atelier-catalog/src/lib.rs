@@ -67,6 +67,7 @@ mod triplets;
 mod truth;
 mod url;
 mod users;
+mod vector_search;
 mod vocabulary;
 
 use std::str::FromStr;
@@ -93,6 +94,7 @@ pub use triplets::{TripletImportReport, TripletRecord, TripletSource};
 pub use truth::TruthReport;
 pub use url::DEFAULT_DATABASE_URL;
 pub use users::{Role, SessionRecord, UserRecord};
+pub use vector_search::LabelCondition;
 
 use error::{damage, db};
 use url::DatabaseTarget;
@@ -105,6 +107,8 @@ use url::DatabaseTarget;
 pub struct Catalog {
     pub(crate) pool: AnyPool,
     pub(crate) backend: Backend,
+    /// PostgreSQL with pgvector: embeddings are searched in the database.
+    pub(crate) vector_search: bool,
 }
 
 impl Catalog {
@@ -178,10 +182,15 @@ impl Catalog {
                 },
             }
         })?;
-        Ok(Catalog {
+        let mut catalog = Catalog {
             pool,
             backend: target.backend,
-        })
+            vector_search: false,
+        };
+        if target.backend == Backend::Postgres {
+            catalog.vector_search = catalog.enable_vector_search().await?;
+        }
+        Ok(catalog)
     }
 
     /// Like [`Catalog::open`], but `None` instead of creating a SQLite file that does not

@@ -1,16 +1,18 @@
-//! Storage for dress similarity search, each case on SQLite and on PostgreSQL: design variants
-//! from manifests, similarity triplets, embeddings per model, and the active images' labels.
+//! Storage for dress similarity search, each case on SQLite, on PostgreSQL and on PostgreSQL
+//! with pgvector: design variants from manifests, similarity triplets, embeddings per model,
+//! the active images' labels, and nearest-neighbour search inside the database.
 
 mod common;
 
 use std::collections::BTreeMap;
 
 use atelier_catalog::{
-    Catalog, CatalogError, DesignRecord, ImportOptions, LabelEdit, TripletSource,
+    Catalog, CatalogError, DesignRecord, ImportOptions, LabelCondition, LabelEdit, TripletSource,
 };
 use common::{TestEnv, blob, import, sha256_hex};
 
-on_both_backends!(
+on_every_backend!(
+    nearest_images_match_a_scan_and_follow_the_labels,
     variant_columns_are_stored_on_designs,
     reimporting_variants_writes_nothing_and_changes_are_counted,
     manifests_without_variant_columns_leave_variants_alone,
@@ -763,4 +765,103 @@ async fn the_similarity_migration_keeps_designs_and_images() {
         catalog.embeddings("m").await.unwrap(),
         [("i1".to_string(), vec![0.5])]
     );
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (norm(a) * norm(b))
+}
+
+fn condition(facet: &str, label: &str, keep: bool) -> LabelCondition {
+    LabelCondition {
+        facet: facet.to_string(),
+        label: label.to_string(),
+        keep,
+    }
+}
+
+/// pgvector answers like a scan of the vectors by cosine, filters on the current labels, and
+/// never returns the query or an image that left the catalogue; elsewhere the catalogue says
+/// it cannot search vectors itself.
+async fn nearest_images_match_a_scan_and_follow_the_labels(env: &TestEnv) {
+    let catalog = five_images(env).await;
+    assert_eq!(catalog.searches_vectors(), env.pgvector);
+    let names = ["a", "b", "c", "d", "e"];
+    let vectors: Vec<Vec<f32>> = vec![
+        vec![1.0, 0.0, 0.0],
+        vec![0.9, 0.3, 0.0],
+        vec![0.6, 0.6, 0.1],
+        vec![0.1, 0.9, 0.2],
+        vec![0.8, 0.0, 0.5],
+    ];
+    let stored: Vec<(String, Vec<f32>)> = names
+        .iter()
+        .zip(&vectors)
+        .map(|(n, v)| (id_of(n), v.clone()))
+        .collect();
+    catalog.put_embeddings("m", &stored).await.unwrap();
+    catalog.put_embeddings("other", &stored[..2]).await.unwrap();
+    catalog.index_vectors("m", 3).await.unwrap();
+    let query = [1.0f32, 0.1, 0.0];
+    let a = id_of("a");
+    if !env.pgvector {
+        assert!(catalog.nearest("m", &query, 3, &[], None).await.is_err());
+        return;
+    }
+    // The scan: every image but a, most similar first.
+    let mut expected: Vec<(String, f32)> = (1..5)
+        .map(|i| (id_of(names[i]), cosine(&query, &vectors[i])))
+        .collect();
+    expected.sort_by(|x, y| y.1.total_cmp(&x.1));
+    let found = catalog
+        .nearest("m", &query, 3, &[], Some(&a))
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 3);
+    for ((id, score), (want, want_score)) in found.iter().zip(&expected) {
+        assert_eq!(id, want);
+        assert!((score - want_score).abs() < 1e-5, "{score} vs {want_score}");
+    }
+    let ids =
+        |found: Vec<(String, f32)>| -> Vec<String> { found.into_iter().map(|p| p.0).collect() };
+    let boat = [condition("neckline", "boat", true)];
+    assert_eq!(
+        ids(catalog
+            .nearest("m", &query, 5, &boat, Some(&a))
+            .await
+            .unwrap()),
+        [id_of("c"), id_of("d")]
+    );
+    let not_v = [condition("neckline", "v-neck", false)];
+    assert_eq!(
+        ids(catalog.nearest("m", &query, 5, &not_v, None).await.unwrap()),
+        [id_of("e"), id_of("c"), id_of("d")]
+    );
+    // A retag changes the next answer: c is round now.
+    catalog
+        .set_labels(&[LabelEdit {
+            image: id_of("c"),
+            facet: "neckline".to_string(),
+            label: Some("round".to_string()),
+            expected_version: 1,
+            actor: "alice".to_string(),
+            reason: None,
+            run_id: None,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(catalog.nearest("m", &query, 5, &boat, None).await.unwrap()),
+        [id_of("d")]
+    );
+    // An image removed from the catalogue is never returned.
+    let manifest = env.write(
+        "manifest.csv",
+        b"path,neckline\nimg/a.jpg,v-neck\nimg/b.jpg,v-neck\nimg/c.jpg,boat\nimg/d.jpg,boat\n",
+    );
+    import(&catalog, &manifest).await;
+    let all = ids(catalog.nearest("m", &query, 5, &[], None).await.unwrap());
+    assert_eq!(all.len(), 4);
+    assert!(!all.contains(&id_of("e")));
 }

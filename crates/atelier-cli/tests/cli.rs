@@ -3,7 +3,6 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use atelier_vision::battery::{Expected, battery};
 use serde_json::Value;
@@ -31,36 +30,13 @@ fn stderr_of(output: &Output) -> String {
 async fn databases(dir: &Path) -> Vec<String> {
     let mut urls = vec![format!("sqlite://{}", dir.join("catalog.db").display())];
     match std::env::var("ATELIER_TEST_POSTGRES_URL") {
-        Ok(admin_url) => urls.push(fresh_postgres_database(&admin_url).await),
+        Ok(admin_url) => urls.push(common::fresh_postgres_database(&admin_url).await),
         Err(_) if std::env::var_os("CI").is_some() => {
             panic!("ATELIER_TEST_POSTGRES_URL must be set under CI (scripts/test sets it)")
         }
         Err(_) => eprintln!("skipped PostgreSQL half: ATELIER_TEST_POSTGRES_URL not set"),
     }
     urls
-}
-
-async fn fresh_postgres_database(admin_url: &str) -> String {
-    use sqlx::Connection;
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let name = format!(
-        "atelier_cli_{}_{}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos()
-    );
-    let mut admin = sqlx::PgConnection::connect(admin_url)
-        .await
-        .expect("connect to the PostgreSQL admin URL");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .expect("create test database");
-    let base = admin_url.rsplit_once('/').expect("URL with a database").0;
-    format!("{base}/{name}")
 }
 
 #[test]

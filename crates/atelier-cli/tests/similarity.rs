@@ -28,7 +28,28 @@ fn similarity_run(workspace: &Workspace) -> Value {
 #[test]
 fn similar_dresses_with_filters_and_swaps() {
     let workspace = Workspace::synthetic(50, &[], &["--test-fraction", "0.3"]);
-    let trained = similarity_run(&workspace);
+    similar_dresses_on(&workspace, "scan");
+}
+
+/// The same on PostgreSQL with pgvector, which answers from its own index.
+#[test]
+fn similar_dresses_with_filters_and_swaps_on_pgvector() {
+    let Ok(admin_url) = std::env::var("ATELIER_TEST_PGVECTOR_URL") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "ATELIER_TEST_PGVECTOR_URL must be set under CI (scripts/test sets it)"
+        );
+        eprintln!("skipped: ATELIER_TEST_PGVECTOR_URL not set");
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let db = runtime.block_on(common::fresh_postgres_database(&admin_url));
+    let workspace = Workspace::synthetic_on(Some(db), 50, &[], &["--test-fraction", "0.3"]);
+    similar_dresses_on(&workspace, "pgvector");
+}
+
+fn similar_dresses_on(workspace: &Workspace, engine: &str) {
+    let trained = similarity_run(workspace);
     assert_eq!(trained["run"], 1, "{trained}");
     let evaluation = &trained["summary"]["evaluation"];
     // Both box stages report their IoUs on the test split's boxes.
@@ -63,6 +84,7 @@ fn similar_dresses_with_filters_and_swaps() {
     let photo = workspace.root.join("synth/images/000000.jpg");
     let photo = photo.to_str().unwrap();
     let answer = json_of(&workspace.run(&["similar", photo, "--k", "5", "--json"]));
+    assert_eq!(answer["engine"], engine, "{answer}");
     let results = answer["results"].as_array().unwrap();
     assert_eq!(results.len(), 5, "{answer}");
     assert!(

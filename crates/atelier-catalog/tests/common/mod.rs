@@ -9,6 +9,8 @@ use sha2::{Digest, Sha256};
 use sqlx::{Connection, PgConnection};
 
 pub const POSTGRES_ENV: &str = "ATELIER_TEST_POSTGRES_URL";
+/// A PostgreSQL server with the pgvector extension (scripts/test starts one).
+pub const PGVECTOR_ENV: &str = "ATELIER_TEST_PGVECTOR_URL";
 
 /// Runs each named `async fn(&TestEnv)` as two tests: `<name>::sqlite` and `<name>::postgres`.
 #[macro_export]
@@ -31,6 +33,34 @@ macro_rules! on_both_backends {
     )* };
 }
 
+/// Like [`on_both_backends`], plus `<name>::pgvector` on a PostgreSQL server with pgvector.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($case:ident),* $(,)?) => { $(
+        mod $case {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let env = $crate::common::TestEnv::sqlite();
+                super::$case(&env).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(env) = $crate::common::TestEnv::postgres().await {
+                    super::$case(&env).await;
+                }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn pgvector() {
+                if let Some(env) = $crate::common::TestEnv::pgvector().await {
+                    super::$case(&env).await;
+                }
+            }
+        }
+    )* };
+}
+
 struct PostgresDatabase {
     admin_url: String,
     name: String,
@@ -40,6 +70,9 @@ pub struct TestEnv {
     /// Holds image files and manifests.
     pub dir: tempfile::TempDir,
     pub url: String,
+    /// Whether the server has pgvector (the environment named [`PGVECTOR_ENV`]).
+    #[allow(dead_code)] // read by the test files that run on pgvector
+    pub pgvector: bool,
     postgres: Option<PostgresDatabase>,
 }
 
@@ -50,6 +83,7 @@ impl TestEnv {
         TestEnv {
             dir,
             url,
+            pgvector: false,
             postgres: None,
         }
     }
@@ -57,13 +91,23 @@ impl TestEnv {
     /// A fresh database, or `None` (after saying so) when PostgreSQL is not configured.
     /// Under CI a missing configuration fails the test instead.
     pub async fn postgres() -> Option<TestEnv> {
-        let Ok(admin_url) = std::env::var(POSTGRES_ENV) else {
+        Self::database_under(POSTGRES_ENV).await
+    }
+
+    /// A fresh database on the pgvector server, or `None` as for [`TestEnv::postgres`].
+    #[allow(dead_code)] // called by the test files that run on pgvector
+    pub async fn pgvector() -> Option<TestEnv> {
+        Self::database_under(PGVECTOR_ENV).await
+    }
+
+    async fn database_under(variable: &str) -> Option<TestEnv> {
+        let Ok(admin_url) = std::env::var(variable) else {
             if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
                 panic!(
-                    "{POSTGRES_ENV} is not set, but CI is: the PostgreSQL half of the catalogue tests must run in CI"
+                    "{variable} is not set, but CI is: the PostgreSQL parts of the catalogue tests must run in CI"
                 );
             }
-            eprintln!("skipped: {POSTGRES_ENV} not set");
+            eprintln!("skipped: {variable} not set");
             return None;
         };
         static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -79,7 +123,7 @@ impl TestEnv {
         );
         let mut admin = PgConnection::connect(&admin_url)
             .await
-            .unwrap_or_else(|e| panic!("cannot connect to {POSTGRES_ENV}={admin_url}: {e}"));
+            .unwrap_or_else(|e| panic!("cannot connect to {variable}={admin_url}: {e}"));
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut admin)
             .await
@@ -89,6 +133,7 @@ impl TestEnv {
         Some(TestEnv {
             dir: tempfile::tempdir().expect("temp dir"),
             url,
+            pgvector: variable == PGVECTOR_ENV,
             postgres: Some(PostgresDatabase { admin_url, name }),
         })
     }

@@ -40,8 +40,12 @@ pub async fn run(catalog: &Catalog, args: &SimilarArgs, json: bool) -> CliResult
     if json {
         return print_json(&answer);
     }
+    let engine = match answer.engine {
+        similar::SearchEngine::Scan => "exact scan",
+        similar::SearchEngine::Pgvector => "pgvector",
+    };
     println!(
-        "{} photos most like {} (run {}, {} candidates):",
+        "{} photos most like {} (run {}, {} candidates, {engine}):",
         answer.results.len(),
         answer.query,
         answer.run,

@@ -20,9 +20,14 @@ impl Workspace {
     /// `count` synthetic 64-pixel images, imported and checked; `synth` and `import` are extra
     /// options of those two commands (e.g. `--label-noise 0.2`, `--test-fraction 0.3`).
     pub fn synthetic(count: usize, synth: &[&str], import: &[&str]) -> Self {
+        Self::synthetic_on(None, count, synth, import)
+    }
+
+    /// Like [`Workspace::synthetic`], with the catalogue at `db` (`None`: `catalog.db`).
+    pub fn synthetic_on(db: Option<String>, count: usize, synth: &[&str], import: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_path_buf();
-        let db = format!("sqlite://{}", root.join("catalog.db").display());
+        let db = db.unwrap_or_else(|| format!("sqlite://{}", root.join("catalog.db").display()));
         let folder = root.join("synth");
         let workspace = Self {
             _dir: dir,
@@ -112,4 +117,28 @@ pub fn json_lines(output: &Output) -> Vec<Value> {
         .lines()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
         .collect()
+}
+
+/// A fresh database on the PostgreSQL server at `admin_url`; its URL.
+pub async fn fresh_postgres_database(admin_url: &str) -> String {
+    use sqlx::Connection;
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let name = format!(
+        "atelier_cli_{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    );
+    let mut admin = sqlx::PgConnection::connect(admin_url)
+        .await
+        .expect("connect to the PostgreSQL admin URL");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .expect("create test database");
+    let base = admin_url.rsplit_once('/').expect("URL with a database").0;
+    format!("{base}/{name}")
 }
