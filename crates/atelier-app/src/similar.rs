@@ -18,7 +18,7 @@ use atelier_search::{ExactIndex, VectorIndex};
 use atelier_train::DeviceChoice;
 use atelier_train::device::device_for;
 use atelier_train::features::load_rgb;
-use atelier_train::similarity_model::{PhotoEmbedding, load_similarity_model};
+use atelier_train::similarity_model::{CellAgreement, PhotoEmbedding, load_similarity_model};
 use serde::Serialize;
 
 use crate::error::AppError;
@@ -54,6 +54,8 @@ pub struct SimilarQuery {
     pub swap: Option<(String, String)>,
     /// Answer with the off-the-shelf embedding instead of the trained one.
     pub off_the_shelf: bool,
+    /// Say where each result agrees with the query, cell by cell ([`CellAgreement`]).
+    pub explain: bool,
 }
 
 /// One similar photo.
@@ -64,6 +66,9 @@ pub struct SimilarPhoto {
     /// Cosine similarity to the query, in `[-1, 1]`.
     pub score: f32,
     pub labels: BTreeMap<String, String>,
+    /// With `explain`: where the dresses agree (a 3x3 grid of the crops' cells, row-major).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explain: Option<CellAgreement>,
 }
 
 /// The answer to a [`SimilarQuery`].
@@ -156,7 +161,19 @@ pub async fn similar(catalog: &Catalog, query: &SimilarQuery) -> Result<SimilarA
             labels: labels.get(&id).cloned().unwrap_or_default(),
             image_id: id,
             score,
+            explain: None,
         });
+    }
+    if query.explain && !results.is_empty() {
+        let query_path = match &query.photo {
+            QueryPhoto::File(path) => path.clone(),
+            QueryPhoto::Image(id) => PathBuf::from(photo_path(catalog, id).await?),
+        };
+        let paths: Vec<PathBuf> = results.iter().map(|r| PathBuf::from(&r.path)).collect();
+        let agreements = explain(&record, query_path, paths).await?;
+        for (result, agreement) in results.iter_mut().zip(agreements) {
+            result.explain = Some(agreement);
+        }
     }
     Ok(SimilarAnswer {
         run: record.id,
@@ -261,6 +278,40 @@ pub(crate) async fn store_vectors(
     Ok(())
 }
 
+/// Where each result photo agrees with the query photo, cell by cell (each result also
+/// compared mirrored), with the run's saved model.
+async fn explain(
+    record: &RunRecord,
+    query: PathBuf,
+    results: Vec<PathBuf>,
+) -> Result<Vec<CellAgreement>, AppError> {
+    let model_dir = model_dir(record)?;
+    tokio::task::spawn_blocking(move || {
+        let device = device_for(DeviceChoice::Cpu)?;
+        let (manifest, net) = load_similarity_model(&model_dir, &device)?;
+        let query = load_rgb(&query)?;
+        let mut agreements = Vec::with_capacity(results.len());
+        for chunk in results.chunks(8) {
+            let photos = chunk
+                .iter()
+                .map(|p| load_rgb(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            agreements.extend(net.agreements(&manifest, &query, &photos, &device));
+        }
+        Ok::<_, AppError>(agreements)
+    })
+    .await
+    .map_err(|e| AppError::Thread(e.to_string()))?
+}
+
+fn model_dir(record: &RunRecord) -> Result<PathBuf, AppError> {
+    record
+        .model_ref
+        .clone()
+        .map(PathBuf::from)
+        .ok_or_else(|| AppError::Invalid(format!("run {} saved no model", record.id)))
+}
+
 /// Embeds one photo file with the run's saved model.
 pub async fn embed_file(record: &RunRecord, path: &Path) -> Result<PhotoEmbedding, AppError> {
     let embedded = embed_files(record, &[path.to_path_buf()]).await?;
@@ -275,12 +326,7 @@ pub async fn embed_files(
     record: &RunRecord,
     paths: &[PathBuf],
 ) -> Result<Vec<PhotoEmbedding>, AppError> {
-    let model_dir = PathBuf::from(
-        record
-            .model_ref
-            .clone()
-            .ok_or_else(|| AppError::Invalid(format!("run {} saved no model", record.id)))?,
-    );
+    let model_dir = model_dir(record)?;
     let paths = paths.to_vec();
     tokio::task::spawn_blocking(move || {
         let device = device_for(DeviceChoice::Cpu)?;

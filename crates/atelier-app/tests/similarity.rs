@@ -47,6 +47,7 @@ fn query(id: &str, k: usize) -> SimilarQuery {
         filters: Vec::new(),
         swap: None,
         off_the_shelf: false,
+        explain: false,
     }
 }
 

@@ -230,6 +230,10 @@ pub struct SimilarArgs {
     /// Search with the off-the-shelf embedding instead of the trained one.
     #[arg(long)]
     pub off_the_shelf: bool,
+    /// Show where each result agrees with the query: the cosine of each cell of a 3x3 grid
+    /// over the two dress crops (each result also compared mirrored).
+    #[arg(long)]
+    pub explain: bool,
 }
 
 #[derive(Debug, Args)]

@@ -128,6 +128,22 @@ fn similar_dresses_on(workspace: &Workspace, engine: &str) {
         assert_ne!(result["labels"]["neckline"], label.as_str(), "{answer}");
     }
 
+    // `--explain` gives each result its 3x3 grid of cell agreements.
+    let answer =
+        json_of(&workspace.run(&["similar", "--id", &id, "--k", "3", "--explain", "--json"]));
+    for result in answer["results"].as_array().unwrap() {
+        let cells = result["explain"]["cells"].as_array().unwrap();
+        assert_eq!(cells.len(), 9, "{answer}");
+        let values: Vec<f64> = cells.iter().map(|c| c.as_f64().unwrap()).collect();
+        assert!(
+            values.iter().all(|v| (-1.001..=1.001).contains(v)),
+            "{answer}"
+        );
+        let mean = values.iter().sum::<f64>() / 9.0;
+        let reported = result["explain"]["mean"].as_f64().unwrap();
+        assert!((mean - reported).abs() < 1e-4, "{answer}");
+    }
+
     // `crop` locates the dress in files and cuts it out; an unreadable file fails alone.
     let crops = workspace.root.join("crops");
     let broken = workspace.root.join("broken.jpg");

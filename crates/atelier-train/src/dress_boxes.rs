@@ -3,11 +3,12 @@
 //! ([`crate::foreground`]) on the train split's stored boxes, boxing every photo with them, and
 //! placing the zoomed views that models read beside the whole photo.
 //!
-//! A similarity model boxes a dress in two [`BoxStage`]s, each a regressor and a foreground
-//! classifier whose boxes are averaged ([`crate::foreground::combine`]): the first reads the
-//! whole photo's map, the second the map of the square cut around the first box (which the
-//! embedding reads anyway), where the dress fills the view and a cell is a quarter of the
-//! size. [`LocatorReport`] gives the test split's mean IoU of every piece.
+//! A similarity model boxes a dress in two steps: the regressor places a square around the
+//! dress on the whole photo's map, and a [`BoxStage`] (a regressor and a foreground classifier
+//! whose boxes are averaged, [`crate::foreground::combine`]) boxes it again on the map of that
+//! square (which the embedding reads anyway), where the dress fills the view and a cell covers
+//! about a quarter of the area. On the whole photo the same combination gained less (see
+//! [`LocatorReport`], which gives the test split's mean IoU of every piece).
 
 use std::path::Path;
 
@@ -157,7 +158,6 @@ pub struct LocatorReport {
 /// The dress boxes of a dataset's photos and what placed them.
 pub struct LocatedDresses {
     pub locator: DressLocator,
-    pub foreground: Option<ForegroundLocator>,
     /// Per example, its box in fractions of the letterboxed square.
     pub boxes: Vec<[f32; 4]>,
     /// Per example, its decoded `(width, height)`.
@@ -201,9 +201,11 @@ pub fn place_detail_views(
     Ok((located.locator, located.report))
 }
 
-/// Trains the box regressor (and with `foreground`, the foreground classifier: a first
-/// [`BoxStage`]) on the whole-photo features of the train split's boxed images and boxes every
-/// example with them: train and test alike, as new photos will be.
+/// Trains the box regressor on the whole-photo features of the train split's boxed images and
+/// boxes every example with it: train and test alike, as new photos will be. With
+/// `foreground`, a foreground classifier is trained beside it and the report gives the IoUs of
+/// the regressor, the cells' vote and their mean on the whole photo; the boxes stay the
+/// regressor's (the second stage does better, see [`refine_in_crops`]).
 pub fn locate_dresses(
     dataset: &Dataset,
     config: &TrainConfig,
@@ -239,16 +241,18 @@ pub fn locate_dresses(
         seed: config.seed,
         ..LocatorTraining::default()
     };
-    let (locator, classifier, boxes, whole_photo) = if foreground {
+    let (locator, boxes, whole_photo) = if foreground {
+        // Measured, not used: the cells' vote on the whole photo. The square cut around the
+        // regressor's box is what the second stage and the embedding read.
         let stage = fit_box_stage(&table, &fit_rows, &targets, &training, &device);
         let boxed = stage_boxes(&stage, &table, config.batch_size, &device);
         let report = stage_report(&boxed, &boxed_rows(dataset, Split::Test), square_box);
-        let boxes = boxed.iter().map(|b| b.combined).collect();
-        (stage.regressor, Some(stage.classifier), boxes, report)
+        let boxes = boxed.iter().map(|b| b.regressed).collect();
+        (stage.regressor, boxes, report)
     } else {
         let locator = fit_locator(&table, &fit_rows, &targets, &training, &device);
         let boxes = crate::locator::predict_boxes(&locator, &table, config.batch_size, &device);
-        (locator, None, boxes, None)
+        (locator, boxes, None)
     };
     observer.advance(1, None);
     observer.phase_end();
@@ -261,7 +265,6 @@ pub fn locate_dresses(
     };
     Ok(LocatedDresses {
         locator,
-        foreground: classifier,
         boxes,
         sizes,
         fit_rows,

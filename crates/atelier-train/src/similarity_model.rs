@@ -26,7 +26,6 @@ use crate::crop::Region;
 use crate::crop::{DetailCrop, from_square};
 use crate::dress_boxes::{BoxStage, from_crop, ordered};
 use crate::error::TrainError;
-use crate::foreground::{FOREGROUND_THRESHOLD, ForegroundLocator, combine};
 use crate::input::{InputConfig, eval_planes, to_batch};
 use crate::locator::DressLocator;
 use crate::metric::{gem_pool, grid_cells, l2_normalize};
@@ -116,9 +115,6 @@ impl SimilarityManifest {
             Ok(SimilarityNet {
                 backbone: self.backbone.build(None, device)?,
                 locator: DressLocator::new(self.channels, self.map_size, device),
-                foreground: self
-                    .foreground
-                    .then(|| ForegroundLocator::new(self.channels, device)),
                 refiner: self
                     .foreground
                     .then(|| BoxStage::new(self.channels, self.map_size, device)),
@@ -128,13 +124,12 @@ impl SimilarityManifest {
     }
 }
 
-/// The backbone, the dress locator (box regressor and foreground classifier) and the
-/// embedding network.
+/// The backbone, the dress locator (the whole photo's box regressor and the second box stage
+/// over the dress crop) and the embedding network.
 #[derive(Module, Debug)]
 pub struct SimilarityNet {
     pub backbone: AnyBackbone,
     pub locator: DressLocator,
-    pub foreground: Option<ForegroundLocator>,
     /// The second box stage, over the map of the square cut around the first box.
     pub refiner: Option<BoxStage>,
     pub embedding: EmbeddingNet,
@@ -230,19 +225,10 @@ impl SimilarityNet {
 }
 
 impl SimilarityNet {
-    /// Each photo's first-stage dress box (fractions of the square, corners in order) from
-    /// whole-photo maps.
+    /// Each photo's first dress box (fractions of the square, corners in order) from
+    /// whole-photo maps: the regressor's.
     pub fn locate(&self, whole: Tensor<4>) -> Vec<[f32; 4]> {
-        let regressed = self.locator.boxes(whole.clone());
-        let votes = self.foreground.as_ref().map(|f| f.votes(whole));
-        regressed
-            .into_iter()
-            .enumerate()
-            .map(|(i, regressed)| match &votes {
-                Some(votes) => ordered(combine(regressed, votes[i].vote(FOREGROUND_THRESHOLD))),
-                None => ordered(regressed),
-            })
-            .collect()
+        self.locator.boxes(whole).into_iter().map(ordered).collect()
     }
 
     /// Each photo's final box in its pixels and the foreground classifier's confidence in it:
@@ -266,6 +252,74 @@ impl SimilarityNet {
                 let confidence = boxed.votes.foreground(boxed.combined);
                 (from_crop(boxed.combined, region), Some(confidence))
             })
+            .collect()
+    }
+}
+
+/// Where two photos' dresses agree: the cosine similarity of each aligned cell of their
+/// [`EXPLAIN_GRID`] grids (row-major; 0 for an empty cell), and the better of that and the
+/// same against the second photo mirrored (`mirrored`, the mirror image's own cells), as
+/// TiefVision compares a dress with its flip.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CellAgreement {
+    pub cells: Vec<f32>,
+    /// The mean over the cells.
+    pub mean: f32,
+    /// Whether the mirrored photo agreed better (and gave `cells`).
+    pub flipped: bool,
+}
+
+/// The [`CellAgreement`] of `query` with `other`, given `other`'s mirror image too.
+pub fn cell_agreement(
+    query: &PhotoEmbedding,
+    other: &PhotoEmbedding,
+    mirrored: &PhotoEmbedding,
+) -> CellAgreement {
+    let aligned = |b: &PhotoEmbedding| -> Vec<f32> {
+        query
+            .cells
+            .iter()
+            .zip(&b.cells)
+            .map(|(x, y)| x.iter().zip(y).map(|(p, q)| p * q).sum())
+            .collect()
+    };
+    let mean = |cells: &[f32]| cells.iter().sum::<f32>() / cells.len().max(1) as f32;
+    let (straight, flipped) = (aligned(other), aligned(mirrored));
+    if mean(&flipped) > mean(&straight) {
+        CellAgreement {
+            mean: mean(&flipped),
+            cells: flipped,
+            flipped: true,
+        }
+    } else {
+        CellAgreement {
+            mean: mean(&straight),
+            cells: straight,
+            flipped: false,
+        }
+    }
+}
+
+impl SimilarityNet {
+    /// Where each of `others` agrees with `query`, cell by cell (see [`cell_agreement`]).
+    pub fn agreements(
+        &self,
+        manifest: &SimilarityManifest,
+        query: &RgbImage,
+        others: &[RgbImage],
+        device: &Device,
+    ) -> Vec<CellAgreement> {
+        let query = self.embed_photos(manifest, std::slice::from_ref(query), device);
+        let mirrors: Vec<RgbImage> = others
+            .iter()
+            .map(image::imageops::flip_horizontal)
+            .collect();
+        let straight = self.embed_photos(manifest, others, device);
+        let mirrored = self.embed_photos(manifest, &mirrors, device);
+        straight
+            .iter()
+            .zip(&mirrored)
+            .map(|(other, mirror)| cell_agreement(&query[0], other, mirror))
             .collect()
     }
 }
@@ -347,6 +401,27 @@ mod tests {
     /// A saved model embeds photos exactly as the network it was saved from; the embeddings
     /// and the explanation cells have unit length and the box lies on the photo's scale.
     #[test]
+    fn cell_agreement_by_hand() {
+        let photo = |cells: Vec<Vec<f32>>| PhotoEmbedding {
+            dress_box: [0.0; 4],
+            foreground: None,
+            crop: [0, 0, 1],
+            embedding: Vec::new(),
+            off_the_shelf: Vec::new(),
+            cells,
+        };
+        let query = photo(vec![vec![1.0, 0.0], vec![0.0, 1.0]]);
+        let other = photo(vec![vec![0.6, 0.8], vec![0.0, 0.0]]);
+        let mirror = photo(vec![vec![0.0, 1.0], vec![1.0, 0.0]]);
+        let got = cell_agreement(&query, &other, &mirror);
+        assert_eq!(got.cells, vec![0.6, 0.0]);
+        assert!(!got.flipped && (got.mean - 0.3).abs() < 1e-6);
+        let mirror = photo(vec![vec![1.0, 0.0], vec![0.0, 0.8]]);
+        let got = cell_agreement(&query, &other, &mirror);
+        assert!(got.flipped && got.cells == vec![1.0, 0.8], "{got:?}");
+    }
+
+    #[test]
     fn a_saved_model_embeds_like_the_original() {
         let device = Device::flex();
         let (manifest, net) = tiny_model(&device);
@@ -384,6 +459,18 @@ mod tests {
                 embedded.dress_box
             );
         }
+        // A photo agrees with itself in every cell; with a mirror image of itself, the
+        // straight comparison still wins.
+        let mirror = net.embed_photos(
+            &manifest,
+            &[image::imageops::flip_horizontal(&photos[0])],
+            &device,
+        );
+        let own = cell_agreement(&after[0], &after[0], &mirror[0]);
+        assert!(!own.flipped && (own.mean - 1.0).abs() < 1e-3, "{own:?}");
+        let other = cell_agreement(&after[0], &after[1], &mirror[0]);
+        assert_eq!(other.cells.len(), EXPLAIN_GRID * EXPLAIN_GRID);
+        assert!(other.mean < own.mean + 1e-6);
         // A facet model folder is not a similarity model.
         std::fs::write(folder.join(MODEL_FILE), "{}").unwrap();
         assert!(load_similarity_model(&folder, &device).is_err());

@@ -206,13 +206,12 @@ pub fn run_similarity(
         map_size,
         atelier_core::now_millis(),
     );
-    manifest.foreground = located.foreground.is_some();
+    manifest.foreground = true;
     Ok(SimilarityOutcome {
         manifest,
         net: SimilarityNet {
             backbone: network,
             locator: located.locator,
-            foreground: located.foreground,
             refiner: Some(refiner),
             embedding: net,
         },

@@ -314,6 +314,7 @@ fn demo_query(run: i64, image: &str, swap: Option<(String, String)>) -> SimilarQ
         filters: Vec::new(),
         swap,
         off_the_shelf: false,
+        explain: false,
     }
 }
 

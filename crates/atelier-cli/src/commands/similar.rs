@@ -35,6 +35,7 @@ pub async fn run(catalog: &Catalog, args: &SimilarArgs, json: bool) -> CliResult
         filters,
         swap,
         off_the_shelf: args.off_the_shelf,
+        explain: args.explain,
     };
     let answer = similar::similar(catalog, &query).await?;
     if json {
@@ -64,8 +65,25 @@ pub async fn run(catalog: &Catalog, args: &SimilarArgs, json: bool) -> CliResult
             photo.path,
             labels.join(" ")
         );
+        if let Some(agreement) = &photo.explain {
+            print_agreement(agreement);
+        }
     }
     Ok(())
+}
+
+/// The cell grid under a result, rows top to bottom.
+fn print_agreement(agreement: &atelier_train::similarity_model::CellAgreement) {
+    let side = (agreement.cells.len() as f64).sqrt().round() as usize;
+    let mirrored = if agreement.flipped { ", mirrored" } else { "" };
+    println!(
+        "       cells agree {:.3} on average{mirrored}:",
+        agreement.mean
+    );
+    for row in agreement.cells.chunks(side.max(1)) {
+        let row: Vec<String> = row.iter().map(|v| format!("{v:6.3}")).collect();
+        println!("       {}", row.join(" "));
+    }
 }
 
 /// `FACET=LABEL`.
