@@ -12,6 +12,7 @@
 //! from it, hands it to training, and stores what comes back. Front ends parse, render and map
 //! [`AppError`]s to exit or status codes; they hold no rule of their own.
 
+pub mod ann;
 pub mod check;
 pub mod dataset;
 mod error;

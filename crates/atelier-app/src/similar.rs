@@ -21,6 +21,7 @@ use atelier_train::features::load_rgb;
 use atelier_train::similarity_model::{CellAgreement, PhotoEmbedding, load_similarity_model};
 use serde::Serialize;
 
+use crate::ann::IndexFiles;
 use crate::error::AppError;
 use crate::runner::find_run;
 use crate::similarity::{SIMILARITY_RUN, embedding_key, off_the_shelf_key};
@@ -91,6 +92,8 @@ pub enum SearchEngine {
     Scan,
     /// PostgreSQL with pgvector: its HNSW index, filtered during the walk (iterative scan).
     Pgvector,
+    /// The run's HNSW index in this process (see [`IndexFiles`]), filtered during the walk.
+    Hnsw,
 }
 
 /// The completed similarity run `run`, or the newest one.
@@ -120,8 +123,13 @@ pub async fn similarity_run(catalog: &Catalog, run: Option<i64>) -> Result<RunRe
 }
 
 /// Answers a similarity query: inside the database with pgvector where the catalogue has it,
-/// else by an exact scan of the run's stored vectors.
-pub async fn similar(catalog: &Catalog, query: &SimilarQuery) -> Result<SimilarAnswer, AppError> {
+/// else through the run's approximate index when `files` are given and the run holds enough
+/// vectors for it, else by an exact scan of the run's stored vectors.
+pub async fn similar(
+    catalog: &Catalog,
+    query: &SimilarQuery,
+    files: Option<&IndexFiles>,
+) -> Result<SimilarAnswer, AppError> {
     let record = similarity_run(catalog, query.run).await?;
     let key = match query.off_the_shelf {
         true => off_the_shelf_key(record.id),
@@ -150,6 +158,16 @@ pub async fn similar(catalog: &Catalog, query: &SimilarQuery) -> Result<SimilarA
             .await?;
         let candidates = labels.keys().filter(|id| allowed(id)).count();
         (hits, candidates, SearchEngine::Pgvector)
+    } else if let Some(files) = approximate(catalog, files, &key).await? {
+        let run = files.open(catalog, &key, vector.len()).await?;
+        let allow = |k: u64| run.image(k).is_some_and(&allowed);
+        let hits = run.index.search_filtered(&vector, query.k, &allow)?;
+        let hits = hits
+            .into_iter()
+            .filter_map(|hit| Some((run.image(hit.key)?.to_string(), hit.score)))
+            .collect();
+        let candidates = run.ids.iter().flatten().filter(|id| allowed(id)).count();
+        (hits, candidates, SearchEngine::Hnsw)
     } else {
         let (hits, candidates) = scan(catalog, &record, &key, &vector, query.k, allowed).await?;
         (hits, candidates, SearchEngine::Scan)
@@ -182,6 +200,19 @@ pub async fn similar(catalog: &Catalog, query: &SimilarQuery) -> Result<SimilarA
         engine,
         results,
     })
+}
+
+/// The index files to search through, when given and the run holds enough vectors for them.
+async fn approximate<'a>(
+    catalog: &Catalog,
+    files: Option<&'a IndexFiles>,
+    key: &str,
+) -> Result<Option<&'a IndexFiles>, AppError> {
+    let Some(files) = files else {
+        return Ok(None);
+    };
+    let count = catalog.embedded_image_ids(key).await?.len();
+    Ok(files.wants(count).then_some(files))
 }
 
 /// The query's filters and swap as conditions on current labels.
@@ -389,6 +420,27 @@ async fn photo_path(catalog: &Catalog, id: &str) -> Result<String, AppError> {
         .unwrap_or_default())
 }
 
+/// Brings `key`'s approximate index in step when the catalogue searches in this process and
+/// the run is large enough for one; says whether it did.
+async fn refresh_approximate(
+    catalog: &Catalog,
+    files: Option<&IndexFiles>,
+    key: &str,
+) -> Result<bool, AppError> {
+    if catalog.searches_vectors() {
+        return Ok(false);
+    }
+    let Some(files) = approximate(catalog, files, key).await? else {
+        return Ok(false);
+    };
+    let ids = catalog.embedded_image_ids(key).await?;
+    let Some((_, vector)) = catalog.embeddings_of(key, &ids[..1]).await?.pop() else {
+        return Ok(false);
+    };
+    files.open(catalog, key, vector.len()).await?;
+    Ok(true)
+}
+
 /// What [`index`] changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct IndexReport {
@@ -399,12 +451,19 @@ pub struct IndexReport {
     pub removed: usize,
     /// Embeddings kept as they were.
     pub kept: usize,
+    /// Whether the run's approximate indexes were brought in step too.
+    pub approximate_index: bool,
 }
 
 /// Brings a similarity run's stored embeddings in step with the catalogue: embeds the active
 /// photos that have none (with the run's model) and deletes those of photos that are no longer
-/// active. Labels are read at query time, so a retag needs nothing here.
-pub async fn index(catalog: &Catalog, run: Option<i64>) -> Result<IndexReport, AppError> {
+/// active; with `files`, the run's approximate indexes follow (when the run is large enough
+/// for them). Labels are read at query time, so a retag needs nothing here.
+pub async fn index(
+    catalog: &Catalog,
+    run: Option<i64>,
+    files: Option<&IndexFiles>,
+) -> Result<IndexReport, AppError> {
     let record = similarity_run(catalog, run).await?;
     let (key, plain_key) = (embedding_key(record.id), off_the_shelf_key(record.id));
     let active: HashMap<String, String> = catalog
@@ -444,7 +503,12 @@ pub async fn index(catalog: &Catalog, run: Option<i64>) -> Result<IndexReport, A
     }
     catalog.delete_embeddings(&key, &stale).await?;
     catalog.delete_embeddings(&plain_key, &stale).await?;
+    let mut approximate_index = false;
+    for key in [&key, &plain_key] {
+        approximate_index |= refresh_approximate(catalog, files, key).await?;
+    }
     Ok(IndexReport {
+        approximate_index,
         run: record.id,
         added: missing.len(),
         removed: stale.len(),

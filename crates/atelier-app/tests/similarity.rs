@@ -6,7 +6,8 @@ mod common;
 
 use std::path::PathBuf;
 
-use atelier_app::similar::{self, LabelFilter, QueryPhoto, SimilarQuery};
+use atelier_app::ann::IndexFiles;
+use atelier_app::similar::{self, LabelFilter, QueryPhoto, SearchEngine, SimilarQuery};
 use atelier_app::similarity::{
     create_similarity_run, embedding_key, execute_similarity_run, stored_similarity_config,
 };
@@ -92,7 +93,9 @@ async fn a_similarity_run_answers_filtered_queries_that_follow_the_catalogue() {
 
     // A catalogue photo's neighbours: k of them, never itself, best first.
     let first = stored[0].0.clone();
-    let answer = similar::similar(catalog, &query(&first, 5)).await.unwrap();
+    let answer = similar::similar(catalog, &query(&first, 5), None)
+        .await
+        .unwrap();
     assert_eq!(answer.results.len(), 5);
     assert!(answer.results.iter().all(|r| r.image_id != first));
     assert!(answer.results.windows(2).all(|w| w[0].score >= w[1].score));
@@ -106,7 +109,7 @@ async fn a_similarity_run_answers_filtered_queries_that_follow_the_catalogue() {
         label: wanted.clone(),
         keep: true,
     });
-    let answer = similar::similar(catalog, &filtered).await.unwrap();
+    let answer = similar::similar(catalog, &filtered, None).await.unwrap();
     assert!(
         answer
             .results
@@ -145,20 +148,37 @@ async fn a_similarity_run_answers_filtered_queries_that_follow_the_catalogue() {
         }])
         .await
         .unwrap();
-    let retagged = similar::similar(catalog, &filtered).await.unwrap();
+    let retagged = similar::similar(catalog, &filtered, None).await.unwrap();
     assert_eq!(retagged.results.len(), expected + 1);
     assert!(retagged.results.iter().any(|r| r.image_id == other));
 
     // "The same dress, another neckline": only photos with the wanted label.
     let mut swap = query(&first, 60);
     swap.swap = Some(("neckline".into(), wanted.clone()));
-    let swapped = similar::similar(catalog, &swap).await.unwrap();
+    let swapped = similar::similar(catalog, &swap, None).await.unwrap();
     assert!(
         swapped
             .results
             .iter()
             .all(|r| r.labels["neckline"] == wanted)
     );
+
+    // The approximate index (here from one vector on) answers like the scan: on 60 photos
+    // its walk sees them all.
+    let index_dir = tempfile::tempdir().unwrap();
+    let files = IndexFiles {
+        ann_threshold: 1,
+        ..IndexFiles::new(index_dir.path().to_path_buf())
+    };
+    let ids = |answer: &similar::SimilarAnswer| -> Vec<String> {
+        answer.results.iter().map(|r| r.image_id.clone()).collect()
+    };
+    let approximate = similar::similar(catalog, &filtered, Some(&files))
+        .await
+        .unwrap();
+    assert_eq!(approximate.engine, SearchEngine::Hnsw);
+    assert_eq!(approximate.candidates, retagged.candidates);
+    assert_eq!(ids(&approximate), ids(&retagged));
 
     // A quarantined photo never comes back, and `index` drops its embeddings.
     catalog
@@ -168,16 +188,25 @@ async fn a_similarity_run_answers_filtered_queries_that_follow_the_catalogue() {
         }])
         .await
         .unwrap();
-    let after = similar::similar(catalog, &filtered).await.unwrap();
+    let after = similar::similar(catalog, &filtered, None).await.unwrap();
     assert!(after.results.iter().all(|r| r.image_id != other));
-    let report = similar::index(catalog, None).await.unwrap();
+    let approximate = similar::similar(catalog, &filtered, Some(&files))
+        .await
+        .unwrap();
+    assert_eq!(ids(&approximate), ids(&after));
+    let report = similar::index(catalog, None, Some(&files)).await.unwrap();
     assert_eq!((report.added, report.removed, report.kept), (0, 1, 59));
+    assert!(report.approximate_index);
+    // The saved index followed the removal.
+    let keys =
+        std::fs::read_to_string(index_dir.path().join(format!("run_{run}.ids.json"))).unwrap();
+    assert!(keys.contains(&first) && !keys.contains(&other), "{keys}");
 
     // A photo file is embedded with the saved model and searched the same way.
     let path = PathBuf::from(&catalog.image(&first).await.unwrap().unwrap().uri);
     let mut from_file = query(&first, 3);
     from_file.photo = QueryPhoto::File(path);
-    let answer = similar::similar(catalog, &from_file).await.unwrap();
+    let answer = similar::similar(catalog, &from_file, None).await.unwrap();
     assert_eq!(answer.results.len(), 3);
     // The file is the catalogue photo itself, so it is its own best match.
     assert_eq!(answer.results[0].image_id, first);

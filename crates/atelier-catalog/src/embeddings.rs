@@ -12,7 +12,7 @@ use crate::error::{CatalogError, db};
 use crate::sql::{
     MAX_PARAMS, ParamStyle, assembled, insert_values, now_millis, placeholders, select_where_in,
 };
-use crate::vector_search::{vector_text, write_vector_column};
+use crate::vector_search::{quoted, vector_text, write_vector_column};
 
 impl Catalog {
     /// Stores `model`'s vectors of the given images, replacing those stored for them, in one
@@ -106,21 +106,32 @@ impl Catalog {
         .fetch_all(&self.pool)
         .await
         .map_err(db(context))?;
-        let get = db(context);
-        let mut vectors = Vec::with_capacity(rows.len());
-        for row in rows {
-            let dim: i64 = row.try_get("dim").map_err(&get)?;
-            let bytes: &[u8] = row.try_get("vector").map_err(&get)?;
-            if dim <= 0 || bytes.len() as i64 != 4 * dim {
-                return Err(CatalogError::Corrupt {
-                    table: "embeddings",
-                    column: "vector",
-                    value: format!("{} bytes for {dim} values", bytes.len()),
-                });
-            }
-            vectors.push((row.try_get("image_id").map_err(&get)?, vector_values(bytes)));
-        }
-        Ok(vectors)
+        id_vectors(&rows, context)
+    }
+
+    /// `model`'s vectors of the given images (those it has one for), by image id; whatever
+    /// the images' status.
+    pub async fn embeddings_of(
+        &self,
+        model: &str,
+        image_ids: &[String],
+    ) -> Result<Vec<(String, Vec<f32>)>, CatalogError> {
+        let context = "reading embeddings";
+        let mut conn = self.pool.acquire().await.map_err(db(context))?;
+        let select = format!(
+            "SELECT image_id, dim, vector FROM embeddings WHERE model = {} AND image_id IN (",
+            quoted(model)
+        );
+        let rows = select_where_in(
+            &mut conn,
+            ParamStyle::for_backend(self.backend),
+            &select,
+            " ORDER BY image_id",
+            image_ids,
+        )
+        .await
+        .map_err(db(context))?;
+        id_vectors(&rows, context)
     }
 
     /// `model`'s vector of one active image, if it has one.
@@ -200,6 +211,28 @@ impl Catalog {
             .map(|done| done.rows_affected())
             .map_err(db("deleting a model's embeddings"))
     }
+}
+
+/// `(image_id, vector)` of rows with `image_id`, `dim` and `vector` columns.
+fn id_vectors(
+    rows: &[sqlx::any::AnyRow],
+    context: &'static str,
+) -> Result<Vec<(String, Vec<f32>)>, CatalogError> {
+    let get = db(context);
+    let mut vectors = Vec::with_capacity(rows.len());
+    for row in rows {
+        let dim: i64 = row.try_get("dim").map_err(&get)?;
+        let bytes: &[u8] = row.try_get("vector").map_err(&get)?;
+        if dim <= 0 || bytes.len() as i64 != 4 * dim {
+            return Err(CatalogError::Corrupt {
+                table: "embeddings",
+                column: "vector",
+                value: format!("{} bytes for {dim} values", bytes.len()),
+            });
+        }
+        vectors.push((row.try_get("image_id").map_err(&get)?, vector_values(bytes)));
+    }
+    Ok(vectors)
 }
 
 fn invalid(model: &str, message: String) -> CatalogError {

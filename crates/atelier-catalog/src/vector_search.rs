@@ -234,7 +234,7 @@ pub(crate) fn vector_text(values: &[f32]) -> String {
 }
 
 /// `model` as an SQL string literal (quotes doubled).
-fn quoted(model: &str) -> String {
+pub(crate) fn quoted(model: &str) -> String {
     format!("'{}'", model.replace('\'', "''"))
 }
 

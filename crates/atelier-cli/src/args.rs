@@ -234,6 +234,8 @@ pub struct SimilarArgs {
     /// over the two dress crops (each result also compared mirrored).
     #[arg(long)]
     pub explain: bool,
+    #[command(flatten)]
+    pub ann: AnnArgs,
 }
 
 #[derive(Debug, Args)]
@@ -241,6 +243,18 @@ pub struct IndexArgs {
     /// The similarity run (default: the newest completed one).
     #[arg(long)]
     pub run: Option<i64>,
+    #[command(flatten)]
+    pub ann: AnnArgs,
+}
+
+/// When a catalogue searched in this process (SQLite, or PostgreSQL without pgvector) uses
+/// the approximate index instead of an exact scan.
+#[derive(Debug, Clone, Args)]
+pub struct AnnArgs {
+    /// Runs with at least this many vectors are searched through an HNSW index kept in
+    /// $ATELIER_INDEX_DIR (default ~/.cache/atelier/indexes), smaller ones by an exact scan.
+    #[arg(long, default_value_t = atelier_search::SearchConfig::default().ann_threshold)]
+    pub ann_threshold: usize,
 }
 
 /// `atelier train facets`: a recipe (or a stored configuration) with the options given here

@@ -283,7 +283,7 @@ async fn example_queries(catalog: &Catalog, run: i64) -> CliResult<Vec<(String, 
     };
     if let Some(design) = designs.iter().find(|d| d.images.len() >= 2) {
         let query = demo_query(run, &design.images[0], None);
-        let answer = similar::similar(catalog, &query).await?;
+        let answer = similar::similar(catalog, &query, None).await?;
         examples.push((
             format!("photos like {}", path_of(&design.images[0]).await?),
             answer,
@@ -299,7 +299,7 @@ async fn example_queries(catalog: &Catalog, run: i64) -> CliResult<Vec<(String, 
     });
     if let Some((photo, facet, wanted)) = variant {
         let query = demo_query(run, &photo, Some((facet.clone(), wanted.clone())));
-        let answer = similar::similar(catalog, &query).await?;
+        let answer = similar::similar(catalog, &query, None).await?;
         let photo = path_of(&photo).await?;
         examples.push((format!("{photo}, but with {facet} {wanted}"), answer));
     }

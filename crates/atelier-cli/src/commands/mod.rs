@@ -49,13 +49,15 @@ pub async fn run(cli: &Cli) -> CliResult {
             TrainWhat::Similarity(args) => similarity::run(args, global).await,
         },
         Command::Similar(args) => {
-            similar::run(&open_catalog(global.db_url()).await?, args, global.json).await
+            let catalog = open_catalog(global.db_url()).await?;
+            similar::run(&catalog, global.db_url(), args, global.json).await
         }
         Command::Crop(args) => {
             similar::crop(&open_catalog(global.db_url()).await?, args, global.json).await
         }
         Command::Index(args) => {
-            similar::index(&open_catalog(global.db_url()).await?, args, global.json).await
+            let catalog = open_catalog(global.db_url()).await?;
+            similar::index(&catalog, global.db_url(), args, global.json).await
         }
         Command::Retrain(args) => {
             retrain::run(&open_catalog(global.db_url()).await?, args, global).await

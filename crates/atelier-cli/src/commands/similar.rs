@@ -3,11 +3,42 @@
 use atelier_app::similar::{self, LabelFilter, QueryPhoto, SimilarQuery};
 use atelier_catalog::Catalog;
 
-use crate::args::{CropArgs, IndexArgs, SimilarArgs};
+use std::path::PathBuf;
+
+use atelier_app::ann::IndexFiles;
+
+use crate::args::{AnnArgs, CropArgs, IndexArgs, SimilarArgs};
 use crate::error::{CliError, CliResult};
 use crate::output::print_json;
 
-pub async fn run(catalog: &Catalog, args: &SimilarArgs, json: bool) -> CliResult {
+/// The approximate index files of the catalogue at `db_url`: a folder per catalogue under
+/// `$ATELIER_INDEX_DIR` (default `~/.cache/atelier/indexes`), named by a hash of its URL (a
+/// SQLite file's absolute path).
+pub fn index_files(db_url: &str, args: &AnnArgs) -> IndexFiles {
+    let root = match std::env::var_os("ATELIER_INDEX_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::var_os("HOME")
+            .map_or_else(|| PathBuf::from("."), PathBuf::from)
+            .join(".cache/atelier/indexes"),
+    };
+    let file = db_url
+        .strip_prefix("sqlite://")
+        .or_else(|| db_url.strip_prefix("sqlite:"))
+        .map(|rest| rest.split('?').next().unwrap_or(rest));
+    let identity = file
+        .and_then(|path| std::fs::canonicalize(path).ok())
+        .map_or_else(|| db_url.to_string(), |path| path.display().to_string());
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in identity.bytes() {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    IndexFiles {
+        ann_threshold: args.ann_threshold,
+        ..IndexFiles::new(root.join(format!("{hash:016x}")))
+    }
+}
+
+pub async fn run(catalog: &Catalog, db_url: &str, args: &SimilarArgs, json: bool) -> CliResult {
     let photo = match (&args.id, &args.image) {
         (Some(id), _) => QueryPhoto::Image(id.clone()),
         (None, Some(path)) => QueryPhoto::File(path.clone()),
@@ -37,13 +68,14 @@ pub async fn run(catalog: &Catalog, args: &SimilarArgs, json: bool) -> CliResult
         off_the_shelf: args.off_the_shelf,
         explain: args.explain,
     };
-    let answer = similar::similar(catalog, &query).await?;
+    let answer = similar::similar(catalog, &query, Some(&index_files(db_url, &args.ann))).await?;
     if json {
         return print_json(&answer);
     }
     let engine = match answer.engine {
         similar::SearchEngine::Scan => "exact scan",
         similar::SearchEngine::Pgvector => "pgvector",
+        similar::SearchEngine::Hnsw => "approximate index",
     };
     println!(
         "{} photos most like {} (run {}, {} candidates, {engine}):",
@@ -98,8 +130,9 @@ fn facet_label(option: &str, value: &str) -> CliResult<(String, String)> {
     }
 }
 
-pub async fn index(catalog: &Catalog, args: &IndexArgs, json: bool) -> CliResult {
-    let report = similar::index(catalog, args.run).await?;
+pub async fn index(catalog: &Catalog, db_url: &str, args: &IndexArgs, json: bool) -> CliResult {
+    let files = index_files(db_url, &args.ann);
+    let report = similar::index(catalog, args.run, Some(&files)).await?;
     if json {
         return print_json(&report);
     }
