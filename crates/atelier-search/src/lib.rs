@@ -31,9 +31,10 @@
 //!   one thread), both reached recall@10 ≈ 1.0, but usearch built 5-10x faster (1.6-3.2 s
 //!   against 14-21 s) and answered 5-7x faster (40-60 µs against 300-380 µs per query), with
 //!   runtime-dispatched SIMD kernels. Against FAISS's HNSW with the same parameters on the same
-//!   100 000 256-d vectors, usearch's recall@10 is the same (1.00 clustered; 0.11 against 0.12
-//!   on Gaussian noise), while its queries took 1.5-2.2x as long and its build 1.4-2.2x (two
-//!   shared cores; see `benches/search.rs` and `scripts/bench_faiss.py`);
+//!   clustered 128-d vectors on an idle 2-core machine, usearch's recall@10 is the same (1.00
+//!   at 100 000; 0.999 at 1 000 000 with ef 256), while its queries take 1.2x (100 000) to
+//!   1.6x (1 000 000) as long, its build 0.9-1.6x and its memory 1.2-1.3x; filtered queries
+//!   keep recall but take 5-20x FAISS's time (see `docs/benchmarks.md`);
 //! - maintenance: usearch is maintained by a company (Unum), released often, with bindings for
 //!   many languages sharing one C++ core; `hnsw_rs` is one author's project.
 //!
