@@ -15,7 +15,7 @@ same data set (`rust.json`) are printed first.
 
 DIR is the bench's --out folder (every data set in it) or one data set folder
 (`<data>-<n>-<dim>/` holding base.npy, queries.npy, truth.npy). HNSW parameters default to the
-Rust index's (M 16, efConstruction 128, efSearch 64); --threads is the build's thread count
+Rust index's (M 16, efConstruction 128, efSearch 256); --threads is the build's thread count
 (queries always run on one). Memory is the vectors for flat and the serialised index for HNSW.
 Python adds a few microseconds to every query call.
 """
@@ -36,7 +36,7 @@ def parse_args():
     p.add_argument("--threads", type=int, default=0, help="build threads (0: all cores)")
     p.add_argument("--m", type=int, default=16)
     p.add_argument("--ef-construction", type=int, default=128)
-    p.add_argument("--ef-search", type=int, default=64)
+    p.add_argument("--ef-search", type=int, default=256)
     return p.parse_args()
 
 
