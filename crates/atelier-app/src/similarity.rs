@@ -61,6 +61,13 @@ impl fmt::Display for SimilaritySummary {
             "held out: {} designs, {} photos ({} Recall@k queries, {} triplets, {} swap queries)",
             e.held_out_designs, e.held_out_photos, e.queries, e.triplets, e.swap_queries
         )?;
+        if e.stored_triplets_learnt + e.stored_triplets_scored > 0 {
+            writeln!(
+                f,
+                "stored triplets: {} learnt from, {} scored",
+                e.stored_triplets_learnt, e.stored_triplets_scored
+            )?;
+        }
         writeln!(f, "{:<18} {:>13} {:>8}", "", "off-the-shelf", "trained")?;
         let cell = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
         let rows = [

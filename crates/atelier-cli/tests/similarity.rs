@@ -49,6 +49,24 @@ fn similar_dresses_with_filters_and_swaps_on_pgvector() {
 }
 
 fn similar_dresses_on(workspace: &Workspace, engine: &str) {
+    // Stored triplets: training learns from some, the others score the run.
+    let rows: Vec<String> = (0..12)
+        .map(|i| {
+            format!(
+                "images/{:06}.jpg,images/{:06}.jpg,images/{:06}.jpg",
+                i,
+                i + 1,
+                i + 2
+            )
+        })
+        .collect();
+    let triplets = workspace.root.join("synth/triplets.csv");
+    std::fs::write(
+        &triplets,
+        format!("reference,similar,dissimilar\n{}\n", rows.join("\n")),
+    )
+    .unwrap();
+    json_of(&workspace.run(&["import", "--triplets", triplets.to_str().unwrap(), "--json"]));
     let trained = similarity_run(workspace);
     assert_eq!(trained["run"], 1, "{trained}");
     let evaluation = &trained["summary"]["evaluation"];
@@ -61,6 +79,13 @@ fn similar_dresses_on(workspace: &Workspace, engine: &str) {
         }
     }
     assert_eq!(locator["test_mean_iou"], locator["dress_crop"]["combined"]);
+    let learnt = evaluation["stored_triplets_learnt"].as_u64().unwrap();
+    let scored = evaluation["stored_triplets_scored"].as_u64().unwrap();
+    assert_eq!(learnt + scored, 12, "{evaluation}");
+    assert!(learnt > 0, "{evaluation}");
+    if scored > 0 {
+        assert!(evaluation["trained"]["stored_triplet_accuracy"].is_number());
+    }
     assert!(
         evaluation["held_out_designs"].as_u64().unwrap() > 0,
         "{trained}"

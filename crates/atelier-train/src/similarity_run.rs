@@ -91,8 +91,9 @@ pub struct SimilarityData {
     pub variants: Vec<(String, String, String)>,
     /// Per example, its current label of each facet (for swap queries).
     pub labels: Vec<BTreeMap<String, String>>,
-    /// Triplets people stored (reference, similar, dissimilar), as example indices: training
-    /// never sees them, so they are scored like held-out triplets.
+    /// Triplets people stored (reference, similar, dissimilar), as example indices. Training
+    /// learns from some and never sees the others, which score the run (see
+    /// `split_stored_triplets`).
     pub stored_triplets: Vec<Triplet>,
 }
 
@@ -116,6 +117,11 @@ pub struct SimilarityEvaluation {
     pub queries: usize,
     pub triplets: usize,
     pub swap_queries: usize,
+    /// Stored triplets training learnt from, and those that score the run.
+    #[serde(default)]
+    pub stored_triplets_learnt: usize,
+    #[serde(default)]
+    pub stored_triplets_scored: usize,
     pub off_the_shelf: RetrievalScores,
     pub trained: RetrievalScores,
     pub locator: LocatorReport,
@@ -190,10 +196,24 @@ pub fn run_similarity(
         })
         .collect();
     let train_rows: Vec<usize> = (0..held.len()).filter(|&i| !held[i]).collect();
-    let net = train_embedding(&pooled, &groups, &train_rows, config, &device, observer)?;
+    let (learnt, scored) = split_stored_triplets(data, &held, config);
+    let net = train_embedding(
+        &pooled,
+        &groups,
+        &train_rows,
+        &learnt,
+        config,
+        &device,
+        observer,
+    )?;
     let trained = embed(&net, &pooled, &device);
     let off_the_shelf = unit_rows(&pooled);
-    let evaluation = evaluate(data, &groups, &held, &trained, &off_the_shelf, report);
+    let mut evaluation = evaluate(data, &groups, &held, &trained, &off_the_shelf, report);
+    let stored_accuracy = |embeddings: &[Vec<f32>]| triplet_accuracy(embeddings, &scored);
+    evaluation.off_the_shelf.stored_triplet_accuracy = stored_accuracy(&off_the_shelf);
+    evaluation.trained.stored_triplet_accuracy = stored_accuracy(&trained);
+    evaluation.stored_triplets_learnt = learnt.len();
+    evaluation.stored_triplets_scored = scored.len();
     let map_size = whole_map_size(&network, backbone, &device);
     let mut manifest = SimilarityManifest::new(
         run,
@@ -218,6 +238,23 @@ pub fn run_similarity(
         evaluation,
         trained,
         off_the_shelf,
+    })
+}
+
+/// The stored triplets training learns from, and those it never sees (which score the run): a
+/// triplet is learnt from when a hash of its reference photo's id (as for designs) keeps it in
+/// training and none of its photos belongs to a held-out design.
+fn split_stored_triplets(
+    data: &SimilarityData,
+    held: &[bool],
+    config: &SimilarityConfig,
+) -> (Vec<Triplet>, Vec<Triplet>) {
+    data.stored_triplets.iter().partition(|t| {
+        let reference = &data.dataset.examples[t.anchor].image_id;
+        !held_out_design(reference, config.seed, config.eval_fraction)
+            && [t.anchor, t.positive, t.negative]
+                .iter()
+                .all(|&row| !held[row])
     })
 }
 
@@ -318,7 +355,7 @@ fn evaluate(
         recall_at_1: recall_at(embeddings, groups, &held_rows, &everyone, 1),
         recall_at_10: recall_at(embeddings, groups, &held_rows, &everyone, 10),
         triplet_accuracy: triplet_accuracy(embeddings, &triplets),
-        stored_triplet_accuracy: triplet_accuracy(embeddings, &data.stored_triplets),
+        stored_triplet_accuracy: None,
         swap_accuracy: swap_accuracy(embeddings, groups, &swaps),
     };
     let queries = held_rows
@@ -334,6 +371,8 @@ fn evaluate(
         queries,
         triplets: triplets.len(),
         swap_queries: swaps.len(),
+        stored_triplets_learnt: 0,
+        stored_triplets_scored: 0,
         off_the_shelf: scores(off_the_shelf),
         trained: scores(trained),
         locator,
