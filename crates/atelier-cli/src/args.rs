@@ -194,6 +194,10 @@ pub struct TrainSimilarityArgs {
     pub eval_fraction: Option<f64>,
     #[arg(long, value_enum)]
     pub mining: Option<Mining>,
+    /// From the second epoch on, batch each design with the designs its current embedding
+    /// confuses it with (hard negatives from the whole training set).
+    #[arg(long)]
+    pub neighbour_batches: bool,
     #[arg(long)]
     pub seed: Option<u64>,
     /// Where runs keep their checkpoints.

@@ -54,6 +54,10 @@ pub struct SimilarityConfig {
     pub grid: usize,
     /// Share of the designs held out of training; the retrieval numbers are theirs.
     pub eval_fraction: f64,
+    /// Hard negatives from the whole training set: from the second epoch on, each batch is a
+    /// design and the designs nearest to it under the current embedding (instead of designs
+    /// drawn at random), so the in-batch mining meets the most confusable designs.
+    pub neighbour_batches: bool,
     pub seed: u64,
 }
 
@@ -71,6 +75,7 @@ impl Default for SimilarityConfig {
             gem_p: 3.0,
             grid: 0,
             eval_fraction: 0.2,
+            neighbour_batches: false,
             seed: 1,
         }
     }
@@ -213,7 +218,12 @@ pub fn train_embedding(
     let mut stored = stored.to_vec();
     for epoch in 0..config.epochs {
         let started = std::time::Instant::now();
-        let batches = epoch_batches(&designs, config, &mut rng);
+        let batches = if config.neighbour_batches && epoch > 0 {
+            let current = embed(&net.valid(), &table, device);
+            neighbour_batches(&designs, &current, config, &mut rng)
+        } else {
+            epoch_batches(&designs, config, &mut rng)
+        };
         stored.shuffle(&mut rng);
         observer.phase(
             &format!("similarity epoch {}/{}", epoch + 1, config.epochs),
@@ -366,6 +376,72 @@ fn designs_with_pairs(groups: &[u64], rows: &[usize]) -> Vec<Vec<usize>> {
     by_design
         .into_values()
         .filter(|rows| rows.len() >= 2)
+        .collect()
+}
+
+/// One epoch's batches of designs that look alike: in a seeded order, each design not yet
+/// placed starts a batch with the `designs_per_batch - 1` unplaced designs whose mean
+/// embeddings (of `embeddings`, one per table row) are closest to its own; photos per design
+/// as in [`epoch_batches`].
+fn neighbour_batches(
+    designs: &[Vec<usize>],
+    embeddings: &[Vec<f32>],
+    config: &SimilarityConfig,
+    rng: &mut ChaCha8Rng,
+) -> Vec<Vec<usize>> {
+    let centre = |rows: &[usize]| -> Vec<f32> {
+        let mut sum = vec![0.0f32; embeddings[rows[0]].len()];
+        for &row in rows {
+            for (s, v) in sum.iter_mut().zip(&embeddings[row]) {
+                *s += v;
+            }
+        }
+        let norm = sum.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+        sum.iter().map(|v| v / norm).collect()
+    };
+    let centres: Vec<Vec<f32>> = designs.iter().map(|rows| centre(rows)).collect();
+    let mut order: Vec<usize> = (0..designs.len()).collect();
+    order.shuffle(rng);
+    let mut placed = vec![false; designs.len()];
+    let mut groups = Vec::new();
+    for &first in &order {
+        if placed[first] {
+            continue;
+        }
+        placed[first] = true;
+        let mut near: Vec<(f32, usize)> = (0..designs.len())
+            .filter(|&d| !placed[d])
+            .map(|d| {
+                let dot: f32 = centres[first]
+                    .iter()
+                    .zip(&centres[d])
+                    .map(|(a, b)| a * b)
+                    .sum();
+                (dot, d)
+            })
+            .collect();
+        near.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let mut group = vec![first];
+        for &(_, d) in near.iter().take(config.designs_per_batch - 1) {
+            placed[d] = true;
+            group.push(d);
+        }
+        groups.push(group);
+    }
+    groups
+        .into_iter()
+        .filter(|group| group.len() >= 2)
+        .map(|group| {
+            group
+                .iter()
+                .flat_map(|&design| {
+                    let mut photos = designs[design].clone();
+                    photos.shuffle(rng);
+                    photos.truncate(config.photos_per_design);
+                    photos
+                })
+                .collect()
+        })
         .collect()
 }
 
@@ -735,6 +811,46 @@ mod tests {
             with > 0.95 && without < 0.7,
             "with {with}, without {without}"
         );
+    }
+
+    /// Designs 0 and 2 look alike, and so do 1 and 3: neighbour batches pair them.
+    #[test]
+    fn neighbour_batches_put_look_alike_designs_together() {
+        let designs = vec![vec![0, 1], vec![2, 3], vec![4, 5], vec![6, 7]];
+        let look = |x: f32, y: f32| vec![x, y];
+        let embeddings = vec![
+            look(1.0, 0.0),
+            look(0.9, 0.1),
+            look(0.0, 1.0),
+            look(0.1, 0.9),
+            look(0.95, 0.05),
+            look(1.0, 0.02),
+            look(0.05, 1.0),
+            look(0.0, 0.97),
+        ];
+        let config = SimilarityConfig {
+            designs_per_batch: 2,
+            ..SimilarityConfig::default()
+        };
+        for seed in 0..4 {
+            let batches = neighbour_batches(
+                &designs,
+                &embeddings,
+                &config,
+                &mut ChaCha8Rng::seed_from_u64(seed),
+            );
+            let mut pairs: Vec<Vec<usize>> = batches
+                .iter()
+                .map(|batch| {
+                    let mut d: Vec<usize> = batch.iter().map(|&row| row / 2).collect();
+                    d.sort_unstable();
+                    d.dedup();
+                    d
+                })
+                .collect();
+            pairs.sort();
+            assert_eq!(pairs, vec![vec![0, 2], vec![1, 3]], "seed {seed}");
+        }
     }
 
     #[test]

@@ -73,6 +73,7 @@ pub fn configure(args: &TrainSimilarityArgs) -> CliResult<SimilarityRunConfig> {
     similarity.grid = args.grid.unwrap_or(similarity.grid);
     similarity.eval_fraction = args.eval_fraction.unwrap_or(similarity.eval_fraction);
     similarity.mining = args.mining.unwrap_or(similarity.mining);
+    similarity.neighbour_batches |= args.neighbour_batches;
     similarity.seed = args.seed.unwrap_or(similarity.seed);
     config.validate()?;
     Ok(config)
