@@ -35,6 +35,21 @@ impl IndexFiles {
         }
     }
 
+    /// The files of the catalogue at `db_url`: a folder under `root` named by a hash of its
+    /// URL (for SQLite, of the file's absolute path, so that every way of naming one file
+    /// shares it).
+    pub fn for_catalogue(root: &Path, db_url: &str) -> Self {
+        let file = db_url
+            .strip_prefix("sqlite://")
+            .or_else(|| db_url.strip_prefix("sqlite:"))
+            .map(|rest| rest.split('?').next().unwrap_or(rest));
+        let identity = file
+            .and_then(|path| std::fs::canonicalize(path).ok())
+            .map_or_else(|| db_url.to_string(), |path| path.display().to_string());
+        let hash = atelier_core::stable_hash(&identity);
+        Self::new(root.join(format!("{hash:016x}")))
+    }
+
     /// Whether `count` stored vectors call for the index.
     pub fn wants(&self, count: usize) -> bool {
         count >= self.ann_threshold
@@ -51,14 +66,16 @@ impl IndexFiles {
         )
     }
 
-    /// The index of `key`'s vectors (`dim` values each), in step with the catalogue: read from
-    /// its files (or built when they are missing, damaged or of another dimension), then
-    /// images that no longer have a vector removed and new ones added; saved when changed.
+    /// The index of `key`'s vectors (`dim` values each), in step with `stored`, the images
+    /// the catalogue holds a vector of now: read from its files (or built when they are
+    /// missing, damaged or of another dimension), then images no longer in `stored` removed
+    /// and new ones added; saved when changed.
     pub async fn open(
         &self,
         catalog: &Catalog,
         key: &str,
         dim: usize,
+        stored: &[String],
     ) -> Result<RunIndex, AppError> {
         let (index_path, ids_path) = self.paths(key);
         let mut run = match RunIndex::load(&index_path, &ids_path, dim) {
@@ -68,8 +85,7 @@ impl IndexFiles {
                 ids: Vec::new(),
             },
         };
-        let stored = catalog.embedded_image_ids(key).await?;
-        let mut changed = run.drop_missing(&stored)?;
+        let mut changed = run.drop_missing(stored)?;
         let present: HashSet<&str> = run.ids.iter().flatten().map(String::as_str).collect();
         let missing: Vec<String> = stored
             .iter()

@@ -137,29 +137,24 @@ pub async fn similar(
     };
     let (vector, query_id, described) = query_vector(catalog, &record, &key, query).await?;
     let labels = catalog.active_labels().await?;
+    let conditions = conditions(query);
     let allowed = |id: &str| {
         let Some(have) = labels.get(id) else {
             return false;
         };
-        conditions(query)
+        conditions
             .iter()
             .all(|c| (have.get(&c.facet) == Some(&c.label)) == c.keep)
             && Some(id) != query_id.as_deref()
     };
     let (hits, candidates, engine) = if catalog.searches_vectors() {
         let hits = catalog
-            .nearest(
-                &key,
-                &vector,
-                query.k,
-                &conditions(query),
-                query_id.as_deref(),
-            )
+            .nearest(&key, &vector, query.k, &conditions, query_id.as_deref())
             .await?;
         let candidates = labels.keys().filter(|id| allowed(id)).count();
         (hits, candidates, SearchEngine::Pgvector)
-    } else if let Some(files) = approximate(catalog, files, &key).await? {
-        let run = files.open(catalog, &key, vector.len()).await?;
+    } else if let Some((files, stored)) = approximate(catalog, files, &key).await? {
+        let run = files.open(catalog, &key, vector.len(), &stored).await?;
         let allow = |k: u64| run.image(k).is_some_and(&allowed);
         let hits = run.index.search_filtered(&vector, query.k, &allow)?;
         let hits = hits
@@ -202,17 +197,18 @@ pub async fn similar(
     })
 }
 
-/// The index files to search through, when given and the run holds enough vectors for them.
+/// The index files to search through, when given and the run holds enough vectors for them,
+/// with the ids of the images `key` has vectors for.
 async fn approximate<'a>(
     catalog: &Catalog,
     files: Option<&'a IndexFiles>,
     key: &str,
-) -> Result<Option<&'a IndexFiles>, AppError> {
+) -> Result<Option<(&'a IndexFiles, Vec<String>)>, AppError> {
     let Some(files) = files else {
         return Ok(None);
     };
-    let count = catalog.embedded_image_ids(key).await?.len();
-    Ok(files.wants(count).then_some(files))
+    let stored = catalog.embedded_image_ids(key).await?;
+    Ok(files.wants(stored.len()).then_some((files, stored)))
 }
 
 /// The query's filters and swap as conditions on current labels.
@@ -430,14 +426,13 @@ async fn refresh_approximate(
     if catalog.searches_vectors() {
         return Ok(false);
     }
-    let Some(files) = approximate(catalog, files, key).await? else {
+    let Some((files, stored)) = approximate(catalog, files, key).await? else {
         return Ok(false);
     };
-    let ids = catalog.embedded_image_ids(key).await?;
-    let Some((_, vector)) = catalog.embeddings_of(key, &ids[..1]).await?.pop() else {
+    let Some((_, vector)) = catalog.embeddings_of(key, &stored[..1]).await?.pop() else {
         return Ok(false);
     };
-    files.open(catalog, key, vector.len()).await?;
+    files.open(catalog, key, vector.len(), &stored).await?;
     Ok(true)
 }
 

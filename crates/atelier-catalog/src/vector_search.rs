@@ -251,10 +251,7 @@ fn index_name(model: &str) -> String {
         })
         .take(30)
         .collect();
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in model.bytes() {
-        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-    }
+    let hash = atelier_core::stable_hash(model);
     format!("embeddings_hnsw_{readable}_{hash:016x}")
 }
 

@@ -30,6 +30,19 @@ on_every_backend!(
     active_labels_cover_every_active_image,
 );
 
+/// A reviewer's first change of the neckline of image `name` (version 1 as imported).
+fn first_neckline_edit(name: &str, label: Option<&str>) -> LabelEdit {
+    LabelEdit {
+        image: id_of(name),
+        facet: "neckline".to_string(),
+        label: label.map(str::to_string),
+        expected_version: 1,
+        actor: "alice".to_string(),
+        reason: None,
+        run_id: None,
+    }
+}
+
 fn id_of(name: &str) -> String {
     sha256_hex(&blob(name))
 }
@@ -674,15 +687,7 @@ async fn active_labels_cover_every_active_image(env: &TestEnv) {
     import(&catalog, &manifest).await;
     // A reviewer clears b's neckline; d is then no longer listed (removed).
     catalog
-        .set_labels(&[LabelEdit {
-            image: id_of("b"),
-            facet: "neckline".to_string(),
-            label: None,
-            expected_version: 1,
-            actor: "alice".to_string(),
-            reason: None,
-            run_id: None,
-        }])
+        .set_labels(&[first_neckline_edit("b", None)])
         .await
         .unwrap();
     let manifest = env.write(
@@ -840,15 +845,7 @@ async fn nearest_images_match_a_scan_and_follow_the_labels(env: &TestEnv) {
     );
     // A retag changes the next answer: c is round now.
     catalog
-        .set_labels(&[LabelEdit {
-            image: id_of("c"),
-            facet: "neckline".to_string(),
-            label: Some("round".to_string()),
-            expected_version: 1,
-            actor: "alice".to_string(),
-            reason: None,
-            run_id: None,
-        }])
+        .set_labels(&[first_neckline_edit("c", Some("round"))])
         .await
         .unwrap();
     assert_eq!(

@@ -1,6 +1,7 @@
 //! The vocabulary every atelier crate shares, so that the catalogue, training, the store and
-//! the front ends speak of the same things with the same types: an image's [`Split`], and
-//! timestamps as UTC unix milliseconds ([`now_millis`], [`utc_minutes`]).
+//! the front ends speak of the same things with the same types: an image's [`Split`],
+//! timestamps as UTC unix milliseconds ([`now_millis`], [`utc_minutes`]), and a hash of text
+//! that never changes ([`stable_hash`]).
 //!
 //! It depends on nothing of atelier and on no runtime; every other crate may use it.
 //!
@@ -11,6 +12,7 @@
 //! assert_eq!(split.to_string(), "test");
 //! ```
 
+mod hash;
 mod time;
 
 use std::fmt;
@@ -18,6 +20,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+pub use hash::stable_hash;
 pub use time::{now_millis, utc_minutes};
 
 /// Train/test membership of an image: assigned once when the catalogue first sees the image,

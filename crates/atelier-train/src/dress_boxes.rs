@@ -214,7 +214,7 @@ pub fn locate_dresses(
     observer: &mut dyn Observer,
 ) -> Result<LocatedDresses, TrainError> {
     let device = crate::device::device_for(config.device)?;
-    let table = whole_photo_maps(dataset, config, feature_cache, observer)?;
+    let table = whole_photo_maps(dataset, config, feature_cache, &device, observer)?;
     // Decoding (not the file header) gives the size after EXIF rotation, as training sees it.
     observer.phase("image sizes", dataset.examples.len() as u64);
     let sizes = dataset
@@ -301,30 +301,27 @@ pub fn stage_report(
 
 /// The second stage of a similarity run: trained on the maps of the squares cut around the
 /// first stage's boxes (`crop_maps`, one per example, cut at `detail_regions[0]`), it boxes
-/// each dress again inside its square. Returns the stage, every example's box in its photo's
-/// pixels, and the report completed with the stage's IoUs.
+/// each dress again inside its square. Returns the stage and the report completed with the
+/// stage's IoUs.
 pub fn refine_in_crops(
     dataset: &Dataset,
     located: &LocatedDresses,
     crop_maps: &FeatureTable,
     training: &LocatorTraining,
     device: &Device,
-) -> (BoxStage, Vec<[f32; 4]>, LocatorReport) {
+) -> (BoxStage, LocatorReport) {
     let region = |i: usize| dataset.examples[i].detail_regions[0];
     let truth = |i: usize| to_crop(dataset.examples[i].dress_box.expect("boxed"), region(i));
     let targets: Vec<[f32; 4]> = located.fit_rows.iter().map(|&i| truth(i)).collect();
     let stage = fit_box_stage(crop_maps, &located.fit_rows, &targets, training, device);
     let boxed = stage_boxes(&stage, crop_maps, 64, device);
     let dress_crop = stage_report(&boxed, &located.test_rows, truth);
-    let pixels: Vec<[f32; 4]> = (0..boxed.len())
-        .map(|i| from_crop(boxed[i].combined, region(i)))
-        .collect();
     let report = LocatorReport {
         test_mean_iou: dress_crop.map(|r| r.combined),
         dress_crop,
         ..located.report
     };
-    (stage, pixels, report)
+    (stage, report)
 }
 
 /// The whole-photo backbone maps of every example (through the feature cache when given).
@@ -332,12 +329,12 @@ fn whole_photo_maps(
     dataset: &Dataset,
     config: &TrainConfig,
     feature_cache: Option<&Path>,
+    device: &Device,
     observer: &mut dyn Observer,
 ) -> Result<FeatureTable, TrainError> {
-    let device = crate::device::device_for(config.device)?;
     let backbone = crate::init::exclusive(|| {
         device.seed(config.seed);
-        config.backbone.build(config.weights.as_deref(), &device)
+        config.backbone.build(config.weights.as_deref(), device)
     })?;
     let input = InputConfig::new(
         config.image_size,
@@ -355,7 +352,7 @@ fn whole_photo_maps(
         config.feature_tap(),
         false,
         cache.as_ref(),
-        &device,
+        device,
         observer,
     )
 }

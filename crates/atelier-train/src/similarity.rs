@@ -431,16 +431,25 @@ fn neighbour_batches(
     groups
         .into_iter()
         .filter(|group| group.len() >= 2)
-        .map(|group| {
-            group
-                .iter()
-                .flat_map(|&design| {
-                    let mut photos = designs[design].clone();
-                    photos.shuffle(rng);
-                    photos.truncate(config.photos_per_design);
-                    photos
-                })
-                .collect()
+        .map(|group| batch_photos(designs, &group, config, rng))
+        .collect()
+}
+
+/// A batch of the designs `chosen`: up to `photos_per_design` photos of each, drawn in a
+/// seeded order.
+fn batch_photos(
+    designs: &[Vec<usize>],
+    chosen: &[usize],
+    config: &SimilarityConfig,
+    rng: &mut ChaCha8Rng,
+) -> Vec<usize> {
+    chosen
+        .iter()
+        .flat_map(|&design| {
+            let mut photos = designs[design].clone();
+            photos.shuffle(rng);
+            photos.truncate(config.photos_per_design);
+            photos
         })
         .collect()
 }
@@ -458,17 +467,7 @@ fn epoch_batches(
     order
         .chunks(config.designs_per_batch)
         .filter(|chunk| chunk.len() >= 2)
-        .map(|chunk| {
-            chunk
-                .iter()
-                .flat_map(|&design| {
-                    let mut photos = designs[design].clone();
-                    photos.shuffle(rng);
-                    photos.truncate(config.photos_per_design);
-                    photos
-                })
-                .collect()
-        })
+        .map(|chunk| batch_photos(designs, chunk, config, rng))
         .collect()
 }
 

@@ -151,37 +151,14 @@ pub fn run_similarity(
     let located = locate_dresses(&data.dataset, backbone, feature_cache, true, observer)?;
     located.place(&mut data.dataset, &[DRESS_CROP]);
     let device = crate::device::device_for(backbone.device)?;
-    let network = crate::init::exclusive(|| {
-        device.seed(backbone.seed);
-        backbone
-            .backbone
-            .build(backbone.weights.as_deref(), &device)
-    })?;
-    let input = InputConfig::new(
-        backbone.image_size,
-        atelier_models::Backbone::normalization(&network),
-    );
-    let cache = feature_cache
-        .map(|root| FeatureCache::new(root, backbone, &input, false))
-        .transpose()?;
-    let maps = features::extract(
-        &network,
-        &data.dataset.examples,
-        View::Detail(0),
-        &input,
-        backbone.batch_size,
-        backbone.feature_tap(),
-        false,
-        cache.as_ref(),
-        &device,
-        observer,
-    )?;
+    let (network, input, maps) =
+        dress_crop_maps(&data.dataset, backbone, feature_cache, &device, observer)?;
     let [channels, _, _] = maps.dims;
     let training = LocatorTraining {
         seed: backbone.seed,
         ..LocatorTraining::default()
     };
-    let (refiner, _, report) = refine_in_crops(&data.dataset, &located, &maps, &training, &device);
+    let (refiner, report) = refine_in_crops(&data.dataset, &located, &maps, &training, &device);
     let pooled = match config.grid {
         0 => gem_pool_table(&maps, config.gem_p),
         side => grid_pool_table(&maps, side),
@@ -208,12 +185,19 @@ pub fn run_similarity(
     )?;
     let trained = embed(&net, &pooled, &device);
     let off_the_shelf = unit_rows(&pooled);
-    let mut evaluation = evaluate(data, &groups, &held, &trained, &off_the_shelf, report);
-    let stored_accuracy = |embeddings: &[Vec<f32>]| triplet_accuracy(embeddings, &scored);
-    evaluation.off_the_shelf.stored_triplet_accuracy = stored_accuracy(&off_the_shelf);
-    evaluation.trained.stored_triplet_accuracy = stored_accuracy(&trained);
-    evaluation.stored_triplets_learnt = learnt.len();
-    evaluation.stored_triplets_scored = scored.len();
+    let stored = StoredTriplets {
+        learnt: learnt.len(),
+        scored: &scored,
+    };
+    let evaluation = evaluate(
+        data,
+        &groups,
+        &held,
+        &trained,
+        &off_the_shelf,
+        stored,
+        report,
+    );
     let map_size = whole_map_size(&network, backbone, &device);
     let mut manifest = SimilarityManifest::new(
         run,
@@ -256,6 +240,41 @@ fn split_stored_triplets(
                 .iter()
                 .all(|&row| !held[row])
     })
+}
+
+/// The backbone, its input settings and the maps of every example's dress square
+/// (`detail_regions[0]`), through the feature cache when given.
+fn dress_crop_maps(
+    dataset: &Dataset,
+    backbone: &TrainConfig,
+    feature_cache: Option<&Path>,
+    device: &burn::prelude::Device,
+    observer: &mut dyn Observer,
+) -> Result<(atelier_models::AnyBackbone, InputConfig, FeatureTable), TrainError> {
+    let network = crate::init::exclusive(|| {
+        device.seed(backbone.seed);
+        backbone.backbone.build(backbone.weights.as_deref(), device)
+    })?;
+    let input = InputConfig::new(
+        backbone.image_size,
+        atelier_models::Backbone::normalization(&network),
+    );
+    let cache = feature_cache
+        .map(|root| FeatureCache::new(root, backbone, &input, false))
+        .transpose()?;
+    let maps = features::extract(
+        &network,
+        &dataset.examples,
+        View::Detail(0),
+        &input,
+        backbone.batch_size,
+        backbone.feature_tap(),
+        false,
+        cache.as_ref(),
+        device,
+        observer,
+    )?;
+    Ok((network, input, maps))
 }
 
 fn whole_map_size(
@@ -339,12 +358,19 @@ pub fn design_groups(designs: &[Option<String>]) -> Vec<u64> {
         .collect()
 }
 
+/// How many stored triplets training learnt from, and those that score the run.
+struct StoredTriplets<'a> {
+    learnt: usize,
+    scored: &'a [Triplet],
+}
+
 fn evaluate(
     data: &SimilarityData,
     groups: &[u64],
     held: &[bool],
     trained: &[Vec<f32>],
     off_the_shelf: &[Vec<f32>],
+    stored: StoredTriplets,
     locator: LocatorReport,
 ) -> SimilarityEvaluation {
     let held_rows: Vec<usize> = (0..held.len()).filter(|&i| held[i]).collect();
@@ -355,7 +381,7 @@ fn evaluate(
         recall_at_1: recall_at(embeddings, groups, &held_rows, &everyone, 1),
         recall_at_10: recall_at(embeddings, groups, &held_rows, &everyone, 10),
         triplet_accuracy: triplet_accuracy(embeddings, &triplets),
-        stored_triplet_accuracy: None,
+        stored_triplet_accuracy: triplet_accuracy(embeddings, stored.scored),
         swap_accuracy: swap_accuracy(embeddings, groups, &swaps),
     };
     let queries = held_rows
@@ -371,8 +397,8 @@ fn evaluate(
         queries,
         triplets: triplets.len(),
         swap_queries: swaps.len(),
-        stored_triplets_learnt: 0,
-        stored_triplets_scored: 0,
+        stored_triplets_learnt: stored.learnt,
+        stored_triplets_scored: stored.scored.len(),
         off_the_shelf: scores(off_the_shelf),
         trained: scores(trained),
         locator,

@@ -12,23 +12,27 @@ pub const POSTGRES_ENV: &str = "ATELIER_TEST_POSTGRES_URL";
 /// A PostgreSQL server with the pgvector extension (scripts/test starts one).
 pub const PGVECTOR_ENV: &str = "ATELIER_TEST_PGVECTOR_URL";
 
+/// One test named `$backend` that runs `super::$case` on the environment `$env` makes (an
+/// `Option<TestEnv>`: `None` skips, after saying why).
+#[macro_export]
+macro_rules! backend_test {
+    ($case:ident, $backend:ident, $env:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $backend() {
+            if let Some(env) = $env {
+                super::$case(&env).await;
+            }
+        }
+    };
+}
+
 /// Runs each named `async fn(&TestEnv)` as two tests: `<name>::sqlite` and `<name>::postgres`.
 #[macro_export]
 macro_rules! on_both_backends {
     ($($case:ident),* $(,)?) => { $(
         mod $case {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let env = $crate::common::TestEnv::sqlite();
-                super::$case(&env).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                if let Some(env) = $crate::common::TestEnv::postgres().await {
-                    super::$case(&env).await;
-                }
-            }
+            $crate::backend_test!($case, sqlite, Some($crate::common::TestEnv::sqlite()));
+            $crate::backend_test!($case, postgres, $crate::common::TestEnv::postgres().await);
         }
     )* };
 }
@@ -38,25 +42,9 @@ macro_rules! on_both_backends {
 macro_rules! on_every_backend {
     ($($case:ident),* $(,)?) => { $(
         mod $case {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let env = $crate::common::TestEnv::sqlite();
-                super::$case(&env).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                if let Some(env) = $crate::common::TestEnv::postgres().await {
-                    super::$case(&env).await;
-                }
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn pgvector() {
-                if let Some(env) = $crate::common::TestEnv::pgvector().await {
-                    super::$case(&env).await;
-                }
-            }
+            $crate::backend_test!($case, sqlite, Some($crate::common::TestEnv::sqlite()));
+            $crate::backend_test!($case, postgres, $crate::common::TestEnv::postgres().await);
+            $crate::backend_test!($case, pgvector, $crate::common::TestEnv::pgvector().await);
         }
     )* };
 }

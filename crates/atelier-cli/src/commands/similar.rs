@@ -11,30 +11,17 @@ use crate::args::{AnnArgs, CropArgs, IndexArgs, SimilarArgs};
 use crate::error::{CliError, CliResult};
 use crate::output::print_json;
 
-/// The approximate index files of the catalogue at `db_url`: a folder per catalogue under
-/// `$ATELIER_INDEX_DIR` (default `~/.cache/atelier/indexes`), named by a hash of its URL (a
-/// SQLite file's absolute path).
-pub fn index_files(db_url: &str, args: &AnnArgs) -> IndexFiles {
+/// The approximate index files of the catalogue at `db_url`, used from `--ann-threshold`.
+fn index_files(db_url: &str, args: &AnnArgs) -> IndexFiles {
     let root = match std::env::var_os("ATELIER_INDEX_DIR") {
         Some(dir) => PathBuf::from(dir),
         None => std::env::var_os("HOME")
             .map_or_else(|| PathBuf::from("."), PathBuf::from)
             .join(".cache/atelier/indexes"),
     };
-    let file = db_url
-        .strip_prefix("sqlite://")
-        .or_else(|| db_url.strip_prefix("sqlite:"))
-        .map(|rest| rest.split('?').next().unwrap_or(rest));
-    let identity = file
-        .and_then(|path| std::fs::canonicalize(path).ok())
-        .map_or_else(|| db_url.to_string(), |path| path.display().to_string());
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in identity.bytes() {
-        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-    }
     IndexFiles {
         ann_threshold: args.ann_threshold,
-        ..IndexFiles::new(root.join(format!("{hash:016x}")))
+        ..IndexFiles::for_catalogue(&root, db_url)
     }
 }
 
