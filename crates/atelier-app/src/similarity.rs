@@ -114,6 +114,18 @@ impl fmt::Display for SimilaritySummary {
                 )?;
             }
         }
+        if !e.facet_probe_accuracy.is_empty() {
+            let shares: Vec<String> = e
+                .facet_probe_accuracy
+                .iter()
+                .map(|(facet, share)| format!("{facet} {share:.3}"))
+                .collect();
+            writeln!(
+                f,
+                "facet probes: share of held-out photos given their current label: {}",
+                shares.join(", ")
+            )?;
+        }
         Ok(())
     }
 }

@@ -198,6 +198,16 @@ pub struct TrainSimilarityArgs {
     /// confuses it with (hard negatives from the whole training set).
     #[arg(long)]
     pub neighbour_batches: bool,
+    /// Weight of the facet probes' descriptor in the embedding (0: left out).
+    #[arg(long, value_name = "W")]
+    pub facet_weight: Option<f32>,
+    /// Weight of the dress's colour histogram as a part of the embedding (0: left out).
+    #[arg(long, value_name = "W")]
+    pub colour_weight: Option<f32>,
+    /// Whether the embedding network reads the colour histogram beside the pooled map
+    /// (`=false` for the map alone).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub colour: Option<bool>,
     #[arg(long)]
     pub seed: Option<u64>,
     /// Where runs keep their checkpoints.

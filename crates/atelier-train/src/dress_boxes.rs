@@ -237,10 +237,7 @@ pub fn locate_dresses(
     };
     let targets: Vec<[f32; 4]> = fit_rows.iter().map(|&i| square_box(i)).collect();
     observer.phase("dress locator", 1);
-    let training = LocatorTraining {
-        seed: config.seed,
-        ..LocatorTraining::default()
-    };
+    let training = LocatorTraining::seeded(config.seed);
     let (locator, boxes, whole_photo) = if foreground {
         // Measured, not used: the cells' vote on the whole photo. The square cut around the
         // regressor's box is what the second stage and the embedding read.

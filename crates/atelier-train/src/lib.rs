@@ -16,8 +16,9 @@
 //! - per-class precision/recall/F1 tables and confusion matrices ([`metrics`], [`evaluate`]);
 //! - model artifacts and tagging new images with them ([`artifact`], [`tagger`]);
 //! - similarity: unit-length embeddings, GeM pooling, the triplet hinge and batch mining
-//!   ([`metric`]), and the embedding network with its training and retrieval numbers
-//!   ([`similarity`]);
+//!   ([`metric`]), the embedding network with its training and retrieval numbers
+//!   ([`similarity`]), the facet probes and colour histograms that join it ([`facet_probe`],
+//!   [`colour`]);
 //! - cross-fitted out-of-fold predictions for the train split ([`folds`]), and confident
 //!   learning's estimate of which labels are wrong ([`confident`], [`mistags`]).
 //!
@@ -28,6 +29,7 @@
 pub mod artifact;
 pub mod backbones;
 pub mod checkpoint;
+pub mod colour;
 pub mod confident;
 pub mod config;
 pub mod crop;
@@ -36,6 +38,7 @@ pub mod device;
 pub mod dress_boxes;
 pub mod error;
 pub mod evaluate;
+pub mod facet_probe;
 pub mod features;
 pub mod folds;
 pub mod foreground;

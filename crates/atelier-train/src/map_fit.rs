@@ -30,6 +30,16 @@ impl Default for LocatorTraining {
     }
 }
 
+impl LocatorTraining {
+    /// The defaults with another seed.
+    pub fn seeded(seed: u64) -> Self {
+        Self {
+            seed,
+            ..Self::default()
+        }
+    }
+}
+
 /// Trains a module built by `build` on the maps of the rows `rows` of `table`, standardised
 /// per channel over those rows, minimising `loss(module, maps, batch)` where `batch` holds
 /// positions in `rows`: AdamW with a cosine-decayed rate, shuffled batches. Returns the

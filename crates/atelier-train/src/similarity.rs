@@ -58,6 +58,19 @@ pub struct SimilarityConfig {
     /// design and the designs nearest to it under the current embedding (instead of designs
     /// drawn at random), so the in-batch mining meets the most confusable designs.
     pub neighbour_batches: bool,
+    /// Weight of the facet descriptor in the embedding (see [`crate::facet_probe`]): linear
+    /// probes of the crop's map learn the photos' current labels, and their probabilities sit
+    /// beside the triplet-trained embedding. 0 leaves them out.
+    pub facet_weight: f32,
+    /// Side of the grid the probes read the crop's map averaged over (at most the map's own,
+    /// 7 for 224-pixel crops at stride 32: the whole map).
+    pub facet_grid: usize,
+    /// Whether the embedding network also reads the colours of the middle of the dress
+    /// ([`crate::colour`]).
+    pub colour: bool,
+    /// Weight of those colours as a descriptor of their own in the embedding (0 leaves them
+    /// out).
+    pub colour_weight: f32,
     pub seed: u64,
 }
 
@@ -76,6 +89,10 @@ impl Default for SimilarityConfig {
             grid: 0,
             eval_fraction: 0.2,
             neighbour_batches: false,
+            facet_weight: 1.5,
+            facet_grid: 7,
+            colour: true,
+            colour_weight: 1.0,
             seed: 1,
         }
     }
@@ -114,6 +131,27 @@ impl SimilarityConfig {
                 "grid",
                 format!("{}: use 0 (one pooled vector) to 7", self.grid),
             );
+        }
+        if !(self.facet_weight >= 0.0 && self.facet_weight.is_finite()) {
+            return problem(
+                "facet_weight",
+                format!(
+                    "{}: use 0 (no facet descriptor) or more, e.g. 1",
+                    self.facet_weight
+                ),
+            );
+        }
+        if !(self.colour_weight >= 0.0 && self.colour_weight.is_finite()) {
+            return problem(
+                "colour_weight",
+                format!(
+                    "{}: use 0 (no colour descriptor) or more, e.g. 0.5",
+                    self.colour_weight
+                ),
+            );
+        }
+        if !(1..=7).contains(&self.facet_grid) {
+            return problem("facet_grid", format!("{}: use 1 to 7", self.facet_grid));
         }
         if !(0.0..1.0).contains(&self.eval_fraction) {
             return problem(
@@ -488,6 +526,22 @@ pub fn embed(net: &EmbeddingNet, pooled: &FeatureTable, device: &Device) -> Vec<
     out
 }
 
+/// The embedding a similarity model answers with: the triplet-trained `embedding` and each
+/// unit-length descriptor times its weight side by side, scaled to unit length. The cosine of
+/// two such embeddings is the weighted mean of the parts' cosines.
+pub fn joined(embedding: Tensor<2>, descriptors: Vec<(Tensor<2>, f32)>) -> Tensor<2> {
+    if descriptors.is_empty() {
+        return embedding;
+    }
+    let mut parts = vec![embedding];
+    parts.extend(
+        descriptors
+            .into_iter()
+            .map(|(descriptor, weight)| descriptor * weight),
+    );
+    l2_normalize(Tensor::cat(parts, 1))
+}
+
 /// The off-the-shelf embedding: each pooled row scaled to unit length.
 pub fn unit_rows(pooled: &FeatureTable) -> Vec<Vec<f32>> {
     let [channels, _, _] = pooled.dims;
@@ -597,6 +651,38 @@ pub fn swap_accuracy(
 mod tests {
     use super::*;
     use crate::progress::Silent;
+
+    /// Unit parts joined with weight w: the cosine of two joined embeddings is
+    /// (cos of the embeddings + w² cos of the descriptors) / (1 + w²).
+    #[test]
+    fn joined_embeddings_weigh_their_parts_by_hand() {
+        let device = Device::flex();
+        let rows = |values: &[f32], width: usize| {
+            Tensor::<1>::from_floats(values, &device).reshape([values.len() / width, width])
+        };
+        // Embeddings: cos 0.6. Descriptors: cos 0 (orthogonal).
+        let embedding = rows(&[1.0, 0.0, 0.6, 0.8], 2);
+        let descriptor = rows(&[1.0, 0.0, 0.0, 0.0, 0.0, 1.0], 3);
+        let out: Vec<f32> = joined(embedding.clone(), vec![(descriptor, 2.0)])
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
+        let (a, b) = (&out[..5], &out[5..]);
+        // |(1, 0, 2, 0, 0)| = sqrt 5.
+        let root5 = 5f32.sqrt();
+        let expected_a = [1.0 / root5, 0.0, 2.0 / root5, 0.0, 0.0];
+        for (got, want) in a.iter().zip(expected_a) {
+            assert!((got - want).abs() < 1e-6, "{a:?}");
+        }
+        let cosine: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        assert!((cosine - (0.6 + 4.0 * 0.0) / 5.0).abs() < 1e-6, "{cosine}");
+        // Without descriptors the embedding is returned as it is.
+        let same: Vec<f32> = joined(embedding, Vec::new())
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
+        assert_eq!(same, vec![1.0, 0.0, 0.6, 0.8]);
+    }
 
     #[test]
     fn held_out_designs_depend_on_the_seed_and_id_only_and_match_the_fraction() {

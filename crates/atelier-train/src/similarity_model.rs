@@ -5,8 +5,9 @@
 //!
 //! Each photo yields two embeddings: the off-the-shelf one (the crop's GeM-pooled backbone map,
 //! unit length) and the trained one ([`crate::similarity::EmbeddingNet`] over the same pooled
-//! vector), plus a 3x3 grid of unit-length cells of the crop's map that explains where two
-//! dresses agree.
+//! vector and the dress's colours, joined with the facet probes' descriptor and the colour
+//! histogram: see [`crate::similarity::joined`]), plus a 3x3 grid of unit-length cells of the
+//! crop's map that explains where two dresses agree.
 
 use std::path::Path;
 
@@ -22,14 +23,16 @@ use crate::artifact::{
 };
 use crate::backbones::BackboneChoice;
 use crate::checkpoint::{load_module, read_json, save_module, write_json_atomically};
+use crate::colour::{COLOUR_DIMS, dress_colours};
 use crate::crop::Region;
 use crate::crop::{DetailCrop, from_square};
 use crate::dress_boxes::{BoxStage, from_crop, ordered};
 use crate::error::TrainError;
+use crate::facet_probe::{FacetProbe, ProbeShape};
 use crate::input::{InputConfig, eval_planes, to_batch};
 use crate::locator::DressLocator;
 use crate::metric::{gem_pool, grid_cells, l2_normalize};
-use crate::similarity::{EmbeddingNet, SimilarityConfig};
+use crate::similarity::{EmbeddingNet, SimilarityConfig, joined};
 use atelier_models::FeatureTap;
 use burn::tensor::module::adaptive_avg_pool2d;
 
@@ -70,6 +73,17 @@ pub struct SimilarityManifest {
     /// the whole-photo regressor alone.
     #[serde(default)]
     pub foreground: bool,
+    /// The facet probes whose descriptor joins the trained embedding (see
+    /// [`crate::facet_probe`]); `None` for models without them.
+    #[serde(default)]
+    pub probe: Option<ProbeShape>,
+    /// Whether the embedding network reads the dress's colours ([`crate::colour`]) after the
+    /// pooled map (`embedding_inputs` counts them).
+    #[serde(default)]
+    pub colour: bool,
+    /// Weight of the dress's colours as a descriptor in the embedding (0: not part of it).
+    #[serde(default)]
+    pub colour_weight: f32,
     /// Unix milliseconds.
     pub created_at: i64,
 }
@@ -100,6 +114,9 @@ impl SimilarityManifest {
             embedding_inputs,
             map_size,
             foreground: false,
+            probe: None,
+            colour: false,
+            colour_weight: 0.0,
             created_at,
         }
     }
@@ -119,6 +136,10 @@ impl SimilarityManifest {
                     .foreground
                     .then(|| BoxStage::new(self.channels, self.map_size, device)),
                 embedding: EmbeddingNet::new(self.embedding_inputs, &self.similarity, device),
+                probe: self
+                    .probe
+                    .as_ref()
+                    .map(|shape| FacetProbe::new(shape, device)),
             })
         })
     }
@@ -133,6 +154,8 @@ pub struct SimilarityNet {
     /// The second box stage, over the map of the square cut around the first box.
     pub refiner: Option<BoxStage>,
     pub embedding: EmbeddingNet,
+    /// The facet probes over the crop's map.
+    pub probe: Option<FacetProbe>,
 }
 
 /// What a similarity model makes of one photo.
@@ -175,11 +198,14 @@ impl SimilarityNet {
                 (from_square(*square, w, h), region)
             })
             .collect();
-        let crops: Vec<_> = photos
+        let (crops, colours): (Vec<_>, Vec<_>) = photos
             .par_iter()
             .zip(&regions)
-            .map(|(photo, (_, region))| eval_planes(&crate::crop::crop(photo, *region), input))
-            .collect();
+            .map(|(photo, (_, region))| {
+                let square = crate::crop::crop(photo, *region);
+                (eval_planes(&square, input), dress_colours(&square))
+            })
+            .unzip();
         let map = self.backbone.forward_to(to_batch(&crops, device), tap);
         let boxes = self.refine(map.clone(), regions.clone());
         let pooled = match manifest.similarity.grid {
@@ -195,7 +221,9 @@ impl SimilarityNet {
             let values: Vec<f32> = t.into_data().try_into_vec().expect("f32 embeddings");
             (0..n).map(|i| values[i * d..][..d].to_vec()).collect()
         };
-        let trained = rows(self.embedding.forward(pooled.clone()));
+        let colours = Tensor::<1>::from_floats(colours.concat().as_slice(), device)
+            .reshape([photos.len(), COLOUR_DIMS]);
+        let trained = rows(self.trained_embedding(manifest, map.clone(), pooled.clone(), colours));
         let plain = rows(l2_normalize(pooled));
         let grid = grid_cells(map, EXPLAIN_GRID);
         let [_, cells, channels] = grid.dims();
@@ -225,6 +253,35 @@ impl SimilarityNet {
 }
 
 impl SimilarityNet {
+    /// The trained embedding of crops' maps (and `pooled`, their pooled vectors, and
+    /// `colours`, the crops' [`crate::colour`] descriptors): the embedding network's, with the
+    /// facet probes' descriptor and the colours beside it when the model has them.
+    fn trained_embedding(
+        &self,
+        manifest: &SimilarityManifest,
+        map: Tensor<4>,
+        pooled: Tensor<2>,
+        colours: Tensor<2>,
+    ) -> Tensor<2> {
+        let inputs = if manifest.colour {
+            Tensor::cat(vec![pooled, colours.clone()], 1)
+        } else {
+            pooled
+        };
+        let mut descriptors = Vec::new();
+        if let (Some(probe), Some(shape)) = (&self.probe, &manifest.probe) {
+            let [batch, channels, _, _] = map.dims();
+            let side = shape.grid;
+            let grid =
+                adaptive_avg_pool2d(map, [side, side]).reshape([batch, channels * side * side]);
+            descriptors.push((probe.descriptor(grid), shape.weight));
+        }
+        if manifest.colour_weight > 0.0 {
+            descriptors.push((colours, manifest.colour_weight));
+        }
+        joined(self.embedding.forward(inputs), descriptors)
+    }
+
     /// Each photo's first dress box (fractions of the square, corners in order) from
     /// whole-photo maps: the regressor's.
     pub fn locate(&self, whole: Tensor<4>) -> Vec<[f32; 4]> {
@@ -382,12 +439,20 @@ mod tests {
             input,
             similarity,
             channels,
-            channels,
+            channels + crate::colour::COLOUR_DIMS,
             map_size,
             0,
         );
         let manifest = SimilarityManifest {
             foreground: true,
+            probe: Some(ProbeShape {
+                grid: 2,
+                inputs: channels * 4,
+                facets: vec![("neckline".into(), 3), ("sleeve".into(), 2)],
+                weight: 1.5,
+            }),
+            colour: true,
+            colour_weight: 0.7,
             ..manifest
         };
         let net = manifest.build_net(device).unwrap();
@@ -438,7 +503,8 @@ mod tests {
         for embedded in &after {
             let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
             assert!((norm(&embedded.embedding) - 1.0).abs() < 1e-4);
-            assert_eq!(embedded.embedding.len(), 8);
+            // The network's 8, the probes' 3 + 2, the colours'.
+            assert_eq!(embedded.embedding.len(), 8 + 5 + crate::colour::COLOUR_DIMS);
             assert!((norm(&embedded.off_the_shelf) - 1.0).abs() < 1e-4);
             assert_eq!(embedded.cells.len(), EXPLAIN_GRID * EXPLAIN_GRID);
             assert!(

@@ -13,14 +13,17 @@ use crate::config::{DeviceChoice, Recipe, TrainConfig};
 use crate::data::Dataset;
 use crate::dress_boxes::{LocatorReport, locate_dresses, refine_in_crops};
 use crate::error::TrainError;
+use crate::facet_probe::{
+    FacetProbe, FacetTargets, ProbeShape, ProbeTraining, probe_accuracy, train_probes,
+};
 use crate::features::{self, FeatureCache, FeatureTable, View};
 use crate::input::InputConfig;
 use crate::map_fit::LocatorTraining;
 use crate::metric::Triplet;
 use crate::progress::Observer;
 use crate::similarity::{
-    SimilarityConfig, SwapQuery, embed, held_out_design, recall_at, swap_accuracy, train_embedding,
-    triplet_accuracy, unit_rows,
+    SimilarityConfig, SwapQuery, held_out_design, joined, recall_at, swap_accuracy,
+    train_embedding, triplet_accuracy, unit_rows,
 };
 use crate::similarity_model::{DRESS_CROP, SimilarityManifest, SimilarityNet};
 
@@ -125,6 +128,9 @@ pub struct SimilarityEvaluation {
     pub off_the_shelf: RetrievalScores,
     pub trained: RetrievalScores,
     pub locator: LocatorReport,
+    /// Per facet, how often the facet probes name a held-out photo's current label.
+    #[serde(default)]
+    pub facet_probe_accuracy: BTreeMap<String, f64>,
 }
 
 /// A finished similarity run: the network, what it measured, and both embeddings of every
@@ -154,28 +160,24 @@ pub fn run_similarity(
     let (network, input, maps) =
         dress_crop_maps(&data.dataset, backbone, feature_cache, &device, observer)?;
     let [channels, _, _] = maps.dims;
-    let training = LocatorTraining {
-        seed: backbone.seed,
-        ..LocatorTraining::default()
-    };
-    let (refiner, report) = refine_in_crops(&data.dataset, &located, &maps, &training, &device);
-    let pooled = match config.grid {
-        0 => gem_pool_table(&maps, config.gem_p),
-        side => grid_pool_table(&maps, side),
-    };
+    let (refiner, report) = refine_in_crops(
+        &data.dataset,
+        &located,
+        &maps,
+        &LocatorTraining::seeded(backbone.seed),
+        &device,
+    );
+    let Inputs {
+        pooled,
+        colours,
+        network: inputs,
+    } = embedding_inputs(&data.dataset, &maps, config)?;
     let groups = design_groups(&data.designs);
-    let held: Vec<bool> = data
-        .designs
-        .iter()
-        .map(|d| {
-            d.as_deref()
-                .is_some_and(|d| held_out_design(d, config.seed, config.eval_fraction))
-        })
-        .collect();
+    let held = held_out_rows(data, config);
     let train_rows: Vec<usize> = (0..held.len()).filter(|&i| !held[i]).collect();
     let (learnt, scored) = split_stored_triplets(data, &held, config);
     let net = train_embedding(
-        &pooled,
+        &inputs,
         &groups,
         &train_rows,
         &learnt,
@@ -183,13 +185,15 @@ pub fn run_similarity(
         &device,
         observer,
     )?;
-    let trained = embed(&net, &pooled, &device);
+    let probed = fit_probes(data, &maps, &train_rows, config, backbone.seed, &device);
+    let descriptors = Descriptors::new(probed.as_ref(), colours.as_ref(), config);
+    let trained = joined_rows(&net, &inputs, &descriptors, &device);
     let off_the_shelf = unit_rows(&pooled);
     let stored = StoredTriplets {
         learnt: learnt.len(),
         scored: &scored,
     };
-    let evaluation = evaluate(
+    let mut evaluation = evaluate(
         data,
         &groups,
         &held,
@@ -199,18 +203,12 @@ pub fn run_similarity(
         report,
     );
     let map_size = whole_map_size(&network, backbone, &device);
-    let mut manifest = SimilarityManifest::new(
-        run,
-        backbone.backbone,
-        backbone.feature_stage,
-        input,
-        config.clone(),
-        channels,
-        pooled.dims[0],
-        map_size,
-        atelier_core::now_millis(),
-    );
-    manifest.foreground = true;
+    let mut manifest = new_manifest(run, backbone, input, config, channels, &inputs, map_size);
+    let probe = probed.map(|probed| {
+        evaluation.facet_probe_accuracy = probed.accuracy;
+        manifest.probe = Some(probed.shape);
+        probed.probe
+    });
     Ok(SimilarityOutcome {
         manifest,
         net: SimilarityNet {
@@ -218,11 +216,269 @@ pub fn run_similarity(
             locator: located.locator,
             refiner: Some(refiner),
             embedding: net,
+            probe,
         },
         evaluation,
         trained,
         off_the_shelf,
     })
+}
+
+/// The manifest of a run's model before its probes are known: two box stages, and the colours
+/// as configured.
+fn new_manifest(
+    run: Option<i64>,
+    backbone: &TrainConfig,
+    input: InputConfig,
+    config: &SimilarityConfig,
+    channels: usize,
+    inputs: &FeatureTable,
+    map_size: usize,
+) -> SimilarityManifest {
+    SimilarityManifest {
+        foreground: true,
+        colour: config.colour,
+        colour_weight: config.colour_weight,
+        ..SimilarityManifest::new(
+            run,
+            backbone.backbone,
+            backbone.feature_stage,
+            input,
+            config.clone(),
+            channels,
+            inputs.dims[0],
+            map_size,
+            atelier_core::now_millis(),
+        )
+    }
+}
+
+/// What the embedding is made from, one row per example: the crop's pooled map (what the
+/// off-the-shelf embedding is), the colours when the run reads them, and what the embedding
+/// network reads (the pooled map, with the colours after it when configured).
+struct Inputs {
+    pooled: FeatureTable,
+    colours: Option<FeatureTable>,
+    network: FeatureTable,
+}
+
+fn embedding_inputs(
+    dataset: &Dataset,
+    maps: &FeatureTable,
+    config: &SimilarityConfig,
+) -> Result<Inputs, TrainError> {
+    let pooled = match config.grid {
+        0 => gem_pool_table(maps, config.gem_p),
+        side => grid_pool_table(maps, side),
+    };
+    let colours = dress_colour_table(dataset, config)?;
+    let network = match (&colours, config.colour) {
+        (Some(colours), true) => with_columns(&pooled, colours),
+        _ => pooled.clone(),
+    };
+    Ok(Inputs {
+        pooled,
+        colours,
+        network,
+    })
+}
+
+/// Per example, whether its design is held out of training.
+fn held_out_rows(data: &SimilarityData, config: &SimilarityConfig) -> Vec<bool> {
+    data.designs
+        .iter()
+        .map(|d| {
+            d.as_deref()
+                .is_some_and(|d| held_out_design(d, config.seed, config.eval_fraction))
+        })
+        .collect()
+}
+
+/// The colours ([`crate::colour`]) of every example's dress square (`detail_regions[0]`), cut
+/// from the decoded photo, one `[COLOUR_DIMS, 1, 1]` row each; `None` when the run reads no
+/// colours.
+fn dress_colour_table(
+    dataset: &Dataset,
+    config: &SimilarityConfig,
+) -> Result<Option<FeatureTable>, TrainError> {
+    use rayon::prelude::*;
+    if !config.colour && config.colour_weight <= 0.0 {
+        return Ok(None);
+    }
+    let rows: Vec<Vec<f32>> = dataset
+        .examples
+        .par_iter()
+        .map(|example| {
+            let photo = features::load_rgb(&example.path)?;
+            let region = example.detail_regions.first().copied().ok_or_else(|| {
+                TrainError::Config("the dress square was not placed before its colours".into())
+            })?;
+            Ok(crate::colour::dress_colours(&crate::crop::crop(
+                &photo, region,
+            )))
+        })
+        .collect::<Result<_, TrainError>>()?;
+    Ok(Some(FeatureTable {
+        dims: [crate::colour::COLOUR_DIMS, 1, 1],
+        data: rows.concat(),
+    }))
+}
+
+/// `table` and `extra` (both `[width, 1, 1]` rows, as many) side by side.
+fn with_columns(table: &FeatureTable, extra: &FeatureTable) -> FeatureTable {
+    let (width, added) = (table.dims[0], extra.dims[0]);
+    let data = table
+        .data
+        .chunks(width)
+        .zip(extra.data.chunks(added))
+        .flat_map(|(row, more)| row.iter().chain(more).copied())
+        .collect();
+    FeatureTable {
+        dims: [width + added, 1, 1],
+        data,
+    }
+}
+
+/// The facet probes of a run with a facet weight, fitted on the training rows' current labels
+/// over the crops' maps averaged on the configured grid; with their shape and that grid table.
+fn fit_probes(
+    data: &SimilarityData,
+    maps: &FeatureTable,
+    train_rows: &[usize],
+    config: &SimilarityConfig,
+    seed: u64,
+    device: &burn::prelude::Device,
+) -> Option<Probed> {
+    if config.facet_weight <= 0.0 {
+        return None;
+    }
+    let facets = facet_targets(&data.labels);
+    if facets.is_empty() {
+        return None;
+    }
+    // A grid finer than the map would only repeat its cells.
+    let side = config.facet_grid.min(maps.dims[1]).min(maps.dims[2]);
+    let grid = grid_pool_table(maps, side);
+    let shape = ProbeShape {
+        grid: side,
+        inputs: grid.dims[0],
+        facets: facets
+            .iter()
+            .map(|f| (f.facet.clone(), f.classes))
+            .collect(),
+        weight: config.facet_weight,
+    };
+    let training = ProbeTraining {
+        seed,
+        ..ProbeTraining::default()
+    };
+    let probe = train_probes(&grid, &facets, train_rows, &shape, &training, device);
+    let held: Vec<usize> = (0..data.labels.len())
+        .filter(|row| train_rows.binary_search(row).is_err())
+        .collect();
+    let accuracy = probe_accuracy(&probe, &grid, &facets, &held, device)
+        .into_iter()
+        .filter_map(|(facet, share)| share.map(|share| (facet, share)))
+        .collect();
+    Some(Probed {
+        probe,
+        shape,
+        grid,
+        accuracy,
+    })
+}
+
+/// Fitted facet probes, their shape, the grid table they read and their accuracy per facet
+/// on the photos of held-out designs.
+struct Probed {
+    probe: FacetProbe,
+    shape: ProbeShape,
+    grid: FeatureTable,
+    accuracy: BTreeMap<String, f64>,
+}
+
+/// What joins the trained embedding of each row: the facet probes (with their weight and the
+/// grid table they read) and the colours (with their weight), when the run has them.
+struct Descriptors<'a> {
+    probe: Option<(&'a FacetProbe, f32, &'a FeatureTable)>,
+    colours: Option<(&'a FeatureTable, f32)>,
+}
+
+impl<'a> Descriptors<'a> {
+    fn new(
+        probed: Option<&'a Probed>,
+        colours: Option<&'a FeatureTable>,
+        config: &SimilarityConfig,
+    ) -> Self {
+        Self {
+            probe: probed.map(|probed| (&probed.probe, probed.shape.weight, &probed.grid)),
+            colours: colours
+                .filter(|_| config.colour_weight > 0.0)
+                .map(|table| (table, config.colour_weight)),
+        }
+    }
+}
+
+/// The embedding every row answers with (see [`joined`]), in batches.
+fn joined_rows(
+    net: &crate::similarity::EmbeddingNet,
+    inputs: &FeatureTable,
+    descriptors: &Descriptors,
+    device: &burn::prelude::Device,
+) -> Vec<Vec<f32>> {
+    let flat = |table: &FeatureTable, batch: &[usize]| {
+        table
+            .batch(batch, device)
+            .reshape([batch.len(), table.dims[0]])
+    };
+    let rows: Vec<usize> = (0..inputs.len()).collect();
+    let mut out = Vec::with_capacity(rows.len());
+    for batch in rows.chunks(256) {
+        let mut parts = Vec::new();
+        if let Some((probe, weight, grid)) = descriptors.probe {
+            parts.push((probe.descriptor(flat(grid, batch)), weight));
+        }
+        if let Some((colours, weight)) = descriptors.colours {
+            parts.push((flat(colours, batch), weight));
+        }
+        let values: Vec<f32> = joined(net.forward(flat(inputs, batch)), parts)
+            .into_data()
+            .try_into_vec()
+            .expect("f32");
+        out.extend(
+            values
+                .chunks(values.len() / batch.len())
+                .map(<[f32]>::to_vec),
+        );
+    }
+    out
+}
+
+/// Each facet's current labels as classes (its labels in name order), for the facet probes.
+pub fn facet_targets(labels: &[BTreeMap<String, String>]) -> Vec<FacetTargets> {
+    let mut names: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (facet, label) in labels.iter().flatten() {
+        names.entry(facet).or_default().push(label);
+    }
+    names
+        .into_iter()
+        .map(|(facet, mut classes)| {
+            classes.sort_unstable();
+            classes.dedup();
+            let rows = labels
+                .iter()
+                .map(|row| {
+                    row.get(facet)
+                        .and_then(|label| classes.binary_search(&label.as_str()).ok())
+                })
+                .collect();
+            FacetTargets {
+                facet: facet.to_string(),
+                classes: classes.len(),
+                rows,
+            }
+        })
+        .collect()
 }
 
 /// The stored triplets training learns from, and those it never sees (which score the run): a
@@ -402,6 +658,7 @@ fn evaluate(
         off_the_shelf: scores(off_the_shelf),
         trained: scores(trained),
         locator,
+        facet_probe_accuracy: BTreeMap::new(),
     }
 }
 
@@ -524,6 +781,48 @@ mod tests {
         for (a, b) in pooled.data.iter().zip(&expected) {
             assert!((a - b).abs() < 1e-5, "{a} vs {b}");
         }
+    }
+
+    #[test]
+    fn facet_targets_number_each_facet_s_labels_in_name_order() {
+        let row = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(f, l)| (f.to_string(), l.to_string()))
+                .collect()
+        };
+        let labels = [
+            row(&[("neckline", "v-neck"), ("sleeve", "long")]),
+            row(&[("neckline", "crew")]),
+            row(&[("neckline", "v-neck"), ("sleeve", "cap")]),
+        ];
+        let targets = facet_targets(&labels);
+        assert_eq!(targets.len(), 2);
+        assert_eq!(
+            (targets[0].facet.as_str(), targets[0].classes),
+            ("neckline", 2)
+        );
+        assert_eq!(targets[0].rows, vec![Some(1), Some(0), Some(1)]);
+        assert_eq!(
+            (targets[1].facet.as_str(), targets[1].classes),
+            ("sleeve", 2)
+        );
+        assert_eq!(targets[1].rows, vec![Some(1), None, Some(0)]);
+    }
+
+    #[test]
+    fn columns_are_appended_row_by_row() {
+        let table = FeatureTable {
+            dims: [2, 1, 1],
+            data: vec![1.0, 2.0, 3.0, 4.0],
+        };
+        let extra = FeatureTable {
+            dims: [1, 1, 1],
+            data: vec![9.0, 8.0],
+        };
+        let joined = with_columns(&table, &extra);
+        assert_eq!(joined.dims, [3, 1, 1]);
+        assert_eq!(joined.data, vec![1.0, 2.0, 9.0, 3.0, 4.0, 8.0]);
     }
 
     #[test]

@@ -84,7 +84,25 @@ fn a_similarity_run_embeds_every_photo_and_scores_held_out_designs() {
     let n = data.dataset.examples.len();
     assert_eq!(outcome.trained.len(), n);
     assert_eq!(outcome.off_the_shelf.len(), n);
-    assert!(outcome.trained.iter().all(|e| e.len() == 16));
+    // The network's 16 numbers, the facet probes' classes, the colour histogram.
+    let probe = outcome
+        .manifest
+        .probe
+        .as_ref()
+        .expect("facet probes by default");
+    let classes: usize = probe.facets.iter().map(|(_, classes)| classes).sum();
+    assert!(classes > 0);
+    let width = 16 + classes + atelier_train::colour::COLOUR_DIMS;
+    assert!(
+        outcome
+            .trained
+            .iter()
+            .all(|e| e.len() == width && (e.iter().map(|v| v * v).sum::<f32>() - 1.0).abs() < 1e-4)
+    );
+    assert_eq!(
+        outcome.evaluation.facet_probe_accuracy.len(),
+        probe.facets.len()
+    );
     let evaluation = &outcome.evaluation;
     assert!(
         evaluation.held_out_designs > 0 && evaluation.queries > 0,

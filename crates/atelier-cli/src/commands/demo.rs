@@ -223,8 +223,8 @@ impl Steps {
     ) -> CliResult<DemoSimilarity> {
         self.say(
             "6/7 training the similarity embedding (dress crops placed by the locator, \
-             EfficientNet-Lite0 stage 6, triplets from repeated designs; a fifth of the designs \
-             held out to score it)"
+             EfficientNet-Lite0 stage 6 and the dress's colours, triplets from repeated designs, \
+             facet probes on the labels; a fifth of the designs held out to score it)"
                 .to_string(),
         );
         let config = SimilarityRunConfig {

@@ -74,6 +74,9 @@ pub fn configure(args: &TrainSimilarityArgs) -> CliResult<SimilarityRunConfig> {
     similarity.eval_fraction = args.eval_fraction.unwrap_or(similarity.eval_fraction);
     similarity.mining = args.mining.unwrap_or(similarity.mining);
     similarity.neighbour_batches |= args.neighbour_batches;
+    similarity.facet_weight = args.facet_weight.unwrap_or(similarity.facet_weight);
+    similarity.colour_weight = args.colour_weight.unwrap_or(similarity.colour_weight);
+    similarity.colour = args.colour.unwrap_or(similarity.colour);
     similarity.seed = args.seed.unwrap_or(similarity.seed);
     config.validate()?;
     Ok(config)
