@@ -1,11 +1,11 @@
 // End-to-end review in a real headless Chromium: log in as a reviewer, open the false
-// negatives of a class, retag one image with the keyboard, undo, retag again, and save a
-// screenshot of every page. The Rust test that starts the server (crates/atelier-web/tests/
+// negatives of a class, retag one image with the keyboard, undo, retag again, ask for "the
+// same dress, another silhouette" on its page, and save a screenshot of every page. The Rust test that starts the server (crates/atelier-web/tests/
 // browser.rs) then checks the catalogue and the label history.
 //
 // Environment: BASE_URL, USER, PASSWORD, RUN, FACET, LABEL (the class whose false negatives
 // are reviewed), SHOTS (folder for screenshots), CHROMIUM (browser binary).
-// Prints one JSON line: {"image": ID, "labels_seen": [...]}.
+// Prints one JSON line: {"image": ID, "labels_seen": [...], "swap_titles": [...], "swap_images": [...]}.
 
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
@@ -88,13 +88,26 @@ try {
   await page.goto(`${base}/images/${image}?run=${run}`);
   await page.waitForSelector("table.history");
   await shot("09-image");
+  // "The same dress, another silhouette": one click on a chip under the similar dresses.
+  await Promise.all([
+    page.waitForURL(/swap_label=a-line/),
+    page.click('.swap-row a.chip:text-is("a-line")'),
+  ]);
+  await page.waitForSelector("section.similar .similar-card");
+  const swapTitles = await page.$$eval(".similar-card", (cards) => cards.map((c) => c.getAttribute("title")));
+  const swapImages = await page.$$eval(".similar-card", (cards) =>
+    cards.map((c) => c.getAttribute("href").split("/")[2].split("#")[0]));
+  await shot("12-similar-swap");
   await page.goto(`${base}/runs/${run}/mistags`);
   await shot("10-mistags");
   await page.goto(`${base}/runs/compare?a=${run}&b=${run}`);
   await shot("11-compare");
 
   if (failures.length) throw new Error(failures.join("\n"));
-  console.log(JSON.stringify({ image, labels_seen: labelsSeen, first_label: firstLabel, second_label: secondLabel }));
+  console.log(JSON.stringify({
+    image, labels_seen: labelsSeen, first_label: firstLabel, second_label: secondLabel,
+    swap_titles: swapTitles, swap_images: swapImages,
+  }));
 } finally {
   await browser.close();
 }

@@ -46,6 +46,7 @@ async fn a_reviewer_retags_undoes_and_retags_with_the_keyboard() {
         }
     };
     let fx = fixture().await;
+    common::record_similarity_run(&fx.catalog, &fx.images).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let app = fx.app.clone();
@@ -117,12 +118,30 @@ async fn a_reviewer_retags_undoes_and_retags_with_the_keyboard() {
     );
     let record = fx.catalog.image(image).await.unwrap().unwrap();
     assert_eq!(record.labels[0].label.as_deref(), Some("mermaid"));
+    // "The same dress, another silhouette: a-line" showed the a-line photos (fixture rows 0,
+    // 1, 6 and 8), nearest to image 5 first, each titled with its labels.
+    let swapped: Vec<&str> = result["swap_titles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(swapped, vec!["silhouette: a-line"; 4], "{result}");
+    let swapped_ids: Vec<&str> = result["swap_images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    let expected = [6, 8, 1, 0].map(|i| fx.images[i].as_str());
+    assert_eq!(swapped_ids, expected);
     for shot in [
         "01-login",
         "04-f1-view",
         "05-false-negatives",
         "08-retagged-again",
         "09-image",
+        "12-similar-swap",
     ] {
         assert!(e2e_shot(shot).exists(), "screenshot {shot} was not saved");
     }

@@ -1,6 +1,6 @@
 //! The image page (full picture, every facet's label with the run's prediction and scores,
-//! the split, the label history with undo) and the image bytes and thumbnails, served only
-//! by catalogue id.
+//! the split, the label history with undo, the most similar dresses and "the same dress,
+//! another LABEL" links) and the image bytes and thumbnails, served only by catalogue id.
 
 use std::path::PathBuf;
 
@@ -10,6 +10,11 @@ use axum::response::Response;
 use maud::{Markup, html};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
+
+use atelier_app::ErrorKind;
+use atelier_app::runner::FACETS_RUN;
+use atelier_app::similar::{QueryPhoto, SimilarQuery, similar};
+use atelier_app::similarity::SIMILARITY_RUN;
 
 use crate::app::{AppState, bytes_response};
 use crate::auth::User;
@@ -22,6 +27,41 @@ use crate::views::{short_id, split_badge, timestamp};
 #[derive(Deserialize)]
 pub struct ImageParams {
     run: Option<i64>,
+    /// With `swap_label`: the similar dresses whose current label of this facet is that label.
+    swap_facet: Option<String>,
+    swap_label: Option<String>,
+}
+
+/// Similar dresses shown on an image page.
+const SIMILAR_SHOWN: usize = 8;
+
+/// The most similar dresses to the image, from the newest completed similarity run.
+#[derive(Debug, Serialize)]
+pub struct SimilarDresses {
+    pub run: i64,
+    /// `(facet, label)`: only dresses with that current label.
+    pub swap: Option<(String, String)>,
+    /// Photos the filter left to rank.
+    pub candidates: usize,
+    pub results: Vec<SimilarDress>,
+}
+
+/// One similar dress, without the server's file path.
+#[derive(Debug, Serialize)]
+pub struct SimilarDress {
+    pub image_id: String,
+    pub score: f32,
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// The similar-dresses part of an image page: absent without a completed similarity run; a
+/// reason instead of results when the run cannot answer for this image (e.g. it has no
+/// embedding for it yet).
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum SimilarSection {
+    Found(SimilarDresses),
+    Unavailable { run: i64, problem: String },
 }
 
 /// One facet of the image: its label (with the version a change must quote) and the run's view.
@@ -56,6 +96,7 @@ pub struct ImagePage {
     pub run: Option<i64>,
     pub facets: Vec<FacetRow>,
     pub history: Vec<LabelEvent>,
+    pub similar: Option<SimilarSection>,
 }
 
 pub async fn show(
@@ -72,13 +113,7 @@ pub async fn show(
         .ok_or_else(|| WebError::NotFound(format!("no image {image:?} in the catalogue")))?;
     let run = match params.run {
         Some(run) => Some(run),
-        None => state
-            .catalog
-            .runs()
-            .await?
-            .into_iter()
-            .find(|r| r.status == RunStatus::Completed)
-            .map(|r| r.id),
+        None => newest_facet_run(&state).await?,
     };
     let predictions: Vec<PredictionRecord> = match run {
         Some(run) => state.catalog.image_predictions(&image, run).await?,
@@ -96,6 +131,7 @@ pub async fn show(
         .map(|f| f.name)
         .collect();
     let orders = state.catalog.facet_label_orders(&names).await?;
+    let swap = swap_of(&params, &orders)?;
     let facets = orders
         .into_iter()
         .map(|(facet, labels)| {
@@ -125,6 +161,7 @@ pub async fn show(
         .collect();
     let mut history = state.catalog.label_history(&image).await?;
     history.reverse();
+    let similar = similar_dresses(&state, &image, swap).await?;
     let data = ImagePage {
         id: record.id,
         split: record.split,
@@ -135,8 +172,93 @@ pub async fn show(
         run,
         facets,
         history,
+        similar,
     };
     Ok(respond(format, &data, |data| render(data, &user)))
+}
+
+/// The newest completed facet run: the run whose predictions the page shows by default.
+async fn newest_facet_run(state: &AppState) -> Result<Option<i64>, WebError> {
+    Ok(state
+        .catalog
+        .runs()
+        .await?
+        .into_iter()
+        .find(|r| r.kind == FACETS_RUN && r.status == RunStatus::Completed)
+        .map(|r| r.id))
+}
+
+/// The swap the query asks for, checked against the catalogue's facets and labels.
+fn swap_of(
+    params: &ImageParams,
+    orders: &[(String, Vec<String>)],
+) -> Result<Option<(String, String)>, WebError> {
+    match (&params.swap_facet, &params.swap_label) {
+        (None, None) => Ok(None),
+        (Some(facet), Some(label)) => {
+            let Some((_, labels)) = orders.iter().find(|(f, _)| f == facet) else {
+                return Err(WebError::BadRequest(format!(
+                    "swap_facet: the catalogue has no facet {facet:?}"
+                )));
+            };
+            if !labels.contains(label) {
+                return Err(WebError::BadRequest(format!(
+                    "swap_label: {label:?} is not a label of {facet} (its labels: {})",
+                    labels.join(", ")
+                )));
+            }
+            Ok(Some((facet.clone(), label.clone())))
+        }
+        _ => Err(WebError::BadRequest(
+            "swap_facet and swap_label go together: give both or neither".into(),
+        )),
+    }
+}
+
+/// The most similar dresses to `image` (with `swap`, among those with that label), or why the
+/// newest similarity run cannot say; `None` without a completed similarity run.
+async fn similar_dresses(
+    state: &AppState,
+    image: &str,
+    swap: Option<(String, String)>,
+) -> Result<Option<SimilarSection>, WebError> {
+    let runs = state.catalog.runs().await?;
+    let Some(run) = runs
+        .iter()
+        .find(|r| r.kind == SIMILARITY_RUN && r.status == RunStatus::Completed)
+    else {
+        return Ok(None);
+    };
+    let query = SimilarQuery {
+        run: Some(run.id),
+        photo: QueryPhoto::Image(image.to_string()),
+        k: SIMILAR_SHOWN,
+        filters: Vec::new(),
+        swap: swap.clone(),
+        off_the_shelf: false,
+        explain: false,
+    };
+    Ok(Some(match similar(&state.catalog, &query, None).await {
+        Ok(answer) => SimilarSection::Found(SimilarDresses {
+            run: answer.run,
+            swap,
+            candidates: answer.candidates,
+            results: answer
+                .results
+                .into_iter()
+                .map(|r| SimilarDress {
+                    image_id: r.image_id,
+                    score: r.score,
+                    labels: r.labels,
+                })
+                .collect(),
+        }),
+        Err(error) if error.kind() == ErrorKind::Internal => return Err(error.into()),
+        Err(error) => SimilarSection::Unavailable {
+            run: run.id,
+            problem: error.to_string(),
+        },
+    }))
 }
 
 fn render(data: &ImagePage, user: &User) -> Markup {
@@ -152,6 +274,7 @@ fn render(data: &ImagePage, user: &User) -> Markup {
                     span.mono { (data.id) }
                     @if data.status != Status::Active { " · " strong.error { (data.status.as_str()) } }
                 }
+                @if let Some(section) = &data.similar { (similar_section(data, section)) }
             }
             section {
                 h2 { "Labels" @if let Some(run) = data.run { span.muted { " and run #" (run) "'s predictions" } } }
@@ -230,6 +353,65 @@ fn render(data: &ImagePage, user: &User) -> Markup {
         &[("Runs".into(), "/runs".into())],
         body,
     )
+}
+
+/// The row of similar dresses and, per facet, a link to "the same dress, another LABEL".
+fn similar_section(data: &ImagePage, section: &SimilarSection) -> Markup {
+    let base = format!("/images/{}", data.id);
+    html! {
+        section.similar id="similar" {
+            @match section {
+                SimilarSection::Unavailable { run, problem } => {
+                    h2 { "Similar dresses" span.muted { " · similarity run #" (run) } }
+                    p.empty { (problem) }
+                }
+                SimilarSection::Found(found) => {
+                    h2 {
+                        @if let Some((facet, label)) = &found.swap {
+                            "The same dress, " (facet) " " (label)
+                        } @else { "Similar dresses" }
+                        span.muted { " · similarity run #" (found.run) }
+                    }
+                    @if found.swap.is_some() { p { a href=(format!("{base}#similar")) { "← all similar dresses" } } }
+                    @if found.results.is_empty() { p.empty { "No other active photo matches." } }
+                    div.similar-grid {
+                        @for dress in &found.results {
+                            a.similar-card href=(format!("/images/{}#similar", dress.image_id)) title=(labels_line(&dress.labels)) {
+                                img src=(format!("/images/{}/thumb", dress.image_id)) alt=(format!("image {}", short_id(&dress.image_id))) loading="lazy";
+                                span.score { (format!("{:.3}", dress.score)) }
+                            }
+                        }
+                    }
+                    div.swaps {
+                        @for facet in &data.facets {
+                            p.swap-row {
+                                span.swap-facet { "same dress, another " (facet.facet) ":" }
+                                @for label in facet.labels.iter().filter(|l| facet.label.as_deref() != Some(l.as_str())) {
+                                    @let active = found.swap.as_ref().is_some_and(|(f, l)| f == &facet.facet && l == label);
+                                    a.chip.active[active] href=(swap_link(&base, &facet.facet, label)) { (label) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn labels_line(labels: &std::collections::BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(facet, label)| format!("{facet}: {label}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The image page asking for the dresses like it whose `facet` is `label`.
+fn swap_link(base: &str, facet: &str, label: &str) -> String {
+    let query = serde_urlencoded::to_string([("swap_facet", facet), ("swap_label", label)])
+        .unwrap_or_default();
+    format!("{base}?{query}#similar")
 }
 
 /// Largest original file served (a catalogue image is far smaller; anything bigger is no

@@ -207,6 +207,45 @@ async fn record_run(catalog: &Catalog, images: &[String]) -> i64 {
     run
 }
 
+/// A completed similarity run whose stored embeddings put image i at angle i / 10 radians, so
+/// image 0's nearest neighbours are images 1, 2, 3, ... in that order.
+pub async fn record_similarity_run(catalog: &Catalog, images: &[String]) -> i64 {
+    let run = catalog
+        .create_run(&NewRun {
+            kind: atelier_app::similarity::SIMILARITY_RUN.into(),
+            config: json!({}),
+            parent_run: None,
+            lease: None,
+        })
+        .await
+        .unwrap();
+    let vectors: Vec<(String, Vec<f32>)> = images
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let angle = i as f32 / 10.0;
+            (id.clone(), vec![angle.cos(), angle.sin()])
+        })
+        .collect();
+    catalog
+        .put_embeddings(&atelier_app::similarity::embedding_key(run), &vectors)
+        .await
+        .unwrap();
+    catalog
+        .finish_run(
+            run,
+            &RunFinish {
+                status: RunStatus::Completed,
+                summary: None,
+                model_ref: None,
+                error: None,
+            },
+        )
+        .await
+        .unwrap();
+    run
+}
+
 /// A logged-in client: its session cookie and CSRF token.
 #[derive(Clone)]
 pub struct Session {
