@@ -21,6 +21,9 @@ pub struct IndexFiles {
     pub dir: PathBuf,
     /// Runs with at least this many stored vectors are searched through the index.
     pub ann_threshold: usize,
+    /// Filtered queries with at most this many candidates score them exactly instead of
+    /// walking the graph (see `SearchConfig::exact_below`).
+    pub exact_below: usize,
     pub hnsw: HnswParams,
 }
 
@@ -31,6 +34,7 @@ impl IndexFiles {
         IndexFiles {
             dir,
             ann_threshold: config.ann_threshold,
+            exact_below: config.exact_below,
             hnsw: config.hnsw,
         }
     }

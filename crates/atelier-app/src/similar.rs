@@ -155,14 +155,23 @@ pub async fn similar(
         (hits, candidates, SearchEngine::Pgvector)
     } else if let Some((files, stored)) = approximate(catalog, files, &key).await? {
         let run = files.open(catalog, &key, vector.len(), &stored).await?;
-        let allow = |k: u64| run.image(k).is_some_and(&allowed);
-        let hits = run.index.search_filtered(&vector, query.k, &allow)?;
+        let keys: Vec<u64> = (0..run.ids.len() as u64)
+            .filter(|&k| run.image(k).is_some_and(&allowed))
+            .collect();
+        // A narrow filter is answered exactly from the index's vectors; a wide one by the walk.
+        let (hits, engine) = if keys.len() <= files.exact_below {
+            let hits = run.index.search_among(&vector, query.k, &keys)?;
+            (hits, SearchEngine::Scan)
+        } else {
+            let allow = |k: u64| run.image(k).is_some_and(&allowed);
+            let hits = run.index.search_filtered(&vector, query.k, &allow)?;
+            (hits, SearchEngine::Hnsw)
+        };
         let hits = hits
             .into_iter()
             .filter_map(|hit| Some((run.image(hit.key)?.to_string(), hit.score)))
             .collect();
-        let candidates = run.ids.iter().flatten().filter(|id| allowed(id)).count();
-        (hits, candidates, SearchEngine::Hnsw)
+        (hits, keys.len(), engine)
     } else {
         let (hits, candidates) = scan(catalog, &record, &key, &vector, query.k, allowed).await?;
         (hits, candidates, SearchEngine::Scan)

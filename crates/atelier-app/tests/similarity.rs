@@ -163,11 +163,12 @@ async fn a_similarity_run_answers_filtered_queries_that_follow_the_catalogue() {
             .all(|r| r.labels["neckline"] == wanted)
     );
 
-    // The approximate index (here from one vector on) answers like the scan: on 60 photos
-    // its walk sees them all.
+    // The approximate index (here from one vector on, and walked whatever the filter leaves)
+    // answers like the scan: on 60 photos its walk sees them all.
     let index_dir = tempfile::tempdir().unwrap();
     let files = IndexFiles {
         ann_threshold: 1,
+        exact_below: 0,
         ..IndexFiles::new(index_dir.path().to_path_buf())
     };
     let ids = |answer: &similar::SimilarAnswer| -> Vec<String> {
@@ -179,6 +180,19 @@ async fn a_similarity_run_answers_filtered_queries_that_follow_the_catalogue() {
     assert_eq!(approximate.engine, SearchEngine::Hnsw);
     assert_eq!(approximate.candidates, retagged.candidates);
     assert_eq!(ids(&approximate), ids(&retagged));
+    // With the default, a filter that leaves few candidates scores them exactly from the
+    // index's vectors instead of walking the graph.
+    let narrow = IndexFiles {
+        ann_threshold: 1,
+        ..IndexFiles::new(index_dir.path().to_path_buf())
+    };
+    assert!(retagged.candidates <= narrow.exact_below);
+    let exact = similar::similar(catalog, &filtered, Some(&narrow))
+        .await
+        .unwrap();
+    assert_eq!(exact.engine, SearchEngine::Scan);
+    assert_eq!(exact.candidates, retagged.candidates);
+    assert_eq!(ids(&exact), ids(&retagged));
 
     // A quarantined photo never comes back, and `index` drops its embeddings.
     catalog

@@ -135,6 +135,12 @@ pub struct SearchConfig {
     /// (the scan is bound by memory bandwidth, about 20 GB/s), while building an HNSW graph of
     /// 100 000 of them took 40-80 s on two shared cores.
     pub ann_threshold: usize,
+    /// A filtered query that leaves at most this many candidates scores them exactly (the
+    /// HNSW index's `search_among`) instead of walking the graph past every key the filter
+    /// refuses. Default 20 000: on 2 cores, 128-d, scoring 10 000 allowed keys of 100 000 took
+    /// 0.62 ms against 2.5 ms for the filtered walk, 100 000 of 1 000 000 took 42 ms against
+    /// 8.6 ms, and a narrower filter only slows the walk.
+    pub exact_below: usize,
     pub hnsw: HnswParams,
 }
 
@@ -142,6 +148,7 @@ impl Default for SearchConfig {
     fn default() -> Self {
         SearchConfig {
             ann_threshold: 200_000,
+            exact_below: 20_000,
             hnsw: HnswParams::default(),
         }
     }
