@@ -450,6 +450,10 @@ fn print_similarity(similarity: &DemoSimilarity) {
             println!("    {:.3}  {}", photo.score, photo.path);
         }
     }
+    println!(
+        "  in the review app, every photo's page (/images/ID) shows its similar dresses and \
+         \"same dress, another LABEL\" links"
+    );
 }
 
 /// Test macro-F1 per facet against the (partly flipped) catalogue labels and the truth.
