@@ -19,6 +19,38 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
+# Starts a new PostgreSQL cluster with the binaries in $1, its files in the folder $2, on a
+# free port of 127.0.0.1 (PostgreSQL refuses to run as root: as the unprivileged user
+# `postgres` when we are root). Sets CLUSTER_PORT.
+start_cluster() {
+    local bin="$1" dir="$2"
+    CLUSTER_PORT="$(free_port)"
+    local run_as=()
+    if [ "$(id -u)" -eq 0 ]; then
+        id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
+        mkdir -p "$dir/data"
+        chown postgres "$dir" "$dir/data"
+        run_as=(runuser -u postgres --)
+    fi
+    "${run_as[@]}" "$bin/initdb" -D "$dir/data" -U postgres --auth=trust >"$dir/initdb.log" 2>&1 \
+        || { cat "$dir/initdb.log" >&2; return 1; }
+    "${run_as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
+        -o "-p $CLUSTER_PORT -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >/dev/null \
+        || { cat "$dir/server.log" >&2; return 1; }
+}
+
+# Stops the cluster that start_cluster started with the binaries in $1 in the folder $2, and
+# removes its files.
+stop_cluster() {
+    local bin="$1" dir="$2"
+    if [ -n "$dir" ] && [ -d "$dir/data" ]; then
+        local run_as=()
+        [ "$(id -u)" -eq 0 ] && run_as=(runuser -u postgres --)
+        "${run_as[@]}" "$bin/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
+        rm -rf "$dir"
+    fi
+}
+
 start_postgres() {
     if [ -n "${ATELIER_TEST_POSTGRES_URL:-}" ]; then
         echo "using PostgreSQL at $ATELIER_TEST_POSTGRES_URL" >&2
@@ -30,29 +62,12 @@ start_postgres() {
         PG_BIN="$(find_pg_bin)"
     fi
     PG_DIR="$(mktemp -d /tmp/atelier-pg.XXXXXX)"
-    PG_PORT="$(free_port)"
-    # PostgreSQL refuses to run as root; run it as an unprivileged user when we are root.
-    local run_as=()
-    if [ "$(id -u)" -eq 0 ]; then
-        id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
-        chown postgres "$PG_DIR"
-        run_as=(runuser -u postgres --)
-    fi
-    "${run_as[@]}" "$PG_BIN/initdb" -D "$PG_DIR/data" -U postgres --auth=trust >"$PG_DIR/initdb.log" 2>&1 \
-        || { cat "$PG_DIR/initdb.log" >&2; return 1; }
-    "${run_as[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w \
-        -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >/dev/null \
-        || { cat "$PG_DIR/server.log" >&2; return 1; }
+    start_cluster "$PG_BIN" "$PG_DIR" || return 1
     export PG_BIN PG_DIR
-    export ATELIER_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+    export ATELIER_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$CLUSTER_PORT/postgres"
     echo "started PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') at $ATELIER_TEST_POSTGRES_URL" >&2
 }
 
 stop_postgres() {
-    if [ -n "${PG_DIR:-}" ] && [ -d "$PG_DIR/data" ]; then
-        local run_as=()
-        [ "$(id -u)" -eq 0 ] && run_as=(runuser -u postgres --)
-        "${run_as[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate stop >/dev/null 2>&1 || true
-        rm -rf "$PG_DIR"
-    fi
+    stop_cluster "${PG_BIN:-}" "${PG_DIR:-}"
 }

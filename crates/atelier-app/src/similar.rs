@@ -14,11 +14,15 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use atelier_catalog::{Catalog, LabelCondition, RunRecord, RunStatus};
+use atelier_models::Device;
 use atelier_search::{ExactIndex, VectorIndex};
 use atelier_train::DeviceChoice;
 use atelier_train::device::device_for;
 use atelier_train::features::load_rgb;
-use atelier_train::similarity_model::{CellAgreement, PhotoEmbedding, load_similarity_model};
+use atelier_train::similarity_model::{
+    CellAgreement, PhotoEmbedding, SimilarityManifest, SimilarityNet, load_similarity_model,
+};
+use image::RgbImage;
 use serde::Serialize;
 
 use crate::ann::IndexFiles;
@@ -323,21 +327,29 @@ async fn explain(
 ) -> Result<Vec<CellAgreement>, AppError> {
     let model_dir = model_dir(record)?;
     tokio::task::spawn_blocking(move || {
-        let device = device_for(DeviceChoice::Cpu)?;
-        let (manifest, net) = load_similarity_model(&model_dir, &device)?;
+        let (device, manifest, net) = cpu_model(&model_dir)?;
         let query = load_rgb(&query)?;
         let mut agreements = Vec::with_capacity(results.len());
         for chunk in results.chunks(8) {
-            let photos = chunk
-                .iter()
-                .map(|p| load_rgb(p))
-                .collect::<Result<Vec<_>, _>>()?;
+            let photos = decoded(chunk)?;
             agreements.extend(net.agreements(&manifest, &query, &photos, &device));
         }
         Ok::<_, AppError>(agreements)
     })
     .await
     .map_err(|e| AppError::Thread(e.to_string()))?
+}
+
+/// The CPU and a similarity run's saved model on it.
+fn cpu_model(model_dir: &Path) -> Result<(Device, SimilarityManifest, SimilarityNet), AppError> {
+    let device = device_for(DeviceChoice::Cpu)?;
+    let (manifest, net) = load_similarity_model(model_dir, &device)?;
+    Ok((device, manifest, net))
+}
+
+/// The photo files `paths`, decoded.
+fn decoded(paths: &[PathBuf]) -> Result<Vec<RgbImage>, AppError> {
+    paths.iter().map(|p| Ok(load_rgb(p)?)).collect()
 }
 
 fn model_dir(record: &RunRecord) -> Result<PathBuf, AppError> {
@@ -365,15 +377,10 @@ pub async fn embed_files(
     let model_dir = model_dir(record)?;
     let paths = paths.to_vec();
     tokio::task::spawn_blocking(move || {
-        let device = device_for(DeviceChoice::Cpu)?;
-        let (manifest, net) = load_similarity_model(&model_dir, &device)?;
+        let (device, manifest, net) = cpu_model(&model_dir)?;
         let mut embedded = Vec::with_capacity(paths.len());
         for chunk in paths.chunks(16) {
-            let photos = chunk
-                .iter()
-                .map(|p| load_rgb(p))
-                .collect::<Result<Vec<_>, _>>()?;
-            embedded.extend(net.embed_photos(&manifest, &photos, &device));
+            embedded.extend(net.embed_photos(&manifest, &decoded(chunk)?, &device));
         }
         Ok::<_, AppError>(embedded)
     })

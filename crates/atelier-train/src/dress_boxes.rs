@@ -214,7 +214,14 @@ pub fn locate_dresses(
     observer: &mut dyn Observer,
 ) -> Result<LocatedDresses, TrainError> {
     let device = crate::device::device_for(config.device)?;
-    let table = whole_photo_maps(dataset, config, feature_cache, &device, observer)?;
+    let (_, _, table) = view_maps(
+        dataset,
+        config,
+        View::Whole,
+        feature_cache,
+        &device,
+        observer,
+    )?;
     // Decoding (not the file header) gives the size after EXIF rotation, as training sees it.
     observer.phase("image sizes", dataset.examples.len() as u64);
     let sizes = dataset
@@ -321,14 +328,16 @@ pub fn refine_in_crops(
     (stage, report)
 }
 
-/// The whole-photo backbone maps of every example (through the feature cache when given).
-fn whole_photo_maps(
+/// The backbone, its input settings and the maps of `view` of every example (through the
+/// feature cache when given).
+pub(crate) fn view_maps(
     dataset: &Dataset,
     config: &TrainConfig,
+    view: View,
     feature_cache: Option<&Path>,
     device: &Device,
     observer: &mut dyn Observer,
-) -> Result<FeatureTable, TrainError> {
+) -> Result<(atelier_models::AnyBackbone, InputConfig, FeatureTable), TrainError> {
     let backbone = crate::init::exclusive(|| {
         device.seed(config.seed);
         config.backbone.build(config.weights.as_deref(), device)
@@ -340,10 +349,10 @@ fn whole_photo_maps(
     let cache = feature_cache
         .map(|root| FeatureCache::new(root, config, &input, false))
         .transpose()?;
-    features::extract(
+    let maps = features::extract(
         &backbone,
         &dataset.examples,
-        View::Whole,
+        view,
         &input,
         config.batch_size,
         config.feature_tap(),
@@ -351,7 +360,8 @@ fn whole_photo_maps(
         cache.as_ref(),
         device,
         observer,
-    )
+    )?;
+    Ok((backbone, input, maps))
 }
 
 #[cfg(test)]

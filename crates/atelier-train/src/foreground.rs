@@ -331,6 +331,7 @@ mod tests {
             batch_size: 16,
             learning_rate: 1e-2,
             seed: 2,
+            ..LocatorTraining::default()
         };
         let classifier = fit_foreground(&table, &fit, &boxes[..80], &training, &device);
         let held: Vec<usize> = (80..count).collect();

@@ -153,6 +153,7 @@ mod tests {
             batch_size: 16,
             learning_rate: 1e-2,
             seed: 5,
+            ..LocatorTraining::default()
         };
         let locator = fit_locator(&table, &fit, &targets[..64], &training, &device);
         let predicted = predict_boxes(&locator, &table, 32, &device);

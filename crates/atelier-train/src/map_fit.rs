@@ -1,5 +1,6 @@
-//! Fitting a small module to cached backbone maps: the loop the dress locator and the
-//! foreground classifier share ([`fit_on_table`]) and its settings ([`LocatorTraining`]).
+//! Fitting a small module to cached backbone maps: the loop the dress locator, the
+//! foreground classifier and the facet probes share ([`fit_on_table`]) and its settings
+//! ([`LocatorTraining`]).
 
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
@@ -10,12 +11,15 @@ use rand_chacha::ChaCha8Rng;
 use crate::features::FeatureTable;
 use crate::standardize::ChannelStats;
 
-/// How long and how fast the locator trains; it reads cached features, so this takes seconds.
+/// How long and how fast a module fitted to cached maps trains (the defaults are the
+/// locator's); it reads cached features, so this takes seconds.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LocatorTraining {
     pub epochs: usize,
     pub batch_size: usize,
     pub learning_rate: f64,
+    /// AdamW's decoupled weight decay.
+    pub weight_decay: f32,
     pub seed: u64,
 }
 
@@ -25,6 +29,7 @@ impl Default for LocatorTraining {
             epochs: 40,
             batch_size: 64,
             learning_rate: 1e-3,
+            weight_decay: 1e-4,
             seed: 1,
         }
     }
@@ -64,7 +69,9 @@ pub fn fit_on_table<M: Module>(
         crate::init::materialize(&module);
         module
     });
-    let mut optimizer = AdamWConfig::new().with_weight_decay(1e-4).init();
+    let mut optimizer = AdamWConfig::new()
+        .with_weight_decay(training.weight_decay)
+        .init();
     let mut order: Vec<usize> = (0..rows.len()).collect();
     let mut rng = ChaCha8Rng::seed_from_u64(training.seed);
     let batch_size = training.batch_size.max(1);

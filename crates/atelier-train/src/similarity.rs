@@ -99,6 +99,11 @@ impl Default for SimilarityConfig {
 }
 
 impl SimilarityConfig {
+    /// Whether a run reads the dress's colours, as input or as a part of the embedding.
+    pub fn reads_colours(&self) -> bool {
+        self.colour || self.colour_weight > 0.0
+    }
+
     /// Refuses settings that cannot work, naming the field.
     pub fn validate(&self) -> Result<(), TrainError> {
         let problem =

@@ -121,6 +121,11 @@ impl SimilarityManifest {
         }
     }
 
+    /// Whether the model reads the dress's colours, as input or as a part of the embedding.
+    pub fn reads_colours(&self) -> bool {
+        self.colour || self.colour_weight > 0.0
+    }
+
     pub fn tap(&self) -> FeatureTap {
         self.feature_stage
             .map_or(FeatureTap::Final, FeatureTap::Stage)
@@ -198,12 +203,14 @@ impl SimilarityNet {
                 (from_square(*square, w, h), region)
             })
             .collect();
+        let reads_colours = manifest.reads_colours();
         let (crops, colours): (Vec<_>, Vec<_>) = photos
             .par_iter()
             .zip(&regions)
             .map(|(photo, (_, region))| {
                 let square = crate::crop::crop(photo, *region);
-                (eval_planes(&square, input), dress_colours(&square))
+                let colours = reads_colours.then(|| dress_colours(&square));
+                (eval_planes(&square, input), colours)
             })
             .unzip();
         let map = self.backbone.forward_to(to_batch(&crops, device), tap);
@@ -221,8 +228,10 @@ impl SimilarityNet {
             let values: Vec<f32> = t.into_data().try_into_vec().expect("f32 embeddings");
             (0..n).map(|i| values[i * d..][..d].to_vec()).collect()
         };
-        let colours = Tensor::<1>::from_floats(colours.concat().as_slice(), device)
-            .reshape([photos.len(), COLOUR_DIMS]);
+        let colours = reads_colours.then(|| {
+            let values: Vec<f32> = colours.into_iter().flatten().flatten().collect();
+            Tensor::<1>::from_floats(values.as_slice(), device).reshape([photos.len(), COLOUR_DIMS])
+        });
         let trained = rows(self.trained_embedding(manifest, map.clone(), pooled.clone(), colours));
         let plain = rows(l2_normalize(pooled));
         let grid = grid_cells(map, EXPLAIN_GRID);
@@ -254,19 +263,19 @@ impl SimilarityNet {
 
 impl SimilarityNet {
     /// The trained embedding of crops' maps (and `pooled`, their pooled vectors, and
-    /// `colours`, the crops' [`crate::colour`] descriptors): the embedding network's, with the
-    /// facet probes' descriptor and the colours beside it when the model has them.
+    /// `colours`, the crops' [`crate::colour`] descriptors when the model reads them): the
+    /// embedding network's, with the facet probes' descriptor and the colours beside it when
+    /// the model has them.
     fn trained_embedding(
         &self,
         manifest: &SimilarityManifest,
         map: Tensor<4>,
         pooled: Tensor<2>,
-        colours: Tensor<2>,
+        colours: Option<Tensor<2>>,
     ) -> Tensor<2> {
-        let inputs = if manifest.colour {
-            Tensor::cat(vec![pooled, colours.clone()], 1)
-        } else {
-            pooled
+        let inputs = match (&colours, manifest.colour) {
+            (Some(colours), true) => Tensor::cat(vec![pooled, colours.clone()], 1),
+            _ => pooled,
         };
         let mut descriptors = Vec::new();
         if let (Some(probe), Some(shape)) = (&self.probe, &manifest.probe) {
@@ -276,7 +285,7 @@ impl SimilarityNet {
                 adaptive_avg_pool2d(map, [side, side]).reshape([batch, channels * side * side]);
             descriptors.push((probe.descriptor(grid), shape.weight));
         }
-        if manifest.colour_weight > 0.0 {
+        if let Some(colours) = colours.filter(|_| manifest.colour_weight > 0.0) {
             descriptors.push((colours, manifest.colour_weight));
         }
         joined(self.embedding.forward(inputs), descriptors)

@@ -11,12 +11,12 @@ use serde::{Deserialize, Serialize};
 use crate::backbones::BackboneChoice;
 use crate::config::{DeviceChoice, Recipe, TrainConfig};
 use crate::data::Dataset;
-use crate::dress_boxes::{LocatorReport, locate_dresses, refine_in_crops};
+use crate::dress_boxes::{LocatorReport, locate_dresses, refine_in_crops, view_maps};
 use crate::error::TrainError;
 use crate::facet_probe::{
-    FacetProbe, FacetTargets, ProbeShape, ProbeTraining, probe_accuracy, train_probes,
+    FacetProbe, FacetTargets, ProbeShape, probe_accuracy, probe_training, train_probes,
 };
-use crate::features::{self, FeatureCache, FeatureTable, View};
+use crate::features::{self, FeatureTable, View};
 use crate::input::InputConfig;
 use crate::map_fit::LocatorTraining;
 use crate::metric::Triplet;
@@ -157,8 +157,14 @@ pub fn run_similarity(
     let located = locate_dresses(&data.dataset, backbone, feature_cache, true, observer)?;
     located.place(&mut data.dataset, &[DRESS_CROP]);
     let device = crate::device::device_for(backbone.device)?;
-    let (network, input, maps) =
-        dress_crop_maps(&data.dataset, backbone, feature_cache, &device, observer)?;
+    let (network, input, maps) = view_maps(
+        &data.dataset,
+        backbone,
+        View::Detail(0),
+        feature_cache,
+        &device,
+        observer,
+    )?;
     let [channels, _, _] = maps.dims;
     let (refiner, report) = refine_in_crops(
         &data.dataset,
@@ -302,7 +308,7 @@ fn dress_colour_table(
     config: &SimilarityConfig,
 ) -> Result<Option<FeatureTable>, TrainError> {
     use rayon::prelude::*;
-    if !config.colour && config.colour_weight <= 0.0 {
+    if !config.reads_colours() {
         return Ok(None);
     }
     let rows: Vec<Vec<f32>> = dataset
@@ -368,11 +374,14 @@ fn fit_probes(
             .collect(),
         weight: config.facet_weight,
     };
-    let training = ProbeTraining {
-        seed,
-        ..ProbeTraining::default()
-    };
-    let probe = train_probes(&grid, &facets, train_rows, &shape, &training, device);
+    let probe = train_probes(
+        &grid,
+        &facets,
+        train_rows,
+        &shape,
+        &probe_training(seed),
+        device,
+    );
     let held: Vec<usize> = (0..data.labels.len())
         .filter(|row| train_rows.binary_search(row).is_err())
         .collect();
@@ -496,41 +505,6 @@ fn split_stored_triplets(
                 .iter()
                 .all(|&row| !held[row])
     })
-}
-
-/// The backbone, its input settings and the maps of every example's dress square
-/// (`detail_regions[0]`), through the feature cache when given.
-fn dress_crop_maps(
-    dataset: &Dataset,
-    backbone: &TrainConfig,
-    feature_cache: Option<&Path>,
-    device: &burn::prelude::Device,
-    observer: &mut dyn Observer,
-) -> Result<(atelier_models::AnyBackbone, InputConfig, FeatureTable), TrainError> {
-    let network = crate::init::exclusive(|| {
-        device.seed(backbone.seed);
-        backbone.backbone.build(backbone.weights.as_deref(), device)
-    })?;
-    let input = InputConfig::new(
-        backbone.image_size,
-        atelier_models::Backbone::normalization(&network),
-    );
-    let cache = feature_cache
-        .map(|root| FeatureCache::new(root, backbone, &input, false))
-        .transpose()?;
-    let maps = features::extract(
-        &network,
-        &dataset.examples,
-        View::Detail(0),
-        &input,
-        backbone.batch_size,
-        backbone.feature_tap(),
-        false,
-        cache.as_ref(),
-        device,
-        observer,
-    )?;
-    Ok((network, input, maps))
 }
 
 fn whole_map_size(

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use atelier_catalog::{LabelEvent, PredictionRecord, Role, RunStatus, Split, Status};
+use atelier_catalog::{LabelEvent, PredictionRecord, Role, RunRecord, RunStatus, Split, Status};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use maud::{Markup, html};
@@ -111,10 +111,8 @@ pub async fn show(
         .image(&image)
         .await?
         .ok_or_else(|| WebError::NotFound(format!("no image {image:?} in the catalogue")))?;
-    let run = match params.run {
-        Some(run) => Some(run),
-        None => newest_facet_run(&state).await?,
-    };
+    let runs = state.catalog.runs().await?;
+    let run = params.run.or_else(|| newest_completed(&runs, FACETS_RUN));
     let predictions: Vec<PredictionRecord> = match run {
         Some(run) => state.catalog.image_predictions(&image, run).await?,
         None => Vec::new(),
@@ -161,7 +159,10 @@ pub async fn show(
         .collect();
     let mut history = state.catalog.label_history(&image).await?;
     history.reverse();
-    let similar = similar_dresses(&state, &image, swap).await?;
+    let similar = match newest_completed(&runs, SIMILARITY_RUN) {
+        Some(similarity_run) => Some(similar_dresses(&state, &image, similarity_run, swap).await?),
+        None => None,
+    };
     let data = ImagePage {
         id: record.id,
         split: record.split,
@@ -177,15 +178,12 @@ pub async fn show(
     Ok(respond(format, &data, |data| render(data, &user)))
 }
 
-/// The newest completed facet run: the run whose predictions the page shows by default.
-async fn newest_facet_run(state: &AppState) -> Result<Option<i64>, WebError> {
-    Ok(state
-        .catalog
-        .runs()
-        .await?
-        .into_iter()
-        .find(|r| r.kind == FACETS_RUN && r.status == RunStatus::Completed)
-        .map(|r| r.id))
+/// The newest completed run of `kind` (`runs` lists the newest first): for facets, the run
+/// whose predictions the page shows by default; for similarity, the one it asks.
+fn newest_completed(runs: &[RunRecord], kind: &str) -> Option<i64> {
+    runs.iter()
+        .find(|r| r.kind == kind && r.status == RunStatus::Completed)
+        .map(|r| r.id)
 }
 
 /// The swap the query asks for, checked against the catalogue's facets and labels.
@@ -215,22 +213,16 @@ fn swap_of(
     }
 }
 
-/// The most similar dresses to `image` (with `swap`, among those with that label), or why the
-/// newest similarity run cannot say; `None` without a completed similarity run.
+/// The most similar dresses to `image` by similarity run `run` (with `swap`, among those with
+/// that label), or why the run cannot say.
 async fn similar_dresses(
     state: &AppState,
     image: &str,
+    run: i64,
     swap: Option<(String, String)>,
-) -> Result<Option<SimilarSection>, WebError> {
-    let runs = state.catalog.runs().await?;
-    let Some(run) = runs
-        .iter()
-        .find(|r| r.kind == SIMILARITY_RUN && r.status == RunStatus::Completed)
-    else {
-        return Ok(None);
-    };
+) -> Result<SimilarSection, WebError> {
     let query = SimilarQuery {
-        run: Some(run.id),
+        run: Some(run),
         photo: QueryPhoto::Image(image.to_string()),
         k: SIMILAR_SHOWN,
         filters: Vec::new(),
@@ -238,7 +230,7 @@ async fn similar_dresses(
         off_the_shelf: false,
         explain: false,
     };
-    Ok(Some(match similar(&state.catalog, &query, None).await {
+    Ok(match similar(&state.catalog, &query, None).await {
         Ok(answer) => SimilarSection::Found(SimilarDresses {
             run: answer.run,
             swap,
@@ -255,10 +247,10 @@ async fn similar_dresses(
         }),
         Err(error) if error.kind() == ErrorKind::Internal => return Err(error.into()),
         Err(error) => SimilarSection::Unavailable {
-            run: run.id,
+            run,
             problem: error.to_string(),
         },
-    }))
+    })
 }
 
 fn render(data: &ImagePage, user: &User) -> Markup {

@@ -191,20 +191,26 @@ async fn record_run(catalog: &Catalog, images: &[String]) -> i64 {
         )
         .await
         .unwrap();
+    let summary = json!({"facets": {"silhouette": {
+        "train_macro_f1": train.macro_f1, "test_macro_f1": test.macro_f1}}});
+    complete(catalog, run, Some(summary)).await;
+    run
+}
+
+/// Marks `run` completed with `summary`.
+async fn complete(catalog: &Catalog, run: i64, summary: Option<Value>) {
     catalog
         .finish_run(
             run,
             &RunFinish {
                 status: RunStatus::Completed,
-                summary: Some(json!({"facets": {"silhouette": {
-                    "train_macro_f1": train.macro_f1, "test_macro_f1": test.macro_f1}}})),
+                summary,
                 model_ref: None,
                 error: None,
             },
         )
         .await
         .unwrap();
-    run
 }
 
 /// A completed similarity run whose stored embeddings put image i at angle i / 10 radians, so
@@ -231,18 +237,7 @@ pub async fn record_similarity_run(catalog: &Catalog, images: &[String]) -> i64 
         .put_embeddings(&atelier_app::similarity::embedding_key(run), &vectors)
         .await
         .unwrap();
-    catalog
-        .finish_run(
-            run,
-            &RunFinish {
-                status: RunStatus::Completed,
-                summary: None,
-                model_ref: None,
-                error: None,
-            },
-        )
-        .await
-        .unwrap();
+    complete(catalog, run, None).await;
     run
 }
 
