@@ -1,10 +1,14 @@
 // End-to-end review in a real headless Chromium: log in as a reviewer, open the false
 // negatives of a class, retag one image with the keyboard, undo, retag again, ask for "the
-// same dress, another silhouette" on its page, and save a screenshot of every page. The Rust test that starts the server (crates/atelier-web/tests/
+// same dress, another silhouette" on its page, filter the catalogue browser by a label, search
+// by an uploaded photo, label three triplets with the keyboard, and save a screenshot of every
+// page. The Rust test that starts the server (crates/atelier-web/tests/
 // browser.rs) then checks the catalogue and the label history.
 //
 // Environment: BASE_URL, USER, PASSWORD, RUN, FACET, LABEL (the class whose false negatives
-// are reviewed), SHOTS (folder for screenshots), CHROMIUM (browser binary).
+// are reviewed), FILTER_LABEL (a label of FACET the catalogue browser keeps), SEARCH_RUN (a
+// similarity run with a model) and PHOTO (a file to upload), SHOTS (folder for screenshots),
+// CHROMIUM (browser binary).
 // Prints one JSON line: {"image": ID, "labels_seen": [...], "swap_titles": [...], "swap_images": [...]}.
 
 import { chromium } from "playwright-core";
@@ -103,10 +107,50 @@ try {
   await page.goto(`${base}/runs/compare?a=${run}&b=${run}`);
   await shot("11-compare");
 
+  // The catalogue browser: keep one label with the filter form; every card must show it.
+  const wanted = env("FILTER_LABEL");
+  await page.goto(`${base}/images`);
+  await page.selectOption('form.filters select[name="with"]', `${env("FACET")}:${wanted}`);
+  await Promise.all([
+    page.waitForURL(/with=/),
+    page.click('form.filters button[type="submit"]'),
+  ]);
+  await page.waitForSelector(".catalogue-card");
+  const catalogueLabels = await page.$$eval(".catalogue-card .labels-line", (lines) =>
+    lines.map((l) => l.textContent.trim()));
+  await shot("13-catalogue");
+
+  // Search by an uploaded photo (with the similarity run that has a model).
+  await page.goto(`${base}/search?run=${env("SEARCH_RUN")}`);
+  await page.setInputFiles('input[name="photo"]', env("PHOTO"));
+  await Promise.all([
+    page.waitForSelector(".similar-results .similar-card"),
+    page.click('form.upload button[type="submit"]'),
+  ]);
+  const uploadResults = await page.$$eval(".similar-results .similar-card", (cards) =>
+    cards.map((c) => c.getAttribute("data-image")));
+  await shot("14-search-upload");
+
+  // The triplet editor: three picks with the keyboard (most similar 1, least similar 2, Enter).
+  await page.goto(`${base}/triplets`);
+  for (let i = 0; i < 3; i++) {
+    await page.waitForSelector("form.triplet .candidate");
+    await page.keyboard.press("1");
+    await page.keyboard.press("2");
+    if (i === 0) await shot("15-triplets");
+    const reference = await page.inputValue('form.triplet input[name="reference"]');
+    await page.keyboard.press("Enter");
+    // The next page asks about another reference (a labelled one is never offered again).
+    await page.waitForFunction((old) =>
+      document.querySelector('form.triplet input[name="reference"]')?.value !== old, reference);
+  }
+  const tripletRows = await page.$$eval(".recent-triplets tr.triplet-row", (rows) => rows.length);
+
   if (failures.length) throw new Error(failures.join("\n"));
   console.log(JSON.stringify({
     image, labels_seen: labelsSeen, first_label: firstLabel, second_label: secondLabel,
     swap_titles: swapTitles, swap_images: swapImages,
+    catalogue_labels: catalogueLabels, upload_results: uploadResults, triplet_rows: tripletRows,
   }));
 } finally {
   await browser.close();

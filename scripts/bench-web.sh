@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Load benchmark of the review web app on a large catalogue: 100 000 images with five facets
-# and one completed run that predicted every image and facet (500 000 predictions).
+# Load benchmark of the review web app on a large catalogue: 100 000 images with five facets,
+# one completed run that predicted every image and facet (500 000 predictions), and one
+# similarity run with a 372-number vector per image.
 #
 # Builds the release `atelier` binary, seeds the catalogue with the `seed_bench` example
 # (unless BENCH_DIR already holds one), starts `atelier serve` on 127.0.0.1, logs in as the
 # viewer `bench`, warms up, then runs wrk (installed with apt-get when missing and run as
 # root) against the F1 view and the false-negatives page (page 1, the facet and label with the
-# most false negatives), HTML and their /api JSON twins. Each is measured with 20 connections
-# (2 wrk threads, 20 s), then with 1 connection (the service time without queueing). Prints a
-# markdown table; exits non-zero on any response that is not 2xx or any socket error.
+# most false negatives), HTML and their /api JSON twins, and an image page with its 8 most
+# similar dresses (HTML, JSON) and a "same dress, another neckline" swap (JSON). Each is
+# measured with 20 connections (2 wrk threads, 20 s), then with 1 connection (the service time
+# without queueing). Prints a markdown table; exits non-zero on any response that is not 2xx or
+# any socket error.
 #
 # wrk runs on the same machine as the server, so the two share its cores.
 #
@@ -81,7 +84,11 @@ label=$(seed_field label)
 seeded=$(seed_field images)
 user=$(seed_field user)
 password=$(seed_field password)
-for name in db run facet label seeded user password; do
+similarity_run=$(seed_field similarity_run)
+query_image=$(seed_field query_image)
+swap_facet=$(seed_field swap_facet)
+swap_label=$(seed_field swap_label)
+for name in db run facet label seeded user password similarity_run query_image swap_facet swap_label; do
     [ -n "${!name}" ] || fail "$seed_json has no field for $name; delete $dir and run again"
 done
 [ "$seeded" = "$images" ] || echo "note: $dir holds $seeded images, not BENCH_IMAGES=$images" >&2
@@ -113,8 +120,11 @@ cookie=$(printf '%s\n' "$login_headers" | tr -d '\r' \
 
 f1="/runs/$run/facets/$facet"
 fn="/runs/$run/facets/$facet/review?kind=fn&label=$label"
-names=("F1 view (HTML)" "F1 view (JSON)" "false negatives p. 1 (HTML)" "false negatives p. 1 (JSON)")
-paths=("$f1" "/api$f1" "$fn" "/api$fn")
+image="/images/$query_image"
+swap="$image?swap_facet=$swap_facet&swap_label=$swap_label"
+names=("F1 view (HTML)" "F1 view (JSON)" "false negatives p. 1 (HTML)" "false negatives p. 1 (JSON)"
+    "image page + 8 similar (HTML)" "8 similar dresses (JSON)" "swap: another $swap_facet (JSON)")
+paths=("$f1" "/api$f1" "$fn" "/api$fn" "$image" "/api$image" "/api$swap")
 
 # Each URL must answer 200 before it is measured (a 303 to the login page would be fast and
 # meaningless).
@@ -191,4 +201,4 @@ Load average (1, 5, 15 min): start $load_start, before measuring $load_before, a
 EOF
 printf '%s\n' "${rows[@]}"
 echo
-echo "URLs: F1 view $f1, false negatives $fn (JSON twins under /api)."
+echo "URLs: F1 view $f1, false negatives $fn, image page $image (similarity run #$similarity_run, $seeded vectors of 372 numbers), swap $swap (JSON twins under /api)."

@@ -16,12 +16,7 @@ pub async fn facet_names(catalog: &Catalog, facets: &[String]) -> Result<Vec<Str
     if !facets.is_empty() {
         return Ok(facets.to_vec());
     }
-    Ok(catalog
-        .facets()
-        .await?
-        .into_iter()
-        .map(|f| f.name)
-        .collect())
+    Ok(catalog.facet_names().await?)
 }
 
 /// Every active image with its labels for `facets`, in the catalogue's label orders.

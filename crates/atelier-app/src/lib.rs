@@ -1,10 +1,13 @@
 //! atelier's use cases that the command line and the web app share, between the libraries
 //! (catalogue, training) and the two front ends: a catalogue run's whole life ([`runner`]:
-//! record, train, save, record results, or fail; retrain), which process holds a run
+//! record, train, save, record results, or fail; retrain), either kind of run by its id
+//! ([`any_run`]), which process holds a run
 //! ([`lease`]), datasets read from the catalogue and results written back ([`dataset`]), a
-//! run's review queue of likely mistagged images ([`mistags`]), the decoding check that
+//! run's review queue of likely mistagged images ([`mistags`]), the catalogue a page at a time
+//! ([`browse`]), the decoding check that
 //! quarantines unusable files ([`check`]), a similarity run's life ([`similarity`]) and
-//! similar-dress queries with facet filters and the embeddings they search ([`similar`]); and
+//! similar-dress queries with facet filters and the embeddings they search ([`similar`]), the
+//! triplet editor's tasks ([`triplet_editor`]); and
 //! models: the store, publishing, and finding the
 //! model a reference names ([`models`]).
 //!
@@ -13,6 +16,8 @@
 //! [`AppError`]s to exit or status codes; they hold no rule of their own.
 
 pub mod ann;
+pub mod any_run;
+pub mod browse;
 pub mod check;
 pub mod dataset;
 mod error;
@@ -23,6 +28,7 @@ pub mod runner;
 pub mod similar;
 pub mod similarity;
 pub mod summary;
+pub mod triplet_editor;
 
 pub use error::{AppError, ErrorKind};
 pub use runner::{FinishedRun, RunPaths, create_retrain, create_run, execute_run};

@@ -148,6 +148,29 @@ pub async fn create_similarity_run(
     paths: &RunPaths,
     publish: Option<&str>,
 ) -> Result<i64, AppError> {
+    record_similarity_run(catalog, config, paths, publish, None).await
+}
+
+/// Records a new similarity run with `parent`'s stored options (and the name it publishes
+/// under), to train on the catalogue as it is now: its labels, boxes and stored triplets.
+pub async fn create_similarity_retrain(
+    catalog: &Catalog,
+    parent: i64,
+    paths: &RunPaths,
+) -> Result<i64, AppError> {
+    let record = find_run(catalog, parent).await?;
+    let config = stored_similarity_config(&record)?;
+    let publish = crate::runner::stored_publish(&record);
+    record_similarity_run(catalog, &config, paths, publish, Some(parent)).await
+}
+
+async fn record_similarity_run(
+    catalog: &Catalog,
+    config: &SimilarityRunConfig,
+    paths: &RunPaths,
+    publish: Option<&str>,
+    parent_run: Option<i64>,
+) -> Result<i64, AppError> {
     let mut config = config.clone();
     if config.weights.is_none() {
         config.weights = default_weights(config.backbone)?;
@@ -164,7 +187,7 @@ pub async fn create_similarity_run(
         .create_run(&NewRun {
             kind: SIMILARITY_RUN.into(),
             config: stored,
-            parent_run: None,
+            parent_run,
             lease: Some(RunLease {
                 owner: lease::owner().to_string(),
                 expires_at: lease::expiry(),
@@ -258,6 +281,45 @@ async fn train_and_record(
     })
 }
 
+/// The completed similarity run `run`, or the newest one.
+pub async fn similarity_run(catalog: &Catalog, run: Option<i64>) -> Result<RunRecord, AppError> {
+    let record = match run {
+        Some(run) => find_run(catalog, run).await?,
+        None => catalog
+            .runs()
+            .await?
+            .into_iter()
+            .find(|r| r.kind == SIMILARITY_RUN && r.status == RunStatus::Completed)
+            .ok_or_else(|| {
+                AppError::Invalid(
+                    "the catalogue has no completed similarity run; train one with `atelier \
+                     train similarity`"
+                        .into(),
+                )
+            })?,
+    };
+    if record.kind != SIMILARITY_RUN || record.status != RunStatus::Completed {
+        return Err(AppError::Invalid(format!(
+            "run {} is a {} `{}` run; similar photos come from a completed `{SIMILARITY_RUN}` run",
+            record.id, record.status, record.kind
+        )));
+    }
+    Ok(record)
+}
+
+/// Stores `vectors` under `key` and (with pgvector) makes sure the key has its HNSW index.
+pub(crate) async fn store_vectors(
+    catalog: &Catalog,
+    key: &str,
+    vectors: &[(String, Vec<f32>)],
+) -> Result<(), AppError> {
+    catalog.put_embeddings(key, vectors).await?;
+    if let Some((_, first)) = vectors.first() {
+        catalog.index_vectors(key, first.len()).await?;
+    }
+    Ok(())
+}
+
 /// Both embeddings of every photo of the run, under the run's keys.
 async fn store_embeddings(
     catalog: &Catalog,
@@ -268,8 +330,8 @@ async fn store_embeddings(
     let ids = data.dataset.examples.iter().map(|e| e.image_id.clone());
     let trained: Vec<(String, Vec<f32>)> = ids.clone().zip(outcome.trained.clone()).collect();
     let plain: Vec<(String, Vec<f32>)> = ids.zip(outcome.off_the_shelf.clone()).collect();
-    crate::similar::store_vectors(catalog, &embedding_key(run), &trained).await?;
-    crate::similar::store_vectors(catalog, &off_the_shelf_key(run), &plain).await?;
+    store_vectors(catalog, &embedding_key(run), &trained).await?;
+    store_vectors(catalog, &off_the_shelf_key(run), &plain).await?;
     Ok(())
 }
 

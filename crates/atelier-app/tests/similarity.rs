@@ -110,6 +110,10 @@ async fn a_similarity_run_answers_filtered_queries_that_follow_the_catalogue() {
         keep: true,
     });
     let answer = similar::similar(catalog, &filtered, None).await.unwrap();
+    // A searcher that keeps its copies of vectors and labels between queries (as the web app
+    // does) must see every later change too.
+    let kept = similar::Searcher::new(None);
+    assert_eq!(kept.similar(catalog, &filtered).await.unwrap(), answer);
     assert!(
         answer
             .results
@@ -150,6 +154,7 @@ async fn a_similarity_run_answers_filtered_queries_that_follow_the_catalogue() {
         .unwrap();
     let retagged = similar::similar(catalog, &filtered, None).await.unwrap();
     assert_eq!(retagged.results.len(), expected + 1);
+    assert_eq!(kept.similar(catalog, &filtered).await.unwrap(), retagged);
     assert!(retagged.results.iter().any(|r| r.image_id == other));
 
     // "The same dress, another neckline": only photos with the wanted label.
@@ -204,6 +209,7 @@ async fn a_similarity_run_answers_filtered_queries_that_follow_the_catalogue() {
         .unwrap();
     let after = similar::similar(catalog, &filtered, None).await.unwrap();
     assert!(after.results.iter().all(|r| r.image_id != other));
+    assert_eq!(kept.similar(catalog, &filtered).await.unwrap(), after);
     let approximate = similar::similar(catalog, &filtered, Some(&files))
         .await
         .unwrap();
@@ -219,7 +225,7 @@ async fn a_similarity_run_answers_filtered_queries_that_follow_the_catalogue() {
     // A photo file is embedded with the saved model and searched the same way.
     let path = PathBuf::from(&catalog.image(&first).await.unwrap().unwrap().uri);
     let mut from_file = query(&first, 3);
-    from_file.photo = QueryPhoto::File(path);
+    from_file.photo = QueryPhoto::File(path.clone());
     let answer = similar::similar(catalog, &from_file, None).await.unwrap();
     assert_eq!(answer.results.len(), 3);
     // The file is the catalogue photo itself, so it is its own best match.
@@ -229,4 +235,62 @@ async fn a_similarity_run_answers_filtered_queries_that_follow_the_catalogue() {
         "{}",
         answer.results[0].score
     );
+
+    // An upload: the same bytes embedded from memory answer the same way, through its vector.
+    let record = catalog.run(run).await.unwrap().unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let photo = similar::decode_upload(bytes).await.unwrap();
+    let uploaded = similar::embed_photo(&record, photo).await.unwrap();
+    let mut by_vector = query(&first, 3);
+    by_vector.photo = QueryPhoto::Embedding(uploaded.embedding.clone());
+    let answer_by_vector = similar::similar(catalog, &by_vector, None).await.unwrap();
+    assert_eq!(answer_by_vector.query, "an uploaded photo");
+    assert_eq!(ids(&answer_by_vector), ids(&answer));
+    // A vector of another length, and bytes that are no photo, are refused with the reason.
+    by_vector.photo = QueryPhoto::Embedding(uploaded.embedding[1..].to_vec());
+    let error = similar::similar(catalog, &by_vector, None)
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), atelier_app::ErrorKind::Invalid);
+    assert!(
+        error.to_string().contains("embed the photo again"),
+        "{error}"
+    );
+    let error = similar::decode_upload(b"<html>not a photo</html>".to_vec())
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), atelier_app::ErrorKind::Invalid);
+    assert!(
+        error
+            .to_string()
+            .contains("the uploaded file cannot be used"),
+        "{error}"
+    );
+    // A filter with a name the catalogue does not know is an error that lists the names.
+    let mut typo = query(&first, 3);
+    typo.filters.push(LabelFilter {
+        facet: "neckline".into(),
+        label: "vneck".into(),
+        keep: true,
+    });
+    let error = similar::similar(catalog, &typo, None).await.unwrap_err();
+    assert!(error.to_string().contains("its labels are"), "{error}");
+    // A change of the stored vectors, made through another connection to the catalogue.
+    let elsewhere = atelier_catalog::Catalog::open(&setup.url).await.unwrap();
+    let nearest = &kept.similar(catalog, &filtered).await.unwrap().results[0].image_id;
+    let moved: Vec<f32> = catalog
+        .embedding(&embedding_key(run), &first)
+        .await
+        .unwrap()
+        .unwrap()
+        .iter()
+        .map(|v| -v)
+        .collect();
+    elsewhere
+        .put_embeddings(&embedding_key(run), &[(nearest.clone(), moved)])
+        .await
+        .unwrap();
+    let pushed_away = similar::similar(catalog, &filtered, None).await.unwrap();
+    assert_eq!(pushed_away.results.last().unwrap().image_id, *nearest);
+    assert_eq!(kept.similar(catalog, &filtered).await.unwrap(), pushed_away);
 }

@@ -6,6 +6,7 @@ use sqlx::{AnyConnection, Row};
 
 use crate::Catalog;
 use crate::content::PLACEHOLDER_PREFIX;
+use crate::counters::{self, LABELS_COUNTER};
 use crate::error::{CatalogError, db};
 use crate::model::{CheckOutcome, CheckReport, ImageRef, Status};
 use crate::sql::status_from_db;
@@ -79,6 +80,9 @@ impl Catalog {
             }
             write_checked(&mut tx, style, now, &rows).await?;
         }
+        counters::bump(&mut tx, LABELS_COUNTER)
+            .await
+            .map_err(db(CONTEXT))?;
         tx.commit().await.map_err(db(CONTEXT))?;
         Ok(report)
     }

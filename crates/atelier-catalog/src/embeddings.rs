@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use sqlx::Row;
 
 use crate::Catalog;
+use crate::counters::{self, embeddings_counter};
 use crate::error::{CatalogError, db};
 use crate::sql::{
     MAX_PARAMS, ParamStyle, assembled, insert_values, now_millis, placeholders, select_where_in,
@@ -90,6 +91,9 @@ impl Catalog {
                 .collect();
             write_vector_column(&mut tx, &texts).await?;
         }
+        counters::bump(&mut tx, &embeddings_counter(model))
+            .await
+            .map_err(db(context))?;
         tx.commit().await.map_err(db(context))?;
         Ok(())
     }
@@ -161,6 +165,17 @@ impl Catalog {
         }
     }
 
+    /// How many numbers `model`'s stored vectors have, or `None` when it has none.
+    pub async fn embedding_dim(&self, model: &str) -> Result<Option<usize>, CatalogError> {
+        let dim: Option<i64> =
+            sqlx::query_scalar("SELECT dim FROM embeddings WHERE model = $1 LIMIT 1")
+                .bind(model)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db("reading an embedding's length"))?;
+        Ok(dim.map(|d| d.max(0) as usize))
+    }
+
     /// The ids of every image `model` has a vector for, whatever the image's status, in id
     /// order: what an embedding pass can skip.
     pub async fn embedded_image_ids(&self, model: &str) -> Result<Vec<String>, CatalogError> {
@@ -198,18 +213,28 @@ impl Catalog {
                 .map_err(db(context))?
                 .rows_affected();
         }
+        counters::bump(&mut tx, &embeddings_counter(model))
+            .await
+            .map_err(db(context))?;
         tx.commit().await.map_err(db(context))?;
         Ok(deleted)
     }
 
     /// Deletes every vector of `model`; returns how many were deleted.
     pub async fn delete_model_embeddings(&self, model: &str) -> Result<u64, CatalogError> {
-        sqlx::query("DELETE FROM embeddings WHERE model = $1")
+        let context = "deleting a model's embeddings";
+        let mut tx = self.begin_write().await?;
+        let deleted = sqlx::query("DELETE FROM embeddings WHERE model = $1")
             .bind(model)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
-            .map(|done| done.rows_affected())
-            .map_err(db("deleting a model's embeddings"))
+            .map_err(db(context))?
+            .rows_affected();
+        counters::bump(&mut tx, &embeddings_counter(model))
+            .await
+            .map_err(db(context))?;
+        tx.commit().await.map_err(db(context))?;
+        Ok(deleted)
     }
 }
 

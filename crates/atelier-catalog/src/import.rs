@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::Catalog;
 use crate::content::{ContentId, FileContent};
+use crate::counters::{self, LABELS_COUNTER};
 use crate::error::{CatalogError, db};
 use crate::model::{ImportOptions, ImportProgress, ImportReport, Split, Status};
 use crate::relabel::REVIEW_SOURCE;
@@ -82,6 +83,11 @@ impl Catalog {
             .await
             .map_err(|e| CatalogError::Interrupted(format!("source reader failed: {e}")))?;
         let report = sync.finish(&mut tx).await?;
+        if report.added + report.updated + report.removed + report.quarantined > 0 {
+            counters::bump(&mut tx, LABELS_COUNTER)
+                .await
+                .map_err(db("committing the import"))?;
+        }
         tx.commit().await.map_err(db("committing the import"))?;
         Ok(report)
     }

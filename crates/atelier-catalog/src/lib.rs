@@ -18,6 +18,8 @@
 //!   ([`Catalog::set_labels`], [`Catalog::undo_label_event`]), the review pages' queries
 //!   ([`Catalog::review_page`]) and the clean labels of synthetic catalogues
 //!   ([`Catalog::import_truth`]).
+//! - Browsing: the images that pass label, split, status, design and review filters, a page at
+//!   a time ([`Catalog::browse`]).
 //! - Dress similarity search: the designs with their images and the design each varies
 //!   ([`Catalog::designs`]), every active image's labels for search filters
 //!   ([`Catalog::active_labels`]), the similarity triplets a search is measured against
@@ -42,8 +44,10 @@
 //!
 //! Timestamps are UTC unix milliseconds.
 
+mod browse;
 mod checks;
 mod content;
+mod counters;
 mod embeddings;
 mod error;
 mod folder;
@@ -76,7 +80,9 @@ use sqlx::AnyPool;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, Transaction};
 
+pub use browse::{BrowsedImage, BrowsedPage, ImageFilter};
 pub use content::{PLACEHOLDER_PREFIX, split_for_digest};
+pub use counters::{LABELS_COUNTER, embeddings_counter};
 pub use error::CatalogError;
 pub use model::{
     Backend, BoxRecord, CatalogSummary, CheckOutcome, CheckReport, CheckedImage, FacetSummary,

@@ -15,6 +15,15 @@ use crate::sql::split_from_db;
 use crate::sql::status_from_db;
 
 impl Catalog {
+    /// The facets' names in creation order (without [`Catalog::facets`]' counts, which read
+    /// every label).
+    pub async fn facet_names(&self) -> Result<Vec<String>, CatalogError> {
+        sqlx::query_scalar("SELECT name FROM facets ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("listing facet names"))
+    }
+
     /// Facets in creation order, each with its labels in stored order and, per label, the
     /// number of active images per split carrying it.
     pub async fn facets(&self) -> Result<Vec<FacetSummary>, CatalogError> {
@@ -240,6 +249,30 @@ impl Catalog {
         })
         .collect::<Result<_, sqlx::Error>>()
         .map_err(db(context))
+    }
+
+    /// The file path of each of `ids` the catalogue knows, by id.
+    pub async fn image_uris(
+        &self,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, String>, CatalogError> {
+        if ids.is_empty() {
+            return Ok(std::collections::HashMap::new());
+        }
+        let mut conn = self.pool.acquire().await.map_err(db(IMAGE_CONTEXT))?;
+        let rows = crate::sql::select_where_in(
+            &mut conn,
+            crate::sql::ParamStyle::for_backend(self.backend),
+            "SELECT id, uri FROM images WHERE id IN (",
+            "",
+            ids,
+        )
+        .await
+        .map_err(db(IMAGE_CONTEXT))?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("id")?, row.try_get("uri")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(db(IMAGE_CONTEXT))
     }
 
     /// One image with its labels and boxes, or `None` if the id is unknown.

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 
 use crate::Catalog;
+use crate::counters::{self, LABELS_COUNTER};
 use crate::error::{CatalogError, db};
 use crate::model::Status;
 use crate::runs::ensure_run_exists;
@@ -122,6 +123,9 @@ impl Catalog {
             changes[index] = Some(apply(&mut tx, &vocabulary, &change, now).await?);
         }
         // Any error above drops the transaction, which rolls every edit of the batch back.
+        counters::bump(&mut tx, LABELS_COUNTER)
+            .await
+            .map_err(db(context))?;
         tx.commit().await.map_err(db(context))?;
         Ok(changes.into_iter().flatten().collect())
     }
@@ -184,6 +188,9 @@ impl Catalog {
             run_id,
         };
         let undone = apply(&mut tx, &vocabulary, &change, now_millis()).await?;
+        counters::bump(&mut tx, LABELS_COUNTER)
+            .await
+            .map_err(db(context))?;
         tx.commit().await.map_err(db(context))?;
         Ok(undone)
     }

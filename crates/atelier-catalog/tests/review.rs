@@ -8,9 +8,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use atelier_catalog::{
-    Catalog, CatalogError, CheckOutcome, LabelChange, LabelEdit, NewRun, PredictionRow,
-    ReviewFilter, ReviewItem, ReviewQuery, Role, RunFacetResult, SessionRecord, Split, Status,
-    TruthReport,
+    BrowsedPage, Catalog, CatalogError, CheckOutcome, ImageFilter, LabelChange, LabelCondition,
+    LabelEdit, NewRun, PredictionRow, ReviewFilter, ReviewItem, ReviewQuery, Role, RunFacetResult,
+    SessionRecord, Split, Status, TruthReport,
 };
 use common::{TestEnv, blob, import, sha256_hex};
 use serde_json::json;
@@ -31,6 +31,7 @@ on_both_backends!(
     truth_labels_are_matched_by_path_and_replaced,
     truth_file_errors_name_the_column_or_line,
     reimport_keeps_reviewed_labels,
+    browse_filters_by_labels_split_status_and_review_and_pages,
 );
 
 fn id_of(name: &str) -> String {
@@ -1585,4 +1586,149 @@ async fn reimport_keeps_reviewed_labels(env: &TestEnv) {
         label_of(&catalog, "b", "silhouette").await,
         Some((Some("sheath".to_string()), 2, "import".to_string()))
     );
+}
+
+fn names_of(page: &BrowsedPage) -> Vec<String> {
+    let by_id: HashMap<String, &str> = ["a", "b", "c", "d"]
+        .into_iter()
+        .map(|n| (id_of(n), n))
+        .collect();
+    page.images
+        .iter()
+        .map(|i| by_id[&i.id].to_string())
+        .collect()
+}
+
+fn has(facet: &str, label: &str, keep: bool) -> LabelCondition {
+    LabelCondition {
+        facet: facet.to_string(),
+        label: label.to_string(),
+        keep,
+    }
+}
+
+async fn browse_filters_by_labels_split_status_and_review_and_pages(env: &TestEnv) {
+    let catalog = env.open().await;
+    import(&catalog, &four_dresses(env)).await;
+    quarantine(&catalog, "d").await;
+    catalog
+        .set_labels(&[edit("b", "neckline", Some("v-neck"), 1, "rita")])
+        .await
+        .unwrap();
+    let all = catalog
+        .browse(&ImageFilter::default(), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        (all.total, names_of(&all)),
+        (
+            4,
+            vec!["a", "b", "c", "d"]
+                .into_iter()
+                .map(String::from)
+                .collect()
+        )
+    );
+    let d = &all.images[3];
+    assert_eq!(d.status, Status::Quarantined);
+    assert_eq!(d.quarantine_reason.as_deref(), Some("does not decode"));
+    let b = &all.images[1];
+    assert!(b.reviewed && !all.images[0].reviewed);
+    assert_eq!(b.labels["neckline"], "v-neck");
+    assert_eq!(b.labels["silhouette"], "a-line");
+    assert!(
+        !d.labels.contains_key("neckline"),
+        "d has no neckline label"
+    );
+
+    let cases: Vec<(ImageFilter, Vec<&str>)> = vec![
+        (
+            ImageFilter {
+                labels: vec![has("neckline", "v-neck", true)],
+                ..Default::default()
+            },
+            vec!["a", "b"],
+        ),
+        (
+            ImageFilter {
+                labels: vec![has("neckline", "v-neck", false)],
+                ..Default::default()
+            },
+            vec!["c", "d"],
+        ),
+        (
+            ImageFilter {
+                labels: vec![
+                    has("sleeve", "long", true),
+                    has("silhouette", "shift", false),
+                ],
+                ..Default::default()
+            },
+            vec!["a"],
+        ),
+        (
+            ImageFilter {
+                split: Some(Split::Test),
+                ..Default::default()
+            },
+            vec!["c"],
+        ),
+        (
+            ImageFilter {
+                status: Some(Status::Quarantined),
+                ..Default::default()
+            },
+            vec!["d"],
+        ),
+        (
+            ImageFilter {
+                status: Some(Status::Active),
+                ..Default::default()
+            },
+            vec!["a", "b", "c"],
+        ),
+        (
+            ImageFilter {
+                reviewed: Some(true),
+                ..Default::default()
+            },
+            vec!["b"],
+        ),
+        (
+            ImageFilter {
+                reviewed: Some(false),
+                ..Default::default()
+            },
+            vec!["a", "c", "d"],
+        ),
+        (
+            ImageFilter {
+                design: Some("none-such".into()),
+                ..Default::default()
+            },
+            vec![],
+        ),
+        (
+            ImageFilter {
+                labels: vec![has("neckline", "no-such-label", true)],
+                ..Default::default()
+            },
+            vec![],
+        ),
+    ];
+    for (filter, expected) in cases {
+        let page = catalog.browse(&filter, 0, 10).await.unwrap();
+        assert_eq!(names_of(&page), expected, "{filter:?}");
+        assert_eq!(page.total, expected.len() as u64, "{filter:?}");
+    }
+    let second = catalog.browse(&ImageFilter::default(), 1, 2).await.unwrap();
+    assert_eq!(
+        (second.total, names_of(&second)),
+        (4, vec!["b".to_string(), "c".to_string()])
+    );
+    let past_the_end = catalog
+        .browse(&ImageFilter::default(), 10, 2)
+        .await
+        .unwrap();
+    assert_eq!((past_the_end.total, past_the_end.images.len()), (4, 0));
 }

@@ -73,6 +73,9 @@ pub enum Command {
     /// Dresses most similar to a photo, with facet filters, or the same dress with another
     /// facet (`--swap`).
     Similar(SimilarArgs),
+    /// List catalogue images a page at a time, filtered by current labels, split, status,
+    /// design and review.
+    Images(ImagesArgs),
     /// Bring a similarity run's embeddings in step with the catalogue (new, removed,
     /// quarantined photos).
     Index(IndexArgs),
@@ -117,6 +120,8 @@ pub struct ServeArgs {
     /// with an --addr that the proxy alone can reach.
     #[arg(long)]
     pub behind_proxy: bool,
+    #[command(flatten)]
+    pub ann: AnnArgs,
 }
 
 #[derive(Debug, Args)]
@@ -219,6 +224,49 @@ pub struct TrainSimilarityArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Only images whose current label of FACET is LABEL (repeatable).
+    #[arg(long = "where", value_name = "FACET=LABEL")]
+    pub where_: Vec<String>,
+    /// Only images whose current label of FACET is not LABEL (repeatable).
+    #[arg(long, value_name = "FACET=LABEL")]
+    pub where_not: Vec<String>,
+    #[arg(long, value_enum)]
+    pub split: Option<SplitArg>,
+    /// Default: active and quarantined images.
+    #[arg(long, value_enum)]
+    pub status: Option<StatusArg>,
+    /// Only the images of this design.
+    #[arg(long)]
+    pub design: Option<String>,
+    /// Only images with a label a reviewer set.
+    #[arg(long, conflicts_with = "not_reviewed")]
+    pub reviewed: bool,
+    /// Only images without a label a reviewer set.
+    #[arg(long)]
+    pub not_reviewed: bool,
+    /// Page to show, from 1.
+    #[arg(long)]
+    pub page: Option<u64>,
+    /// Images per page.
+    #[arg(long)]
+    pub per_page: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SplitArg {
+    Train,
+    Test,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum StatusArg {
+    Active,
+    Quarantined,
+    Removed,
+}
+
+#[derive(Debug, Args)]
 pub struct SimilarArgs {
     /// A photo file to find similar dresses to (or --id for a catalogue photo).
     #[arg(required_unless_present = "id", conflicts_with = "id")]
@@ -269,6 +317,10 @@ pub struct AnnArgs {
     /// $ATELIER_INDEX_DIR (default ~/.cache/atelier/indexes), smaller ones by an exact scan.
     #[arg(long, default_value_t = atelier_search::SearchConfig::default().ann_threshold)]
     pub ann_threshold: usize,
+    /// Through the HNSW index, a filter that leaves at most this many photos has them scored
+    /// exactly instead of walking the graph.
+    #[arg(long, default_value_t = atelier_search::SearchConfig::default().exact_below)]
+    pub exact_below: usize,
 }
 
 /// `atelier train facets`: a recipe (or a stored configuration) with the options given here

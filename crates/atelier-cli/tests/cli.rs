@@ -286,6 +286,59 @@ async fn synth_import_reimport_and_facets() {
             &["facets", "order", "length", &wanted.join(","), "--json"],
         ));
         assert_eq!(length_labels(&ordered), wanted, "{db}");
+
+        // `images` lists a page of the catalogue with the filters on current labels.
+        let all = json_of(&atelier(&db, &["images", "--per-page", "7", "--json"]));
+        assert_eq!(
+            (all["total"].clone(), all["pages"].clone()),
+            (30.into(), 5.into()),
+            "{db}"
+        );
+        assert_eq!(all["images"].as_array().unwrap().len(), 7);
+        let first_label = all["images"][0]["labels"]["length"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let kept = json_of(&atelier(
+            &db,
+            &[
+                "images",
+                "--where",
+                &format!("length={first_label}"),
+                "--per-page",
+                "30",
+                "--json",
+            ],
+        ));
+        let left = json_of(&atelier(
+            &db,
+            &[
+                "images",
+                "--where-not",
+                &format!("length={first_label}"),
+                "--json",
+            ],
+        ));
+        assert!(
+            kept["images"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|i| i["labels"]["length"] == first_label.as_str()),
+            "{db}: {kept}"
+        );
+        assert_eq!(
+            kept["total"].as_u64().unwrap() + left["total"].as_u64().unwrap(),
+            30,
+            "{db}"
+        );
+        let typo = atelier(&db, &["images", "--where", "length=ankle-ish"]);
+        assert_eq!(typo.status.code(), Some(2), "{db}");
+        assert!(
+            stderr_of(&typo).contains("its labels are"),
+            "{}",
+            stderr_of(&typo)
+        );
     }
 }
 

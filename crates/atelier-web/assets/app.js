@@ -169,6 +169,48 @@
     if (event.target.matches(".card input[type=checkbox]")) updateSelection();
   });
 
+  // The triplet editor: digits pick the most similar candidate, then the least similar;
+  // Enter saves, s skips, Escape clears.
+  const triplet = document.querySelector("form.triplet");
+  function markTriplet() {
+    for (const candidate of document.querySelectorAll(".candidate")) {
+      candidate.classList.toggle("similar", !!candidate.querySelector('input[name="similar"]:checked'));
+      candidate.classList.toggle("dissimilar", !!candidate.querySelector('input[name="dissimilar"]:checked'));
+    }
+  }
+  if (triplet) {
+    triplet.addEventListener("change", markTriplet);
+    document.addEventListener("keydown", (event) => {
+      if (event.ctrlKey || event.metaKey || event.altKey) return;
+      if (event.target.tagName === "INPUT" && event.target.type === "text") return;
+      const chosen = (name) => triplet.querySelector(`input[name="${name}"]:checked`);
+      if (/^[1-9]$/.test(event.key)) {
+        const candidate = document.querySelector(`.candidate[data-key="${event.key}"]`);
+        if (!candidate) return;
+        const name = chosen("similar") ? "dissimilar" : "similar";
+        const input = candidate.querySelector(`input[name="${name}"]`);
+        if (!input) return;
+        if (name === "dissimilar" && chosen("similar")?.value === input.value) {
+          toast("pick another dress as the least similar");
+        } else {
+          input.checked = true;
+          markTriplet();
+        }
+        event.preventDefault();
+      } else if (event.key === "Enter") {
+        if (chosen("similar") && chosen("dissimilar")) triplet.requestSubmit();
+        else toast("pick the most similar and the least similar first");
+        event.preventDefault();
+      } else if (event.key === "s") {
+        const skip = triplet.querySelector("a.skip");
+        if (skip) location.href = skip.href;
+      } else if (event.key === "Escape") {
+        for (const input of triplet.querySelectorAll("input[type=radio]")) input.checked = false;
+        markTriplet();
+      }
+    });
+  }
+
   // Pages of running jobs refresh themselves.
   const reload = document.querySelector("[data-reload]");
   if (reload) setTimeout(() => location.reload(), Number(reload.dataset.reload) || 3000);

@@ -1,7 +1,8 @@
 //! Seeds a catalogue for the web app's load benchmark (`scripts/bench-web.sh`): N tiny image
 //! files (default 100 000) with the synthetic catalogue's five facets, one completed run whose
 //! predictions cover every image and facet (5 N rows, about a fifth of them wrong), per-class
-//! metrics computed from those predictions, and a viewer `bench` / `bench-password`.
+//! metrics computed from those predictions, one completed similarity run with a 372-number
+//! vector per image (clustered), and a viewer `bench` / `bench-password`.
 //!
 //! ```sh
 //! cargo run --release -p atelier-web --example seed_bench -- --dir DIR [--images 100000] [--seed 7]
@@ -40,6 +41,13 @@ const TEST_FRACTION: f64 = 0.1;
 const ERROR_RATE: f64 = 0.2;
 /// Image files per sub-folder, so that no folder holds 100 000 entries.
 const PER_FOLDER: usize = 1000;
+/// Length of the seeded similarity vectors: the demo's trained embedding (128 learned, 28 facet
+/// probabilities, 216 colour cells).
+const SIMILARITY_DIM: usize = 372;
+/// Clusters of the seeded vectors, and how far a vector lies from its centre (per value, in
+/// units of the centre's spread).
+const CLUSTERS: usize = 1000;
+const CLUSTER_SPREAD: f32 = 0.5;
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
@@ -299,6 +307,10 @@ async fn seed(options: &Options, db: &Path) -> Result<Value> {
     steps.insert("finish_run".into(), json!(seconds(started)));
 
     let started = Instant::now();
+    let similarity = seed_similarity(&catalog, &planned, &mut rng).await?;
+    steps.insert("similarity_run_vectors".into(), json!(seconds(started)));
+
+    let started = Instant::now();
     catalog
         .add_user(USER, Role::Viewer, &atelier_web::hash_password(PASSWORD)?)
         .await?;
@@ -317,7 +329,80 @@ async fn seed(options: &Options, db: &Path) -> Result<Value> {
         "facet": facet,
         "label": label,
         "false_negatives": count,
+        "similarity_run": similarity["run"],
+        "query_image": similarity["query_image"],
+        "swap_facet": similarity["swap_facet"],
+        "swap_label": similarity["swap_label"],
         "seconds": steps,
+    }))
+}
+
+/// A completed similarity run with one vector per image, of the demo's trained embedding
+/// length: unit vectors scattered around [`CLUSTERS`] random centres (dresses come in
+/// families), stored under the run's trained-embedding key. Returns the run, an image to query
+/// and a swap ("the same dress, another neckline") to ask for.
+async fn seed_similarity(
+    catalog: &Catalog,
+    planned: &[Planned],
+    rng: &mut ChaCha8Rng,
+) -> Result<Value> {
+    let run = catalog
+        .create_run(&NewRun {
+            kind: atelier_app::similarity::SIMILARITY_RUN.into(),
+            config: json!({"seeded_by": "atelier-web example seed_bench"}),
+            parent_run: None,
+            lease: None,
+        })
+        .await?;
+    let gaussian = |rng: &mut ChaCha8Rng| -> f32 {
+        // Box-Muller: one standard normal draw.
+        let (u, v): (f64, f64) = (rng.random_range(1e-12..1.0), rng.random());
+        ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+    };
+    let centres: Vec<Vec<f32>> = (0..CLUSTERS)
+        .map(|_| (0..SIMILARITY_DIM).map(|_| gaussian(rng)).collect())
+        .collect();
+    let key = atelier_app::similarity::embedding_key(run);
+    for chunk in planned.chunks(10_000) {
+        let vectors: Vec<(String, Vec<f32>)> = chunk
+            .iter()
+            .map(|image| {
+                let centre = &centres[rng.random_range(0..CLUSTERS)];
+                let mut v: Vec<f32> = centre
+                    .iter()
+                    .map(|c| c + CLUSTER_SPREAD * gaussian(rng))
+                    .collect();
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                v.iter_mut().for_each(|x| *x /= norm);
+                (image.id.clone(), v)
+            })
+            .collect();
+        catalog.put_embeddings(&key, &vectors).await?;
+    }
+    catalog
+        .finish_run(
+            run,
+            &RunFinish {
+                status: RunStatus::Completed,
+                summary: None,
+                model_ref: None,
+                error: None,
+            },
+        )
+        .await?;
+    // The swap asks for another neckline than the query's.
+    let (facet_index, (facet, labels)) = FACETS
+        .iter()
+        .enumerate()
+        .find(|(_, (name, _))| *name == "neckline")
+        .ok_or("the synthetic facets have no neckline")?;
+    let query = &planned[0];
+    let other = labels[(query.labels[facet_index] + 1) % labels.len()];
+    Ok(json!({
+        "run": run,
+        "query_image": query.id,
+        "swap_facet": facet,
+        "swap_label": other,
     }))
 }
 

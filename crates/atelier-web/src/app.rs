@@ -7,12 +7,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use atelier_app::ann::IndexFiles;
 use atelier_app::lease;
 use atelier_app::runner::RunPaths;
+use atelier_app::similar::Searcher;
 use atelier_catalog::Catalog;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -48,11 +50,16 @@ pub struct AppConfig {
     /// The app runs behind a reverse proxy it trusts: the client address is the last one of
     /// `X-Forwarded-For`, and `X-Forwarded-Proto: https` makes cookies `Secure`.
     pub behind_proxy: bool,
+    /// Largest request body of a photo search upload, in bytes (the photo and the form).
+    pub max_upload_bytes: usize,
+    /// Where large similarity runs keep their approximate indexes (`None`: every run is
+    /// searched by an exact scan).
+    pub index_files: Option<IndexFiles>,
 }
 
 impl AppConfig {
-    /// The settings for these folders, with the default login limits, plain cookies and no
-    /// proxy.
+    /// The settings for these folders, with the default login limits, plain cookies, no proxy,
+    /// uploads of up to 16 MiB, and exact similarity scans whatever the size.
     pub fn new(run_paths: RunPaths, thumbnail_cache: PathBuf) -> AppConfig {
         AppConfig {
             run_paths,
@@ -60,6 +67,8 @@ impl AppConfig {
             login: LoginPolicy::default(),
             secure_cookies: false,
             behind_proxy: false,
+            max_upload_bytes: 16 << 20,
+            index_files: None,
         }
     }
 }
@@ -72,6 +81,8 @@ pub struct AppState {
     pub limiter: Arc<LoginLimiter>,
     pub jobs: Arc<Jobs>,
     pub mistags: Arc<pages::mistags::QueueCache>,
+    /// Answers similarity queries from its copies of vectors and labels.
+    pub searcher: Arc<Searcher>,
     device_key: Arc<tokio::sync::OnceCell<DeviceKey>>,
 }
 
@@ -137,6 +148,7 @@ fn state(catalog: Catalog, config: AppConfig) -> AppState {
     AppState {
         catalog,
         limiter: Arc::new(LoginLimiter::new(config.login.clone())),
+        searcher: Arc::new(Searcher::new(config.index_files.clone())),
         config: Arc::new(config),
         jobs: Arc::new(Jobs::default()),
         mistags: Arc::new(pages::mistags::QueueCache::default()),
@@ -147,8 +159,15 @@ fn state(catalog: Catalog, config: AppConfig) -> AppState {
 fn routes(state: AppState) -> Router {
     // Each page is registered at its path and at /api/ + path; the handler answers in kind.
     let mut routes = Router::new();
+    let upload_limit = DefaultBodyLimit::max(state.config.max_upload_bytes);
     for prefix in ["", "/api"] {
         routes = routes
+            .route(
+                &format!("{prefix}/search"),
+                get(pages::search::show)
+                    .post(pages::search::upload)
+                    .layer(upload_limit),
+            )
             .route(&format!("{prefix}/runs"), get(pages::runs::list))
             .route(&format!("{prefix}/runs/compare"), get(pages::runs::compare))
             .route(&format!("{prefix}/runs/{{run}}"), get(pages::runs::show))
@@ -175,6 +194,11 @@ fn routes(state: AppState) -> Router {
             .route(
                 &format!("{prefix}/runs/{{run}}/mistags"),
                 get(pages::mistags::show),
+            )
+            .route(&format!("{prefix}/images"), get(pages::catalogue::list))
+            .route(
+                &format!("{prefix}/triplets"),
+                get(pages::triplets::show).post(pages::triplets::add),
             )
             .route(
                 &format!("{prefix}/images/{{image}}"),

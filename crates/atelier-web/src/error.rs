@@ -24,6 +24,9 @@ pub enum WebError {
         message: String,
         current: serde_json::Value,
     },
+    /// A request body over the app's limit (an upload, say); the message gives the limit.
+    #[error("{0}")]
+    TooLarge(String),
     #[error("too many failed logins; wait {0} seconds and try again")]
     RateLimited(u64),
     /// Too many logins are being checked at once.
@@ -43,6 +46,7 @@ impl WebError {
             WebError::Forbidden(_) => StatusCode::FORBIDDEN,
             WebError::NotFound(_) => StatusCode::NOT_FOUND,
             WebError::Conflict { .. } => StatusCode::CONFLICT,
+            WebError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             WebError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             WebError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             WebError::App(error) => kind_status(error.kind()),

@@ -1,11 +1,11 @@
-//! Retraining in the background. Jobs run one at a time (training uses every core), in the
+//! Retraining in the background (facet and similarity runs). Jobs run one at a time (training uses every core), in the
 //! order they were asked for; their progress is written to the run's record by the runner, so
 //! the run page shows it whichever process trains.
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 
-use atelier_app::runner;
+use atelier_app::any_run;
 use atelier_train::progress::Silent;
 
 use crate::app::AppState;
@@ -31,7 +31,7 @@ impl Jobs {
             let jobs = state.jobs.clone();
             let _turn = jobs.turn.lock().await;
             *jobs.training.lock().unwrap_or_else(|p| p.into_inner()) = Some(run);
-            let result = runner::execute_run(
+            let result = any_run::execute(
                 &state.catalog,
                 run,
                 &state.config.run_paths,
@@ -39,8 +39,8 @@ impl Jobs {
             )
             .await;
             match result {
-                Ok(finished) => {
-                    tracing::info!("run {run} finished: {}", finished.model_dir.display())
+                Ok(model_dir) => {
+                    tracing::info!("run {run} finished: {}", model_dir.display())
                 }
                 // The runner has already marked the run failed with this error.
                 Err(error) => tracing::error!("run {run} failed: {error}"),

@@ -1,7 +1,8 @@
 //! The review loop in a real headless Chromium (Debian's `chromium`, driven by `playwright-core`
 //! from `e2e/`): log in as a reviewer, open a class's false negatives, retag an image with the
 //! keyboard, undo, retag again; then the catalogue and the label history must show exactly
-//! that. Screenshots of every page land in `e2e/screenshots/`.
+//! that. Then "the same dress, another silhouette", the catalogue browser filtered by a label,
+//! a search by an uploaded photo, and three triplets labelled with the keyboard. Screenshots of every page land in `e2e/screenshots/`.
 //!
 //! `.ci/run` installs both (`scripts/browser.sh`); elsewhere the test says it is skipped when
 //! they are missing, and under CI it fails instead.
@@ -46,7 +47,10 @@ async fn a_reviewer_retags_undoes_and_retags_with_the_keyboard() {
         }
     };
     let fx = fixture().await;
+    // The upload searches with a run that has a model; the image page with the newest run.
+    let search_run = common::record_model_similarity_run(&fx).await.to_string();
     common::record_similarity_run(&fx.catalog, &fx.images).await;
+    let photo = fx.dir.path().join("img/3.png");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let app = fx.app.clone();
@@ -64,6 +68,9 @@ async fn a_reviewer_retags_undoes_and_retags_with_the_keyboard() {
             .env("RUN", &run)
             .env("FACET", "silhouette")
             .env("LABEL", "sheath")
+            .env("FILTER_LABEL", "mermaid")
+            .env("SEARCH_RUN", &search_run)
+            .env("PHOTO", &photo)
             .env("SHOTS", &shots)
             .env("CHROMIUM", &chromium)
             .output()
@@ -135,6 +142,22 @@ async fn a_reviewer_retags_undoes_and_retags_with_the_keyboard() {
         .collect();
     let expected = [6, 8, 1, 0].map(|i| fx.images[i].as_str());
     assert_eq!(swapped_ids, expected);
+    // The catalogue filtered to mermaid: the three mermaid photos (rows 2, 3 and 9) plus image 5,
+    // which the reviewer just retagged mermaid.
+    let labels = result["catalogue_labels"].as_array().unwrap();
+    assert_eq!(labels.len(), 4, "{result}");
+    assert!(labels.iter().all(|l| l == "mermaid"), "{result}");
+    // The uploaded photo is catalogue image 3, so it comes first.
+    assert_eq!(
+        result["upload_results"][0],
+        serde_json::json!(fx.images[3]),
+        "{result}"
+    );
+    // Three triplets, labelled with the keyboard, stored with the reviewer's name.
+    assert_eq!(result["triplet_rows"], serde_json::json!(3), "{result}");
+    let triplets = fx.catalog.triplets().await.unwrap();
+    assert_eq!(triplets.len(), 3);
+    assert!(triplets.iter().all(|t| t.actor.as_deref() == Some("rita")));
     for shot in [
         "01-login",
         "04-f1-view",
@@ -142,6 +165,9 @@ async fn a_reviewer_retags_undoes_and_retags_with_the_keyboard() {
         "08-retagged-again",
         "09-image",
         "12-similar-swap",
+        "13-catalogue",
+        "14-search-upload",
+        "15-triplets",
     ] {
         assert!(e2e_shot(shot).exists(), "screenshot {shot} was not saved");
     }

@@ -187,6 +187,94 @@ async fn a_retrain_from_the_app_trains_in_the_background_and_is_comparable() {
     assert_eq!((record.status, record.lease), (RunStatus::Completed, None));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_similarity_retrain_learns_from_a_reviewers_triplet_and_is_comparable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (catalog, first, _, paths) = common::similarity_catalogue(dir.path()).await;
+    catalog
+        .add_user(
+            "rita",
+            Role::Reviewer,
+            &hash_password(common::PASSWORD).unwrap(),
+        )
+        .await
+        .unwrap();
+    let app = router(
+        catalog.clone(),
+        AppConfig::new(paths, dir.path().join("thumbs")),
+    );
+    let rita = login(&app, "rita").await;
+
+    // A triplet from the editor, on the run's real embeddings.
+    let task = get(&app, "/api/triplets", Some(&rita)).await.json()["task"].clone();
+    let candidates = task["candidates"].as_array().unwrap();
+    let pick = json!({
+        "reference": task["reference"],
+        "similar": candidates[0]["image_id"],
+        "dissimilar": candidates[candidates.len() - 1]["image_id"],
+    });
+    let stored = send(
+        &app,
+        Method::POST,
+        "/api/triplets",
+        Some(&rita),
+        true,
+        Some(pick),
+    )
+    .await;
+    assert_eq!(stored.status, StatusCode::OK, "{}", stored.text());
+
+    let started = send(
+        &app,
+        Method::POST,
+        &format!("/api/runs/{first}/retrain"),
+        Some(&rita),
+        true,
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(started.status, StatusCode::OK, "{}", started.text());
+    let second = started.json()["run"].as_i64().unwrap();
+    let page = wait_for_completion(&app, second, &rita).await;
+    assert_eq!(page["run"]["kind"], json!("similarity"));
+    assert_eq!(page["run"]["parent_run"], json!(first));
+    let evaluation = &page["similarity"];
+    let stored_triplets = evaluation["stored_triplets_learnt"].as_u64().unwrap()
+        + evaluation["stored_triplets_scored"].as_u64().unwrap();
+    assert_eq!(stored_triplets, 1, "the reviewer's triplet: {evaluation}");
+    assert!(
+        evaluation["trained"]["recall_at_1"].is_number(),
+        "{evaluation}"
+    );
+    let html = get(&app, &format!("/runs/{second}"), Some(&rita))
+        .await
+        .text();
+    assert!(html.contains("Retrieval on held-out designs"), "{html}");
+
+    // The runs list shows both runs' numbers, the compare view their change.
+    let runs = get(&app, "/api/runs", Some(&rita)).await.json();
+    for row in runs["runs"].as_array().unwrap() {
+        assert!(row["retrieval"]["recall_at_1"].is_number(), "{row}");
+    }
+    let compare = get(
+        &app,
+        &format!("/api/runs/compare?a={first}&b={second}"),
+        Some(&rita),
+    )
+    .await
+    .json();
+    let rows = compare["retrieval"].as_array().unwrap();
+    assert_eq!(rows[0]["metric"], json!("Recall@1"));
+    for row in rows {
+        if let (Some(a), Some(b)) = (row["a"].as_f64(), row["b"].as_f64()) {
+            assert!(
+                (row["delta"].as_f64().unwrap() - (b - a)).abs() < 1e-12,
+                "{row}"
+            );
+        }
+    }
+}
+
 fn paths_of(dir: &Path) -> RunPaths {
     RunPaths {
         checkpoint_base: dir.join("checkpoints"),

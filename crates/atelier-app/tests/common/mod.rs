@@ -16,6 +16,8 @@ use atelier_vision::synth::{SynthOptions, synthesize};
 pub struct Setup {
     pub _dir: tempfile::TempDir,
     pub catalog: Catalog,
+    /// The catalogue's database URL (for a second connection).
+    pub url: String,
     pub paths: RunPaths,
     pub manifest: PathBuf,
     pub truth: PathBuf,
@@ -54,6 +56,7 @@ pub async fn setup(synth: SynthOptions, truth: bool) -> Setup {
     Setup {
         _dir: dir,
         catalog,
+        url,
         paths,
         manifest: synth.manifest,
         truth: synth.truth,

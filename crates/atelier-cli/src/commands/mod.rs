@@ -5,6 +5,7 @@ mod check;
 mod demo;
 mod eval;
 mod facets;
+mod images;
 mod import;
 mod mistags;
 mod models;
@@ -48,6 +49,9 @@ pub async fn run(cli: &Cli) -> CliResult {
             }
             TrainWhat::Similarity(args) => similarity::run(args, global).await,
         },
+        Command::Images(args) => {
+            images::run(&open_catalog(global.db_url()).await?, args, global.json).await
+        }
         Command::Similar(args) => {
             let catalog = open_catalog(global.db_url()).await?;
             similar::run(&catalog, global.db_url(), args, global.json).await

@@ -6,7 +6,7 @@ use atelier_catalog::Catalog;
 use atelier_web::AppConfig;
 
 use crate::args::{GlobalArgs, ServeArgs};
-use crate::commands::train;
+use crate::commands::{similar, train};
 use crate::error::{CliError, CliResult};
 
 /// The app's settings for a catalogue and store: retrains write where `atelier train` would.
@@ -20,6 +20,7 @@ pub fn app_config(args: &ServeArgs, global: &GlobalArgs) -> CliResult<AppConfig>
     );
     config.secure_cookies = args.secure_cookies;
     config.behind_proxy = args.behind_proxy;
+    config.index_files = Some(similar::index_files(global.db_url(), &args.ann));
     Ok(config)
 }
 

@@ -12,7 +12,7 @@ use crate::error::{CliError, CliResult};
 use crate::output::print_json;
 
 /// The approximate index files of the catalogue at `db_url`, used from `--ann-threshold`.
-fn index_files(db_url: &str, args: &AnnArgs) -> IndexFiles {
+pub(crate) fn index_files(db_url: &str, args: &AnnArgs) -> IndexFiles {
     let root = match std::env::var_os("ATELIER_INDEX_DIR") {
         Some(dir) => PathBuf::from(dir),
         None => std::env::var_os("HOME")
@@ -21,6 +21,7 @@ fn index_files(db_url: &str, args: &AnnArgs) -> IndexFiles {
     };
     IndexFiles {
         ann_threshold: args.ann_threshold,
+        exact_below: args.exact_below,
         ..IndexFiles::for_catalogue(&root, db_url)
     }
 }
@@ -106,7 +107,7 @@ fn print_agreement(agreement: &atelier_train::similarity_model::CellAgreement) {
 }
 
 /// `FACET=LABEL`.
-fn facet_label(option: &str, value: &str) -> CliResult<(String, String)> {
+pub(crate) fn facet_label(option: &str, value: &str) -> CliResult<(String, String)> {
     match value.split_once('=') {
         Some((facet, label)) if !facet.is_empty() && !label.is_empty() => {
             Ok((facet.to_string(), label.to_string()))

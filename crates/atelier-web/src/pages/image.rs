@@ -13,7 +13,7 @@ use sha2::Digest;
 
 use atelier_app::ErrorKind;
 use atelier_app::runner::FACETS_RUN;
-use atelier_app::similar::{QueryPhoto, SimilarQuery, similar};
+use atelier_app::similar::{QueryPhoto, SimilarQuery};
 use atelier_app::similarity::SIMILARITY_RUN;
 
 use crate::app::{AppState, bytes_response};
@@ -121,13 +121,7 @@ pub async fn show(
         Some(run) => state.catalog.run_facets(run).await?,
         None => Vec::new(),
     };
-    let names: Vec<String> = state
-        .catalog
-        .facets()
-        .await?
-        .into_iter()
-        .map(|f| f.name)
-        .collect();
+    let names = state.catalog.facet_names().await?;
     let orders = state.catalog.facet_label_orders(&names).await?;
     let swap = swap_of(&params, &orders)?;
     let facets = orders
@@ -230,7 +224,7 @@ async fn similar_dresses(
         off_the_shelf: false,
         explain: false,
     };
-    Ok(match similar(&state.catalog, &query, None).await {
+    Ok(match state.searcher.similar(&state.catalog, &query).await {
         Ok(answer) => SimilarSection::Found(SimilarDresses {
             run: answer.run,
             swap,

@@ -2,6 +2,7 @@
 //! JSON, see [`crate::format`]).
 
 pub mod body;
+pub mod catalogue;
 pub mod facet;
 pub mod image;
 pub mod labels;
@@ -10,4 +11,6 @@ pub mod mistags;
 pub mod review;
 pub mod run_facts;
 pub mod runs;
+pub mod search;
+pub mod triplets;
 pub mod users;

@@ -4,9 +4,11 @@
 use std::collections::HashMap;
 
 use atelier_app::RunSummary;
-use atelier_app::runner;
+use atelier_app::similarity::SIMILARITY_RUN;
+use atelier_app::{any_run, runner};
 use atelier_catalog::{Role, RunFacetResult, RunRecord, RunStatus};
 use atelier_train::metrics::SplitMetrics;
+use atelier_train::similarity_run::{RetrievalScores, SimilarityEvaluation};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -23,6 +25,7 @@ use crate::pages::body;
 use crate::pages::run_facts::training_facts;
 use crate::views::chart::delta;
 use crate::views::layout::page;
+use crate::views::retrieval;
 use crate::views::{score, timestamp, url_encode};
 
 /// One facet's headline numbers in a run.
@@ -37,6 +40,8 @@ pub struct FacetScore {
 #[derive(Debug, Serialize)]
 pub struct RunRow {
     pub id: i64,
+    /// `facets` or `similarity`.
+    pub kind: String,
     pub status: RunStatus,
     pub created_at: i64,
     pub finished_at: Option<i64>,
@@ -44,6 +49,8 @@ pub struct RunRow {
     pub backbone: String,
     pub folds: u64,
     pub facets: Vec<FacetScore>,
+    /// A similarity run's trained embedding on its held-out designs.
+    pub retrieval: Option<RetrievalScores>,
     pub progress: Option<Value>,
     pub error: Option<String>,
 }
@@ -69,15 +76,20 @@ impl RunRow {
                     .collect()
             })
             .unwrap_or_default();
+        let backbone = train["backbone"]
+            .as_str()
+            .or_else(|| record.config["similarity"]["backbone"].as_str());
         RunRow {
             id: record.id,
+            kind: record.kind.clone(),
             status: record.status,
             created_at: record.created_at,
             finished_at: record.finished_at,
             parent_run: record.parent_run,
-            backbone: train["backbone"].as_str().unwrap_or("?").to_string(),
+            backbone: backbone.unwrap_or("?").to_string(),
             folds: train["folds"].as_u64().unwrap_or(0),
             facets,
+            retrieval: retrieval::evaluation(record).map(|e| e.trained),
             progress: record.progress.clone(),
             error: record.error.clone(),
         }
@@ -141,11 +153,11 @@ fn render_list(data: &RunsPage, user: &User) -> Markup {
             p.empty { "No training runs yet. Train one with " code { "atelier train facets" } "." }
         } @else {
             form method="get" action="/runs/compare" {
-                p.muted { "Pick two runs (A, B) and compare their per-class F1." }
+                p.muted { "Pick two runs (A, B) and compare their per-class F1 (facet runs) or their retrieval numbers (similarity runs)." }
                 table.runs {
                     thead { tr {
                         th { "A" } th { "B" } th { "Run" } th { "Status" } th { "Started" } th { "Backbone" }
-                        th { "Facets: macro-F1 train / test" }
+                        th { "Facets: macro-F1 train / test · similarity: held-out designs" }
                     } }
                     tbody {
                         @for (i, run) in data.runs.iter().enumerate() {
@@ -161,6 +173,7 @@ fn render_list(data: &RunsPage, user: &User) -> Markup {
                                 td { (timestamp(run.created_at)) }
                                 td { (run.backbone) @if run.folds > 0 { span.muted { " · " (run.folds) "-fold" } } }
                                 td.facets {
+                                    @if let Some(scores) = &run.retrieval { (retrieval::list_cell(scores)) }
                                     @for facet in &run.facets {
                                         a.facet-score href=(format!("/runs/{}/facets/{}", run.id, url_encode(&facet.facet))) {
                                             span.name { (facet.facet) }
@@ -213,6 +226,8 @@ pub struct RunPage {
     pub retrains: Vec<i64>,
     /// Started by this server and not finished yet.
     pub job_pending: bool,
+    /// A similarity run's numbers on its held-out designs.
+    pub similarity: Option<SimilarityEvaluation>,
 }
 
 pub async fn show(
@@ -245,6 +260,7 @@ pub async fn show(
         facets,
         retrains,
         job_pending: state.jobs.is_pending(run),
+        similarity: retrieval::evaluation(&record),
     };
     Ok(respond(format, &data, |data| render_run(data, &user)))
 }
@@ -290,6 +306,7 @@ fn render_run(data: &RunPage, user: &User) -> Markup {
             }
             p { a.button href=(format!("/runs/{}/mistags", run.id)) { "Suspected mistags →" } }
         }
+        @if let Some(evaluation) = &data.similarity { (retrieval::table(evaluation)) }
         @if run.status == RunStatus::Interrupted {
             section.interrupted {
                 h2 { "Interrupted" }
@@ -312,7 +329,8 @@ fn render_run(data: &RunPage, user: &User) -> Markup {
         @if user.role >= Role::Reviewer && matches!(run.status, RunStatus::Completed | RunStatus::Failed) {
             form.retrain method="post" action=(format!("/runs/{}/retrain", run.id)) {
                 input type="hidden" name="csrf" value=(user.csrf_token);
-                p.muted { "Retrain with this run's settings on the current labels (your fixes included). It trains in the background; the new run's page shows its progress." }
+                p.muted { "Retrain with this run's settings on the current labels (your fixes included"
+                    @if run.kind == SIMILARITY_RUN { ", boxes and triplets" } "). It trains in the background; the new run's page shows its progress." }
                 button type="submit" { "Retrain" }
             }
         }
@@ -357,6 +375,8 @@ pub struct ComparePage {
     pub a: i64,
     pub b: i64,
     pub facets: Vec<FacetCompare>,
+    /// For two similarity runs: their trained embeddings' numbers.
+    pub retrieval: Vec<retrieval::MetricCompare>,
 }
 
 fn diff(a: Option<f64>, b: Option<f64>) -> Option<f64> {
@@ -378,8 +398,9 @@ pub async fn compare(
     Query(query): Query<CompareQuery>,
 ) -> Result<Response, WebError> {
     let mut runs = Vec::new();
+    let mut evaluations = Vec::new();
     for id in [query.a, query.b] {
-        find_run(&state, id).await?;
+        evaluations.push(retrieval::evaluation(&find_run(&state, id).await?));
         let facets: HashMap<String, RunFacet> = state
             .catalog
             .run_facets(id)
@@ -431,6 +452,10 @@ pub async fn compare(
         a: query.a,
         b: query.b,
         facets,
+        retrieval: match (&evaluations[0], &evaluations[1]) {
+            (Some(a), Some(b)) => retrieval::compare(a, b),
+            _ => Vec::new(),
+        },
     };
     Ok(respond(format, &data, |data| render_compare(data, &user)))
 }
@@ -440,7 +465,8 @@ fn render_compare(data: &ComparePage, user: &User) -> Markup {
     let body = html! {
         p.muted { "F1 per class of run " a href=(format!("/runs/{a}")) { "#" (a) } " (A) and run "
             a href=(format!("/runs/{b}")) { "#" (b) } " (B). Δ = B − A: " span.delta.up { "green" } " is better, " span.delta.down { "red" } " is worse." }
-        @if data.facets.is_empty() { p.empty { "The two runs have no facet in common." } }
+        @if !data.retrieval.is_empty() { (retrieval::compare_table(&data.retrieval)) }
+        @if data.facets.is_empty() && data.retrieval.is_empty() { p.empty { "The two runs have no facet in common." } }
         @for facet in &data.facets {
             h2 { (facet.facet) " " span.muted { "test macro-F1 " (score(facet.test_macro_a)) " → " (score(facet.test_macro_b)) " " } (delta(facet.test_macro_delta)) }
             table.compare {
@@ -544,7 +570,7 @@ pub async fn retrain(
     body: Bytes,
 ) -> Result<Response, WebError> {
     let _: serde::de::IgnoredAny = body::write(&user, Role::Reviewer, &headers, &body)?;
-    let new_run = runner::create_retrain(&state.catalog, run, &state.config.run_paths).await?;
+    let new_run = any_run::create_retrain(&state.catalog, run, &state.config.run_paths).await?;
     tracing::info!(
         "{} started run {new_run}, a retrain of run {run}",
         user.name

@@ -27,6 +27,9 @@ pub fn page(title: &str, user: &User, crumbs: &[(String, String)], body: Markup)
                     a.brand href="/runs" { "atelier" }
                     nav {
                         a href="/runs" { "Runs" }
+                        a href="/images" { "Catalogue" }
+                        a href="/search" { "Search" }
+                        a href="/triplets" { "Triplets" }
                         @if user.role >= Role::Admin { a href="/users" { "Users" } }
                     }
                     div.who {

@@ -3,6 +3,7 @@
 pub mod cards;
 pub mod chart;
 pub mod layout;
+pub mod retrieval;
 
 use maud::{Markup, html};
 

@@ -199,13 +199,18 @@ async fn record_run(catalog: &Catalog, images: &[String]) -> i64 {
 
 /// Marks `run` completed with `summary`.
 async fn complete(catalog: &Catalog, run: i64, summary: Option<Value>) {
+    finish(catalog, run, summary, None).await;
+}
+
+/// Marks `run` completed with `summary` and the folder of its model.
+async fn finish(catalog: &Catalog, run: i64, summary: Option<Value>, model_ref: Option<String>) {
     catalog
         .finish_run(
             run,
             &RunFinish {
                 status: RunStatus::Completed,
                 summary,
-                model_ref: None,
+                model_ref,
                 error: None,
             },
         )
@@ -213,10 +218,9 @@ async fn complete(catalog: &Catalog, run: i64, summary: Option<Value>) {
         .unwrap();
 }
 
-/// A completed similarity run whose stored embeddings put image i at angle i / 10 radians, so
-/// image 0's nearest neighbours are images 1, 2, 3, ... in that order.
-pub async fn record_similarity_run(catalog: &Catalog, images: &[String]) -> i64 {
-    let run = catalog
+/// A new similarity run in the catalogue, still running.
+async fn new_similarity_run(catalog: &Catalog) -> i64 {
+    catalog
         .create_run(&NewRun {
             kind: atelier_app::similarity::SIMILARITY_RUN.into(),
             config: json!({}),
@@ -224,7 +228,20 @@ pub async fn record_similarity_run(catalog: &Catalog, images: &[String]) -> i64 
             lease: None,
         })
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Where [`record_similarity_run`] puts image `i` in the off-the-shelf embedding: at
+/// ((5 i) mod 12) / 10 radians, a shuffle of the trained embedding's order.
+pub fn off_the_shelf_angle(i: usize) -> f32 {
+    ((5 * i) % 12) as f32 / 10.0
+}
+
+/// A completed similarity run whose stored embeddings put image i at angle i / 10 radians, so
+/// image 0's nearest neighbours are images 1, 2, 3, ... in that order (its off-the-shelf
+/// embeddings at [`off_the_shelf_angle`]).
+pub async fn record_similarity_run(catalog: &Catalog, images: &[String]) -> i64 {
+    let run = new_similarity_run(catalog).await;
     let vectors: Vec<(String, Vec<f32>)> = images
         .iter()
         .enumerate()
@@ -235,6 +252,18 @@ pub async fn record_similarity_run(catalog: &Catalog, images: &[String]) -> i64 
         .collect();
     catalog
         .put_embeddings(&atelier_app::similarity::embedding_key(run), &vectors)
+        .await
+        .unwrap();
+    let plain: Vec<(String, Vec<f32>)> = images
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let angle = off_the_shelf_angle(i);
+            (id.clone(), vec![angle.cos(), angle.sin()])
+        })
+        .collect();
+    catalog
+        .put_embeddings(&atelier_app::similarity::off_the_shelf_key(run), &plain)
         .await
         .unwrap();
     complete(catalog, run, None).await;
@@ -337,4 +366,96 @@ pub async fn login(app: &Router, user: &str) -> Session {
         cookie,
         csrf: reply.json()["csrf_token"].as_str().unwrap().to_string(),
     }
+}
+
+/// A small synthetic catalogue of its own under `root` (40 photos, 30 % test) with one
+/// completed similarity run of a tiny model: the catalogue, the run, its model folder and the
+/// run folders.
+pub async fn similarity_catalogue(
+    root: &std::path::Path,
+) -> (Catalog, i64, std::path::PathBuf, RunPaths) {
+    use atelier_app::similarity::{create_similarity_run, execute_similarity_run};
+    use atelier_train::similarity::SimilarityConfig;
+    use atelier_train::similarity_run::SimilarityRunConfig;
+    use atelier_vision::synth::{SynthOptions, synthesize};
+
+    let synth = synthesize(
+        &SynthOptions {
+            out_dir: root.join("synth"),
+            count: 40,
+            seed: 4,
+            size: 64,
+            label_noise: 0.0,
+        },
+        &|_| {},
+    )
+    .unwrap();
+    let url = format!("sqlite://{}", root.join("catalog.db").display());
+    let catalog = Catalog::open(&url).await.unwrap();
+    catalog
+        .import(
+            &synth.manifest,
+            &ImportOptions {
+                test_fraction: 0.3,
+                ..ImportOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    let config = SimilarityRunConfig {
+        backbone: atelier_train::BackboneChoice::Tiny,
+        weights: Some(
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../atelier-models/fixtures/tiny_cnn.safetensors"),
+        ),
+        image_size: 48,
+        feature_stage: None,
+        batch_size: 16,
+        similarity: SimilarityConfig {
+            embedding_dim: 8,
+            hidden: 16,
+            epochs: 1,
+            designs_per_batch: 4,
+            eval_fraction: 0.3,
+            ..SimilarityConfig::default()
+        },
+        ..SimilarityRunConfig::default()
+    };
+    let paths = RunPaths {
+        checkpoint_base: root.join("checkpoints"),
+        model_base: root.join("models"),
+        feature_cache: root.join("features"),
+        store: None,
+    };
+    let run = create_similarity_run(&catalog, &config, &paths, None)
+        .await
+        .unwrap();
+    let finished = execute_similarity_run(
+        &catalog,
+        run,
+        &paths,
+        Box::new(atelier_train::progress::Silent),
+    )
+    .await
+    .unwrap();
+    (catalog, run, finished.model_dir, paths)
+}
+
+/// A completed similarity run with a real (tiny) saved model, so that uploads can be embedded:
+/// the model is trained on [`similarity_catalogue`], then the run is recorded in the fixture's
+/// catalogue with that model and its photos embedded by `index`.
+pub async fn record_model_similarity_run(fx: &Fixture) -> i64 {
+    let (_, _, model_dir, _) = similarity_catalogue(&fx.dir.path().join("similarity-model")).await;
+    let run = new_similarity_run(&fx.catalog).await;
+    finish(
+        &fx.catalog,
+        run,
+        None,
+        Some(model_dir.display().to_string()),
+    )
+    .await;
+    atelier_app::similar::index(&fx.catalog, Some(run), None)
+        .await
+        .unwrap();
+    run
 }

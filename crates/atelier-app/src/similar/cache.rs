@@ -1,0 +1,365 @@
+//! In-process copies of what similarity queries read: the current labels of every active
+//! image as a compact table, and a run's vectors (an exact index, or the approximate index
+//! opened from its files), joined row by row. Each copy is kept while the catalogue's change
+//! counter for it stays put (one primary-key read per query); a write from this process or any
+//! other sharing the database moves the counter, and the next query reloads.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use atelier_catalog::{Catalog, LABELS_COUNTER, LabelCondition, RunRecord, embeddings_counter};
+use atelier_search::{ExactIndex, Hit, HnswIndex, VectorIndex};
+
+use crate::ann::IndexFiles;
+use crate::error::AppError;
+
+/// Runs (embedding keys) whose vectors stay loaded at once; the least recently used goes.
+const RUNS_KEPT: usize = 4;
+
+/// A label code that no image has (an unknown label in a condition).
+const NO_LABEL: u16 = u16::MAX;
+/// A key whose image is not active (or was removed from the index).
+const NO_ROW: u32 = u32::MAX;
+
+/// The current labels of the active images: per image a row of label codes, one per facet.
+pub(super) struct LabelTable {
+    facets: Vec<String>,
+    /// Per facet, the label of each code.
+    names: Vec<Vec<String>>,
+    /// Row-major: the code of image row `r`, facet `f` at `r * facets + f` (`NO_LABEL`: none).
+    codes: Vec<u16>,
+    row_of: HashMap<String, u32>,
+}
+
+/// A condition on a facet's label code.
+pub(super) struct Condition {
+    facet: usize,
+    code: u16,
+    keep: bool,
+}
+
+impl LabelTable {
+    fn build(labels: HashMap<String, BTreeMap<String, String>>) -> LabelTable {
+        let facets: Vec<String> = labels
+            .values()
+            .flat_map(|l| l.keys().cloned())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut names: Vec<Vec<String>> = vec![Vec::new(); facets.len()];
+        let mut code_of: Vec<HashMap<String, u16>> = vec![HashMap::new(); facets.len()];
+        let mut codes = Vec::with_capacity(labels.len() * facets.len());
+        let mut row_of = HashMap::with_capacity(labels.len());
+        for (row, (id, image)) in labels.into_iter().enumerate() {
+            for (f, facet) in facets.iter().enumerate() {
+                let code = image.get(facet).map_or(NO_LABEL, |label| {
+                    *code_of[f].entry(label.clone()).or_insert_with(|| {
+                        names[f].push(label.clone());
+                        (names[f].len() - 1) as u16
+                    })
+                });
+                codes.push(code);
+            }
+            row_of.insert(id, row as u32);
+        }
+        LabelTable {
+            facets,
+            names,
+            codes,
+            row_of,
+        }
+    }
+
+    /// `conditions` as codes; a facet or label no active image has matches nothing.
+    pub(super) fn compile(&self, conditions: &[LabelCondition]) -> Vec<Condition> {
+        conditions
+            .iter()
+            .map(|c| {
+                let facet = self.facets.iter().position(|f| *f == c.facet);
+                let code = facet
+                    .and_then(|f| self.names[f].iter().position(|l| *l == c.label))
+                    .map_or(NO_LABEL, |code| code as u16);
+                Condition {
+                    facet: facet.unwrap_or(usize::MAX),
+                    code,
+                    keep: c.keep,
+                }
+            })
+            .collect()
+    }
+
+    /// Whether image row `row` meets every condition.
+    pub(super) fn passes(&self, row: u32, conditions: &[Condition]) -> bool {
+        let start = row as usize * self.facets.len();
+        conditions.iter().all(|c| {
+            let have = match c.facet {
+                usize::MAX => NO_LABEL,
+                f => self.codes[start + f],
+            };
+            (have != NO_LABEL && have == c.code) == c.keep
+        })
+    }
+
+    /// The row of an active image.
+    pub(super) fn row(&self, id: &str) -> Option<u32> {
+        self.row_of.get(id).copied()
+    }
+
+    /// How many active images meet `conditions`, `exclude` left out.
+    pub(super) fn count(&self, conditions: &[Condition], exclude: Option<u32>) -> usize {
+        self.row_of
+            .values()
+            .filter(|&&row| Some(row) != exclude && self.passes(row, conditions))
+            .count()
+    }
+
+    /// An active image's labels by facet.
+    pub(super) fn labels_of(&self, id: &str) -> BTreeMap<String, String> {
+        let Some(row) = self.row(id) else {
+            return BTreeMap::new();
+        };
+        let start = row as usize * self.facets.len();
+        self.facets
+            .iter()
+            .enumerate()
+            .filter_map(|(f, facet)| {
+                let code = self.codes[start + f];
+                (code != NO_LABEL).then(|| (facet.clone(), self.names[f][code as usize].clone()))
+            })
+            .collect()
+    }
+}
+
+/// A run's vectors under one embedding key.
+enum Vectors {
+    Exact(ExactIndex),
+    /// The HNSW graph for wide filters, and the same vectors in key order, scanned for narrow
+    /// ones (usearch hands out stored vectors one lookup at a time, several times slower than
+    /// a scan of a flat copy).
+    Approximate {
+        graph: HnswIndex,
+        flat: ExactIndex,
+    },
+}
+
+struct RunVectors {
+    /// The image of each key (`None`: removed from the approximate index).
+    ids: Vec<Option<String>>,
+    vectors: Vectors,
+}
+
+/// A run's vectors joined with the label table: the row of each key's image.
+pub(super) struct SearchableRun {
+    run: Arc<RunVectors>,
+    pub(super) labels: Arc<LabelTable>,
+    rows: Vec<u32>,
+}
+
+/// How a search through a [`SearchableRun`] went.
+pub(super) struct RunHits {
+    pub hits: Vec<(String, f32)>,
+    pub candidates: usize,
+    /// Whether the approximate index's graph was walked (else: an exact scan).
+    pub walked: bool,
+}
+
+impl SearchableRun {
+    fn join(run: Arc<RunVectors>, labels: Arc<LabelTable>) -> SearchableRun {
+        let rows = run
+            .ids
+            .iter()
+            .map(|id| {
+                id.as_deref()
+                    .and_then(|id| labels.row(id))
+                    .unwrap_or(NO_ROW)
+            })
+            .collect();
+        SearchableRun { run, labels, rows }
+    }
+
+    /// The `k` nearest vectors of active images meeting `conditions`, without `exclude`'s
+    /// image. Through the approximate index, a filter that leaves at most `exact_below`
+    /// candidates is scored exactly instead of walking the graph.
+    pub(super) fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        conditions: &[Condition],
+        exclude: Option<&str>,
+        exact_below: usize,
+    ) -> Result<RunHits, AppError> {
+        let excluded = exclude.and_then(|id| self.labels.row(id));
+        let pass = |key: u64| {
+            let row = self.rows[key as usize];
+            row != NO_ROW && Some(row) != excluded && self.labels.passes(row, conditions)
+        };
+        let candidates = (0..self.rows.len() as u64).filter(|&k| pass(k)).count();
+        // A flat index is scanned in key order, asking `pass` of each key; through the
+        // approximate index, a narrow filter is scored that way and a wide one walks the graph.
+        let (hits, walked): (Vec<Hit>, bool) = match &self.run.vectors {
+            Vectors::Exact(flat) => (flat.search_filtered(query, k, &pass)?, false),
+            Vectors::Approximate { flat, .. } if candidates <= exact_below => {
+                (flat.search_filtered(query, k, &pass)?, false)
+            }
+            Vectors::Approximate { graph, .. } => (graph.search_filtered(query, k, &pass)?, true),
+        };
+        let hits = hits
+            .into_iter()
+            .filter_map(|hit| {
+                let id = self.run.ids.get(hit.key as usize)?.clone()?;
+                Some((id, hit.score))
+            })
+            .collect();
+        Ok(RunHits {
+            hits,
+            candidates,
+            walked,
+        })
+    }
+}
+
+/// The copies, shared by the queries of one process.
+#[derive(Default)]
+pub struct SearchCache {
+    state: tokio::sync::Mutex<CacheState>,
+}
+
+#[derive(Default)]
+struct CacheState {
+    labels: Option<(i64, Arc<LabelTable>)>,
+    /// (key, vectors counter, labels counter, joined), least recently used first.
+    runs: Vec<(String, i64, i64, Arc<SearchableRun>)>,
+}
+
+impl SearchCache {
+    /// The current label table.
+    pub(super) async fn labels(&self, catalog: &Catalog) -> Result<Arc<LabelTable>, AppError> {
+        let stamp = catalog.change_counter(LABELS_COUNTER).await?;
+        let mut state = self.state.lock().await;
+        state.labels_at(catalog, stamp).await
+    }
+
+    /// `key`'s current vectors joined with the current labels, or `None` when the run stored
+    /// none. With `files`, a run large enough for them is searched through its approximate
+    /// index.
+    pub(super) async fn run(
+        &self,
+        catalog: &Catalog,
+        key: &str,
+        files: Option<&IndexFiles>,
+    ) -> Result<Option<Arc<SearchableRun>>, AppError> {
+        let label_stamp = catalog.change_counter(LABELS_COUNTER).await?;
+        let vector_stamp = catalog.change_counter(&embeddings_counter(key)).await?;
+        let mut state = self.state.lock().await;
+        let labels = state.labels_at(catalog, label_stamp).await?;
+        let kept = state
+            .runs
+            .iter()
+            .position(|r| r.0 == key)
+            .map(|at| state.runs.remove(at));
+        let joined = match kept {
+            Some((_, v, l, joined)) if v == vector_stamp && l == label_stamp => joined,
+            Some((_, v, _, joined)) if v == vector_stamp => {
+                Arc::new(SearchableRun::join(joined.run.clone(), labels))
+            }
+            _ => match load(catalog, key, files).await? {
+                Some(run) => Arc::new(SearchableRun::join(Arc::new(run), labels)),
+                None => return Ok(None),
+            },
+        };
+        state
+            .runs
+            .push((key.to_string(), vector_stamp, label_stamp, joined.clone()));
+        if state.runs.len() > RUNS_KEPT {
+            state.runs.remove(0);
+        }
+        Ok(Some(joined))
+    }
+}
+
+impl CacheState {
+    async fn labels_at(
+        &mut self,
+        catalog: &Catalog,
+        stamp: i64,
+    ) -> Result<Arc<LabelTable>, AppError> {
+        if let Some((kept, table)) = &self.labels
+            && *kept == stamp
+        {
+            return Ok(table.clone());
+        }
+        let labels = catalog.active_labels().await?;
+        let table = Arc::new(
+            tokio::task::spawn_blocking(move || LabelTable::build(labels))
+                .await
+                .map_err(|e| AppError::Thread(e.to_string()))?,
+        );
+        self.labels = Some((stamp, table.clone()));
+        Ok(table)
+    }
+}
+
+/// Every vector `key` holds (of images in any state: the label table decides which count),
+/// through the approximate index when `files` want that many, else in an exact index.
+async fn load(
+    catalog: &Catalog,
+    key: &str,
+    files: Option<&IndexFiles>,
+) -> Result<Option<RunVectors>, AppError> {
+    let ids = catalog.embedded_image_ids(key).await?;
+    let Some(dim) = catalog.embedding_dim(key).await? else {
+        return Ok(None);
+    };
+    let stored = catalog.embeddings_of(key, &ids).await?;
+    if let Some(files) = files.filter(|f| f.wants(ids.len())) {
+        let run = files.open(catalog, key, dim, &ids).await?;
+        let keys = run.ids;
+        let (flat, keys) =
+            spawn(move || flat_index(dim, &keys, stored).map(|flat| (flat, keys))).await?;
+        return Ok(Some(RunVectors {
+            ids: keys,
+            vectors: Vectors::Approximate {
+                graph: run.index,
+                flat,
+            },
+        }));
+    }
+    let ids: Vec<Option<String>> = stored.iter().map(|(id, _)| Some(id.clone())).collect();
+    let flat = spawn(move || flat_index(dim, &ids, stored).map(|flat| (flat, ids))).await?;
+    Ok(Some(RunVectors {
+        ids: flat.1,
+        vectors: Vectors::Exact(flat.0),
+    }))
+}
+
+/// `stored` in a flat index, each vector under the key of its image in `ids`.
+fn flat_index(
+    dim: usize,
+    ids: &[Option<String>],
+    stored: Vec<(String, Vec<f32>)>,
+) -> Result<ExactIndex, AppError> {
+    let mut vectors: HashMap<String, Vec<f32>> = stored.into_iter().collect();
+    let mut flat = ExactIndex::with_capacity(dim, vectors.len());
+    for (key, id) in ids.iter().enumerate() {
+        if let Some(vector) = id.as_ref().and_then(|id| vectors.remove(id)) {
+            flat.add(key as u64, &vector)?;
+        }
+    }
+    Ok(flat)
+}
+
+/// Runs `work` off the async runtime.
+async fn spawn<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, AppError> + Send + 'static,
+) -> Result<T, AppError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| AppError::Thread(e.to_string()))?
+}
+
+pub(super) fn no_embeddings(record: &RunRecord) -> AppError {
+    AppError::Invalid(format!(
+        "run {} has no stored embeddings; build them with `atelier index --run {}`",
+        record.id, record.id
+    ))
+}

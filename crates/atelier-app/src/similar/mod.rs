@@ -1,0 +1,290 @@
+//! Finding similar dresses with a completed similarity run: the photos most like a catalogue
+//! photo, a new file or an uploaded photo's vector, among those whose CURRENT labels pass the
+//! filters (a retag changes the next answer; removed and quarantined photos never come back),
+//! and "the same dress, another facet" (`swap`: only photos with the wanted label). Also
+//! running the run's model on photos ([`embed_files`], [`decode_upload`], [`locate_files`]) and
+//! keeping its stored embeddings in step with the catalogue ([`index`]).
+//!
+//! On PostgreSQL with pgvector the database answers ([`atelier_catalog::Catalog::nearest`]:
+//! its HNSW index, the label filters applied during the walk). Elsewhere a [`Searcher`]
+//! answers in this process from its copies of the run's vectors and the current labels
+//! (kept while the catalogue's change counters stay put): an exact scan over the filtered
+//! photos, or, for runs at least [`IndexFiles::ann_threshold`] large, the run's HNSW index.
+
+mod cache;
+mod embed;
+mod index;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use atelier_catalog::{Catalog, LabelCondition, RunRecord};
+use atelier_train::similarity_model::CellAgreement;
+use serde::Serialize;
+
+use crate::ann::IndexFiles;
+use crate::browse::check_label_conditions;
+use crate::error::AppError;
+use crate::similarity::{embedding_key, off_the_shelf_key};
+
+pub use crate::similarity::similarity_run;
+pub use cache::SearchCache;
+pub use embed::{LocatedPhoto, decode_upload, embed_file, embed_files, embed_photo, locate_files};
+pub use index::{IndexReport, index};
+
+use cache::SearchableRun;
+use embed::explain;
+
+/// What to look for similar dresses to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueryPhoto {
+    /// A catalogue photo, by image id.
+    Image(String),
+    /// A photo file, embedded with the run's model.
+    File(PathBuf),
+    /// A vector the run's model made (of an uploaded photo, say: [`embed_photo`]), of the
+    /// embedding the query searches (trained, or off the shelf).
+    Embedding(Vec<f32>),
+}
+
+/// A facet filter on the current labels: `keep` photos with (or, when false, without) the label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelFilter {
+    pub facet: String,
+    pub label: String,
+    pub keep: bool,
+}
+
+/// A similarity query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimilarQuery {
+    /// The similarity run whose embeddings answer; `None`: the newest completed one.
+    pub run: Option<i64>,
+    pub photo: QueryPhoto,
+    pub k: usize,
+    pub filters: Vec<LabelFilter>,
+    /// "The same dress, another facet": only photos with this label of this facet.
+    pub swap: Option<(String, String)>,
+    /// Answer with the off-the-shelf embedding instead of the trained one.
+    pub off_the_shelf: bool,
+    /// Say where each result agrees with the query, cell by cell ([`CellAgreement`]).
+    pub explain: bool,
+}
+
+/// One similar photo.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SimilarPhoto {
+    pub image_id: String,
+    pub path: String,
+    /// Cosine similarity to the query, in `[-1, 1]`.
+    pub score: f32,
+    pub labels: BTreeMap<String, String>,
+    /// With `explain`: where the dresses agree (a 3x3 grid of the crops' cells, row-major).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explain: Option<CellAgreement>,
+}
+
+/// The answer to a [`SimilarQuery`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SimilarAnswer {
+    pub run: i64,
+    pub query: String,
+    /// Active photos that passed the filters.
+    pub candidates: usize,
+    /// What searched.
+    pub engine: SearchEngine,
+    pub results: Vec<SimilarPhoto>,
+}
+
+/// What answered a similarity query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchEngine {
+    /// An exact scan of the stored vectors that pass the filters, in this process.
+    Scan,
+    /// PostgreSQL with pgvector: its HNSW index, filtered during the walk (iterative scan).
+    Pgvector,
+    /// The run's HNSW index in this process (see [`IndexFiles`]), filtered during the walk.
+    Hnsw,
+}
+
+/// What answers similarity queries in a process: the approximate index files (when given, for
+/// runs large enough for them) and the [`SearchCache`]. A long-lived process (the web app)
+/// keeps one for all its requests; a command makes one per query.
+#[derive(Default)]
+pub struct Searcher {
+    files: Option<IndexFiles>,
+    cache: SearchCache,
+}
+
+impl Searcher {
+    pub fn new(files: Option<IndexFiles>) -> Self {
+        Searcher {
+            files,
+            cache: SearchCache::default(),
+        }
+    }
+
+    /// Answers a similarity query: inside the database with pgvector where the catalogue has
+    /// it, else from this searcher's copies of the run's vectors (an exact scan, or the run's
+    /// approximate index) and of the current labels.
+    pub async fn similar(
+        &self,
+        catalog: &Catalog,
+        query: &SimilarQuery,
+    ) -> Result<SimilarAnswer, AppError> {
+        let record = similarity_run(catalog, query.run).await?;
+        let conditions = conditions(query);
+        check_label_conditions(catalog, &conditions).await?;
+        let key = match query.off_the_shelf {
+            true => off_the_shelf_key(record.id),
+            false => embedding_key(record.id),
+        };
+        let (vector, query_id, described) = query_vector(catalog, &record, &key, query).await?;
+        let exclude = query_id.as_deref();
+        let (hits, candidates, engine, labels) = if catalog.searches_vectors() {
+            let labels = self.cache.labels(catalog).await?;
+            let hits = catalog
+                .nearest(&key, &vector, query.k, &conditions, exclude)
+                .await?;
+            let compiled = labels.compile(&conditions);
+            let candidates = labels.count(&compiled, exclude.and_then(|id| labels.row(id)));
+            (hits, candidates, SearchEngine::Pgvector, labels)
+        } else {
+            let run: std::sync::Arc<SearchableRun> = self
+                .cache
+                .run(catalog, &key, self.files.as_ref())
+                .await?
+                .ok_or_else(|| cache::no_embeddings(&record))?;
+            let compiled = run.labels.compile(&conditions);
+            let exact_below = self.files.as_ref().map_or(0, |f| f.exact_below);
+            let found = run.search(&vector, query.k, &compiled, exclude, exact_below)?;
+            let engine = match found.walked {
+                true => SearchEngine::Hnsw,
+                false => SearchEngine::Scan,
+            };
+            (found.hits, found.candidates, engine, run.labels.clone())
+        };
+        let ids: Vec<String> = hits.iter().map(|(id, _)| id.clone()).collect();
+        let paths = catalog.image_uris(&ids).await?;
+        let mut results: Vec<SimilarPhoto> = hits
+            .into_iter()
+            .map(|(id, score)| SimilarPhoto {
+                path: paths.get(&id).cloned().unwrap_or_default(),
+                labels: labels.labels_of(&id),
+                image_id: id,
+                score,
+                explain: None,
+            })
+            .collect();
+        if query.explain && !results.is_empty() {
+            explain_results(catalog, &record, &query.photo, &mut results).await?;
+        }
+        Ok(SimilarAnswer {
+            run: record.id,
+            query: described,
+            candidates,
+            engine,
+            results,
+        })
+    }
+}
+
+/// Answers one similarity query with a searcher of its own (see [`Searcher::similar`]).
+pub async fn similar(
+    catalog: &Catalog,
+    query: &SimilarQuery,
+    files: Option<&IndexFiles>,
+) -> Result<SimilarAnswer, AppError> {
+    Searcher::new(files.cloned()).similar(catalog, query).await
+}
+
+/// Adds to each result where it agrees with the query photo, cell by cell.
+async fn explain_results(
+    catalog: &Catalog,
+    record: &RunRecord,
+    photo: &QueryPhoto,
+    results: &mut [SimilarPhoto],
+) -> Result<(), AppError> {
+    let query_path = match photo {
+        QueryPhoto::File(path) => path.clone(),
+        QueryPhoto::Image(id) => {
+            let mut paths: HashMap<String, String> =
+                catalog.image_uris(std::slice::from_ref(id)).await?;
+            PathBuf::from(paths.remove(id).unwrap_or_default())
+        }
+        QueryPhoto::Embedding(_) => {
+            return Err(AppError::Invalid(
+                "explain compares photos cell by cell: query with a photo or an image id, \
+                 not a vector"
+                    .into(),
+            ));
+        }
+    };
+    let paths: Vec<PathBuf> = results.iter().map(|r| PathBuf::from(&r.path)).collect();
+    let agreements: Vec<CellAgreement> = explain(record, query_path, paths).await?;
+    for (result, agreement) in results.iter_mut().zip(agreements) {
+        result.explain = Some(agreement);
+    }
+    Ok(())
+}
+
+/// The query's filters and swap as conditions on current labels.
+fn conditions(query: &SimilarQuery) -> Vec<LabelCondition> {
+    let filters = query.filters.iter().map(|f| LabelCondition {
+        facet: f.facet.clone(),
+        label: f.label.clone(),
+        keep: f.keep,
+    });
+    let swap = query.swap.iter().map(|(facet, label)| LabelCondition {
+        facet: facet.clone(),
+        label: label.clone(),
+        keep: true,
+    });
+    filters.chain(swap).collect()
+}
+
+/// The query's embedding, the catalogue id it stands for (left out of the answer) and how to
+/// name it.
+async fn query_vector(
+    catalog: &Catalog,
+    record: &RunRecord,
+    key: &str,
+    query: &SimilarQuery,
+) -> Result<(Vec<f32>, Option<String>, String), AppError> {
+    match &query.photo {
+        QueryPhoto::Image(id) => {
+            let vector = catalog.embedding(key, id).await?.ok_or_else(|| {
+                AppError::Invalid(format!(
+                    "image {id} has no embedding in run {}: it is unknown, not active, or \
+                     newer than the run (`atelier index --run {}` embeds new photos)",
+                    record.id, record.id
+                ))
+            })?;
+            Ok((vector, Some(id.clone()), id.clone()))
+        }
+        QueryPhoto::File(path) => {
+            let embedded = embed_file(record, path).await?;
+            let vector = match query.off_the_shelf {
+                true => embedded.off_the_shelf,
+                false => embedded.embedding,
+            };
+            Ok((vector, None, path.display().to_string()))
+        }
+        QueryPhoto::Embedding(vector) => {
+            let expected = catalog
+                .embedding_dim(key)
+                .await?
+                .ok_or_else(|| cache::no_embeddings(record))?;
+            if vector.len() != expected || vector.iter().any(|v| !v.is_finite()) {
+                return Err(AppError::Invalid(format!(
+                    "the query vector has {} numbers (all finite?), but run {}'s embeddings \
+                     have {expected}: embed the photo again with this run",
+                    vector.len(),
+                    record.id
+                )));
+            }
+            Ok((vector.clone(), None, "an uploaded photo".to_string()))
+        }
+    }
+}
