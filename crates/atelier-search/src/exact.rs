@@ -87,6 +87,30 @@ impl ExactIndex {
         &self.keys
     }
 
+    /// Like [`VectorIndex::search_among`], for candidates named by their position in storage
+    /// order (the index of their key in [`ExactIndex::keys`]) instead of by key, which saves a
+    /// key lookup per candidate; each position at most once, positions past the end are
+    /// passed over.
+    pub fn search_positions(
+        &self,
+        query: &[f32],
+        k: usize,
+        positions: &[usize],
+    ) -> SearchResult<Vec<Hit>> {
+        let query = self.query(query)?;
+        let mut top = TopK::new(k);
+        for &slot in positions.iter().filter(|&&slot| slot < self.keys.len()) {
+            let score = dot(self.row(slot), &query);
+            if top.admits(score) {
+                top.push(Hit {
+                    key: self.keys[slot],
+                    score,
+                });
+            }
+        }
+        Ok(top.into_sorted())
+    }
+
     fn row(&self, slot: usize) -> &[f32] {
         &self.vectors[slot * self.dimensions..(slot + 1) * self.dimensions]
     }

@@ -199,3 +199,21 @@ fn bad_vectors_and_keys_are_refused() {
     );
     assert!(index.is_empty());
 }
+
+#[test]
+fn candidates_by_position_rank_like_candidates_by_key() {
+    let vectors = random_vectors(1_000, D, 5);
+    let mut index = index_of(&vectors);
+    // A removal moves the last row into the removed one's place: positions are not keys.
+    index.remove(3).unwrap();
+    let queries = random_vectors(5, D, 6);
+    let positions: Vec<usize> = (0..index.len()).filter(|p| p % 3 == 0).collect();
+    let chosen: Vec<u64> = positions.iter().map(|&p| index.keys()[p]).collect();
+    for query in queries.chunks_exact(D) {
+        let by_key = index.search_among(query, 10, &chosen).unwrap();
+        let mut with_stray = positions.clone();
+        with_stray.push(index.len() + 5);
+        let by_position = index.search_positions(query, 10, &with_stray).unwrap();
+        assert_eq!(by_position, by_key);
+    }
+}

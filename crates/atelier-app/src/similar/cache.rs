@@ -1,8 +1,9 @@
 //! In-process copies of what similarity queries read: the current labels of every active
-//! image as a compact table, and a run's vectors (an exact index, or the approximate index
-//! opened from its files), joined row by row. Each copy is kept while the catalogue's change
-//! counter for it stays put (one primary-key read per query); a write from this process or any
-//! other sharing the database moves the counter, and the next query reloads.
+//! image as a compact table, and a run's vectors (in key order, plus the approximate index
+//! opened from its files for large runs), joined row by row. Each copy is kept while the
+//! catalogue's change counter for it stays put (one primary-key read per query); a write from
+//! this process or any other sharing the database moves the counter, and the next query
+//! reloads.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -145,6 +146,8 @@ enum Vectors {
 struct RunVectors {
     /// The image of each key (`None`: removed from the approximate index).
     ids: Vec<Option<String>>,
+    /// The position of each key's vector in the flat copy.
+    position: Vec<Option<usize>>,
     vectors: Vectors,
 }
 
@@ -193,13 +196,18 @@ impl SearchableRun {
             let row = self.rows[key as usize];
             row != NO_ROW && Some(row) != excluded && self.labels.passes(row, conditions)
         };
-        let candidates = (0..self.rows.len() as u64).filter(|&k| pass(k)).count();
-        // A flat index is scanned in key order, asking `pass` of each key; through the
-        // approximate index, a narrow filter is scored that way and a wide one walks the graph.
+        // The flat copy's position of every key that passes, in one pass over the keys.
+        let positions: Vec<usize> = (0..self.rows.len())
+            .filter(|&key| pass(key as u64))
+            .filter_map(|key| self.run.position[key])
+            .collect();
+        let candidates = positions.len();
+        // The flat copy scores the candidates exactly; through the approximate index, only a
+        // narrow filter's, and a wide one walks the graph.
         let (hits, walked): (Vec<Hit>, bool) = match &self.run.vectors {
-            Vectors::Exact(flat) => (flat.search_filtered(query, k, &pass)?, false),
+            Vectors::Exact(flat) => (flat.search_positions(query, k, &positions)?, false),
             Vectors::Approximate { flat, .. } if candidates <= exact_below => {
-                (flat.search_filtered(query, k, &pass)?, false)
+                (flat.search_positions(query, k, &positions)?, false)
             }
             Vectors::Approximate { graph, .. } => (graph.search_filtered(query, k, &pass)?, true),
         };
@@ -317,6 +325,7 @@ async fn load(
         let (flat, keys) =
             spawn(move || flat_index(dim, &keys, stored).map(|flat| (flat, keys))).await?;
         return Ok(Some(RunVectors {
+            position: positions(&flat, keys.len()),
             ids: keys,
             vectors: Vectors::Approximate {
                 graph: run.index,
@@ -327,9 +336,21 @@ async fn load(
     let ids: Vec<Option<String>> = stored.iter().map(|(id, _)| Some(id.clone())).collect();
     let flat = spawn(move || flat_index(dim, &ids, stored).map(|flat| (flat, ids))).await?;
     Ok(Some(RunVectors {
+        position: positions(&flat.0, flat.1.len()),
         ids: flat.1,
         vectors: Vectors::Exact(flat.0),
     }))
+}
+
+/// Where each of `keys` keys lies in `flat`'s storage order.
+fn positions(flat: &ExactIndex, keys: usize) -> Vec<Option<usize>> {
+    let mut position = vec![None; keys];
+    for (at, &key) in flat.keys().iter().enumerate() {
+        if let Some(slot) = position.get_mut(key as usize) {
+            *slot = Some(at);
+        }
+    }
+    position
 }
 
 /// `stored` in a flat index, each vector under the key of its image in `ids`.
