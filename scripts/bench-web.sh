@@ -17,6 +17,8 @@
 #
 # Settings (environment variables):
 #   BENCH_DIR          seeded catalogue folder (default /tmp/atelier-web-bench)
+#   BENCH_DB           an empty PostgreSQL database to seed and serve instead of the SQLite
+#                      file in BENCH_DIR (with pgvector, similarity is searched in it)
 #   BENCH_IMAGES       images to seed (default 100000)
 #   BENCH_PORT         port of the server (default 18080)
 #   BENCH_DURATION     wrk duration of each 20-connection run (default 20s)
@@ -72,7 +74,8 @@ seed_json="$dir/seed.json"
 if [ ! -f "$seed_json" ]; then
     [ ! -e "$dir/bench.db" ] || fail "$dir/bench.db exists without seed.json (an interrupted seeding?); delete $dir and run again"
     echo "seeding $images images into $dir" >&2
-    cargo run --release -p atelier-web --example seed_bench -- --dir "$dir" --images "$images" >&2
+    cargo run --release -p atelier-web --example seed_bench -- --dir "$dir" --images "$images" \
+        ${BENCH_DB:+--db "$BENCH_DB"} >&2
 else
     echo "reusing the catalogue in $dir (delete it to seed again)" >&2
 fi

@@ -8,7 +8,8 @@
 //! cargo run --release -p atelier-web --example seed_bench -- --dir DIR [--images 100000] [--seed 7]
 //! ```
 //!
-//! Writes `DIR/images/NNN/I.jpg`, `DIR/manifest.csv` and the SQLite catalogue `DIR/bench.db`,
+//! Writes `DIR/images/NNN/I.jpg`, `DIR/manifest.csv` and the SQLite catalogue `DIR/bench.db`
+//! (or, with `--db`, an empty PostgreSQL database),
 //! then prints one JSON document (also saved as `DIR/seed.json`): the database URL, the run id,
 //! the facet and label with the most false negatives (for the review page), and the seconds
 //! each step took. The image files are a few distinct bytes each, not pictures: import only
@@ -54,16 +55,19 @@ type Result<T> = std::result::Result<T, Box<dyn Error>>;
 /// Command-line options.
 struct Options {
     dir: PathBuf,
+    /// A PostgreSQL database to seed instead of `DIR/bench.db` (it must be empty).
+    db: Option<String>,
     images: usize,
     seed: u64,
 }
 
 fn usage() -> String {
-    "usage: seed_bench --dir DIR [--images 100000] [--seed 7]".to_string()
+    "usage: seed_bench --dir DIR [--db postgres://...] [--images 100000] [--seed 7]".to_string()
 }
 
 fn parse_args() -> Result<Options> {
     let mut dir = None;
+    let mut db = None;
     let mut images = 100_000;
     let mut seed = 7;
     let mut args = std::env::args().skip(1);
@@ -74,6 +78,7 @@ fn parse_args() -> Result<Options> {
         };
         match arg.as_str() {
             "--dir" => dir = Some(PathBuf::from(value("--dir")?)),
+            "--db" => db = Some(value("--db")?),
             "--images" => {
                 images = value("--images")?
                     .parse()
@@ -95,7 +100,12 @@ fn parse_args() -> Result<Options> {
     if images == 0 {
         return Err("--images must be at least 1".into());
     }
-    Ok(Options { dir, images, seed })
+    Ok(Options {
+        dir,
+        db,
+        images,
+        seed,
+    })
 }
 
 /// One row of the manifest: the image's split and its label index per facet (in [`FACETS`]
@@ -111,7 +121,7 @@ fn main() -> Result<()> {
     std::fs::create_dir_all(&options.dir)
         .map_err(|e| format!("cannot create --dir {}: {e}", options.dir.display()))?;
     let db = options.dir.join("bench.db");
-    if db.exists() {
+    if options.db.is_none() && db.exists() {
         return Err(format!(
             "{} already exists; delete {} (or pick another --dir) to seed again",
             db.display(),
@@ -148,8 +158,14 @@ async fn seed(options: &Options, db: &Path) -> Result<Value> {
         started.elapsed().as_secs_f64()
     );
 
-    let url = format!("sqlite://{}", db.display());
+    let url = options
+        .db
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", db.display()));
     let catalog = Catalog::open(&url).await?;
+    if catalog.summary().await?.images > 0 {
+        return Err(format!("{url} already holds images; seed an empty database").into());
+    }
     let started = Instant::now();
     let imported = catalog.import(&manifest, &ImportOptions::default()).await?;
     steps.insert("import".into(), json!(seconds(started)));
@@ -379,6 +395,8 @@ async fn seed_similarity(
             .collect();
         catalog.put_embeddings(&key, &vectors).await?;
     }
+    // On PostgreSQL with pgvector, the run's HNSW index (as a similarity run builds it).
+    catalog.index_vectors(&key, SIMILARITY_DIM).await?;
     catalog
         .finish_run(
             run,

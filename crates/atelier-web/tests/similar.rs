@@ -121,3 +121,59 @@ async fn the_image_page_lists_similar_dresses_and_swaps_to_one_label() {
         "{problem}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_shows_where_each_similar_dress_agrees_or_says_why_not() {
+    let fx = fixture().await;
+    let session = login(&fx.app, "vic").await;
+    let first = &fx.images[0];
+    // A run without a saved model lists its dresses and says why it cannot explain them.
+    common::record_similarity_run(&fx.catalog, &fx.images).await;
+    let page = get(
+        &fx.app,
+        &format!("/api/images/{first}?explain=true"),
+        Some(&session),
+    )
+    .await;
+    let similar = &page.json()["similar"];
+    assert_eq!(similar["results"].as_array().unwrap().len(), 8, "{similar}");
+    assert!(
+        similar["explain_problem"]
+            .as_str()
+            .unwrap()
+            .contains("saved no model"),
+        "{similar}"
+    );
+    // With a model: a 3x3 grid of cosines per result, drawn as a heat map.
+    common::record_model_similarity_run(&fx).await;
+    let page = get(
+        &fx.app,
+        &format!("/api/images/{first}?explain=true"),
+        Some(&session),
+    )
+    .await;
+    let similar = &page.json()["similar"];
+    assert!(similar["explain_problem"].is_null(), "{similar}");
+    for result in similar["results"].as_array().unwrap() {
+        let cells = result["explain"]["cells"].as_array().unwrap();
+        assert_eq!(cells.len(), 9);
+        assert!(
+            cells
+                .iter()
+                .all(|c| c.as_f64().unwrap().abs() <= 1.0 + 1e-5)
+        );
+    }
+    let html = get(
+        &fx.app,
+        &format!("/images/{first}?explain=true"),
+        Some(&session),
+    )
+    .await
+    .text();
+    assert_eq!(html.matches("class=\"heat\"").count(), 8, "{html}");
+    assert!(html.contains("hide the heat maps"));
+    let plain = get(&fx.app, &format!("/images/{first}"), Some(&session))
+        .await
+        .text();
+    assert!(plain.contains("explain the scores") && !plain.contains("class=\"heat\""));
+}

@@ -89,6 +89,14 @@ impl LabelTable {
             .collect()
     }
 
+    /// Whether some active image carries the condition's label of its facet.
+    pub(super) fn knows(&self, condition: &LabelCondition) -> bool {
+        self.facets
+            .iter()
+            .position(|f| *f == condition.facet)
+            .is_some_and(|f| self.names[f].contains(&condition.label))
+    }
+
     /// Whether image row `row` meets every condition.
     pub(super) fn passes(&self, row: u32, conditions: &[Condition]) -> bool {
         let start = row as usize * self.facets.len();

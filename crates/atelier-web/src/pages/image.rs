@@ -15,6 +15,7 @@ use atelier_app::ErrorKind;
 use atelier_app::runner::FACETS_RUN;
 use atelier_app::similar::{QueryPhoto, SimilarQuery};
 use atelier_app::similarity::SIMILARITY_RUN;
+use atelier_train::similarity_model::CellAgreement;
 
 use crate::app::{AppState, bytes_response};
 use crate::auth::User;
@@ -30,6 +31,9 @@ pub struct ImageParams {
     /// With `swap_label`: the similar dresses whose current label of this facet is that label.
     swap_facet: Option<String>,
     swap_label: Option<String>,
+    /// Show where each similar dress agrees with this one, cell by cell of the dress crops.
+    #[serde(default)]
+    explain: bool,
 }
 
 /// Similar dresses shown on an image page.
@@ -44,6 +48,9 @@ pub struct SimilarDresses {
     /// Photos the filter left to rank.
     pub candidates: usize,
     pub results: Vec<SimilarDress>,
+    /// Asked for the cell-by-cell agreement, and why it is missing when it is.
+    pub explained: bool,
+    pub explain_problem: Option<String>,
 }
 
 /// One similar dress, without the server's file path.
@@ -52,6 +59,9 @@ pub struct SimilarDress {
     pub image_id: String,
     pub score: f32,
     pub labels: std::collections::BTreeMap<String, String>,
+    /// With `explain`: the cosine of each cell of a 3x3 grid over the two dress crops.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explain: Option<CellAgreement>,
 }
 
 /// The similar-dresses part of an image page: absent without a completed similarity run; a
@@ -154,7 +164,9 @@ pub async fn show(
     let mut history = state.catalog.label_history(&image).await?;
     history.reverse();
     let similar = match newest_completed(&runs, SIMILARITY_RUN) {
-        Some(similarity_run) => Some(similar_dresses(&state, &image, similarity_run, swap).await?),
+        Some(similarity_run) => {
+            Some(similar_dresses(&state, &image, similarity_run, swap, params.explain).await?)
+        }
         None => None,
     };
     let data = ImagePage {
@@ -208,23 +220,35 @@ fn swap_of(
 }
 
 /// The most similar dresses to `image` by similarity run `run` (with `swap`, among those with
-/// that label), or why the run cannot say.
+/// that label; with `explain`, where each agrees with it cell by cell), or why the run cannot
+/// say. A run that cannot explain (no saved model, say) still lists its dresses.
 async fn similar_dresses(
     state: &AppState,
     image: &str,
     run: i64,
     swap: Option<(String, String)>,
+    explain: bool,
 ) -> Result<SimilarSection, WebError> {
-    let query = SimilarQuery {
+    let mut query = SimilarQuery {
         run: Some(run),
         photo: QueryPhoto::Image(image.to_string()),
         k: SIMILAR_SHOWN,
         filters: Vec::new(),
         swap: swap.clone(),
         off_the_shelf: false,
-        explain: false,
+        explain,
     };
-    Ok(match state.searcher.similar(&state.catalog, &query).await {
+    let mut answer = state.searcher.similar(&state.catalog, &query).await;
+    let mut explain_problem = None;
+    if let Err(error) = &answer
+        && explain
+        && error.kind() != ErrorKind::Internal
+    {
+        explain_problem = Some(error.to_string());
+        query.explain = false;
+        answer = state.searcher.similar(&state.catalog, &query).await;
+    }
+    Ok(match answer {
         Ok(answer) => SimilarSection::Found(SimilarDresses {
             run: answer.run,
             swap,
@@ -236,8 +260,11 @@ async fn similar_dresses(
                     image_id: r.image_id,
                     score: r.score,
                     labels: r.labels,
+                    explain: r.explain,
                 })
                 .collect(),
+            explained: explain,
+            explain_problem,
         }),
         Err(error) if error.kind() == ErrorKind::Internal => return Err(error.into()),
         Err(error) => SimilarSection::Unavailable {
@@ -359,12 +386,22 @@ fn similar_section(data: &ImagePage, section: &SimilarSection) -> Markup {
                         span.muted { " · similarity run #" (found.run) }
                     }
                     @if found.swap.is_some() { p { a href=(format!("{base}#similar")) { "← all similar dresses" } } }
+                    p.explain-toggle {
+                        @if found.explained {
+                            a href=(explain_link(&base, found.swap.as_ref(), false)) { "hide the heat maps" }
+                            @if let Some(problem) = &found.explain_problem { " · " span.error { "cannot explain: " (problem) } }
+                            @else { span.muted { " · each 3×3 grid: how much that part of the dress crops agrees (cosine; darker agrees more; ↔ the mirrored photo agreed better)" } }
+                        } @else {
+                            a href=(explain_link(&base, found.swap.as_ref(), true)) { "explain the scores" }
+                        }
+                    }
                     @if found.results.is_empty() { p.empty { "No other active photo matches." } }
                     div.similar-grid {
                         @for dress in &found.results {
                             a.similar-card href=(format!("/images/{}#similar", dress.image_id)) title=(labels_line(&dress.labels)) {
                                 img src=(format!("/images/{}/thumb", dress.image_id)) alt=(format!("image {}", short_id(&dress.image_id))) loading="lazy";
                                 span.score { (format!("{:.3}", dress.score)) }
+                                @if let Some(agreement) = &dress.explain { (heat_map(agreement)) }
                             }
                         }
                     }
@@ -391,6 +428,33 @@ fn labels_line(labels: &std::collections::BTreeMap<String, String>) -> String {
         .map(|(facet, label)| format!("{facet}: {label}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The image page with or without the heat maps, keeping the swap.
+fn explain_link(base: &str, swap: Option<&(String, String)>, explain: bool) -> String {
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    if let Some((facet, label)) = swap {
+        pairs.push(("swap_facet", facet));
+        pairs.push(("swap_label", label));
+    }
+    if explain {
+        pairs.push(("explain", "true"));
+    }
+    let query = serde_urlencoded::to_string(pairs).unwrap_or_default();
+    format!("{base}?{query}#similar")
+}
+
+/// A 3x3 grid of the cells' agreement, darker where the two crops agree more (classes, as
+/// the page's policy allows no inline style).
+fn heat_map(agreement: &CellAgreement) -> Markup {
+    let level = |v: f32| (v.clamp(0.0, 0.999) * 5.0) as u8;
+    let numbers: Vec<String> = agreement.cells.iter().map(|v| format!("{v:.2}")).collect();
+    html! {
+        span.heat title=(format!("cells (row by row): {}; mean {:.2}{}", numbers.join(" "), agreement.mean, if agreement.flipped { "; mirrored" } else { "" })) {
+            @for value in &agreement.cells { i class=(format!("heat-{}", level(*value))) {} }
+            @if agreement.flipped { b.mirrored { "↔" } }
+        }
+    }
 }
 
 /// The image page asking for the dresses like it whose `facet` is `label`.

@@ -170,6 +170,7 @@ async fn search(
                 image_id: r.image_id,
                 score: r.score,
                 labels: r.labels,
+                explain: None,
             })
             .collect(),
     })
