@@ -390,7 +390,7 @@ fn similar_section(data: &ImagePage, section: &SimilarSection) -> Markup {
                         @if found.explained {
                             a href=(explain_link(&base, found.swap.as_ref(), false)) { "hide the heat maps" }
                             @if let Some(problem) = &found.explain_problem { " · " span.error { "cannot explain: " (problem) } }
-                            @else { span.muted { " · each 3×3 grid: how much that part of the dress crops agrees (cosine; darker agrees more; ↔ the mirrored photo agreed better)" } }
+                            @else { span.muted { " · each 3×3 grid: how much that part of the dress crops agrees (cosine, from below 0.6, lightest, to 0.9 and above, darkest; ↔ the mirrored photo agreed better; hover for the numbers)" } }
                         } @else {
                             a href=(explain_link(&base, found.swap.as_ref(), true)) { "explain the scores" }
                         }
@@ -447,7 +447,8 @@ fn explain_link(base: &str, swap: Option<&(String, String)>, explain: bool) -> S
 /// A 3x3 grid of the cells' agreement, darker where the two crops agree more (classes, as
 /// the page's policy allows no inline style).
 fn heat_map(agreement: &CellAgreement) -> Markup {
-    let level = |v: f32| (v.clamp(0.0, 0.999) * 5.0) as u8;
+    // Cells of similar dresses mostly agree above 0.5: five shades from below 0.6 to 0.9+.
+    let level = |v: f32| ((v - 0.5) * 10.0).clamp(0.0, 4.0) as u8;
     let numbers: Vec<String> = agreement.cells.iter().map(|v| format!("{v:.2}")).collect();
     html! {
         span.heat title=(format!("cells (row by row): {}; mean {:.2}{}", numbers.join(" "), agreement.mean, if agreement.flipped { "; mirrored" } else { "" })) {
