@@ -7,46 +7,23 @@ use std::time::{Duration, Instant};
 
 use atelier_app::runner::create_published_run;
 use atelier_app::{RunPaths, create_run, execute_run};
-use atelier_catalog::{Catalog, ImportOptions, Role, RunStatus, now_millis};
+use atelier_catalog::{RunStatus, now_millis};
 use atelier_train::BackboneChoice;
 use atelier_train::config::HeadKind;
 use atelier_train::config::TrainConfig;
 use atelier_train::progress::Silent;
-use atelier_vision::synth::{SynthOptions, synthesize};
-use atelier_web::{AppConfig, hash_password, router, start};
+use atelier_web::{AppConfig, start};
 use axum::http::{Method, StatusCode};
 use serde_json::json;
 
 mod common;
 
-use common::{get, login, send};
+use common::{get, send};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retrain_from_the_app_trains_in_the_background_and_is_comparable() {
     let dir = tempfile::tempdir().unwrap();
-    let synth = synthesize(
-        &SynthOptions {
-            out_dir: dir.path().join("synth"),
-            count: 30,
-            seed: 3,
-            size: 64,
-            label_noise: 0.1,
-        },
-        &|_| {},
-    )
-    .unwrap();
-    let url = format!("sqlite://{}", dir.path().join("catalog.db").display());
-    let catalog = Catalog::open(&url).await.unwrap();
-    catalog
-        .import(
-            &synth.manifest,
-            &ImportOptions {
-                test_fraction: 0.3,
-                ..ImportOptions::default()
-            },
-        )
-        .await
-        .unwrap();
+    let catalog = common::synthetic_catalogue(dir.path(), 30, 3, 0.1).await;
     let paths = paths_of(dir.path());
     let mut config = TrainConfig::new(BackboneChoice::Tiny, vec!["silhouette".into()]);
     config.weights = Some(
@@ -70,19 +47,7 @@ async fn a_retrain_from_the_app_trains_in_the_background_and_is_comparable() {
     let published = finished.published.unwrap().unwrap();
     assert_eq!(published.model, "dresses@1");
 
-    catalog
-        .add_user(
-            "rita",
-            Role::Reviewer,
-            &hash_password(common::PASSWORD).unwrap(),
-        )
-        .await
-        .unwrap();
-    let app = router(
-        catalog.clone(),
-        AppConfig::new(paths, dir.path().join("thumbs")),
-    );
-    let rita = login(&app, "rita").await;
+    let (app, rita) = common::app_with_reviewer(&catalog, paths, dir.path().join("thumbs")).await;
 
     // The queue of the first run lists out-of-fold train images too.
     let queue = get(&app, &format!("/api/runs/{first}/mistags"), Some(&rita)).await;
@@ -191,19 +156,7 @@ async fn a_retrain_from_the_app_trains_in_the_background_and_is_comparable() {
 async fn a_similarity_retrain_learns_from_a_reviewers_triplet_and_is_comparable() {
     let dir = tempfile::tempdir().unwrap();
     let (catalog, first, _, paths) = common::similarity_catalogue(dir.path()).await;
-    catalog
-        .add_user(
-            "rita",
-            Role::Reviewer,
-            &hash_password(common::PASSWORD).unwrap(),
-        )
-        .await
-        .unwrap();
-    let app = router(
-        catalog.clone(),
-        AppConfig::new(paths, dir.path().join("thumbs")),
-    );
-    let rita = login(&app, "rita").await;
+    let (app, rita) = common::app_with_reviewer(&catalog, paths, dir.path().join("thumbs")).await;
 
     // A triplet from the editor, on the run's real embeddings.
     let task = get(&app, "/api/triplets", Some(&rita)).await.json()["task"].clone();

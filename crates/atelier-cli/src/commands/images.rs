@@ -1,10 +1,10 @@
 //! `atelier images`: one page of the catalogue, filtered.
 
 use atelier_app::browse::{self, BrowseQuery};
-use atelier_catalog::{Catalog, ImageFilter, LabelCondition, Split, Status};
+use atelier_catalog::{Catalog, ImageFilter, Split, Status};
 
 use crate::args::{ImagesArgs, SplitArg, StatusArg};
-use crate::commands::similar::facet_label;
+use crate::commands::similar::label_conditions;
 use crate::error::CliResult;
 use crate::output::print_json;
 
@@ -43,16 +43,7 @@ pub async fn run(catalog: &Catalog, args: &ImagesArgs, json: bool) -> CliResult 
 }
 
 fn query(args: &ImagesArgs) -> CliResult<BrowseQuery> {
-    let mut labels = Vec::new();
-    for (values, keep, option) in [
-        (&args.where_, true, "--where"),
-        (&args.where_not, false, "--where-not"),
-    ] {
-        for value in values {
-            let (facet, label) = facet_label(option, value)?;
-            labels.push(LabelCondition { facet, label, keep });
-        }
-    }
+    let labels = label_conditions(&args.where_, &args.where_not)?;
     let defaults = BrowseQuery::default();
     Ok(BrowseQuery {
         filter: ImageFilter {

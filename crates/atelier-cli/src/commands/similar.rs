@@ -1,7 +1,7 @@
 //! `atelier similar` and `atelier index`: parsing the query, printing the answer.
 
 use atelier_app::similar::{self, LabelFilter, QueryPhoto, SimilarQuery};
-use atelier_catalog::Catalog;
+use atelier_catalog::{Catalog, LabelCondition};
 
 use std::path::PathBuf;
 
@@ -32,16 +32,14 @@ pub async fn run(catalog: &Catalog, db_url: &str, args: &SimilarArgs, json: bool
         (None, Some(path)) => QueryPhoto::File(path.clone()),
         (None, None) => return Err(CliError::bad_input("name a photo file or --id IMAGE_ID")),
     };
-    let mut filters = Vec::new();
-    for (values, keep, option) in [
-        (&args.where_, true, "--where"),
-        (&args.where_not, false, "--where-not"),
-    ] {
-        for value in values {
-            let (facet, label) = facet_label(option, value)?;
-            filters.push(LabelFilter { facet, label, keep });
-        }
-    }
+    let filters = label_conditions(&args.where_, &args.where_not)?
+        .into_iter()
+        .map(|c| LabelFilter {
+            facet: c.facet,
+            label: c.label,
+            keep: c.keep,
+        })
+        .collect();
     let swap = args
         .swap
         .as_deref()
@@ -106,8 +104,23 @@ fn print_agreement(agreement: &atelier_train::similarity_model::CellAgreement) {
     }
 }
 
+/// The conditions of `--where FACET=LABEL` (keep) and `--where-not FACET=LABEL` options.
+pub(crate) fn label_conditions(
+    where_: &[String],
+    where_not: &[String],
+) -> CliResult<Vec<LabelCondition>> {
+    let mut conditions = Vec::new();
+    for (values, keep, option) in [(where_, true, "--where"), (where_not, false, "--where-not")] {
+        for value in values {
+            let (facet, label) = facet_label(option, value)?;
+            conditions.push(LabelCondition { facet, label, keep });
+        }
+    }
+    Ok(conditions)
+}
+
 /// `FACET=LABEL`.
-pub(crate) fn facet_label(option: &str, value: &str) -> CliResult<(String, String)> {
+fn facet_label(option: &str, value: &str) -> CliResult<(String, String)> {
     match value.split_once('=') {
         Some((facet, label)) if !facet.is_empty() && !label.is_empty() => {
             Ok((facet.to_string(), label.to_string()))

@@ -368,24 +368,23 @@ pub async fn login(app: &Router, user: &str) -> Session {
     }
 }
 
-/// A small synthetic catalogue of its own under `root` (40 photos, 30 % test) with one
-/// completed similarity run of a tiny model: the catalogue, the run, its model folder and the
-/// run folders.
-pub async fn similarity_catalogue(
+/// `count` photos rendered with `seed` (64 pixels, `label_noise` of their labels flipped) under
+/// `root/synth`, imported into a new SQLite catalogue `root/catalog.db` with 30 % test.
+pub async fn synthetic_catalogue(
     root: &std::path::Path,
-) -> (Catalog, i64, std::path::PathBuf, RunPaths) {
-    use atelier_app::similarity::{create_similarity_run, execute_similarity_run};
-    use atelier_train::similarity::SimilarityConfig;
-    use atelier_train::similarity_run::SimilarityRunConfig;
+    count: usize,
+    seed: u64,
+    label_noise: f64,
+) -> Catalog {
     use atelier_vision::synth::{SynthOptions, synthesize};
 
     let synth = synthesize(
         &SynthOptions {
             out_dir: root.join("synth"),
-            count: 40,
-            seed: 4,
+            count,
+            seed,
             size: 64,
-            label_noise: 0.0,
+            label_noise,
         },
         &|_| {},
     )
@@ -402,6 +401,35 @@ pub async fn similarity_catalogue(
         )
         .await
         .unwrap();
+    catalog
+}
+
+/// An app on `catalog` with the reviewer `rita`, and her session.
+pub async fn app_with_reviewer(
+    catalog: &Catalog,
+    paths: RunPaths,
+    thumbs: std::path::PathBuf,
+) -> (Router, Session) {
+    catalog
+        .add_user("rita", Role::Reviewer, &hash_password(PASSWORD).unwrap())
+        .await
+        .unwrap();
+    let app = router(catalog.clone(), AppConfig::new(paths, thumbs));
+    let rita = login(&app, "rita").await;
+    (app, rita)
+}
+
+/// A small synthetic catalogue of its own under `root` (40 photos, 30 % test) with one
+/// completed similarity run of a tiny model: the catalogue, the run, its model folder and the
+/// run folders.
+pub async fn similarity_catalogue(
+    root: &std::path::Path,
+) -> (Catalog, i64, std::path::PathBuf, RunPaths) {
+    use atelier_app::similarity::{create_similarity_run, execute_similarity_run};
+    use atelier_train::similarity::SimilarityConfig;
+    use atelier_train::similarity_run::SimilarityRunConfig;
+
+    let catalog = synthetic_catalogue(root, 40, 4, 0.0).await;
     let config = SimilarityRunConfig {
         backbone: atelier_train::BackboneChoice::Tiny,
         weights: Some(
