@@ -334,10 +334,13 @@ async fn train_and_record(
     let checkpoint_dir = stored_checkpoint_base(record)
         .unwrap_or_else(|| catalog_folder(&paths.checkpoint_base, &catalog_id))
         .join(format!("run-{run}"));
-    let model_dir = paths
-        .model_base
-        .join(&catalog_id)
-        .join(format!("run-{run}"));
+    // Absolute, so that a process started elsewhere (the web app) finds the model too.
+    let model_dir = absolute(
+        &paths
+            .model_base
+            .join(&catalog_id)
+            .join(format!("run-{run}")),
+    );
 
     let mut state = ProgressState::new(&config);
     state.phase = "load".into();

@@ -242,10 +242,13 @@ async fn train_and_record(
     let started = Instant::now();
     let run = record.id;
     let catalog_id = catalog.catalog_id().await?;
-    let model_dir = paths
-        .model_base
-        .join(&catalog_id)
-        .join(format!("run-{run}"));
+    // Absolute, so that a process started elsewhere (the web app) finds the model too.
+    let model_dir = absolute(
+        &paths
+            .model_base
+            .join(&catalog_id)
+            .join(format!("run-{run}")),
+    );
     let mut data = similarity_data(catalog).await?;
     let cache = paths.feature_cache.clone();
     let dir = model_dir.clone();

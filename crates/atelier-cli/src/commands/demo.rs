@@ -452,7 +452,8 @@ fn print_similarity(similarity: &DemoSimilarity) {
     }
     println!(
         "  in the review app, every photo's page (/images/ID) shows its similar dresses and \
-         \"same dress, another LABEL\" links"
+         \"same dress, another LABEL\" links; /images browses the catalogue, /search finds \
+         dresses like an uploaded photo, /triplets asks reviewers which dresses look alike"
     );
 }
 
