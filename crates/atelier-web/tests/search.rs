@@ -131,10 +131,19 @@ fn multipart(fields: &[Field<'_>]) -> (String, Vec<u8>) {
 }
 
 async fn upload(fx: &Fixture, session: &Session, fields: &[Field<'_>]) -> common::Reply {
+    upload_to(fx, session, "/api/search", fields).await
+}
+
+async fn upload_to(
+    fx: &Fixture,
+    session: &Session,
+    uri: &str,
+    fields: &[Field<'_>],
+) -> common::Reply {
     let (content_type, body) = multipart(fields);
     let request = Request::builder()
         .method(Method::POST)
-        .uri("/api/search")
+        .uri(uri)
         .header(header::COOKIE, &session.cookie)
         .header(header::CONTENT_TYPE, content_type)
         .body(Body::from(body))
@@ -208,6 +217,22 @@ async fn uploads_are_searched_and_bad_uploads_are_clear_4xx() {
         let message = reply.json()["error"].as_str().unwrap().to_string();
         assert!(message.contains(expected), "{names:?}: {message}");
     }
+
+    // In a browser, a bad upload brings the form back with the reason above it.
+    let page = upload_to(
+        &fx,
+        &session,
+        "/search",
+        &[
+            ("csrf", None, csrf.as_bytes()),
+            ("photo", Some("dress.jpg"), &html),
+        ],
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    let text = page.text();
+    assert!(text.contains("the uploaded file cannot be used"), "{text}");
+    assert!(text.contains("enctype=\"multipart/form-data\""), "{text}");
 
     let run = record_model_similarity_run(&fx).await;
     let images_before = fx.catalog.summary().await.unwrap();

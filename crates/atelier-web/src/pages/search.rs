@@ -55,6 +55,9 @@ pub struct SearchPage {
     pub params: SearchParams,
     pub facets: BTreeMap<String, Vec<String>>,
     pub answer: Option<SearchAnswer>,
+    /// Why an upload could not be searched (the page shows it above the form).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -101,6 +104,32 @@ pub async fn upload(
 ) -> Result<Response, WebError> {
     let (mut params, photo, csrf) = read_upload(multipart, state.config.max_upload_bytes).await?;
     user.check_csrf(&headers, csrf.as_deref())?;
+    match embed_upload(&state, &mut params, photo).await {
+        Ok(vector) => answer_page(&state, &user, format, params, Some(vector)).await,
+        // In a browser, the form comes back with the reason above it.
+        Err(error) if format == Format::Html && error.status().is_client_error() => {
+            let status = error.status();
+            let data = SearchPage {
+                facets: browse::vocabulary(&state.catalog).await?,
+                params,
+                answer: None,
+                problem: Some(error.to_string()),
+            };
+            let mut response = respond(format, &data, |data| render(data, &user));
+            *response.status_mut() = status;
+            Ok(response)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// The uploaded photo's embedding by the similarity run (`params.run`, or the newest), which
+/// `params` then names for the page links.
+async fn embed_upload(
+    state: &AppState,
+    params: &mut SearchParams,
+    photo: Option<Vec<u8>>,
+) -> Result<QueryPhoto, WebError> {
     let photo = photo.ok_or_else(|| {
         WebError::BadRequest("choose a photo to upload (the form field `photo`)".into())
     })?;
@@ -109,8 +138,7 @@ pub async fn upload(
     let embedded = embed_photo(&record, photo).await?;
     params.run = Some(record.id);
     params.vector = Some(vector_to_hex(&embedded.embedding));
-    let vector = QueryPhoto::Embedding(embedded.embedding);
-    answer_page(&state, &user, format, params, Some(vector)).await
+    Ok(QueryPhoto::Embedding(embedded.embedding))
 }
 
 async fn answer_page(
@@ -128,6 +156,7 @@ async fn answer_page(
         facets: browse::vocabulary(&state.catalog).await?,
         params,
         answer,
+        problem: None,
     };
     Ok(respond(format, &data, |data| render(data, user)))
 }
@@ -321,6 +350,7 @@ fn page_link(params: &SearchParams, page: u64) -> String {
 fn render(data: &SearchPage, user: &User) -> Markup {
     let params = &data.params;
     let body = html! {
+        @if let Some(problem) = &data.problem { p.error.problem role="alert" { (problem) } }
         div.search-forms {
             form.filters.upload method="post" action="/search" enctype="multipart/form-data" {
                 input type="hidden" name="csrf" value=(user.csrf_token);
