@@ -178,11 +178,6 @@ impl RunIndex {
         self.ids.extend(vectors.into_iter().map(|(id, _)| Some(id)));
         Ok(self)
     }
-
-    /// The image id of `key`, if it is held.
-    pub fn image(&self, key: u64) -> Option<&str> {
-        self.ids.get(key as usize).and_then(|id| id.as_deref())
-    }
 }
 
 fn io_error(path: &Path, source: std::io::Error) -> AppError {

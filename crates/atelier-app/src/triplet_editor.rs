@@ -75,7 +75,7 @@ pub async fn next_task(
     let record = similarity_run(catalog, None).await?;
     let references: Vec<String> = match reference {
         Some(id) => vec![id.to_string()],
-        None => sample(catalog, record.id, config.sample, round).await?,
+        None => sample(catalog, searcher, record.id, config.sample, round).await?,
     };
     let mut best: Option<TripletTask> = None;
     for reference in references {
@@ -99,10 +99,11 @@ pub async fn next_task(
     Ok(best)
 }
 
-/// Up to `count` photos with a trained embedding that no review triplet has as its reference,
-/// chosen by a hash of their id and `round`.
+/// Up to `count` active photos with a trained embedding that no review triplet has as its
+/// reference, chosen by a hash of their id and `round`.
 async fn sample(
     catalog: &Catalog,
+    searcher: &Searcher,
     run: i64,
     count: usize,
     round: u64,
@@ -114,12 +115,12 @@ async fn sample(
         .filter(|t| t.source == TripletSource::Review)
         .map(|t| t.reference)
         .collect();
-    let active = catalog.active_labels().await?;
-    let mut open: Vec<(u64, String)> = catalog
-        .embedded_image_ids(&embedding_key(run))
+    let embedded = catalog.embedded_image_ids(&embedding_key(run)).await?;
+    let mut open: Vec<(u64, String)> = searcher
+        .active(catalog, embedded)
         .await?
         .into_iter()
-        .filter(|id| active.contains_key(id) && !used.contains(id))
+        .filter(|id| !used.contains(id))
         .map(|id| (atelier_core::stable_hash(&format!("{round}:{id}")), id))
         .collect();
     open.sort_unstable();

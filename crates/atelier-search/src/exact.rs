@@ -99,17 +99,16 @@ impl ExactIndex {
     ) -> SearchResult<Vec<Hit>> {
         let query = self.query(query)?;
         let mut top = TopK::new(k);
-        let positions: Vec<usize> = positions
-            .iter()
-            .copied()
-            .filter(|&slot| slot < self.keys.len())
-            .collect();
+        let held = self.keys.len();
         for (i, &slot) in positions.iter().enumerate() {
             // Scattered rows defeat the hardware prefetcher: ask for a row a few ahead while
             // this one is scored (measured: 12 500 rows of 372 values out of 100 000 in 1.7 ms
             // instead of 2.9 ms).
-            if let Some(&ahead) = positions.get(i + PREFETCH_AHEAD) {
+            if let Some(&ahead) = positions.get(i + PREFETCH_AHEAD).filter(|&&p| p < held) {
                 prefetch(self.row(ahead));
+            }
+            if slot >= held {
+                continue;
             }
             let score = dot(self.row(slot), &query);
             if top.admits(score) {

@@ -167,8 +167,53 @@ async fn seed(options: &Options, db: &Path) -> Result<Value> {
         return Err(format!("{url} already holds images; seed an empty database").into());
     }
     let started = Instant::now();
-    let imported = catalog.import(&manifest, &ImportOptions::default()).await?;
+    import_planned(&catalog, &manifest, &planned).await?;
     steps.insert("import".into(), json!(seconds(started)));
+
+    let started = Instant::now();
+    let predicted = predict_run(&catalog, &planned, &mut rng).await?;
+    steps.insert(
+        "predictions_and_metrics_in_memory".into(),
+        json!(seconds(started)),
+    );
+    record_run(&catalog, &predicted, &mut steps).await?;
+
+    let started = Instant::now();
+    let similarity = seed_similarity(&catalog, &planned, &mut rng).await?;
+    steps.insert("similarity_run_vectors".into(), json!(seconds(started)));
+
+    let started = Instant::now();
+    catalog
+        .add_user(USER, Role::Viewer, &atelier_web::hash_password(PASSWORD)?)
+        .await?;
+    steps.insert("add_user".into(), json!(seconds(started)));
+    catalog.close().await;
+
+    let predictions = &predicted.predictions;
+    let (count, facet, label) = &predicted.most_false_negatives;
+    Ok(json!({
+        "db": url,
+        "run": predicted.run,
+        "images": planned.len(),
+        "predictions": predictions.len(),
+        "wrong_predictions": predictions.iter().filter(|p| p.label.as_deref() != Some(p.predicted.as_str())).count(),
+        "user": USER,
+        "password": PASSWORD,
+        "facet": facet,
+        "label": label,
+        "false_negatives": count,
+        "similarity_run": similarity["run"],
+        "query_image": similarity["query_image"],
+        "swap_facet": similarity["swap_facet"],
+        "swap_label": similarity["swap_label"],
+        "seconds": steps,
+    }))
+}
+
+/// Imports the manifest; every planned file must come in as a new image.
+async fn import_planned(catalog: &Catalog, manifest: &Path, planned: &[Planned]) -> Result<()> {
+    let started = Instant::now();
+    let imported = catalog.import(manifest, &ImportOptions::default()).await?;
     eprintln!(
         "imported {} rows ({} added) in {:.1} s",
         imported.rows,
@@ -186,9 +231,39 @@ async fn seed(options: &Options, db: &Path) -> Result<Value> {
         )
         .into());
     }
+    Ok(())
+}
 
+/// A facet run recorded in the catalogue, with its made-up results not yet stored.
+struct PredictedRun {
+    run: i64,
+    results: Vec<RunFacetResult>,
+    predictions: Vec<PredictionRow>,
+    /// Per facet, its train and test macro-F1.
+    summary: serde_json::Map<String, Value>,
+    /// (count, facet, label) of the label with the most false negatives.
+    most_false_negatives: (u64, String, String),
+}
+
+/// One facet as the manifest and the run see it.
+struct FacetPlan<'a> {
+    /// Its index in [`FACETS`] (and in each planned image's labels).
+    index: usize,
+    name: &'a str,
+    /// The manifest's labels, in [`FACETS`] order.
+    canonical: &'a [&'a str],
+    /// The run's labels, in the catalogue's order.
+    run_labels: &'a [String],
+}
+
+/// Records a facet run and makes up its predictions for every planned image and facet, checking
+/// the catalogue against the plan on the way.
+async fn predict_run(
+    catalog: &Catalog,
+    planned: &[Planned],
+    rng: &mut ChaCha8Rng,
+) -> Result<PredictedRun> {
     // Like a training run, the run's label order per facet is the catalogue's.
-    let started = Instant::now();
     let facet_names: Vec<String> = FACETS.iter().map(|(name, _)| name.to_string()).collect();
     let orders = catalog.facet_label_orders(&facet_names).await?;
     // The catalogue's split and labels of each image, to check the import against the plan.
@@ -211,91 +286,119 @@ async fn seed(options: &Options, db: &Path) -> Result<Value> {
             lease: None,
         })
         .await?;
-    let mut results = Vec::with_capacity(FACETS.len());
-    let mut predictions = Vec::with_capacity(planned.len() * FACETS.len());
-    let mut summary = serde_json::Map::new();
-    let mut most_false_negatives = (0u64, String::new(), String::new());
-    for (f, (facet, canonical)) in FACETS.iter().enumerate() {
+    let mut predicted = PredictedRun {
+        run,
+        results: Vec::with_capacity(FACETS.len()),
+        predictions: Vec::with_capacity(planned.len() * FACETS.len()),
+        summary: serde_json::Map::new(),
+        most_false_negatives: (0, String::new(), String::new()),
+    };
+    for (index, (name, canonical)) in FACETS.iter().enumerate() {
         let run_labels = &orders
             .iter()
-            .find(|(name, _)| name == facet)
-            .ok_or_else(|| format!("the catalogue has no facet {facet:?} after the import"))?
+            .find(|(facet, _)| facet == name)
+            .ok_or_else(|| format!("the catalogue has no facet {name:?} after the import"))?
             .1;
-        // Manifest label index (FACETS order) to run label index (catalogue order).
-        let to_run: Vec<usize> = canonical
-            .iter()
-            .map(|label| {
-                run_labels.iter().position(|l| l == label).ok_or_else(|| {
-                    format!("facet {facet:?} lacks label {label:?} in the catalogue")
-                })
-            })
-            .collect::<std::result::Result<_, _>>()?;
-        let k = run_labels.len();
-        // (truth, predicted) label indices per split, for the metrics.
-        let mut pairs: [(Vec<usize>, Vec<usize>); 2] = Default::default();
-        for image in &planned {
-            let (split, labels) = stored
-                .get(&image.id)
-                .ok_or_else(|| format!("image {} is not in the catalogue", image.id))?;
-            let split = *split;
-            if (split == Split::Test) != image.test
-                || labels[f].as_deref() != Some(canonical[image.labels[f]])
-            {
-                return Err(format!(
-                    "image {} is in the catalogue as {} / {facet} {:?}, not as the manifest says",
-                    image.id,
-                    split.as_str(),
-                    labels[f]
-                )
-                .into());
-            }
-            let truth = to_run[image.labels[f]];
-            let (predicted, scores) = predict(truth, k, &mut rng);
-            let part = &mut pairs[usize::from(split == Split::Test)];
-            part.0.push(truth);
-            part.1.push(predicted);
-            predictions.push(PredictionRow {
-                image_id: image.id.clone(),
-                facet: facet.to_string(),
-                split,
-                label: Some(run_labels[truth].clone()),
-                predicted: run_labels[predicted].clone(),
-                confidence: f64::from(scores[predicted]),
-                scores,
-                out_of_fold: false,
-            });
-        }
-        let report = |(truth, predicted): &(Vec<usize>, Vec<usize>)| {
-            classification_report(run_labels, truth, predicted)
+        let facet = FacetPlan {
+            index,
+            name,
+            canonical,
+            run_labels,
         };
-        let (train, test) = (report(&pairs[0]), report(&pairs[1]));
-        for (label_index, label) in run_labels.iter().enumerate() {
-            let negatives =
-                false_negatives(&train, label_index) + false_negatives(&test, label_index);
-            if negatives > most_false_negatives.0 {
-                most_false_negatives = (negatives, facet.to_string(), label.clone());
-            }
+        predict_facet(&facet, planned, &stored, rng, &mut predicted)?;
+    }
+    Ok(predicted)
+}
+
+/// Makes up `facet`'s prediction of every planned image and adds them, its per-class tables
+/// and its summary to `predicted`.
+fn predict_facet(
+    facet: &FacetPlan<'_>,
+    planned: &[Planned],
+    stored: &HashMap<String, (Split, Vec<Option<String>>)>,
+    rng: &mut ChaCha8Rng,
+    predicted: &mut PredictedRun,
+) -> Result<()> {
+    let (f, name, run_labels) = (facet.index, facet.name, facet.run_labels);
+    // Manifest label index (FACETS order) to run label index (catalogue order).
+    let to_run: Vec<usize> = facet
+        .canonical
+        .iter()
+        .map(|label| {
+            run_labels
+                .iter()
+                .position(|l| l == label)
+                .ok_or_else(|| format!("facet {name:?} lacks label {label:?} in the catalogue"))
+        })
+        .collect::<std::result::Result<_, _>>()?;
+    let k = run_labels.len();
+    // (truth, predicted) label indices per split, for the metrics.
+    let mut pairs: [(Vec<usize>, Vec<usize>); 2] = Default::default();
+    for image in planned {
+        let (split, labels) = stored
+            .get(&image.id)
+            .ok_or_else(|| format!("image {} is not in the catalogue", image.id))?;
+        let split = *split;
+        if (split == Split::Test) != image.test
+            || labels[f].as_deref() != Some(facet.canonical[image.labels[f]])
+        {
+            return Err(format!(
+                "image {} is in the catalogue as {} / {name} {:?}, not as the manifest says",
+                image.id,
+                split.as_str(),
+                labels[f]
+            )
+            .into());
         }
-        summary.insert(
-            facet.to_string(),
-            json!({"train_macro_f1": train.macro_f1, "test_macro_f1": test.macro_f1}),
-        );
-        results.push(RunFacetResult {
-            facet: facet.to_string(),
-            labels: run_labels.clone(),
-            class_weights: vec![1.0; k],
-            train_metrics: Some(serde_json::to_value(&train)?),
-            test_metrics: Some(serde_json::to_value(&test)?),
+        let truth = to_run[image.labels[f]];
+        let (guess, scores) = predict(truth, k, rng);
+        let part = &mut pairs[usize::from(split == Split::Test)];
+        part.0.push(truth);
+        part.1.push(guess);
+        predicted.predictions.push(PredictionRow {
+            image_id: image.id.clone(),
+            facet: name.to_string(),
+            split,
+            label: Some(run_labels[truth].clone()),
+            predicted: run_labels[guess].clone(),
+            confidence: f64::from(scores[guess]),
+            scores,
+            out_of_fold: false,
         });
     }
-    steps.insert(
-        "predictions_and_metrics_in_memory".into(),
-        json!(seconds(started)),
+    let report = |(truth, guesses): &(Vec<usize>, Vec<usize>)| {
+        classification_report(run_labels, truth, guesses)
+    };
+    let (train, test) = (report(&pairs[0]), report(&pairs[1]));
+    for (label_index, label) in run_labels.iter().enumerate() {
+        let negatives = false_negatives(&train, label_index) + false_negatives(&test, label_index);
+        if negatives > predicted.most_false_negatives.0 {
+            predicted.most_false_negatives = (negatives, name.to_string(), label.clone());
+        }
+    }
+    predicted.summary.insert(
+        name.to_string(),
+        json!({"train_macro_f1": train.macro_f1, "test_macro_f1": test.macro_f1}),
     );
+    predicted.results.push(RunFacetResult {
+        facet: name.to_string(),
+        labels: run_labels.to_vec(),
+        class_weights: vec![1.0; k],
+        train_metrics: Some(serde_json::to_value(&train)?),
+        test_metrics: Some(serde_json::to_value(&test)?),
+    });
+    Ok(())
+}
 
+/// Stores the run's results (one bulk insert) and marks it completed, timing both in `steps`.
+async fn record_run(
+    catalog: &Catalog,
+    predicted: &PredictedRun,
+    steps: &mut serde_json::Map<String, Value>,
+) -> Result<()> {
     let started = Instant::now();
     catalog
-        .record_run_results(run, &results, &predictions)
+        .record_run_results(predicted.run, &predicted.results, &predicted.predictions)
         .await?;
     let insert_seconds = seconds(started);
     steps.insert(
@@ -304,53 +407,23 @@ async fn seed(options: &Options, db: &Path) -> Result<Value> {
     );
     eprintln!(
         "inserted {} predictions in {insert_seconds:.1} s ({:.0} rows/s)",
-        predictions.len(),
-        predictions.len() as f64 / insert_seconds.max(1e-9)
+        predicted.predictions.len(),
+        predicted.predictions.len() as f64 / insert_seconds.max(1e-9)
     );
-
     let started = Instant::now();
     catalog
         .finish_run(
-            run,
+            predicted.run,
             &RunFinish {
                 status: RunStatus::Completed,
-                summary: Some(json!({ "facets": summary })),
+                summary: Some(json!({ "facets": predicted.summary })),
                 model_ref: None,
                 error: None,
             },
         )
         .await?;
     steps.insert("finish_run".into(), json!(seconds(started)));
-
-    let started = Instant::now();
-    let similarity = seed_similarity(&catalog, &planned, &mut rng).await?;
-    steps.insert("similarity_run_vectors".into(), json!(seconds(started)));
-
-    let started = Instant::now();
-    catalog
-        .add_user(USER, Role::Viewer, &atelier_web::hash_password(PASSWORD)?)
-        .await?;
-    steps.insert("add_user".into(), json!(seconds(started)));
-    catalog.close().await;
-
-    let (count, facet, label) = most_false_negatives;
-    Ok(json!({
-        "db": url,
-        "run": run,
-        "images": planned.len(),
-        "predictions": predictions.len(),
-        "wrong_predictions": predictions.iter().filter(|p| p.label.as_deref() != Some(p.predicted.as_str())).count(),
-        "user": USER,
-        "password": PASSWORD,
-        "facet": facet,
-        "label": label,
-        "false_negatives": count,
-        "similarity_run": similarity["run"],
-        "query_image": similarity["query_image"],
-        "swap_facet": similarity["swap_facet"],
-        "swap_label": similarity["swap_label"],
-        "seconds": steps,
-    }))
+    Ok(())
 }
 
 /// A completed similarity run with one vector per image, of the demo's trained embedding

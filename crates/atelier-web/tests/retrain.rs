@@ -54,17 +54,7 @@ async fn a_retrain_from_the_app_trains_in_the_background_and_is_comparable() {
     assert_eq!(queue.status, StatusCode::OK, "{}", queue.text());
     assert_eq!(queue.json()["train_images_included"], json!(true));
 
-    let started = send(
-        &app,
-        Method::POST,
-        &format!("/api/runs/{first}/retrain"),
-        Some(&rita),
-        true,
-        Some(json!({})),
-    )
-    .await;
-    assert_eq!(started.status, StatusCode::OK, "{}", started.text());
-    let second = started.json()["run"].as_i64().unwrap();
+    let second = start_retrain(&app, first, &rita).await;
     assert_eq!(second, first + 1);
 
     // The job runs in the background; the run page (JSON twin) shows its state.
@@ -177,17 +167,7 @@ async fn a_similarity_retrain_learns_from_a_reviewers_triplet_and_is_comparable(
     .await;
     assert_eq!(stored.status, StatusCode::OK, "{}", stored.text());
 
-    let started = send(
-        &app,
-        Method::POST,
-        &format!("/api/runs/{first}/retrain"),
-        Some(&rita),
-        true,
-        Some(json!({})),
-    )
-    .await;
-    assert_eq!(started.status, StatusCode::OK, "{}", started.text());
-    let second = started.json()["run"].as_i64().unwrap();
+    let second = start_retrain(&app, first, &rita).await;
     let page = wait_for_completion(&app, second, &rita).await;
     assert_eq!(page["run"]["kind"], json!("similarity"));
     assert_eq!(page["run"]["parent_run"], json!(first));
@@ -226,6 +206,21 @@ async fn a_similarity_retrain_learns_from_a_reviewers_triplet_and_is_comparable(
             );
         }
     }
+}
+
+/// Starts a retrain of `run` through the run page's endpoint; returns the new run's id.
+async fn start_retrain(app: &axum::Router, run: i64, session: &common::Session) -> i64 {
+    let started = send(
+        app,
+        Method::POST,
+        &format!("/api/runs/{run}/retrain"),
+        Some(session),
+        true,
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(started.status, StatusCode::OK, "{}", started.text());
+    started.json()["run"].as_i64().unwrap()
 }
 
 fn paths_of(dir: &Path) -> RunPaths {

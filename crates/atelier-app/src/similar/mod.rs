@@ -128,6 +128,19 @@ impl Searcher {
         }
     }
 
+    /// The ids of `ids` whose images are active now, from this searcher's label table.
+    pub async fn active(
+        &self,
+        catalog: &Catalog,
+        ids: Vec<String>,
+    ) -> Result<Vec<String>, AppError> {
+        let labels = self.cache.labels(catalog).await?;
+        Ok(ids
+            .into_iter()
+            .filter(|id| labels.row(id).is_some())
+            .collect())
+    }
+
     /// Answers a similarity query: inside the database with pgvector where the catalogue has
     /// it, else from this searcher's copies of the run's vectors (an exact scan, or the run's
     /// approximate index) and of the current labels.
