@@ -1,6 +1,7 @@
 // End-to-end review in a real headless Chromium: log in as a reviewer, open the false
 // negatives of a class, retag one image with the keyboard, undo, retag again, ask for "the
-// same dress, another silhouette" on its page, filter the catalogue browser by a label, search
+// same dress, another silhouette" on its page, move its dress box's corner with the keyboard
+// and save it, filter the catalogue browser by a label, search
 // by an uploaded photo, label three triplets with the keyboard, and save a screenshot of every
 // page. The Rust test that starts the server (crates/atelier-web/tests/
 // browser.rs) then checks the catalogue and the label history.
@@ -92,6 +93,21 @@ try {
   await page.goto(`${base}/images/${image}?run=${run}`);
   await page.waitForSelector("table.history");
   await shot("09-image");
+  // The box editor, keyboard only: focus the bottom-right corner, move it ten pixels left
+  // (Shift) and one up, Enter saves; after a reload the form shows the saved box.
+  const boxFields = () => Promise.all(["x0", "y0", "x1", "y1"].map((name) =>
+    page.inputValue(`form.box-editor input[name="${name}"]`).then(Number)));
+  const boxBefore = await boxFields();
+  await page.focus('.box-overlay .handle[data-corner="2"]');
+  await page.keyboard.press("Shift+ArrowLeft");
+  await page.keyboard.press("ArrowUp");
+  const boxWanted = await boxFields();
+  await Promise.all([page.waitForURL(/#box$/), page.keyboard.press("Enter")]);
+  await page.reload();
+  await page.waitForSelector("form.box-editor");
+  const boxSaved = await boxFields();
+  await shot("16-box-editor");
+  await page.goto(`${base}/images/${image}?run=${run}`);
   // "The same dress, another silhouette": one click on a chip under the similar dresses.
   await Promise.all([
     page.waitForURL(/swap_label=a-line/),
@@ -151,6 +167,7 @@ try {
     image, labels_seen: labelsSeen, first_label: firstLabel, second_label: secondLabel,
     swap_titles: swapTitles, swap_images: swapImages,
     catalogue_labels: catalogueLabels, upload_results: uploadResults, triplet_rows: tripletRows,
+    box_before: boxBefore, box_wanted: boxWanted, box_saved: boxSaved,
   }));
 } finally {
   await browser.close();

@@ -83,6 +83,8 @@ fn catalog_kind(error: &CatalogError) -> ErrorKind {
         | E::ImageNotActive { .. }
         | E::NotACatalogue { .. }
         | E::InvalidTriplet(_)
+        | E::InvalidBox { .. }
+        | E::InvalidDuplicate(_)
         | E::InvalidEmbeddings { .. } => ErrorKind::Invalid,
         E::UnknownFacet { .. }
         | E::UnknownImage(_)
@@ -95,7 +97,8 @@ fn catalog_kind(error: &CatalogError) -> ErrorKind {
         | E::UserExists(_)
         | E::RunState { .. }
         | E::RunHeld { .. }
-        | E::TripletExists { .. } => ErrorKind::Conflict,
+        | E::TripletExists { .. }
+        | E::BoxConflict { .. } => ErrorKind::Conflict,
         E::Connect { .. }
         | E::Migrate { .. }
         | E::Database { .. }

@@ -4,7 +4,8 @@
 //! ([`any_run`]), which process holds a run
 //! ([`lease`]), datasets read from the catalogue and results written back ([`dataset`]), a
 //! run's review queue of likely mistagged images ([`mistags`]), the catalogue a page at a time
-//! ([`browse`]), the decoding check that
+//! ([`browse`]), dress boxes and their editing ([`boxes`]), near-duplicates and reviewers'
+//! verdicts on them ([`duplicates`]), the decoding check that
 //! quarantines unusable files ([`check`]), a similarity run's life ([`similarity`]) and
 //! similar-dress queries with facet filters and the embeddings they search ([`similar`]), the
 //! triplet editor's tasks ([`triplet_editor`]); and
@@ -17,9 +18,11 @@
 
 pub mod ann;
 pub mod any_run;
+pub mod boxes;
 pub mod browse;
 pub mod check;
 pub mod dataset;
+pub mod duplicates;
 mod error;
 pub mod lease;
 pub mod mistags;

@@ -335,11 +335,12 @@ async fn store_embeddings(
     let plain: Vec<(String, Vec<f32>)> = ids.zip(outcome.off_the_shelf.clone()).collect();
     store_vectors(catalog, &embedding_key(run), &trained).await?;
     store_vectors(catalog, &off_the_shelf_key(run), &plain).await?;
-    Ok(())
+    let ids = data.dataset.examples.iter().map(|e| e.image_id.clone());
+    crate::boxes::store_located(catalog, run, ids.zip(outcome.boxes.iter().copied())).await
 }
 
-/// Every active photo with its split, dress box, design and current labels, and the
-/// catalogue's variant families.
+/// Every active photo with its split, dress box, design (photos reviewers called the same
+/// product share one) and current labels, and the catalogue's variant families.
 pub async fn similarity_data(catalog: &Catalog) -> Result<SimilarityData, AppError> {
     let facets = dataset::facet_names(catalog, &[]).await?;
     let images = catalog.training_images(&facets).await?;
@@ -371,6 +372,10 @@ pub async fn similarity_data(catalog: &Catalog) -> Result<SimilarityData, AppErr
         );
         examples.push(dataset::example(image, &boxes, Vec::new()));
     }
+    // Photos a reviewer called the same product are one design to learn from.
+    let ids: Vec<String> = examples.iter().map(|e| e.image_id.clone()).collect();
+    let decisions = catalog.duplicate_decisions().await?;
+    crate::duplicates::merge_same_products(&ids, &mut photo_designs, &decisions);
     let row_of: HashMap<&str, usize> = examples
         .iter()
         .enumerate()

@@ -186,6 +186,27 @@ pub enum CatalogError {
     #[error("no triplet with id {0}; take the id from the list of triplets")]
     UnknownTriplet(i64),
 
+    #[error("invalid duplicate verdict: {0}")]
+    InvalidDuplicate(String),
+
+    #[error("invalid box for image {image}: {message}; nothing was written")]
+    InvalidBox { image: String, message: String },
+
+    /// An optimistic version check on a dress box failed; `current` is the box now.
+    #[error(
+        "the dress box of image {image} was changed by someone else: you saw version \
+         {expected_version}, it is now {}; reload the image and apply your change again",
+        current.as_deref().map_or_else(|| "gone".to_string(), |b| format!(
+            "version {} ({:.0}, {:.0}, {:.0}, {:.0})",
+            b.version, b.coords[0], b.coords[1], b.coords[2], b.coords[3]
+        ))
+    )]
+    BoxConflict {
+        image: String,
+        expected_version: i64,
+        current: Option<Box<crate::box_edits::DressBox>>,
+    },
+
     #[error("invalid embeddings for model {model:?}: {message}; nothing was written")]
     InvalidEmbeddings { model: String, message: String },
 }

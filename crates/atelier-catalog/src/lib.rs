@@ -44,10 +44,12 @@
 //!
 //! Timestamps are UTC unix milliseconds.
 
+mod box_edits;
 mod browse;
 mod checks;
 mod content;
 mod counters;
+mod duplicates;
 mod embeddings;
 mod error;
 mod folder;
@@ -80,9 +82,11 @@ use sqlx::AnyPool;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, Transaction};
 
+pub use box_edits::{BoxEdit, BoxEvent, DressBox, LocatedBox, UnsureBox};
 pub use browse::{BrowsedImage, BrowsedPage, ImageFilter};
 pub use content::{PLACEHOLDER_PREFIX, split_for_digest};
 pub use counters::{LABELS_COUNTER, embeddings_counter};
+pub use duplicates::{DuplicateDecision, DuplicateVerdict};
 pub use error::CatalogError;
 pub use model::{
     Backend, BoxRecord, CatalogSummary, CheckOutcome, CheckReport, CheckedImage, FacetSummary,
@@ -94,6 +98,7 @@ pub use results::{PredictionRecord, PredictionRow, RunFacetResult};
 pub use review::{ReviewFilter, ReviewItem, ReviewPage, ReviewQuery};
 pub use runs::{NewRun, RunFinish, RunLease, RunRecord, RunStatus};
 pub use similarity::DesignRecord;
+pub use source::BoxCoords;
 pub use sql::{now_millis, utc_minutes};
 pub use training_data::LabelledImage;
 pub use triplets::{TripletImportReport, TripletRecord, TripletSource};

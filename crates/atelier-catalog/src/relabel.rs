@@ -197,7 +197,7 @@ impl Catalog {
 }
 
 /// An actor is recorded with every event; an empty one would make the history anonymous.
-fn check_actor(actor: &str) -> Result<(), CatalogError> {
+pub(crate) fn check_actor(actor: &str) -> Result<(), CatalogError> {
     if actor.trim().is_empty() {
         return Err(CatalogError::InvalidUser(actor.to_string()));
     }
@@ -206,7 +206,10 @@ fn check_actor(actor: &str) -> Result<(), CatalogError> {
 
 /// Only active images are relabelled: a removed or quarantined one is not shown for review
 /// and its labels are kept as history.
-async fn ensure_active(conn: &mut AnyConnection, image: &str) -> Result<(), CatalogError> {
+pub(crate) async fn ensure_active(
+    conn: &mut AnyConnection,
+    image: &str,
+) -> Result<(), CatalogError> {
     let status: Option<String> = sqlx::query_scalar("SELECT status FROM images WHERE id = $1")
         .bind(image)
         .fetch_optional(&mut *conn)

@@ -20,7 +20,7 @@ pub(crate) enum Origin {
 }
 
 /// A box in manifest coordinates: x0, y0, x1, y1.
-pub(crate) type BoxCoords = [f64; 4];
+pub type BoxCoords = [f64; 4];
 
 /// One image as the source describes it.
 #[derive(Debug, Clone)]

@@ -73,13 +73,14 @@ impl Catalog {
     }
 
     /// The dress box `[x0, y0, x1, y1]` in pixels of every active image that has one, by image
-    /// id (what the dress locator of a detail-view model learns from); an image with several
-    /// dress boxes gets its first.
+    /// id (what the dress locator of a detail-view model learns from): its reviewer's box when
+    /// it has one, else its first imported one.
     pub async fn dress_boxes(&self) -> Result<HashMap<String, [f64; 4]>, CatalogError> {
         let rows = sqlx::query(
             "SELECT b.image_id, b.x0, b.y0, b.x1, b.y1 FROM boxes b \
              JOIN images i ON i.id = b.image_id \
-             WHERE b.kind = 'dress' AND i.status = 'active' ORDER BY b.image_id, b.id",
+             WHERE b.kind = 'dress' AND i.status = 'active' \
+             ORDER BY b.image_id, CASE WHEN b.source = 'review' THEN 0 ELSE 1 END, b.id",
         )
         .fetch_all(&self.pool)
         .await

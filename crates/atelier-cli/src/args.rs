@@ -76,6 +76,12 @@ pub enum Command {
     /// List catalogue images a page at a time, filtered by current labels, split, status,
     /// design and review.
     Images(ImagesArgs),
+    /// Dress boxes: show an image's, set one as a reviewer, or list those the locator was
+    /// least sure of.
+    Boxes(BoxesArgs),
+    /// Near-duplicate photos (trained embeddings above a threshold), grouped, and reviewers'
+    /// verdicts on them.
+    Duplicates(DuplicatesArgs),
     /// Bring a similarity run's embeddings in step with the catalogue (new, removed,
     /// quarantined photos).
     Index(IndexArgs),
@@ -122,6 +128,93 @@ pub struct ServeArgs {
     pub behind_proxy: bool,
     #[command(flatten)]
     pub ann: AnnArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BoxesArgs {
+    #[command(subcommand)]
+    pub action: BoxesAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BoxesAction {
+    /// An image's current dress box, where the newest similarity model located the dress, and
+    /// the box's changes.
+    Show { image: String },
+    /// Set an image's dress box (pixels); the next similarity run's locator learns from it.
+    Set {
+        image: String,
+        x0: f64,
+        y0: f64,
+        x1: f64,
+        y1: f64,
+        /// The box version you saw (`boxes show`; 0 while the box is the imported one).
+        #[arg(long)]
+        version: i64,
+        /// Who makes the change (a user name).
+        #[arg(long = "as", value_name = "USER")]
+        actor: String,
+    },
+    /// The boxes a similarity run's locator was least sure of, least sure first (boxes a
+    /// reviewer has set are left out).
+    Unsure {
+        /// The similarity run (default: the newest completed one).
+        #[arg(long)]
+        run: Option<i64>,
+        /// Page to show, from 1.
+        #[arg(long, default_value_t = 1)]
+        page: usize,
+        /// Boxes per page.
+        #[arg(long, default_value_t = 20)]
+        per_page: usize,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DuplicatesArgs {
+    #[command(subcommand)]
+    pub action: DuplicatesAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DuplicatesAction {
+    /// Groups of photos joined by pairs that score at least the threshold, closest first.
+    List {
+        /// The similarity run (default: the newest completed one).
+        #[arg(long)]
+        run: Option<i64>,
+        /// Lowest cosine similarity of a pair (default 0.95).
+        #[arg(long)]
+        threshold: Option<f32>,
+        /// Only pairs no reviewer has decided.
+        #[arg(long)]
+        undecided: bool,
+        /// Page to show, from 1.
+        #[arg(long)]
+        page: Option<usize>,
+        /// Groups per page.
+        #[arg(long)]
+        per_page: Option<usize>,
+        #[command(flatten)]
+        ann: AnnArgs,
+    },
+    /// Store a verdict on two photos: `same` (one product: the next similarity run learns them
+    /// as one design) or `different`.
+    Mark {
+        a: String,
+        b: String,
+        #[arg(value_enum)]
+        verdict: VerdictArg,
+        /// Who decides (a user name).
+        #[arg(long = "as", value_name = "USER")]
+        actor: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum VerdictArg {
+    Same,
+    Different,
 }
 
 #[derive(Debug, Args)]

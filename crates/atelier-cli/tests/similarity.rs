@@ -1,6 +1,7 @@
-//! `atelier train similarity`, `atelier similar` and `atelier index` end to end with the small
-//! CNN: the run's JSON, filtered answers, swap answers, bad queries exit 2, and the index
-//! following a photo that was quarantined.
+//! `atelier train similarity`, `atelier similar`, `atelier index`, `atelier boxes` and
+//! `atelier duplicates` end to end with the small CNN: the run's JSON, filtered answers, swap
+//! answers, bad queries exit 2, the index following a photo that was quarantined, the run's
+//! located boxes and a reviewer's box, close pairs and a verdict.
 
 mod common;
 
@@ -168,6 +169,24 @@ fn similar_dresses_on(workspace: &Workspace, engine: &str) {
         let reported = result["explain"]["mean"].as_f64().unwrap();
         assert!((mean - reported).abs() < 1e-4, "{answer}");
     }
+    // The squares the grids cover are the ones `crop` cuts: the query's, and each result's
+    // not compared mirrored (a mirrored one is in the mirror image's pixels).
+    let mut paths = vec![photo.to_string()];
+    let mut squares = vec![answer["results"][0]["explain"]["query_crop"]["square"].clone()];
+    for result in answer["results"].as_array().unwrap() {
+        if result["explain"]["flipped"] == false {
+            paths.push(result["path"].as_str().unwrap().to_string());
+            squares.push(result["explain"]["crop"]["square"].clone());
+        }
+    }
+    let mut args = vec!["crop"];
+    args.extend(paths.iter().map(String::as_str));
+    args.push("--json");
+    let cut: Vec<serde_json::Value> = common::json_lines(&workspace.run(&args))
+        .into_iter()
+        .map(|line| line["crop"].clone())
+        .collect();
+    assert_eq!(cut, squares, "{answer}");
 
     // `crop` locates the dress in files and cuts it out; an unreadable file fails alone.
     let crops = workspace.root.join("crops");
@@ -191,6 +210,8 @@ fn similar_dresses_on(workspace: &Workspace, engine: &str) {
     assert_eq!(lines[1]["ok"], false);
     assert!(crops.join("000000.png").is_file());
 
+    boxes_and_duplicates(workspace, &id);
+
     // Bad queries are the user's to fix (exit 2) and say what to write.
     for (args, hint) in [
         (
@@ -205,4 +226,77 @@ fn similar_dresses_on(workspace: &Workspace, engine: &str) {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(hint), "{args:?}: {stderr}");
     }
+}
+
+/// `boxes`: the run's located boxes least sure first, a reviewer's box with its version (a stale
+/// one exits 2 and shows the current box); `duplicates`: close pairs and a verdict on one.
+fn boxes_and_duplicates(workspace: &Workspace, id: &str) {
+    let queue = json_of(&workspace.run(&["boxes", "unsure", "--per-page", "50", "--json"]));
+    let entries = queue["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 50, "{queue}");
+    let least = |e: &Value| {
+        let located = &e["located"];
+        located["foreground"]
+            .as_f64()
+            .unwrap()
+            .min(located["agreement"].as_f64().unwrap())
+    };
+    assert!(
+        entries.windows(2).all(|w| least(&w[0]) <= least(&w[1])),
+        "{queue}"
+    );
+
+    let shown = json_of(&workspace.run(&["boxes", "show", id, "--json"]));
+    assert_eq!(shown["current"]["version"], 0, "{shown}");
+    assert!(shown["located"]["foreground"].is_number(), "{shown}");
+    let set = [
+        "boxes",
+        "set",
+        id,
+        "2",
+        "3",
+        "30",
+        "40",
+        "--version",
+        "0",
+        "--as",
+        "ana",
+    ];
+    let saved = json_of(&workspace.run(&[&set[..], &["--json"]].concat()));
+    assert_eq!(saved["box"]["version"], 1, "{saved}");
+    assert_eq!(
+        saved["box"]["coords"],
+        serde_json::json!([2.0, 3.0, 30.0, 40.0])
+    );
+    let stale = workspace.run(&set);
+    assert_eq!(stale.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&stale.stderr);
+    assert!(
+        stderr.contains("it is now version 1 (2, 3, 30, 40)"),
+        "{stderr}"
+    );
+    let queue = json_of(&workspace.run(&["boxes", "unsure", "--per-page", "50", "--json"]));
+    assert_eq!(
+        queue["entries"].as_array().unwrap().len(),
+        49,
+        "a set box leaves the queue"
+    );
+
+    let listed = json_of(&workspace.run(&["duplicates", "list", "--threshold", "0.5", "--json"]));
+    let pair = &listed["shown"][0]["pairs"][0];
+    assert!(pair["score"].as_f64().unwrap() >= 0.5, "{listed}");
+    let (a, b) = (pair["a"].as_str().unwrap(), pair["b"].as_str().unwrap());
+    let marked =
+        json_of(&workspace.run(&["duplicates", "mark", b, a, "same", "--as", "ana", "--json"]));
+    assert_eq!(
+        (marked["image_a"].as_str(), marked["verdict"].as_str()),
+        (Some(a), Some("same"))
+    );
+    let listed = json_of(&workspace.run(&["duplicates", "list", "--threshold", "0.5", "--json"]));
+    assert_eq!(
+        listed["shown"][0]["pairs"][0]["verdict"], "same",
+        "{listed}"
+    );
+    let bad = workspace.run(&["duplicates", "list", "--threshold", "2"]);
+    assert_eq!(bad.status.code(), Some(2));
 }

@@ -313,7 +313,7 @@ pub fn refine_in_crops(
     crop_maps: &FeatureTable,
     training: &LocatorTraining,
     device: &Device,
-) -> (BoxStage, LocatorReport) {
+) -> (BoxStage, LocatorReport, Vec<SureBox>) {
     let region = |i: usize| dataset.examples[i].detail_regions[0];
     let truth = |i: usize| to_crop(dataset.examples[i].dress_box.expect("boxed"), region(i));
     let targets: Vec<[f32; 4]> = located.fit_rows.iter().map(|&i| truth(i)).collect();
@@ -325,7 +325,35 @@ pub fn refine_in_crops(
         dress_crop,
         ..located.report
     };
-    (stage, report)
+    let sure = boxed
+        .iter()
+        .enumerate()
+        .map(|(i, b)| b.sure_box(region(i)))
+        .collect();
+    (stage, report, sure)
+}
+
+/// A photo's final dress box and how sure the box stage was of it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SureBox {
+    /// In the photo's pixels `[x0, y0, x1, y1]`.
+    pub pixels: [f32; 4],
+    /// The foreground classifier's mean probability of the cells inside the box.
+    pub foreground: f32,
+    /// The IoU of the regressor's box with the final (combined) one.
+    pub agreement: f32,
+}
+
+impl StageBoxes {
+    /// The final box in the pixels of the photo the crop `region` was cut from, with how sure
+    /// the stage was of it.
+    pub fn sure_box(&self, region: Region) -> SureBox {
+        SureBox {
+            pixels: from_crop(self.combined, region),
+            foreground: self.votes.foreground(self.combined),
+            agreement: crate::crop::iou(ordered(self.regressed), self.combined),
+        }
+    }
 }
 
 /// The backbone, its input settings and the maps of `view` of every example (through the

@@ -26,7 +26,7 @@ use crate::checkpoint::{load_module, read_json, save_module, write_json_atomical
 use crate::colour::{COLOUR_DIMS, dress_colours};
 use crate::crop::Region;
 use crate::crop::{DetailCrop, from_square};
-use crate::dress_boxes::{BoxStage, from_crop, ordered};
+use crate::dress_boxes::{BoxStage, SureBox, ordered};
 use crate::error::TrainError;
 use crate::facet_probe::{FacetProbe, ProbeShape};
 use crate::input::{InputConfig, eval_planes, to_batch};
@@ -171,6 +171,9 @@ pub struct PhotoEmbedding {
     /// The foreground classifier's confidence that the box holds the dress (the mean
     /// probability of the cells inside it); `None` for a model without the classifier.
     pub foreground: Option<f32>,
+    /// The IoU of the second stage's regressor box with its final one; `None` likewise.
+    #[serde(default)]
+    pub agreement: Option<f32>,
     /// The square around the dress that was embedded, `[x0, y0, side]` in the photo's pixels
     /// (it may reach outside the photo; that part is mid grey).
     pub crop: [i64; 3],
@@ -243,10 +246,11 @@ impl SimilarityNet {
             .zip(trained.into_iter().zip(plain))
             .enumerate()
             .map(
-                |(i, (((_, region), (dress_box, foreground)), (embedding, off_the_shelf)))| {
+                |(i, (((_, region), (dress_box, sure)), (embedding, off_the_shelf)))| {
                     PhotoEmbedding {
                         dress_box,
-                        foreground,
+                        foreground: sure.map(|s| s.foreground),
+                        agreement: sure.map(|s| s.agreement),
                         crop: [region.x0, region.y0, i64::from(region.side)],
                         embedding,
                         off_the_shelf,
@@ -303,7 +307,7 @@ impl SimilarityNet {
         &self,
         crop_maps: Tensor<4>,
         first: Vec<([f32; 4], Region)>,
-    ) -> Vec<([f32; 4], Option<f32>)> {
+    ) -> Vec<([f32; 4], Option<SureBox>)> {
         let Some(refiner) = &self.refiner else {
             return first
                 .into_iter()
@@ -315,8 +319,8 @@ impl SimilarityNet {
             .into_iter()
             .zip(first)
             .map(|(boxed, (_, region))| {
-                let confidence = boxed.votes.foreground(boxed.combined);
-                (from_crop(boxed.combined, region), Some(confidence))
+                let sure = boxed.sure_box(region);
+                (sure.pixels, Some(sure))
             })
             .collect()
     }
@@ -333,6 +337,21 @@ pub struct CellAgreement {
     pub mean: f32,
     /// Whether the mirrored photo agreed better (and gave `cells`).
     pub flipped: bool,
+    /// The squares the two grids cover, to draw the cells over the crops (filled by
+    /// [`SimilarityNet::agreements`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_crop: Option<CropView>,
+    /// The other photo's square: in the mirrored photo's pixels when `flipped`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crop: Option<CropView>,
+}
+
+/// The square a grid covers, `[x0, y0, side]` in the pixels of a photo of `size` (width,
+/// height); it may reach outside the photo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CropView {
+    pub square: [i64; 3],
+    pub size: [u32; 2],
 }
 
 /// The [`CellAgreement`] of `query` with `other`, given `other`'s mirror image too.
@@ -356,12 +375,16 @@ pub fn cell_agreement(
             mean: mean(&flipped),
             cells: flipped,
             flipped: true,
+            query_crop: None,
+            crop: None,
         }
     } else {
         CellAgreement {
             mean: mean(&straight),
             cells: straight,
             flipped: false,
+            query_crop: None,
+            crop: None,
         }
     }
 }
@@ -375,6 +398,7 @@ impl SimilarityNet {
         others: &[RgbImage],
         device: &Device,
     ) -> Vec<CellAgreement> {
+        let query_photo = query;
         let query = self.embed_photos(manifest, std::slice::from_ref(query), device);
         let mirrors: Vec<RgbImage> = others
             .iter()
@@ -382,10 +406,22 @@ impl SimilarityNet {
             .collect();
         let straight = self.embed_photos(manifest, others, device);
         let mirrored = self.embed_photos(manifest, &mirrors, device);
+        let view = |embedded: &PhotoEmbedding, photo: &RgbImage| CropView {
+            square: embedded.crop,
+            size: [photo.width(), photo.height()],
+        };
+        let query_crop = view(&query[0], query_photo);
         straight
             .iter()
             .zip(&mirrored)
-            .map(|(other, mirror)| cell_agreement(&query[0], other, mirror))
+            .zip(others)
+            .map(|((other, mirror), photo)| {
+                let mut agreement = cell_agreement(&query[0], other, mirror);
+                agreement.query_crop = Some(query_crop);
+                let seen = if agreement.flipped { mirror } else { other };
+                agreement.crop = Some(view(seen, photo));
+                agreement
+            })
             .collect()
     }
 }
@@ -479,6 +515,7 @@ mod tests {
         let photo = |cells: Vec<Vec<f32>>| PhotoEmbedding {
             dress_box: [0.0; 4],
             foreground: None,
+            agreement: None,
             crop: [0, 0, 1],
             embedding: Vec::new(),
             off_the_shelf: Vec::new(),

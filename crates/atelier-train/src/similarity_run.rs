@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::backbones::BackboneChoice;
 use crate::config::{DeviceChoice, Recipe, TrainConfig};
 use crate::data::Dataset;
-use crate::dress_boxes::{LocatorReport, locate_dresses, refine_in_crops, view_maps};
+use crate::dress_boxes::{LocatorReport, SureBox, locate_dresses, refine_in_crops, view_maps};
 use crate::error::TrainError;
 use crate::facet_probe::{
     FacetProbe, FacetTargets, ProbeShape, probe_accuracy, probe_training, train_probes,
@@ -141,6 +141,8 @@ pub struct SimilarityOutcome {
     pub evaluation: SimilarityEvaluation,
     pub trained: Vec<Vec<f32>>,
     pub off_the_shelf: Vec<Vec<f32>>,
+    /// Each photo's final dress box, as the run's model locates it.
+    pub boxes: Vec<SureBox>,
 }
 
 /// Runs a similarity run on `data` (see [`SimilarityData`]).
@@ -166,7 +168,7 @@ pub fn run_similarity(
         observer,
     )?;
     let [channels, _, _] = maps.dims;
-    let (refiner, report) = refine_in_crops(
+    let (refiner, report, boxes) = refine_in_crops(
         &data.dataset,
         &located,
         &maps,
@@ -227,6 +229,7 @@ pub fn run_similarity(
         evaluation,
         trained,
         off_the_shelf,
+        boxes,
     })
 }
 

@@ -122,6 +122,7 @@
     if (event.ctrlKey || event.metaKey || event.altKey) return;
     const tag = event.target.tagName;
     if (tag === "INPUT" || tag === "SELECT" || tag === "TEXTAREA") return;
+    if (event.target.closest?.(".box-overlay")) return; // the box editor's handles
     const list = cards();
     if (!list.length) return;
     let card = focusedCard();
@@ -207,6 +208,77 @@
       } else if (event.key === "Escape") {
         for (const input of triplet.querySelectorAll("input[type=radio]")) input.checked = false;
         markTriplet();
+      }
+    });
+  }
+
+  // The box editor: drag a corner handle, or focus one and move it with the arrow keys
+  // (Shift: ten times further); the form's four numbers follow, and Enter saves.
+  const boxForm = document.querySelector("form.box-editor");
+  const overlay = document.querySelector(".photo-frame .box-overlay");
+  if (boxForm && overlay) {
+    const width = Number(boxForm.dataset.width), height = Number(boxForm.dataset.height);
+    const field = (name) => boxForm.querySelector(`input[name="${name}"]`);
+    const corners = [["x0", "y0"], ["x1", "y0"], ["x1", "y1"], ["x0", "y1"]];
+    const step = Math.max(1, Math.round(Math.max(width, height) / 100));
+    function draw() {
+      const [x0, y0, x1, y1] = ["x0", "y0", "x1", "y1"].map((n) => Number(field(n).value));
+      const rect = overlay.querySelector("rect.current");
+      if (rect) {
+        rect.setAttribute("x", Math.min(x0, x1)); rect.setAttribute("y", Math.min(y0, y1));
+        rect.setAttribute("width", Math.abs(x1 - x0)); rect.setAttribute("height", Math.abs(y1 - y0));
+      }
+      for (const handle of overlay.querySelectorAll(".handle")) {
+        const [cx, cy] = corners[Number(handle.dataset.corner)];
+        handle.setAttribute("cx", field(cx).value); handle.setAttribute("cy", field(cy).value);
+      }
+    }
+    // Moves a corner to (x, y) in the photo's pixels, inside the photo.
+    function place(corner, x, y) {
+      const [cx, cy] = corners[corner];
+      field(cx).value = Math.round(Math.min(width, Math.max(0, x)));
+      field(cy).value = Math.round(Math.min(height, Math.max(0, y)));
+      draw();
+    }
+    function pixels(event) {
+      const frame = overlay.getBoundingClientRect();
+      return [(event.clientX - frame.left) * width / frame.width,
+        (event.clientY - frame.top) * height / frame.height];
+    }
+    let dragging = null;
+    overlay.addEventListener("pointerdown", (event) => {
+      const handle = event.target.closest(".handle");
+      if (!handle) return;
+      dragging = Number(handle.dataset.corner);
+      handle.setPointerCapture(event.pointerId);
+      handle.focus();
+      event.preventDefault();
+    });
+    overlay.addEventListener("pointermove", (event) => {
+      if (dragging !== null) place(dragging, ...pixels(event));
+    });
+    overlay.addEventListener("pointerup", () => { dragging = null; });
+    overlay.addEventListener("keydown", (event) => {
+      const handle = event.target.closest(".handle");
+      if (!handle) return;
+      const move = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] }[event.key];
+      if (move) {
+        const corner = Number(handle.dataset.corner);
+        const [cx, cy] = corners[corner];
+        const by = event.shiftKey ? step * 10 : step;
+        place(corner, Number(field(cx).value) + move[0] * by, Number(field(cy).value) + move[1] * by);
+        event.preventDefault();
+      } else if (event.key === "Enter") {
+        boxForm.requestSubmit();
+        event.preventDefault();
+      }
+    });
+    boxForm.addEventListener("input", draw);
+    // A corner dragged past its opposite one: save the box with its corners in order.
+    boxForm.addEventListener("submit", () => {
+      for (const [a, b] of [["x0", "x1"], ["y0", "y1"]]) {
+        const [low, high] = [Number(field(a).value), Number(field(b).value)];
+        if (low > high) { field(a).value = high; field(b).value = low; }
       }
     });
   }

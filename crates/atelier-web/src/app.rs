@@ -205,6 +205,19 @@ fn routes(state: AppState) -> Router {
                 get(pages::image::show),
             )
             .route(
+                &format!("{prefix}/images/{{image}}/box"),
+                post(pages::boxes::set),
+            )
+            .route(&format!("{prefix}/boxes"), get(pages::boxes::queue))
+            .route(
+                &format!("{prefix}/duplicates"),
+                get(pages::duplicates::show),
+            )
+            .route(
+                &format!("{prefix}/duplicates/verdict"),
+                post(pages::duplicates::decide),
+            )
+            .route(
                 &format!("{prefix}/users"),
                 get(pages::users::list).post(pages::users::add),
             )

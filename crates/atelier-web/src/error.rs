@@ -18,7 +18,7 @@ pub enum WebError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
-    /// Someone else changed a label first; `current` says what it is now.
+    /// Someone else changed a label or a box first; `current` says what it is now.
     #[error("{message}")]
     Conflict {
         message: String,
@@ -65,7 +65,8 @@ fn kind_status(kind: ErrorKind) -> StatusCode {
     }
 }
 
-/// Turns a catalogue error into a web error, keeping a label conflict's current state.
+/// Turns a catalogue error into a web error, keeping a label's or box's current state on a
+/// conflict.
 pub fn from_catalog(error: CatalogError) -> WebError {
     if let CatalogError::Conflict {
         image,
@@ -83,6 +84,12 @@ pub fn from_catalog(error: CatalogError) -> WebError {
                 "label": current_label,
                 "version": current_version,
             }),
+        };
+    }
+    if let CatalogError::BoxConflict { image, current, .. } = &error {
+        return WebError::Conflict {
+            message: error.to_string(),
+            current: json!({ "image": image, "box": current }),
         };
     }
     WebError::App(AppError::Catalog(error))

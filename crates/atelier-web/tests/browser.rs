@@ -2,7 +2,8 @@
 //! from `e2e/`): log in as a reviewer, open a class's false negatives, retag an image with the
 //! keyboard, undo, retag again; then the catalogue and the label history must show exactly
 //! that. Then "the same dress, another silhouette", the catalogue browser filtered by a label,
-//! a search by an uploaded photo, and three triplets labelled with the keyboard. Screenshots of every page land in `e2e/screenshots/`.
+//! a search by an uploaded photo, a dress box moved with the keyboard and saved, and three
+//! triplets labelled with the keyboard. Screenshots of every page land in `e2e/screenshots/`.
 //!
 //! `.ci/run` installs both (`scripts/browser.sh`); elsewhere the test says it is skipped when
 //! they are missing, and under CI it fails instead.
@@ -153,6 +154,17 @@ async fn a_reviewer_retags_undoes_and_retags_with_the_keyboard() {
         serde_json::json!(fx.images[3]),
         "{result}"
     );
+    // The box editor: the bottom-right corner moved 10 px left and 1 up, saved, shown after a
+    // reload, stored as the reviewer's box with its event.
+    let corners = |name: &str| [0, 1, 2, 3].map(|i| result[name][i].as_f64().unwrap());
+    let [x0, y0, x1, y1] = corners("box_before");
+    let wanted = [x0, y0, x1 - 10.0, y1 - 1.0];
+    assert_eq!(corners("box_wanted"), wanted, "{result}");
+    assert_eq!(corners("box_saved"), wanted, "{result}");
+    let saved = fx.catalog.dress_box(image).await.unwrap().unwrap();
+    assert_eq!(saved.coords, [x0, y0, x1 - 10.0, y1 - 1.0]);
+    assert_eq!((saved.version, saved.actor.as_deref()), (1, Some("rita")));
+    assert_eq!(fx.catalog.box_events(image).await.unwrap().len(), 1);
     // Three triplets, labelled with the keyboard, stored with the reviewer's name.
     assert_eq!(result["triplet_rows"], serde_json::json!(3), "{result}");
     let triplets = fx.catalog.triplets().await.unwrap();
@@ -168,6 +180,7 @@ async fn a_reviewer_retags_undoes_and_retags_with_the_keyboard() {
         "13-catalogue",
         "14-search-upload",
         "15-triplets",
+        "16-box-editor",
     ] {
         assert!(e2e_shot(shot).exists(), "screenshot {shot} was not saved");
     }

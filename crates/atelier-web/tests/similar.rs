@@ -157,6 +157,12 @@ async fn explain_shows_where_each_similar_dress_agrees_or_says_why_not() {
     for result in similar["results"].as_array().unwrap() {
         let cells = result["explain"]["cells"].as_array().unwrap();
         assert_eq!(cells.len(), 9);
+        // The squares the two grids cover, in the fixture photos' 24 x 32 pixels.
+        for crop in ["query_crop", "crop"] {
+            let view = &result["explain"][crop];
+            assert_eq!(view["size"], serde_json::json!([24, 32]), "{result}");
+            assert!(view["square"][2].as_i64().unwrap() > 0, "{result}");
+        }
         assert!(
             cells
                 .iter()
@@ -171,6 +177,14 @@ async fn explain_shows_where_each_similar_dress_agrees_or_says_why_not() {
     .await
     .text();
     assert_eq!(html.matches("class=\"heat\"").count(), 8, "{html}");
+    // Each drawn over both dress crops: this photo's and the similar dress's.
+    assert_eq!(html.matches("class=\"heat-crop\"").count(), 16, "{html}");
+    assert_eq!(
+        html.matches(&format!("href=\"/images/{first}/thumb\""))
+            .count(),
+        8,
+        "the query's crop under each of the 8"
+    );
     assert!(html.contains("hide the heat maps"));
     let plain = get(&fx.app, &format!("/images/{first}"), Some(&session))
         .await

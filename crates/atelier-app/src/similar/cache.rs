@@ -30,6 +30,8 @@ pub(super) struct LabelTable {
     /// Row-major: the code of image row `r`, facet `f` at `r * facets + f` (`NO_LABEL`: none).
     codes: Vec<u16>,
     row_of: HashMap<String, u32>,
+    /// The labels counter the table was read at.
+    stamp: i64,
 }
 
 /// A condition on a facet's label code.
@@ -40,7 +42,7 @@ pub(super) struct Condition {
 }
 
 impl LabelTable {
-    fn build(labels: HashMap<String, BTreeMap<String, String>>) -> LabelTable {
+    fn build(labels: HashMap<String, BTreeMap<String, String>>, stamp: i64) -> LabelTable {
         let facets: Vec<String> = labels
             .values()
             .flat_map(|l| l.keys().cloned())
@@ -68,6 +70,7 @@ impl LabelTable {
             names,
             codes,
             row_of,
+            stamp,
         }
     }
 
@@ -159,11 +162,13 @@ struct RunVectors {
     vectors: Vectors,
 }
 
-/// A run's vectors joined with the label table: the row of each key's image.
+/// A run's vectors joined with the label table: the row of each key's image, and the key of
+/// each row's.
 pub(super) struct SearchableRun {
     run: Arc<RunVectors>,
     pub(super) labels: Arc<LabelTable>,
     rows: Vec<u32>,
+    keys: Vec<u32>,
 }
 
 /// How a search through a [`SearchableRun`] went.
@@ -184,8 +189,28 @@ impl SearchableRun {
                     .and_then(|id| labels.row(id))
                     .unwrap_or(NO_ROW)
             })
-            .collect();
-        SearchableRun { run, labels, rows }
+            .collect::<Vec<u32>>();
+        let mut keys = vec![NO_ROW; labels.row_of.len()];
+        for (key, &row) in rows.iter().enumerate() {
+            if let Some(slot) = keys.get_mut(row as usize) {
+                *slot = key as u32;
+            }
+        }
+        SearchableRun {
+            run,
+            labels,
+            rows,
+            keys,
+        }
+    }
+
+    /// The stored vector of active image `id`, if the run holds one.
+    pub(super) fn vector_of(&self, id: &str) -> Option<Vec<f32>> {
+        let key = *self.keys.get(self.labels.row(id)? as usize)?;
+        let flat = match &self.run.vectors {
+            Vectors::Exact(flat) | Vectors::Approximate { flat, .. } => flat,
+        };
+        flat.get(u64::from(key)).map(<[f32]>::to_vec)
     }
 
     /// The `k` nearest vectors of active images meeting `conditions`, without `exclude`'s
@@ -217,7 +242,14 @@ impl SearchableRun {
             Vectors::Approximate { flat, .. } if candidates <= exact_below => {
                 (flat.search_positions(query, k, &positions)?, false)
             }
-            Vectors::Approximate { graph, .. } => (graph.search_filtered(query, k, &pass)?, true),
+            Vectors::Approximate { graph, flat } => {
+                let walked = graph.search_filtered(query, k, &pass)?;
+                // A photo no edge leads to is never reached: a short walk is made exact.
+                match walked.len() < k.min(candidates) {
+                    true => (flat.search_positions(query, k, &positions)?, false),
+                    false => (walked, true),
+                }
+            }
         };
         let hits = hits
             .into_iter()
@@ -231,6 +263,65 @@ impl SearchableRun {
             candidates,
             walked,
         })
+    }
+}
+
+impl SearchableRun {
+    /// Pairs of active photos whose vectors score at least `min_score`, looked for among each
+    /// photo's `k` nearest (through the approximate index for a run that has one), each pair
+    /// once, the smaller image id first, best first.
+    pub(super) fn close_pairs(
+        &self,
+        k: usize,
+        min_score: f32,
+    ) -> Result<Vec<(String, String, f32)>, AppError> {
+        use rayon::prelude::*;
+        let flat = match &self.run.vectors {
+            Vectors::Exact(flat) | Vectors::Approximate { flat, .. } => flat,
+        };
+        let active: Vec<u64> = (0..self.rows.len())
+            .filter(|&key| self.rows[key] != NO_ROW && self.run.position[key].is_some())
+            .map(|key| key as u64)
+            .collect();
+        let positions: Vec<usize> = active
+            .iter()
+            .filter_map(|&key| self.run.position[key as usize])
+            .collect();
+        let is_active = |key: u64| self.rows.get(key as usize).is_some_and(|&r| r != NO_ROW);
+        let neighbours: Vec<Vec<Hit>> = active
+            .par_iter()
+            .map(|&key| {
+                let query = flat.get(key).unwrap_or_default();
+                match &self.run.vectors {
+                    Vectors::Exact(_) => flat.search_positions(query, k + 1, &positions),
+                    Vectors::Approximate { graph, .. } => {
+                        graph.search_filtered(query, k + 1, &is_active)
+                    }
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        let mut best: HashMap<(u64, u64), f32> = HashMap::new();
+        for (&key, hits) in active.iter().zip(neighbours) {
+            for hit in hits
+                .into_iter()
+                .filter(|h| h.key != key && h.score >= min_score)
+            {
+                best.insert((key.min(hit.key), key.max(hit.key)), hit.score);
+            }
+        }
+        let id = |key: u64| self.run.ids[key as usize].clone();
+        let mut pairs: Vec<(String, String, f32)> = best
+            .into_iter()
+            .filter_map(|((a, b), score)| {
+                let (a, b) = (id(a)?, id(b)?);
+                Some(if a < b { (a, b, score) } else { (b, a, score) })
+            })
+            .collect();
+        pairs.sort_by(|x, y| {
+            y.2.total_cmp(&x.2)
+                .then_with(|| (&x.0, &x.1).cmp(&(&y.0, &y.1)))
+        });
+        Ok(pairs)
     }
 }
 
@@ -255,16 +346,20 @@ impl SearchCache {
         state.labels_at(catalog, stamp).await
     }
 
-    /// `key`'s current vectors joined with the current labels, or `None` when the run stored
-    /// none. With `files`, a run large enough for them is searched through its approximate
-    /// index.
+    /// `key`'s current vectors joined with the current labels (`labels`, when the caller has
+    /// just read them with [`SearchCache::labels`]), or `None` when the run stored none. With
+    /// `files`, a run large enough for them is searched through its approximate index.
     pub(super) async fn run(
         &self,
         catalog: &Catalog,
         key: &str,
         files: Option<&IndexFiles>,
+        labels: Option<&LabelTable>,
     ) -> Result<Option<Arc<SearchableRun>>, AppError> {
-        let label_stamp = catalog.change_counter(LABELS_COUNTER).await?;
+        let label_stamp = match labels {
+            Some(table) => table.stamp,
+            None => catalog.change_counter(LABELS_COUNTER).await?,
+        };
         let vector_stamp = catalog.change_counter(&embeddings_counter(key)).await?;
         let mut state = self.state.lock().await;
         let labels = state.labels_at(catalog, label_stamp).await?;
@@ -306,7 +401,7 @@ impl CacheState {
         }
         let labels = catalog.active_labels().await?;
         let table = Arc::new(
-            tokio::task::spawn_blocking(move || LabelTable::build(labels))
+            tokio::task::spawn_blocking(move || LabelTable::build(labels, stamp))
                 .await
                 .map_err(|e| AppError::Thread(e.to_string()))?,
         );
@@ -391,4 +486,67 @@ pub(super) fn no_embeddings(record: &RunRecord) -> AppError {
         "run {} has no stored embeddings; build them with `atelier index --run {}`",
         record.id, record.id
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use atelier_search::HnswParams;
+
+    /// Ten photos in one direction's neighbourhood, all labelled alike; the graph holds all
+    /// but `unreachable` (as if no edge led to it), the flat copy holds all.
+    fn run_missing_one_in_graph(unreachable: u64) -> SearchableRun {
+        let dim = 4;
+        let vector = |key: u64| vec![1.0, key as f32 * 0.1, 0.0, 0.0];
+        let mut graph = HnswIndex::new(dim, HnswParams::default()).unwrap();
+        let mut flat = ExactIndex::new(dim);
+        for key in 0..10u64 {
+            flat.add(key, &vector(key)).unwrap();
+            if key != unreachable {
+                graph.add(key, &vector(key)).unwrap();
+            }
+        }
+        let ids: Vec<Option<String>> = (0..10).map(|k| Some(format!("img{k}"))).collect();
+        let labels = (0..10)
+            .map(|k| {
+                let facets = BTreeMap::from([("neckline".to_string(), "v".to_string())]);
+                (format!("img{k}"), facets)
+            })
+            .collect();
+        let run = RunVectors {
+            position: positions(&flat, ids.len()),
+            ids,
+            vectors: Vectors::Approximate { graph, flat },
+        };
+        SearchableRun::join(Arc::new(run), Arc::new(LabelTable::build(labels, 0)))
+    }
+
+    #[test]
+    fn a_walk_that_misses_a_candidate_is_replaced_by_the_exact_scan() {
+        let run = run_missing_one_in_graph(9);
+        let conditions = run.labels.compile(&[LabelCondition {
+            facet: "neckline".into(),
+            label: "v".into(),
+            keep: true,
+        }]);
+        let query = [1.0, 0.0, 0.0, 0.0];
+        // The three nearest are in the graph: its walk answers.
+        let near = run.search(&query, 3, &conditions, None, 0).unwrap();
+        assert!(near.walked);
+        let ids: Vec<&str> = near.hits.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids, ["img0", "img1", "img2"]);
+        // All ten pass the filter but the walk finds nine: the scan answers, with all ten.
+        let all = run.search(&query, 10, &conditions, None, 0).unwrap();
+        assert!(!all.walked);
+        assert_eq!(all.candidates, 10);
+        assert_eq!(all.hits.len(), 10);
+        assert_eq!(all.hits[9].0, "img9");
+        // Asking for more than pass the filter is not short.
+        let excluded = run
+            .search(&query, 10, &conditions, Some("img9"), 0)
+            .unwrap();
+        assert_eq!(excluded.candidates, 9);
+        assert!(excluded.walked);
+        assert_eq!(excluded.hits.len(), 9);
+    }
 }

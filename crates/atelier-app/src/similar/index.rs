@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use atelier_catalog::Catalog;
+use atelier_train::dress_boxes::SureBox;
 use serde::Serialize;
 
 use crate::ann::IndexFiles;
@@ -92,10 +93,23 @@ pub async fn index(
             .zip(photos.iter().map(|p| p.embedding.clone()))
             .collect();
         let plain: Vec<_> = ids
-            .zip(photos.into_iter().map(|p| p.off_the_shelf))
+            .zip(photos.iter().map(|p| p.off_the_shelf.clone()))
+            .collect();
+        let located: Vec<_> = missing
+            .iter()
+            .zip(&photos)
+            .filter_map(|((id, _), photo)| {
+                let sure = SureBox {
+                    pixels: photo.dress_box,
+                    foreground: photo.foreground?,
+                    agreement: photo.agreement?,
+                };
+                Some(((*id).clone(), sure))
+            })
             .collect();
         store_vectors(catalog, &key, &trained).await?;
         store_vectors(catalog, &plain_key, &plain).await?;
+        crate::boxes::store_located(catalog, record.id, located.into_iter()).await?;
     }
     catalog.delete_embeddings(&key, &stale).await?;
     catalog.delete_embeddings(&plain_key, &stale).await?;

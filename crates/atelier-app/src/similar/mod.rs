@@ -108,6 +108,9 @@ pub enum SearchEngine {
     /// PostgreSQL with pgvector: its HNSW index, filtered during the walk (iterative scan).
     Pgvector,
     /// The run's HNSW index in this process (see [`IndexFiles`]), filtered during the walk.
+    /// A walk that returns fewer photos than asked for while more pass the filter (HNSW can
+    /// leave a photo with no edge leading to it) is replaced by the exact scan, so such an
+    /// answer says `Scan`.
     Hnsw,
 }
 
@@ -118,14 +121,68 @@ pub enum SearchEngine {
 pub struct Searcher {
     files: Option<IndexFiles>,
     cache: SearchCache,
+    /// The last close-pairs answer: the joined run it came from, its `k` and minimum score.
+    pairs: tokio::sync::Mutex<Option<KeptPairs>>,
+}
+
+struct KeptPairs {
+    from: std::sync::Arc<SearchableRun>,
+    k: usize,
+    min_score: u32,
+    pairs: std::sync::Arc<Vec<(String, String, f32)>>,
 }
 
 impl Searcher {
     pub fn new(files: Option<IndexFiles>) -> Self {
         Searcher {
             files,
-            cache: SearchCache::default(),
+            ..Searcher::default()
         }
+    }
+
+    /// Pairs of active photos whose trained embeddings by similarity run `run` (the newest
+    /// without one) score at least `min_score`, among each photo's `k` nearest: each pair once,
+    /// the smaller id first, best first. Kept until the run's vectors or the catalogue's
+    /// labels or statuses change (a catalogue-wide pass: a few seconds at 10 000 photos).
+    pub async fn close_pairs(
+        &self,
+        catalog: &Catalog,
+        run: Option<i64>,
+        k: usize,
+        min_score: f32,
+    ) -> Result<(RunRecord, std::sync::Arc<Vec<(String, String, f32)>>), AppError> {
+        let record = similarity_run(catalog, run).await?;
+        let joined = self
+            .cache
+            .run(
+                catalog,
+                &embedding_key(record.id),
+                self.files.as_ref(),
+                None,
+            )
+            .await?
+            .ok_or_else(|| cache::no_embeddings(&record))?;
+        // Held while computing, so that concurrent callers wait for one pass.
+        let mut kept = self.pairs.lock().await;
+        if let Some(kept) = kept.as_ref()
+            && std::sync::Arc::ptr_eq(&kept.from, &joined)
+            && kept.k == k
+            && kept.min_score == min_score.to_bits()
+        {
+            return Ok((record, kept.pairs.clone()));
+        }
+        let run = joined.clone();
+        let pairs = tokio::task::spawn_blocking(move || run.close_pairs(k, min_score))
+            .await
+            .map_err(|e| AppError::Thread(e.to_string()))??;
+        let pairs = std::sync::Arc::new(pairs);
+        *kept = Some(KeptPairs {
+            from: joined,
+            k,
+            min_score: min_score.to_bits(),
+            pairs: pairs.clone(),
+        });
+        Ok((record, pairs))
     }
 
     /// The ids of `ids` whose images are active now, from this searcher's label table.
@@ -161,8 +218,11 @@ impl Searcher {
             true => off_the_shelf_key(record.id),
             false => embedding_key(record.id),
         };
-        let (vector, query_id, described) = query_vector(catalog, &record, &key, query).await?;
-        let exclude = query_id.as_deref();
+        // A catalogue photo is left out of its own answer.
+        let exclude = match &query.photo {
+            QueryPhoto::Image(id) => Some(id.as_str()),
+            _ => None,
+        };
         let exact_below = self
             .files
             .as_ref()
@@ -178,24 +238,41 @@ impl Searcher {
             }
             false => None,
         };
-        let (hits, candidates, engine, labels) = if let Some(candidates) = in_database {
+        // pgvector's walk, like any HNSW walk, can miss photos that no edge leads to; an
+        // answer shorter than the filter allows is made again by the exact path below.
+        let mut from_database = None;
+        if let Some(candidates) = in_database {
+            let (vector, described) = query_vector(catalog, &record, &key, query).await?;
             let hits = catalog
                 .nearest(&key, &vector, query.k, &conditions, exclude)
                 .await?;
-            (hits, candidates, SearchEngine::Pgvector, labels)
-        } else {
-            let run: std::sync::Arc<SearchableRun> = self
-                .cache
-                .run(catalog, &key, self.files.as_ref())
-                .await?
-                .ok_or_else(|| cache::no_embeddings(&record))?;
-            let compiled = run.labels.compile(&conditions);
-            let found = run.search(&vector, query.k, &compiled, exclude, exact_below)?;
-            let engine = match found.walked {
-                true => SearchEngine::Hnsw,
-                false => SearchEngine::Scan,
-            };
-            (found.hits, found.candidates, engine, run.labels.clone())
+            if hits.len() >= query.k.min(candidates) {
+                let engine = SearchEngine::Pgvector;
+                from_database = Some((hits, candidates, engine, labels.clone(), described));
+            }
+        }
+        let (hits, candidates, engine, labels, described) = match from_database {
+            Some(answer) => answer,
+            None => {
+                let run: std::sync::Arc<SearchableRun> = self
+                    .cache
+                    .run(catalog, &key, self.files.as_ref(), Some(labels.as_ref()))
+                    .await?
+                    .ok_or_else(|| cache::no_embeddings(&record))?;
+                // A catalogue photo's vector is in the copy (else read, or made, below).
+                let (vector, described) = match exclude.and_then(|id| run.vector_of(id)) {
+                    Some(vector) => (vector, exclude.unwrap_or_default().to_string()),
+                    None => query_vector(catalog, &record, &key, query).await?,
+                };
+                let compiled = run.labels.compile(&conditions);
+                let found = run.search(&vector, query.k, &compiled, exclude, exact_below)?;
+                let engine = match found.walked {
+                    true => SearchEngine::Hnsw,
+                    false => SearchEngine::Scan,
+                };
+                let labels = run.labels.clone();
+                (found.hits, found.candidates, engine, labels, described)
+            }
         };
         let ids: Vec<String> = hits.iter().map(|(id, _)| id.clone()).collect();
         let paths = catalog.image_uris(&ids).await?;
@@ -276,14 +353,13 @@ fn conditions(query: &SimilarQuery) -> Vec<LabelCondition> {
     filters.chain(swap).collect()
 }
 
-/// The query's embedding, the catalogue id it stands for (left out of the answer) and how to
-/// name it.
+/// The query's embedding and how to name it.
 async fn query_vector(
     catalog: &Catalog,
     record: &RunRecord,
     key: &str,
     query: &SimilarQuery,
-) -> Result<(Vec<f32>, Option<String>, String), AppError> {
+) -> Result<(Vec<f32>, String), AppError> {
     match &query.photo {
         QueryPhoto::Image(id) => {
             let vector = catalog.embedding(key, id).await?.ok_or_else(|| {
@@ -293,7 +369,7 @@ async fn query_vector(
                     record.id, record.id
                 ))
             })?;
-            Ok((vector, Some(id.clone()), id.clone()))
+            Ok((vector, id.clone()))
         }
         QueryPhoto::File(path) => {
             let embedded = embed_file(record, path).await?;
@@ -301,7 +377,7 @@ async fn query_vector(
                 true => embedded.off_the_shelf,
                 false => embedded.embedding,
             };
-            Ok((vector, None, path.display().to_string()))
+            Ok((vector, path.display().to_string()))
         }
         QueryPhoto::Embedding(vector) => {
             let expected = catalog
@@ -316,7 +392,7 @@ async fn query_vector(
                     record.id
                 )));
             }
-            Ok((vector.clone(), None, "an uploaded photo".to_string()))
+            Ok((vector.clone(), "an uploaded photo".to_string()))
         }
     }
 }

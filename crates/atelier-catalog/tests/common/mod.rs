@@ -140,6 +140,7 @@ impl TestEnv {
         path
     }
 
+    #[allow(dead_code)] // called by the test files that name files they did not write
     pub fn path(&self, relative: &str) -> PathBuf {
         self.dir.path().join(relative)
     }

@@ -451,9 +451,10 @@ fn print_similarity(similarity: &DemoSimilarity) {
         }
     }
     println!(
-        "  in the review app, every photo's page (/images/ID) shows its similar dresses and \
-         \"same dress, another LABEL\" links; /images browses the catalogue, /search finds \
-         dresses like an uploaded photo, /triplets asks reviewers which dresses look alike"
+        "  in the review app, every photo's page (/images/ID) shows its similar dresses, \
+         \"same dress, another LABEL\" links and its dress box to correct; /images browses the \
+         catalogue, /search finds dresses like an uploaded photo, /triplets asks reviewers which \
+         dresses look alike, /boxes lists the boxes the locator was least sure of"
     );
 }
 

@@ -1,8 +1,10 @@
 //! Dispatch from the parsed command line to one module per subcommand.
 
 mod backbone;
+mod boxes;
 mod check;
 mod demo;
+mod duplicates;
 mod eval;
 mod facets;
 mod images;
@@ -58,6 +60,13 @@ pub async fn run(cli: &Cli) -> CliResult {
         }
         Command::Crop(args) => {
             similar::crop(&open_catalog(global.db_url()).await?, args, global.json).await
+        }
+        Command::Duplicates(args) => {
+            let catalog = open_catalog(global.db_url()).await?;
+            duplicates::run(&catalog, global.db_url(), args, global.json).await
+        }
+        Command::Boxes(args) => {
+            boxes::run(&open_catalog(global.db_url()).await?, args, global.json).await
         }
         Command::Index(args) => {
             let catalog = open_catalog(global.db_url()).await?;

@@ -1,6 +1,6 @@
 //! The image page (full picture, every facet's label with the run's prediction and scores,
 //! the split, the label history with undo, the most similar dresses and "the same dress,
-//! another LABEL" links) and the image bytes and thumbnails, served only by catalogue id.
+//! another LABEL" links, the dress box with its editor) and the image bytes and thumbnails, served only by catalogue id.
 
 use std::path::PathBuf;
 
@@ -12,15 +12,17 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 use atelier_app::ErrorKind;
+use atelier_app::boxes::ImageBoxes;
 use atelier_app::runner::FACETS_RUN;
 use atelier_app::similar::{QueryPhoto, SimilarQuery};
 use atelier_app::similarity::SIMILARITY_RUN;
-use atelier_train::similarity_model::CellAgreement;
+use atelier_train::similarity_model::{CellAgreement, CropView};
 
 use crate::app::{AppState, bytes_response};
 use crate::auth::User;
 use crate::error::WebError;
 use crate::format::{Format, respond};
+use crate::pages;
 use crate::thumbs;
 use crate::views::layout::page;
 use crate::views::{short_id, split_badge, timestamp};
@@ -107,6 +109,8 @@ pub struct ImagePage {
     pub facets: Vec<FacetRow>,
     pub history: Vec<LabelEvent>,
     pub similar: Option<SimilarSection>,
+    /// The dress box, where the newest similarity run located it, and the box's changes.
+    pub boxes: ImageBoxes,
 }
 
 pub async fn show(
@@ -163,13 +167,16 @@ pub async fn show(
         .collect();
     let mut history = state.catalog.label_history(&image).await?;
     history.reverse();
-    let similar = match newest_completed(&runs, SIMILARITY_RUN) {
+    let similarity_run = newest_completed(&runs, SIMILARITY_RUN);
+    let similar = match similarity_run {
         Some(similarity_run) => {
             Some(similar_dresses(&state, &image, similarity_run, swap, params.explain).await?)
         }
         None => None,
     };
+    let boxes = atelier_app::boxes::image_boxes(&state.catalog, &image, similarity_run).await?;
     let data = ImagePage {
+        boxes,
         id: record.id,
         split: record.split,
         status: record.status,
@@ -279,7 +286,7 @@ fn render(data: &ImagePage, user: &User) -> Markup {
     let body = html! {
         div.image-page {
             figure {
-                img.full src=(format!("/images/{}/file", data.id)) alt=(format!("image {}", short_id(&data.id)));
+                (pages::boxes::figure(&data.id, data.width.zip(data.height), &data.boxes, can_edit, &user.csrf_token))
                 figcaption {
                     (split_badge(data.split.as_str())) " "
                     @if let (Some(w), Some(h)) = (data.width, data.height) { (w) "×" (h) " px · " }
@@ -335,6 +342,7 @@ fn render(data: &ImagePage, user: &User) -> Markup {
                         }
                     }
                 }
+                (pages::boxes::history(&data.boxes))
                 h2 { "History" }
                 @if data.history.is_empty() { p.empty { "No label changes yet." } }
                 @else {
@@ -390,7 +398,7 @@ fn similar_section(data: &ImagePage, section: &SimilarSection) -> Markup {
                         @if found.explained {
                             a href=(explain_link(&base, found.swap.as_ref(), false)) { "hide the heat maps" }
                             @if let Some(problem) = &found.explain_problem { " · " span.error { "cannot explain: " (problem) } }
-                            @else { span.muted { " · each 3×3 grid: how much that part of the dress crops agrees (cosine, from below 0.6, lightest, to 0.9 and above, darkest; ↔ the mirrored photo agreed better; hover for the numbers)" } }
+                            @else { span.muted { " · under each dress, this photo's dress crop (left) and that dress's (right), each cell of a 3×3 grid shaded by how much the two crops agree there (cosine, from below 0.6, lightest, to 0.9 and above, darkest; ↔ the mirrored photo agreed better and is shown mirrored; hover for the numbers)" } }
                         } @else {
                             a href=(explain_link(&base, found.swap.as_ref(), true)) { "explain the scores" }
                         }
@@ -401,7 +409,7 @@ fn similar_section(data: &ImagePage, section: &SimilarSection) -> Markup {
                             a.similar-card href=(format!("/images/{}#similar", dress.image_id)) title=(labels_line(&dress.labels)) {
                                 img src=(format!("/images/{}/thumb", dress.image_id)) alt=(format!("image {}", short_id(&dress.image_id))) loading="lazy";
                                 span.score { (format!("{:.3}", dress.score)) }
-                                @if let Some(agreement) = &dress.explain { (heat_map(agreement)) }
+                                @if let Some(agreement) = &dress.explain { (heat_map(&data.id, &dress.image_id, agreement)) }
                             }
                         }
                     }
@@ -446,14 +454,51 @@ fn explain_link(base: &str, swap: Option<&(String, String)>, explain: bool) -> S
 
 /// A 3x3 grid of the cells' agreement, darker where the two crops agree more (classes, as
 /// the page's policy allows no inline style).
-fn heat_map(agreement: &CellAgreement) -> Markup {
+fn heat_map(query: &str, other: &str, agreement: &CellAgreement) -> Markup {
     // Cells of similar dresses mostly agree above 0.5: five shades from below 0.6 to 0.9+.
     let level = |v: f32| ((v - 0.5) * 10.0).clamp(0.0, 4.0) as u8;
     let numbers: Vec<String> = agreement.cells.iter().map(|v| format!("{v:.2}")).collect();
+    let title = format!(
+        "cells (row by row): {}; mean {:.2}{}",
+        numbers.join(" "),
+        agreement.mean,
+        if agreement.flipped { "; mirrored" } else { "" }
+    );
+    let shades: Vec<u8> = agreement.cells.iter().map(|v| level(*v)).collect();
     html! {
-        span.heat title=(format!("cells (row by row): {}; mean {:.2}{}", numbers.join(" "), agreement.mean, if agreement.flipped { "; mirrored" } else { "" })) {
-            @for value in &agreement.cells { i class=(format!("heat-{}", level(*value))) {} }
+        span.heat title=(title) {
+            @match (&agreement.query_crop, &agreement.crop) {
+                (Some(mine), Some(theirs)) => {
+                    (crop_cells(query, mine, false, &shades))
+                    (crop_cells(other, theirs, agreement.flipped, &shades))
+                }
+                _ => { span.heat-cells { @for shade in &shades { i class=(format!("heat-{shade}")) {} } } }
+            }
             @if agreement.flipped { b.mirrored { "↔" } }
+        }
+    }
+}
+
+/// A photo's dress square (mirrored when `mirrored`) with the 3x3 grid's shades over it.
+fn crop_cells(image: &str, view: &CropView, mirrored: bool, shades: &[u8]) -> Markup {
+    let [x0, y0, side] = view.square;
+    let [width, height] = view.size;
+    let cell = side as f64 / 3.0;
+    // The thumbnail keeps the photo's proportions, so it stands in for it at full size.
+    let href = format!("/images/{image}/thumb");
+    html! {
+        svg.heat-crop viewBox=(format!("{x0} {y0} {side} {side}")) aria-hidden="true" {
+            @if mirrored {
+                g transform=(format!("translate({width} 0) scale(-1 1)")) {
+                    image href=(href) width=(width) height=(height) {}
+                }
+            } @else {
+                image href=(href) width=(width) height=(height) {}
+            }
+            @for (i, shade) in shades.iter().enumerate() {
+                rect class=(format!("heat-{shade}")) x=(x0 as f64 + (i % 3) as f64 * cell)
+                    y=(y0 as f64 + (i / 3) as f64 * cell) width=(cell) height=(cell) {}
+            }
         }
     }
 }

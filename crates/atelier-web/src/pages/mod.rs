@@ -2,7 +2,9 @@
 //! JSON, see [`crate::format`]).
 
 pub mod body;
+pub mod boxes;
 pub mod catalogue;
+pub mod duplicates;
 pub mod facet;
 pub mod image;
 pub mod labels;

@@ -30,6 +30,8 @@ pub fn page(title: &str, user: &User, crumbs: &[(String, String)], body: Markup)
                         a href="/images" { "Catalogue" }
                         a href="/search" { "Search" }
                         a href="/triplets" { "Triplets" }
+                        a href="/boxes" { "Boxes" }
+                        a href="/duplicates" { "Duplicates" }
                         @if user.role >= Role::Admin { a href="/users" { "Users" } }
                     }
                     div.who {

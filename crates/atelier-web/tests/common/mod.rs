@@ -339,6 +339,18 @@ pub async fn reply_to(app: &Router, request: Request<Body>) -> Reply {
     }
 }
 
+/// Posts an HTML form (`body` already urlencoded) with the session's cookie.
+pub async fn post_form(app: &Router, uri: &str, session: &Session, body: String) -> Reply {
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(uri)
+        .header(header::COOKIE, &session.cookie)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(body))
+        .unwrap();
+    reply_to(app, request).await
+}
+
 pub async fn get(app: &Router, uri: &str, session: Option<&Session>) -> Reply {
     send(app, Method::GET, uri, session, false, None).await
 }
