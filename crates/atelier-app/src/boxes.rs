@@ -1,7 +1,9 @@
 //! Dress boxes: an image's current box, where the newest similarity model located the dress,
 //! reviewers' edits with their history, and the queue of boxes the locator was least sure of.
 
-use atelier_catalog::{BoxEdit, BoxEvent, Catalog, DressBox, LocatedBox, RunStatus, UnsureBox};
+use atelier_catalog::{
+    BoxEdit, BoxEvent, Catalog, DressBox, ImageRecord, LocatedBox, RunStatus, UnsureBox,
+};
 use atelier_train::dress_boxes::SureBox;
 use serde::Serialize;
 
@@ -22,23 +24,23 @@ pub struct ImageBoxes {
     pub events: Vec<BoxEvent>,
 }
 
-/// The box editor's view of `image`, with where similarity run `run` located the dress (the
-/// image page passes the newest completed one it has already read).
+/// The box editor's view of the image `record`, with where similarity run `run` located the
+/// dress (the image page passes the newest completed one it has already read).
 pub async fn image_boxes(
     catalog: &Catalog,
-    image: &str,
+    record: &ImageRecord,
     run: Option<i64>,
 ) -> Result<ImageBoxes, AppError> {
     let located = match run {
-        Some(run) => catalog.located_box(run, image).await?,
+        Some(run) => catalog.located_box(run, &record.id).await?,
         None => None,
     };
     Ok(ImageBoxes {
-        image: image.to_string(),
-        current: catalog.dress_box(image).await?,
+        image: record.id.clone(),
+        current: DressBox::current_of(&record.boxes),
         run,
         located,
-        events: catalog.box_events(image).await?,
+        events: catalog.box_events(&record.id).await?,
     })
 }
 

@@ -301,13 +301,19 @@ pub async fn similarity_run(catalog: &Catalog, run: Option<i64>) -> Result<RunRe
                 )
             })?,
     };
+    check_similarity_run(&record)?;
+    Ok(record)
+}
+
+/// Refuses a run that is not a completed similarity run.
+pub fn check_similarity_run(record: &RunRecord) -> Result<(), AppError> {
     if record.kind != SIMILARITY_RUN || record.status != RunStatus::Completed {
         return Err(AppError::Invalid(format!(
             "run {} is a {} `{}` run; similar photos come from a completed `{SIMILARITY_RUN}` run",
             record.id, record.status, record.kind
         )));
     }
-    Ok(record)
+    Ok(())
 }
 
 /// Stores `vectors` under `key` and (with pgvector) makes sure the key has its HNSW index.

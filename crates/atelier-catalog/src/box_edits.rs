@@ -14,6 +14,7 @@ use sqlx::{AnyConnection, Row};
 
 use crate::Catalog;
 use crate::error::{CatalogError, db};
+use crate::model::BoxRecord;
 use crate::relabel::{REVIEW_SOURCE, check_actor, ensure_active};
 use crate::source::BoxCoords;
 use crate::sql::now_millis;
@@ -78,6 +79,30 @@ pub struct UnsureBox {
     pub height: Option<u32>,
     /// The image's current dress box (imported; images with a reviewer's box are left out).
     pub current: Option<DressBox>,
+}
+
+impl DressBox {
+    /// The current dress box among an image's boxes ([`crate::ImageRecord::boxes`]): the
+    /// reviewer's, else the first imported one.
+    pub fn current_of(boxes: &[BoxRecord]) -> Option<DressBox> {
+        let dress = |source: bool| {
+            boxes
+                .iter()
+                .find(|b| b.kind == "dress" && (b.source == REVIEW_SOURCE) == source)
+        };
+        let found = dress(true).or_else(|| dress(false))?;
+        Some(DressBox {
+            coords: [found.x0, found.y0, found.x1, found.y1],
+            version: if found.source == REVIEW_SOURCE {
+                found.version
+            } else {
+                0
+            },
+            source: found.source.clone(),
+            actor: found.actor.clone(),
+            updated_at: found.updated_at,
+        })
+    }
 }
 
 impl Catalog {

@@ -267,6 +267,11 @@ pub struct BoxRecord {
     pub y1: f64,
     pub kind: String,
     pub source: String,
+    /// Grows by one on each reviewer's change (imported boxes keep 1).
+    pub version: i64,
+    /// Who changed it last (reviewers' boxes only), and when.
+    pub actor: Option<String>,
+    pub updated_at: Option<i64>,
 }
 
 /// Everything the catalogue knows about one image. Timestamps are UTC unix milliseconds.

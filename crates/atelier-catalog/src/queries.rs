@@ -323,7 +323,8 @@ impl Catalog {
     /// An image's boxes, in the order they were stored.
     async fn image_boxes(&self, id: &str) -> Result<Vec<BoxRecord>, CatalogError> {
         sqlx::query(
-            "SELECT x0, y0, x1, y1, kind, source FROM boxes WHERE image_id = $1 ORDER BY id",
+            "SELECT x0, y0, x1, y1, kind, source, version, actor, updated_at FROM boxes \
+             WHERE image_id = $1 ORDER BY id",
         )
         .bind(id)
         .fetch_all(&self.pool)
@@ -338,6 +339,9 @@ impl Catalog {
                 y1: r.try_get("y1")?,
                 kind: r.try_get("kind")?,
                 source: r.try_get("source")?,
+                version: r.try_get("version")?,
+                actor: r.try_get("actor")?,
+                updated_at: r.try_get("updated_at")?,
             })
         })
         .collect::<Result<_, sqlx::Error>>()

@@ -97,30 +97,44 @@ impl Catalog {
         Ok(boxes)
     }
 
+    /// Every facet in creation order with its labels in their current order.
+    pub async fn label_orders(&self) -> Result<Vec<(String, Vec<String>)>, CatalogError> {
+        let vocabulary = self.vocabulary().await?;
+        let names: Vec<String> = vocabulary.facets().iter().map(|(_, n)| n.clone()).collect();
+        orders_of(&vocabulary, &names)
+    }
+
     /// The current label order of each of `facets`, in the order given.
     pub async fn facet_label_orders(
         &self,
         facets: &[String],
     ) -> Result<Vec<(String, Vec<String>)>, CatalogError> {
+        orders_of(&self.vocabulary().await?, facets)
+    }
+
+    async fn vocabulary(&self) -> Result<Vocabulary, CatalogError> {
         let mut conn = self
             .pool
             .acquire()
             .await
             .map_err(db("reading label orders"))?;
-        let vocabulary = Vocabulary::load(&mut conn).await?;
-        facets
-            .iter()
-            .map(|name| {
-                let id = vocabulary.facet_id(name)?;
-                let labels = vocabulary
-                    .labels(id)
-                    .iter()
-                    .map(|(l, _)| l.clone())
-                    .collect();
-                Ok((name.clone(), labels))
-            })
-            .collect()
+        Vocabulary::load(&mut conn).await
     }
+}
+
+/// The labels of each of `facets` in their stored order.
+fn orders_of(
+    vocabulary: &Vocabulary,
+    facets: &[String],
+) -> Result<Vec<(String, Vec<String>)>, CatalogError> {
+    facets
+        .iter()
+        .map(|name| {
+            let id = vocabulary.facet_id(name)?;
+            let labels = vocabulary.labels(id).iter().map(|(l, _)| l.clone());
+            Ok((name.clone(), labels.collect()))
+        })
+        .collect()
 }
 
 /// Adds one row of the training images' statement: a new image when its id differs from the

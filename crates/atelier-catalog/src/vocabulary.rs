@@ -44,6 +44,11 @@ impl Vocabulary {
     }
 
     /// The id of the facet named `name`, or [`CatalogError::UnknownFacet`] listing the others.
+    /// (id, name) of every facet, in creation order.
+    pub(crate) fn facets(&self) -> &[(i64, String)] {
+        &self.facets
+    }
+
     pub(crate) fn facet_id(&self, name: &str) -> Result<i64, CatalogError> {
         self.facets
             .iter()

@@ -207,6 +207,18 @@ impl Searcher {
         query: &SimilarQuery,
     ) -> Result<SimilarAnswer, AppError> {
         let record = similarity_run(catalog, query.run).await?;
+        self.similar_in(catalog, &record, query).await
+    }
+
+    /// [`Searcher::similar`] with the run already read (`query.run` is not looked at).
+    pub async fn similar_in(
+        &self,
+        catalog: &Catalog,
+        record: &RunRecord,
+        query: &SimilarQuery,
+    ) -> Result<SimilarAnswer, AppError> {
+        crate::similarity::check_similarity_run(record)?;
+        let record = record.clone();
         let conditions = conditions(query);
         let labels = self.cache.labels(catalog).await?;
         // Names some active photo carries are known; others are checked against the

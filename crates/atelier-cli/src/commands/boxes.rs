@@ -46,11 +46,11 @@ pub async fn run(catalog: &Catalog, args: &BoxesArgs, json: bool) -> CliResult {
 }
 
 async fn show(catalog: &Catalog, image: &str, json: bool) -> CliResult {
-    if catalog.image(image).await?.is_none() {
+    let Some(record) = catalog.image(image).await? else {
         return Err(atelier_catalog::CatalogError::UnknownImage(image.to_string()).into());
-    }
+    };
     let run = boxes::newest_similarity_run(catalog).await?;
-    let view = boxes::image_boxes(catalog, image, run).await?;
+    let view = boxes::image_boxes(catalog, &record, run).await?;
     if json {
         return print_json(&view);
     }

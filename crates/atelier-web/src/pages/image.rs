@@ -135,8 +135,7 @@ pub async fn show(
         Some(run) => state.catalog.run_facets(run).await?,
         None => Vec::new(),
     };
-    let names = state.catalog.facet_names().await?;
-    let orders = state.catalog.facet_label_orders(&names).await?;
+    let orders = state.catalog.label_orders().await?;
     let swap = swap_of(&params, &orders)?;
     let facets = orders
         .into_iter()
@@ -170,11 +169,13 @@ pub async fn show(
     let similarity_run = newest_completed(&runs, SIMILARITY_RUN);
     let similar = match similarity_run {
         Some(similarity_run) => {
-            Some(similar_dresses(&state, &image, similarity_run, swap, params.explain).await?)
+            let record = runs.iter().find(|r| r.id == similarity_run);
+            let record = record.expect("the newest completed run is in the list");
+            Some(similar_dresses(&state, &image, record, swap, params.explain).await?)
         }
         None => None,
     };
-    let boxes = atelier_app::boxes::image_boxes(&state.catalog, &image, similarity_run).await?;
+    let boxes = atelier_app::boxes::image_boxes(&state.catalog, &record, similarity_run).await?;
     let data = ImagePage {
         boxes,
         id: record.id,
@@ -232,10 +233,11 @@ fn swap_of(
 async fn similar_dresses(
     state: &AppState,
     image: &str,
-    run: i64,
+    record: &RunRecord,
     swap: Option<(String, String)>,
     explain: bool,
 ) -> Result<SimilarSection, WebError> {
+    let run = record.id;
     let mut query = SimilarQuery {
         run: Some(run),
         photo: QueryPhoto::Image(image.to_string()),
@@ -245,7 +247,10 @@ async fn similar_dresses(
         off_the_shelf: false,
         explain,
     };
-    let mut answer = state.searcher.similar(&state.catalog, &query).await;
+    let mut answer = state
+        .searcher
+        .similar_in(&state.catalog, record, &query)
+        .await;
     let mut explain_problem = None;
     if let Err(error) = &answer
         && explain
@@ -253,7 +258,10 @@ async fn similar_dresses(
     {
         explain_problem = Some(error.to_string());
         query.explain = false;
-        answer = state.searcher.similar(&state.catalog, &query).await;
+        answer = state
+            .searcher
+            .similar_in(&state.catalog, record, &query)
+            .await;
     }
     Ok(match answer {
         Ok(answer) => SimilarSection::Found(SimilarDresses {
