@@ -1,13 +1,12 @@
 //! Dress boxes: an image's current box, where the newest similarity model located the dress,
 //! reviewers' edits with their history, and the queue of boxes the locator was least sure of.
 
-use atelier_catalog::{
-    BoxEdit, BoxEvent, Catalog, DressBox, ImageRecord, LocatedBox, RunStatus, UnsureBox,
-};
+use atelier_catalog::{BoxEdit, BoxEvent, Catalog, DressBox, ImageRecord, LocatedBox, UnsureBox};
 use atelier_train::dress_boxes::SureBox;
 use serde::Serialize;
 
 use crate::error::AppError;
+use crate::runner::newest_completed;
 use crate::similarity::{SIMILARITY_RUN, similarity_run};
 
 /// Everything the box editor shows of one image.
@@ -46,12 +45,8 @@ pub async fn image_boxes(
 
 /// The newest completed similarity run, if any.
 pub async fn newest_similarity_run(catalog: &Catalog) -> Result<Option<i64>, AppError> {
-    Ok(catalog
-        .runs()
-        .await?
-        .into_iter()
-        .find(|r| r.kind == SIMILARITY_RUN && r.status == RunStatus::Completed)
-        .map(|r| r.id))
+    let runs = catalog.runs().await?;
+    Ok(newest_completed(&runs, SIMILARITY_RUN).map(|r| r.id))
 }
 
 /// Sets an image's dress box as a reviewer (see [`Catalog::set_dress_box`]): the next

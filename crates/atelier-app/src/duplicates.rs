@@ -5,7 +5,7 @@
 //! files and reports them), so the closest pairs come first instead: re-encoded or resized
 //! copies score about 1.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use atelier_catalog::{Catalog, DuplicateDecision, DuplicateVerdict};
 use serde::Serialize;
@@ -152,32 +152,26 @@ fn check(query: &DuplicateQuery) -> Result<(), AppError> {
 
 /// The connected sets of `pairs` (best first, each with its pairs best first).
 fn group(pairs: Vec<DuplicatePair>) -> Vec<DuplicateGroup> {
-    let mut parent: HashMap<String, String> = HashMap::new();
-    fn root(parent: &HashMap<String, String>, id: &str) -> String {
-        let mut at = id.to_string();
-        while let Some(up) = parent.get(&at).filter(|up| **up != at) {
-            at = up.clone();
-        }
-        at
-    }
+    let mut index: HashMap<String, usize> = HashMap::new();
     for pair in &pairs {
         for id in [&pair.a, &pair.b] {
-            parent.entry(id.clone()).or_insert_with(|| id.clone());
-        }
-        let (ra, rb) = (root(&parent, &pair.a), root(&parent, &pair.b));
-        if ra != rb {
-            let (low, high) = if ra < rb { (ra, rb) } else { (rb, ra) };
-            parent.insert(high, low);
+            let next = index.len();
+            index.entry(id.clone()).or_insert(next);
         }
     }
-    let mut groups: BTreeMap<String, DuplicateGroup> = BTreeMap::new();
+    let mut sets = Sets::new(index.len());
+    for pair in &pairs {
+        sets.join(index[&pair.a], index[&pair.b]);
+    }
+    let mut groups: HashMap<usize, DuplicateGroup> = HashMap::new();
     for pair in pairs {
-        let key = root(&parent, &pair.a);
-        let group = groups.entry(key).or_insert_with(|| DuplicateGroup {
-            images: Vec::new(),
-            best: f32::MIN,
-            pairs: Vec::new(),
-        });
+        let group = groups
+            .entry(sets.root(index[&pair.a]))
+            .or_insert_with(|| DuplicateGroup {
+                images: Vec::new(),
+                best: f32::MIN,
+                pairs: Vec::new(),
+            });
         group.best = group.best.max(pair.score);
         for id in [&pair.a, &pair.b] {
             if !group.images.contains(id) {
@@ -197,6 +191,28 @@ fn group(pairs: Vec<DuplicatePair>) -> Vec<DuplicateGroup> {
             .then_with(|| x.images.cmp(&y.images))
     });
     groups
+}
+
+/// Disjoint sets of `0..n` (union-find with path halving).
+struct Sets(Vec<usize>);
+
+impl Sets {
+    fn new(n: usize) -> Sets {
+        Sets((0..n).collect())
+    }
+
+    fn root(&mut self, mut at: usize) -> usize {
+        while self.0[at] != at {
+            self.0[at] = self.0[self.0[at]];
+            at = self.0[at];
+        }
+        at
+    }
+
+    fn join(&mut self, a: usize, b: usize) {
+        let (a, b) = (self.root(a), self.root(b));
+        self.0[b] = a;
+    }
 }
 
 /// Stores a reviewer's verdict on a pair (see [`Catalog::decide_duplicate`]).
@@ -224,21 +240,12 @@ pub fn merge_same_products(
         .enumerate()
         .map(|(row, id)| (id.as_str(), row))
         .collect();
-    // Union-find over rows.
-    let mut parent: Vec<usize> = (0..ids.len()).collect();
-    fn root(parent: &mut [usize], mut at: usize) -> usize {
-        while parent[at] != at {
-            parent[at] = parent[parent[at]];
-            at = parent[at];
-        }
-        at
-    }
+    let mut sets = Sets::new(ids.len());
     let mut first_of_design: HashMap<String, usize> = HashMap::new();
     for (row, design) in designs.iter().enumerate() {
         if let Some(design) = design {
             let first = *first_of_design.entry(design.clone()).or_insert(row);
-            let (a, b) = (root(&mut parent, first), root(&mut parent, row));
-            parent[b] = a;
+            sets.join(first, row);
         }
     }
     let mut linked = false;
@@ -252,8 +259,7 @@ pub fn merge_same_products(
         ) else {
             continue;
         };
-        let (ra, rb) = (root(&mut parent, a), root(&mut parent, b));
-        parent[rb] = ra;
+        sets.join(a, b);
         linked = true;
     }
     if !linked {
@@ -263,7 +269,7 @@ pub fn merge_same_products(
     let mut name: HashMap<usize, (bool, String)> = HashMap::new();
     let mut size: HashMap<usize, usize> = HashMap::new();
     for row in 0..ids.len() {
-        let r = root(&mut parent, row);
+        let r = sets.root(row);
         *size.entry(r).or_default() += 1;
         let candidate = match &designs[row] {
             Some(design) => (false, design.clone()),
@@ -278,7 +284,7 @@ pub fn merge_same_products(
             .or_insert(candidate);
     }
     for (row, design) in designs.iter_mut().enumerate() {
-        let r = root(&mut parent, row);
+        let r = sets.root(row);
         if size[&r] > 1 {
             *design = Some(name[&r].1.clone());
         }

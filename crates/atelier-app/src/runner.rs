@@ -294,6 +294,12 @@ pub async fn claim_run(catalog: &Catalog, record: &RunRecord) -> Result<(), AppE
     Ok(())
 }
 
+/// The newest completed run of `kind` in `runs` (which the catalogue lists newest first).
+pub fn newest_completed<'a>(runs: &'a [RunRecord], kind: &str) -> Option<&'a RunRecord> {
+    runs.iter()
+        .find(|r| r.kind == kind && r.status == RunStatus::Completed)
+}
+
 pub(crate) async fn find_run(catalog: &Catalog, run: i64) -> Result<RunRecord, AppError> {
     catalog.run(run).await?.ok_or_else(|| {
         AppError::Invalid(format!(

@@ -27,7 +27,7 @@ use crate::error::AppError;
 use crate::lease;
 use crate::runner::{
     RunPaths, absolute, catalog_folder, check_publish, default_weights, find_run, hold_run,
-    publish_model,
+    newest_completed, publish_model,
 };
 use crate::summary::PublishedModel;
 
@@ -288,11 +288,8 @@ async fn train_and_record(
 pub async fn similarity_run(catalog: &Catalog, run: Option<i64>) -> Result<RunRecord, AppError> {
     let record = match run {
         Some(run) => find_run(catalog, run).await?,
-        None => catalog
-            .runs()
-            .await?
-            .into_iter()
-            .find(|r| r.kind == SIMILARITY_RUN && r.status == RunStatus::Completed)
+        None => newest_completed(&catalog.runs().await?, SIMILARITY_RUN)
+            .cloned()
             .ok_or_else(|| {
                 AppError::Invalid(
                     "the catalogue has no completed similarity run; train one with `atelier \

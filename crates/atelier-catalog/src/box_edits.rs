@@ -15,6 +15,7 @@ use sqlx::{AnyConnection, Row};
 use crate::Catalog;
 use crate::error::{CatalogError, db};
 use crate::model::BoxRecord;
+use crate::queries::boxes_of;
 use crate::relabel::{REVIEW_SOURCE, check_actor, ensure_active};
 use crate::source::BoxCoords;
 use crate::sql::now_millis;
@@ -358,29 +359,8 @@ async fn current_box(
     conn: &mut AnyConnection,
     image: &str,
 ) -> Result<Option<DressBox>, CatalogError> {
-    let context = "reading a box";
-    let row = sqlx::query(
-        "SELECT x0, y0, x1, y1, source, version, actor, updated_at FROM boxes \
-         WHERE image_id = $1 AND kind = 'dress' \
-         ORDER BY CASE WHEN source = 'review' THEN 0 ELSE 1 END, id LIMIT 1",
-    )
-    .bind(image)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(db(context))?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let get = db(context);
-    let source: String = row.try_get("source").map_err(&get)?;
-    let version: i64 = row.try_get("version").map_err(&get)?;
-    Ok(Some(DressBox {
-        coords: coords(&row, "", context)?,
-        version: if source == REVIEW_SOURCE { version } else { 0 },
-        source,
-        actor: row.try_get("actor").map_err(&get)?,
-        updated_at: row.try_get("updated_at").map_err(&get)?,
-    }))
+    let boxes = boxes_of(conn, image, "reading a box").await?;
+    Ok(DressBox::current_of(&boxes))
 }
 
 /// Refuses a box that is not a finite, non-empty rectangle inside the image.

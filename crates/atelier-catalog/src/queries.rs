@@ -2,8 +2,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 
 use crate::Catalog;
 use crate::error::{CatalogError, db};
@@ -322,31 +322,41 @@ impl Catalog {
 
     /// An image's boxes, in the order they were stored.
     async fn image_boxes(&self, id: &str) -> Result<Vec<BoxRecord>, CatalogError> {
-        sqlx::query(
-            "SELECT x0, y0, x1, y1, kind, source, version, actor, updated_at FROM boxes \
-             WHERE image_id = $1 ORDER BY id",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db(IMAGE_CONTEXT))?
-        .iter()
-        .map(|r| {
-            Ok(BoxRecord {
-                x0: r.try_get("x0")?,
-                y0: r.try_get("y0")?,
-                x1: r.try_get("x1")?,
-                y1: r.try_get("y1")?,
-                kind: r.try_get("kind")?,
-                source: r.try_get("source")?,
-                version: r.try_get("version")?,
-                actor: r.try_get("actor")?,
-                updated_at: r.try_get("updated_at")?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(db(IMAGE_CONTEXT))
+        let mut conn = self.pool.acquire().await.map_err(db(IMAGE_CONTEXT))?;
+        boxes_of(&mut conn, id, IMAGE_CONTEXT).await
     }
+}
+
+/// An image's boxes on `conn`, in the order they were stored.
+pub(crate) async fn boxes_of(
+    conn: &mut AnyConnection,
+    image: &str,
+    context: &'static str,
+) -> Result<Vec<BoxRecord>, CatalogError> {
+    sqlx::query(
+        "SELECT x0, y0, x1, y1, kind, source, version, actor, updated_at FROM boxes \
+         WHERE image_id = $1 ORDER BY id",
+    )
+    .bind(image)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db(context))?
+    .iter()
+    .map(|r| {
+        Ok(BoxRecord {
+            x0: r.try_get("x0")?,
+            y0: r.try_get("y0")?,
+            x1: r.try_get("x1")?,
+            y1: r.try_get("y1")?,
+            kind: r.try_get("kind")?,
+            source: r.try_get("source")?,
+            version: r.try_get("version")?,
+            actor: r.try_get("actor")?,
+            updated_at: r.try_get("updated_at")?,
+        })
+    })
+    .collect::<Result<_, sqlx::Error>>()
+    .map_err(db(context))
 }
 
 const IMAGE_CONTEXT: &str = "reading an image";

@@ -179,6 +179,15 @@ enum Vectors {
     },
 }
 
+impl Vectors {
+    /// The vectors in key order (the whole run either way).
+    fn flat(&self) -> &ExactIndex {
+        match self {
+            Vectors::Exact(flat) | Vectors::Approximate { flat, .. } => flat,
+        }
+    }
+}
+
 struct RunVectors {
     /// The image of each key (`None`: removed from the approximate index).
     ids: Vec<Option<String>>,
@@ -232,9 +241,7 @@ impl SearchableRun {
     /// The stored vector of active image `id`, if the run holds one.
     pub(super) fn vector_of(&self, id: &str) -> Option<Vec<f32>> {
         let key = *self.keys.get(self.labels.row(id)? as usize)?;
-        let flat = match &self.run.vectors {
-            Vectors::Exact(flat) | Vectors::Approximate { flat, .. } => flat,
-        };
+        let flat = self.run.vectors.flat();
         flat.get(u64::from(key)).map(<[f32]>::to_vec)
     }
 
@@ -275,20 +282,21 @@ impl SearchableRun {
                 .collect(),
         };
         let candidates = positions.len();
-        // The flat copy scores the candidates exactly; through the approximate index, only a
-        // narrow filter's, and a wide one walks the graph.
-        let (hits, walked): (Vec<Hit>, bool) = match &self.run.vectors {
-            Vectors::Exact(flat) => (flat.search_positions(query, k, &positions)?, false),
-            Vectors::Approximate { flat, .. } if candidates <= exact_below => {
-                (flat.search_positions(query, k, &positions)?, false)
+        // Through the approximate index, a wide filter walks the graph; a photo no edge leads
+        // to is never reached, so a short walk is not an answer. The flat copy scores the
+        // candidates exactly otherwise.
+        let walked = match &self.run.vectors {
+            Vectors::Approximate { graph, .. } if candidates > exact_below => {
+                Some(graph.search_filtered(query, k, &pass)?)
+                    .filter(|walked| walked.len() >= k.min(candidates))
             }
-            Vectors::Approximate { graph, flat } => {
-                let walked = graph.search_filtered(query, k, &pass)?;
-                // A photo no edge leads to is never reached: a short walk is made exact.
-                match walked.len() < k.min(candidates) {
-                    true => (flat.search_positions(query, k, &positions)?, false),
-                    false => (walked, true),
-                }
+            _ => None,
+        };
+        let (hits, walked): (Vec<Hit>, bool) = match walked {
+            Some(hits) => (hits, true),
+            None => {
+                let flat = self.run.vectors.flat();
+                (flat.search_positions(query, k, &positions)?, false)
             }
         };
         let hits = hits
@@ -316,9 +324,7 @@ impl SearchableRun {
         min_score: f32,
     ) -> Result<Vec<(String, String, f32)>, AppError> {
         use rayon::prelude::*;
-        let flat = match &self.run.vectors {
-            Vectors::Exact(flat) | Vectors::Approximate { flat, .. } => flat,
-        };
+        let flat = self.run.vectors.flat();
         let active: Vec<u64> = (0..self.rows.len())
             .filter(|&key| self.rows[key] != NO_ROW && self.run.position[key].is_some())
             .map(|key| key as u64)

@@ -35,7 +35,7 @@ pub use cache::SearchCache;
 pub use embed::{LocatedPhoto, decode_upload, embed_file, embed_files, embed_photo, locate_files};
 pub use index::{IndexReport, index};
 
-use cache::SearchableRun;
+use cache::{LabelTable, SearchableRun};
 use embed::explain;
 
 /// What to look for similar dresses to.
@@ -218,7 +218,6 @@ impl Searcher {
         query: &SimilarQuery,
     ) -> Result<SimilarAnswer, AppError> {
         crate::similarity::check_similarity_run(record)?;
-        let record = record.clone();
         let conditions = conditions(query);
         let labels = self.cache.labels(catalog).await?;
         // Names some active photo carries are known; others are checked against the
@@ -235,80 +234,122 @@ impl Searcher {
             QueryPhoto::Image(id) => Some(id.as_str()),
             _ => None,
         };
-        let exact_below = self
-            .files
-            .as_ref()
-            .map_or(SearchConfig::default().exact_below, |f| f.exact_below);
-        let in_database = match catalog.searches_vectors() {
-            // pgvector walks its graph for unfiltered and wide queries; a narrow filter makes
-            // its iterative scan visit most of the graph (measured: 6-8 s a query for 12 354
-            // candidates of 100 000), so those candidates are scored here instead.
-            true => {
-                let compiled = labels.compile(&conditions);
-                let candidates = labels.count(&compiled, exclude.and_then(|id| labels.row(id)));
-                (conditions.is_empty() || candidates > exact_below).then_some(candidates)
-            }
-            false => None,
-        };
-        // pgvector's walk, like any HNSW walk, can miss photos that no edge leads to; an
-        // answer shorter than the filter allows is made again by the exact path below.
-        let mut from_database = None;
-        if let Some(candidates) = in_database {
-            let (vector, described) = query_vector(catalog, &record, &key, query).await?;
+        // The query's vector once made, so that a photo file is embedded once.
+        let mut asked = None;
+        if let Some(candidates) = self.database_candidates(catalog, &labels, &conditions, exclude) {
+            let (vector, described) = query_vector(catalog, record, &key, query).await?;
             let hits = catalog
                 .nearest(&key, &vector, query.k, &conditions, exclude)
                 .await?;
+            // pgvector's walk, like any HNSW walk, can miss photos that no edge leads to; an
+            // answer shorter than the filter allows is made again by the exact path below.
             if hits.len() >= query.k.min(candidates) {
                 let engine = SearchEngine::Pgvector;
-                from_database = Some((hits, candidates, engine, labels.clone(), described));
+                let found = Found {
+                    hits,
+                    candidates,
+                    engine,
+                    labels,
+                };
+                return answer(catalog, record, query, found, described).await;
             }
+            asked = Some((vector, described));
         }
-        let (hits, candidates, engine, labels, described) = match from_database {
-            Some(answer) => answer,
-            None => {
-                let run: std::sync::Arc<SearchableRun> = self
-                    .cache
-                    .run(catalog, &key, self.files.as_ref(), Some(labels.as_ref()))
-                    .await?
-                    .ok_or_else(|| cache::no_embeddings(&record))?;
-                // A catalogue photo's vector is in the copy (else read, or made, below).
-                let (vector, described) = match exclude.and_then(|id| run.vector_of(id)) {
-                    Some(vector) => (vector, exclude.unwrap_or_default().to_string()),
-                    None => query_vector(catalog, &record, &key, query).await?,
-                };
-                let compiled = run.labels.compile(&conditions);
-                let found = run.search(&vector, query.k, &compiled, exclude, exact_below)?;
-                let engine = match found.walked {
-                    true => SearchEngine::Hnsw,
-                    false => SearchEngine::Scan,
-                };
-                let labels = run.labels.clone();
-                (found.hits, found.candidates, engine, labels, described)
-            }
+        let run = self
+            .cache
+            .run(catalog, &key, self.files.as_ref(), Some(labels.as_ref()))
+            .await?
+            .ok_or_else(|| cache::no_embeddings(record))?;
+        let (vector, described) = match asked {
+            Some(asked) => asked,
+            // A catalogue photo's vector is in the copy (else read, or made).
+            None => match exclude.and_then(|id| run.vector_of(id)) {
+                Some(vector) => (vector, exclude.unwrap_or_default().to_string()),
+                None => query_vector(catalog, record, &key, query).await?,
+            },
         };
-        let ids: Vec<String> = hits.iter().map(|(id, _)| id.clone()).collect();
-        let paths = catalog.image_uris(&ids).await?;
-        let mut results: Vec<SimilarPhoto> = hits
-            .into_iter()
-            .map(|(id, score)| SimilarPhoto {
-                path: paths.get(&id).cloned().unwrap_or_default(),
-                labels: labels.labels_of(&id),
-                image_id: id,
-                score,
-                explain: None,
-            })
-            .collect();
-        if query.explain && !results.is_empty() {
-            explain_results(catalog, &record, &query.photo, &mut results).await?;
-        }
-        Ok(SimilarAnswer {
-            run: record.id,
-            query: described,
-            candidates,
-            engine,
-            results,
-        })
+        let compiled = run.labels.compile(&conditions);
+        let hits = run.search(&vector, query.k, &compiled, exclude, self.exact_below())?;
+        let found = Found {
+            hits: hits.hits,
+            candidates: hits.candidates,
+            engine: match hits.walked {
+                true => SearchEngine::Hnsw,
+                false => SearchEngine::Scan,
+            },
+            labels: run.labels.clone(),
+        };
+        answer(catalog, record, query, found, described).await
     }
+
+    /// Filtered queries with at most this many candidates score them exactly.
+    fn exact_below(&self) -> usize {
+        self.files
+            .as_ref()
+            .map_or(SearchConfig::default().exact_below, |f| f.exact_below)
+    }
+
+    /// With pgvector, the candidates of a query the database answers; `None` for one answered
+    /// here. pgvector walks its graph for unfiltered and wide queries; a narrow filter makes
+    /// its iterative scan visit most of the graph (measured: 6-8 s a query for 12 354
+    /// candidates of 100 000), so those candidates are scored here instead.
+    fn database_candidates(
+        &self,
+        catalog: &Catalog,
+        labels: &LabelTable,
+        conditions: &[LabelCondition],
+        exclude: Option<&str>,
+    ) -> Option<usize> {
+        if !catalog.searches_vectors() {
+            return None;
+        }
+        let compiled = labels.compile(conditions);
+        let candidates = labels.count(&compiled, exclude.and_then(|id| labels.row(id)));
+        (conditions.is_empty() || candidates > self.exact_below()).then_some(candidates)
+    }
+}
+
+/// What a search found, before the results are described.
+struct Found {
+    hits: Vec<(String, f32)>,
+    candidates: usize,
+    engine: SearchEngine,
+    /// The label table the search filtered with.
+    labels: std::sync::Arc<LabelTable>,
+}
+
+/// The answer to `query` from what the search found: each hit's path and labels, and with
+/// `explain`, where it agrees with the query photo.
+async fn answer(
+    catalog: &Catalog,
+    record: &RunRecord,
+    query: &SimilarQuery,
+    found: Found,
+    described: String,
+) -> Result<SimilarAnswer, AppError> {
+    let ids: Vec<String> = found.hits.iter().map(|(id, _)| id.clone()).collect();
+    let paths = catalog.image_uris(&ids).await?;
+    let mut results: Vec<SimilarPhoto> = found
+        .hits
+        .into_iter()
+        .map(|(id, score)| SimilarPhoto {
+            path: paths.get(&id).cloned().unwrap_or_default(),
+            labels: found.labels.labels_of(&id),
+            image_id: id,
+            score,
+            explain: None,
+        })
+        .collect();
+    if query.explain && !results.is_empty() {
+        explain_results(catalog, record, &query.photo, &mut results).await?;
+    }
+    Ok(SimilarAnswer {
+        run: record.id,
+        query: described,
+        candidates: found.candidates,
+        engine: found.engine,
+        results,
+    })
 }
 
 /// Answers one similarity query with a searcher of its own (see [`Searcher::similar`]).

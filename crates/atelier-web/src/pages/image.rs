@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use atelier_catalog::{LabelEvent, PredictionRecord, Role, RunRecord, RunStatus, Split, Status};
+use atelier_catalog::{LabelEvent, PredictionRecord, Role, RunRecord, Split, Status};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use maud::{Markup, html};
@@ -13,7 +13,7 @@ use sha2::Digest;
 
 use atelier_app::ErrorKind;
 use atelier_app::boxes::ImageBoxes;
-use atelier_app::runner::FACETS_RUN;
+use atelier_app::runner::{FACETS_RUN, newest_completed};
 use atelier_app::similar::{QueryPhoto, SimilarQuery};
 use atelier_app::similarity::SIMILARITY_RUN;
 use atelier_train::similarity_model::{CellAgreement, CropView};
@@ -126,7 +126,10 @@ pub async fn show(
         .await?
         .ok_or_else(|| WebError::NotFound(format!("no image {image:?} in the catalogue")))?;
     let runs = state.catalog.runs().await?;
-    let run = params.run.or_else(|| newest_completed(&runs, FACETS_RUN));
+    // By default the newest completed facet run's predictions.
+    let run = params
+        .run
+        .or_else(|| newest_completed(&runs, FACETS_RUN).map(|r| r.id));
     let predictions: Vec<PredictionRecord> = match run {
         Some(run) => state.catalog.image_predictions(&image, run).await?,
         None => Vec::new(),
@@ -166,15 +169,13 @@ pub async fn show(
         .collect();
     let mut history = state.catalog.label_history(&image).await?;
     history.reverse();
+    // The similar dresses and the located box come from the newest completed similarity run.
     let similarity_run = newest_completed(&runs, SIMILARITY_RUN);
     let similar = match similarity_run {
-        Some(similarity_run) => {
-            let record = runs.iter().find(|r| r.id == similarity_run);
-            let record = record.expect("the newest completed run is in the list");
-            Some(similar_dresses(&state, &image, record, swap, params.explain).await?)
-        }
+        Some(run) => Some(similar_dresses(&state, &image, run, swap, params.explain).await?),
         None => None,
     };
+    let similarity_run = similarity_run.map(|r| r.id);
     let boxes = atelier_app::boxes::image_boxes(&state.catalog, &record, similarity_run).await?;
     let data = ImagePage {
         boxes,
@@ -190,14 +191,6 @@ pub async fn show(
         similar,
     };
     Ok(respond(format, &data, |data| render(data, &user)))
-}
-
-/// The newest completed run of `kind` (`runs` lists the newest first): for facets, the run
-/// whose predictions the page shows by default; for similarity, the one it asks.
-fn newest_completed(runs: &[RunRecord], kind: &str) -> Option<i64> {
-    runs.iter()
-        .find(|r| r.kind == kind && r.status == RunStatus::Completed)
-        .map(|r| r.id)
 }
 
 /// The swap the query asks for, checked against the catalogue's facets and labels.
