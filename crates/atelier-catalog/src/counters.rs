@@ -3,10 +3,11 @@
 //! cache) reads the counter with one primary-key lookup and reloads only when it moved, in
 //! this process or in any other sharing the database.
 
-use sqlx::AnyConnection;
+use sqlx::{AnyConnection, Row};
 
 use crate::Catalog;
 use crate::error::{CatalogError, db};
+use crate::sql::{ParamStyle, assembled, placeholders};
 
 /// Labels or the status of images changed (import, relabelling, undo, checks).
 pub const LABELS_COUNTER: &str = "labels";
@@ -29,14 +30,33 @@ pub(crate) async fn bump(conn: &mut AnyConnection, name: &str) -> Result<(), sql
 }
 
 impl Catalog {
-    /// The value of change counter `name` (0 before its first change).
-    pub async fn change_counter(&self, name: &str) -> Result<i64, CatalogError> {
-        let value: Option<i64> =
-            sqlx::query_scalar("SELECT value FROM change_counters WHERE name = $1")
-                .bind(name)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db("reading a change counter"))?;
-        Ok(value.unwrap_or(0))
+    /// The values of counters `names`, in the same order (0 before a counter's first change),
+    /// read in one statement.
+    pub async fn change_counters<const N: usize>(
+        &self,
+        names: [&str; N],
+    ) -> Result<[i64; N], CatalogError> {
+        let context = "reading change counters";
+        let mut values = [0; N];
+        if N == 0 {
+            return Ok(values);
+        }
+        let style = ParamStyle::for_backend(self.backend);
+        let sql = format!(
+            "SELECT name, value FROM change_counters WHERE name IN ({})",
+            placeholders(style, 1, N)
+        );
+        let mut query = assembled(sql);
+        for name in names {
+            query = query.bind(name);
+        }
+        for row in query.fetch_all(&self.pool).await.map_err(db(context))? {
+            let name: String = row.try_get("name").map_err(db(context))?;
+            let value: i64 = row.try_get("value").map_err(db(context))?;
+            for (slot, _) in values.iter_mut().zip(names).filter(|(_, n)| **n == name) {
+                *slot = value;
+            }
+        }
+        Ok(values)
     }
 }

@@ -11,6 +11,7 @@ use crate::model::{
     BoxRecord, CatalogSummary, FacetSummary, ImageLabel, ImageRecord, LabelEvent, LabelSummary,
     QuarantinedImage, Split, SplitCounts, Status,
 };
+use crate::runs::ensure_image_exists;
 use crate::sql::split_from_db;
 use crate::sql::status_from_db;
 
@@ -211,15 +212,8 @@ impl Catalog {
     /// Every label change of an image, oldest first.
     pub async fn label_history(&self, image: &str) -> Result<Vec<LabelEvent>, CatalogError> {
         let context = "reading label history";
-        let exists = sqlx::query("SELECT 1 FROM images WHERE id = $1")
-            .bind(image)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db(context))?;
-        if exists.is_none() {
-            return Err(CatalogError::UnknownImage(image.to_string()));
-        }
-        sqlx::query(
+        let mut conn = self.pool.acquire().await.map_err(db(context))?;
+        let rows = sqlx::query(
             "SELECT e.id, e.image_id, f.name AS facet, o.label AS old_label, n.label AS new_label, \
                     e.actor, e.source, e.reason, e.run_id, e.at \
              FROM label_events e \
@@ -229,26 +223,30 @@ impl Catalog {
              WHERE e.image_id = $1 ORDER BY e.id",
         )
         .bind(image)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await
-        .map_err(db(context))?
-        .iter()
-        .map(|row| {
-            Ok(LabelEvent {
-                id: row.try_get("id")?,
-                image: row.try_get("image_id")?,
-                facet: row.try_get("facet")?,
-                old_label: row.try_get("old_label")?,
-                new_label: row.try_get("new_label")?,
-                actor: row.try_get("actor")?,
-                source: row.try_get("source")?,
-                reason: row.try_get("reason")?,
-                run_id: row.try_get("run_id")?,
-                at: row.try_get("at")?,
+        .map_err(db(context))?;
+        // An event names its image; only an empty history needs the image looked up.
+        if rows.is_empty() {
+            ensure_image_exists(&mut conn, image, context).await?;
+        }
+        rows.iter()
+            .map(|row| {
+                Ok(LabelEvent {
+                    id: row.try_get("id")?,
+                    image: row.try_get("image_id")?,
+                    facet: row.try_get("facet")?,
+                    old_label: row.try_get("old_label")?,
+                    new_label: row.try_get("new_label")?,
+                    actor: row.try_get("actor")?,
+                    source: row.try_get("source")?,
+                    reason: row.try_get("reason")?,
+                    run_id: row.try_get("run_id")?,
+                    at: row.try_get("at")?,
+                })
             })
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(db(context))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(db(context))
     }
 
     /// The file path of each of `ids` the catalogue knows, by id.

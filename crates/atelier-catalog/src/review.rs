@@ -11,7 +11,7 @@ use crate::Catalog;
 use crate::error::{CatalogError, db};
 use crate::model::{Backend, Split};
 use crate::results::{PREDICTION_COLUMNS, PredictionRecord, prediction_record};
-use crate::runs::ensure_run_exists;
+use crate::runs::{ensure_image_exists, ensure_run_exists};
 use crate::sql::split_from_db;
 use crate::sql::{AnyQuery, assembled};
 use crate::vocabulary::Vocabulary;
@@ -112,15 +112,6 @@ impl Catalog {
     ) -> Result<Vec<PredictionRecord>, CatalogError> {
         let context = "reading an image's predictions";
         let mut conn = self.pool.acquire().await.map_err(db(context))?;
-        ensure_run_exists(&mut conn, run).await?;
-        let exists = sqlx::query("SELECT 1 FROM images WHERE id = $1")
-            .bind(image)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db(context))?;
-        if exists.is_none() {
-            return Err(CatalogError::UnknownImage(image.to_string()));
-        }
         // From the run's few facets to one primary-key look-up of a prediction each. SQLite
         // takes CROSS JOIN as "in this order" (left to right); without it, it may start from the
         // image and scan every prediction of the run. PostgreSQL plans it as an inner join.
@@ -135,15 +126,18 @@ impl Catalog {
                AND p.image_id = $2 \
              ORDER BY rf.position"
         );
-        assembled(sql)
+        let rows = assembled(sql)
             .bind(run)
             .bind(image)
             .fetch_all(&mut *conn)
             .await
-            .map_err(db(context))?
-            .iter()
-            .map(prediction_record)
-            .collect()
+            .map_err(db(context))?;
+        // A prediction names its run and image; only an empty answer needs them looked up.
+        if rows.is_empty() {
+            ensure_run_exists(&mut conn, run).await?;
+            ensure_image_exists(&mut conn, image, context).await?;
+        }
+        rows.iter().map(prediction_record).collect()
     }
 
     /// Image id → (current label, version) for every active image with a label row for

@@ -335,6 +335,23 @@ pub(crate) async fn ensure_run_exists(
     }
 }
 
+/// `Err(UnknownImage)` unless the catalogue has image `image` (in any status).
+pub(crate) async fn ensure_image_exists(
+    conn: &mut AnyConnection,
+    image: &str,
+    context: &'static str,
+) -> Result<(), CatalogError> {
+    let found = sqlx::query("SELECT 1 FROM images WHERE id = $1")
+        .bind(image)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db(context))?;
+    match found {
+        Some(_) => Ok(()),
+        None => Err(CatalogError::UnknownImage(image.to_string())),
+    }
+}
+
 fn run_record(row: &AnyRow) -> Result<RunRecord, CatalogError> {
     let get = db("reading a run");
     let status: String = row.try_get("status").map_err(&get)?;

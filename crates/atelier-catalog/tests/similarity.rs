@@ -7,7 +7,8 @@ mod common;
 use std::collections::BTreeMap;
 
 use atelier_catalog::{
-    Catalog, CatalogError, DesignRecord, ImportOptions, LabelCondition, LabelEdit, TripletSource,
+    Catalog, CatalogError, DesignRecord, ImportOptions, LABELS_COUNTER, LabelCondition, LabelEdit,
+    TripletSource,
 };
 use common::{TestEnv, blob, import, sha256_hex};
 
@@ -28,6 +29,7 @@ on_every_backend!(
     embeddings_are_deleted_per_image_and_per_model,
     many_embeddings_span_several_statements,
     active_labels_cover_every_active_image,
+    change_counters_move_with_the_writes_they_count,
 );
 
 /// A reviewer's first change of the neckline of image `name` (version 1 as imported).
@@ -861,4 +863,50 @@ async fn nearest_images_match_a_scan_and_follow_the_labels(env: &TestEnv) {
     let all = ids(catalog.nearest("m", &query, 5, &[], None).await.unwrap());
     assert_eq!(all.len(), 4);
     assert!(!all.contains(&id_of("e")));
+}
+
+async fn change_counters_move_with_the_writes_they_count(env: &TestEnv) {
+    let catalog = five_images(env).await;
+    let a = id_of("a");
+    let model = "store:abc@sha256:0123";
+    let other = atelier_catalog::embeddings_counter("other");
+    let counters = |catalog: &Catalog| {
+        let model = atelier_catalog::embeddings_counter(model);
+        let other = other.clone();
+        let catalog = catalog.clone();
+        async move {
+            catalog
+                .change_counters([LABELS_COUNTER, &model, &other])
+                .await
+                .unwrap()
+        }
+    };
+    let [labels, vectors, never] = counters(&catalog).await;
+    assert!(labels > 0, "the import changed the labels");
+    assert_eq!((vectors, never), (0, 0), "no vectors stored yet");
+
+    catalog
+        .put_embeddings(model, &[(a.clone(), vector(1.0, 4))])
+        .await
+        .unwrap();
+    assert_eq!(
+        counters(&catalog).await,
+        [labels, vectors + 1, 0],
+        "storing vectors moves only their model's counter"
+    );
+
+    catalog
+        .set_labels(&[first_neckline_edit("a", Some("boat"))])
+        .await
+        .unwrap();
+    assert_eq!(counters(&catalog).await, [labels + 1, vectors + 1, 0]);
+    // The same name twice, and no names at all.
+    assert_eq!(
+        catalog
+            .change_counters([LABELS_COUNTER, LABELS_COUNTER])
+            .await
+            .unwrap(),
+        [labels + 1, labels + 1]
+    );
+    assert_eq!(catalog.change_counters([]).await.unwrap(), [0i64; 0]);
 }

@@ -32,8 +32,15 @@ pub(super) struct LabelTable {
     row_of: HashMap<String, u32>,
     /// Per facet and label code, the rows that carry it, in row order.
     rows_with: Vec<Vec<Vec<u32>>>,
-    /// The labels counter the table was read at.
-    stamp: i64,
+}
+
+/// The change counters that a query's copies are checked against.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Stamps {
+    /// The labels counter.
+    pub(super) labels: i64,
+    /// The counter of the query's embedding key.
+    pub(super) vectors: i64,
 }
 
 /// A condition on a facet's label code.
@@ -44,7 +51,7 @@ pub(super) struct Condition {
 }
 
 impl LabelTable {
-    fn build(labels: HashMap<String, BTreeMap<String, String>>, stamp: i64) -> LabelTable {
+    fn build(labels: HashMap<String, BTreeMap<String, String>>) -> LabelTable {
         let facets: Vec<String> = labels
             .values()
             .flat_map(|l| l.keys().cloned())
@@ -80,7 +87,6 @@ impl LabelTable {
             codes,
             row_of,
             rows_with,
-            stamp,
         }
     }
 
@@ -143,11 +149,13 @@ impl LabelTable {
     }
 
     /// How many active images meet `conditions`, `exclude` left out.
+    /// Only the rows with the rarest kept label are checked, in row order.
     pub(super) fn count(&self, conditions: &[Condition], exclude: Option<u32>) -> usize {
-        self.row_of
-            .values()
-            .filter(|&&row| Some(row) != exclude && self.passes(row, conditions))
-            .count()
+        let counts = |row: &u32| Some(*row) != exclude && self.passes(*row, conditions);
+        match self.rows_to_check(conditions) {
+            Some(rows) => rows.iter().filter(|row| counts(row)).count(),
+            None => (0..self.row_of.len() as u32).filter(counts).count(),
+        }
     }
 
     /// An active image's labels by facet.
@@ -385,28 +393,44 @@ struct CacheState {
 }
 
 impl SearchCache {
+    /// The change counters of the labels and of `key`'s vectors, read together.
+    pub(super) async fn stamps(&self, catalog: &Catalog, key: &str) -> Result<Stamps, AppError> {
+        let [labels, vectors] = catalog
+            .change_counters([LABELS_COUNTER, &embeddings_counter(key)])
+            .await?;
+        Ok(Stamps { labels, vectors })
+    }
+
     /// The current label table.
     pub(super) async fn labels(&self, catalog: &Catalog) -> Result<Arc<LabelTable>, AppError> {
-        let stamp = catalog.change_counter(LABELS_COUNTER).await?;
+        let [stamp] = catalog.change_counters([LABELS_COUNTER]).await?;
+        self.labels_at(catalog, stamp).await
+    }
+
+    /// The label table as of labels counter `stamp` (read with [`SearchCache::stamps`]).
+    pub(super) async fn labels_at(
+        &self,
+        catalog: &Catalog,
+        stamp: i64,
+    ) -> Result<Arc<LabelTable>, AppError> {
         let mut state = self.state.lock().await;
         state.labels_at(catalog, stamp).await
     }
 
-    /// `key`'s current vectors joined with the current labels (`labels`, when the caller has
-    /// just read them with [`SearchCache::labels`]), or `None` when the run stored none. With
-    /// `files`, a run large enough for them is searched through its approximate index.
+    /// `key`'s vectors as of `stamps` joined with the labels as of `stamps`, or `None` when
+    /// the run stored none. With `files`, a run large enough for them is searched through its
+    /// approximate index.
     pub(super) async fn run(
         &self,
         catalog: &Catalog,
         key: &str,
         files: Option<&IndexFiles>,
-        labels: Option<&LabelTable>,
+        stamps: Stamps,
     ) -> Result<Option<Arc<SearchableRun>>, AppError> {
-        let label_stamp = match labels {
-            Some(table) => table.stamp,
-            None => catalog.change_counter(LABELS_COUNTER).await?,
-        };
-        let vector_stamp = catalog.change_counter(&embeddings_counter(key)).await?;
+        let Stamps {
+            labels: label_stamp,
+            vectors: vector_stamp,
+        } = stamps;
         let mut state = self.state.lock().await;
         let labels = state.labels_at(catalog, label_stamp).await?;
         let kept = state
@@ -447,7 +471,7 @@ impl CacheState {
         }
         let labels = catalog.active_labels().await?;
         let table = Arc::new(
-            tokio::task::spawn_blocking(move || LabelTable::build(labels, stamp))
+            tokio::task::spawn_blocking(move || LabelTable::build(labels))
                 .await
                 .map_err(|e| AppError::Thread(e.to_string()))?,
         );
@@ -564,7 +588,7 @@ mod tests {
             ids,
             vectors: Vectors::Approximate { graph, flat },
         };
-        SearchableRun::join(Arc::new(run), Arc::new(LabelTable::build(labels, 0)))
+        SearchableRun::join(Arc::new(run), Arc::new(LabelTable::build(labels)))
     }
 
     #[test]
@@ -580,7 +604,7 @@ mod tests {
                 (format!("img{i}"), facets)
             })
             .collect();
-        let table = LabelTable::build(labels, 0);
+        let table = LabelTable::build(labels);
         let condition = |facet: &str, label: &str, keep: bool| LabelCondition {
             facet: facet.into(),
             label: label.into(),
@@ -614,6 +638,15 @@ mod tests {
         assert!(table.rows_to_check(&excluded).is_none());
         let unknown = table.compile(&[condition("neckline", "cowl", true)]);
         assert_eq!(table.rows_to_check(&unknown), Some(&[][..]));
+        // Counts, with and without a kept label, one row left out.
+        let img1 = table.row("img1");
+        assert_eq!(table.count(&both, None), 2);
+        assert_eq!(table.count(&both, img1), 1);
+        assert_eq!(table.count(&excluded, None), 2);
+        assert_eq!(table.count(&excluded, img1), 2, "img1 has a v-neck");
+        assert_eq!(table.count(&excluded, table.row("img4")), 1);
+        assert_eq!(table.count(&[], None), 6);
+        assert_eq!(table.count(&unknown, None), 0);
     }
 
     #[test]

@@ -152,14 +152,11 @@ impl Searcher {
         min_score: f32,
     ) -> Result<(RunRecord, std::sync::Arc<Vec<(String, String, f32)>>), AppError> {
         let record = similarity_run(catalog, run).await?;
+        let key = embedding_key(record.id);
+        let stamps = self.cache.stamps(catalog, &key).await?;
         let joined = self
             .cache
-            .run(
-                catalog,
-                &embedding_key(record.id),
-                self.files.as_ref(),
-                None,
-            )
+            .run(catalog, &key, self.files.as_ref(), stamps)
             .await?
             .ok_or_else(|| cache::no_embeddings(&record))?;
         // Held while computing, so that concurrent callers wait for one pass.
@@ -219,16 +216,18 @@ impl Searcher {
     ) -> Result<SimilarAnswer, AppError> {
         crate::similarity::check_similarity_run(record)?;
         let conditions = conditions(query);
-        let labels = self.cache.labels(catalog).await?;
+        let key = match query.off_the_shelf {
+            true => off_the_shelf_key(record.id),
+            false => embedding_key(record.id),
+        };
+        // Both counters at once: the in-process path needs the vectors' too.
+        let stamps = self.cache.stamps(catalog, &key).await?;
+        let labels = self.cache.labels_at(catalog, stamps.labels).await?;
         // Names some active photo carries are known; others are checked against the
         // vocabulary, which also knows labels no photo carries now.
         if !conditions.iter().all(|c| labels.knows(c)) {
             check_label_conditions(catalog, &conditions).await?;
         }
-        let key = match query.off_the_shelf {
-            true => off_the_shelf_key(record.id),
-            false => embedding_key(record.id),
-        };
         // A catalogue photo is left out of its own answer.
         let exclude = match &query.photo {
             QueryPhoto::Image(id) => Some(id.as_str()),
@@ -257,7 +256,7 @@ impl Searcher {
         }
         let run = self
             .cache
-            .run(catalog, &key, self.files.as_ref(), Some(labels.as_ref()))
+            .run(catalog, &key, self.files.as_ref(), stamps)
             .await?
             .ok_or_else(|| cache::no_embeddings(record))?;
         let (vector, described) = match asked {
