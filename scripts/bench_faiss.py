@@ -15,7 +15,8 @@ same data set (`rust.json`) are printed first.
 
 DIR is the bench's --out folder (every data set in it) or one data set folder
 (`<data>-<n>-<dim>/` holding base.npy, queries.npy, truth.npy). HNSW parameters default to the
-Rust index's (M 16, efConstruction 128, efSearch 256); --threads is the build's thread count
+Rust index's (M 16, efConstruction 128, efSearch 256; a list such as 64,128,256 measures each on
+one graph, like the Rust bench's --ef-search); --threads is the build's thread count
 (queries always run on one). Memory is the vectors for flat and the serialised index for HNSW.
 Python adds a few microseconds to every query call.
 """
@@ -36,7 +37,12 @@ def parse_args():
     p.add_argument("--threads", type=int, default=0, help="build threads (0: all cores)")
     p.add_argument("--m", type=int, default=16)
     p.add_argument("--ef-construction", type=int, default=128)
-    p.add_argument("--ef-search", type=int, default=256)
+    p.add_argument(
+        "--ef-search",
+        type=lambda v: [int(x) for x in v.split(",")],
+        default=[256],
+        help="efSearch values, comma-separated, each measured on the same graph",
+    )
     return p.parse_args()
 
 
@@ -67,11 +73,12 @@ def recall(found, truth):
     return hits / total if total else 1.0
 
 
-def row(data, n, index, build, memory, latencies, rec):
+def row(data, n, index, build, memory, latencies, rec, ef=None):
     return {
         "data": data,
         "n": n,
         "index": index,
+        "ef_search": ef,
         "build_s": build,
         "memory_bytes": memory,
         "p50_us": float(np.percentile(latencies, 50) * 1e6),
@@ -83,8 +90,9 @@ def row(data, n, index, build, memory, latencies, rec):
 def print_row(r):
     build = "-" if r["build_s"] is None else f"{r['build_s']:.2f}"
     memory = "-" if r["memory_bytes"] is None else f"{r['memory_bytes'] / 1e6:.1f}"
+    ef = "-" if r.get("ef_search") is None else str(r["ef_search"])
     print(
-        f"{r['data']:<10} {r['n']:>9} {r['index']:<22} {build:>9} {memory:>10} "
+        f"{r['data']:<10} {r['n']:>9} {r['index']:<22} {ef:>5} {build:>9} {memory:>10} "
         f"{r['p50_us']:>10.1f} {r['p99_us']:>10.1f} {r['recall']:>9.4f}"
     )
 
@@ -118,15 +126,41 @@ def bench_hnsw(data, base, queries, truths, allowed, args):
     hnsw.add(base)
     build = time.perf_counter() - start
     faiss.omp_set_num_threads(1)
-    hnsw.hnsw.efSearch = args.ef_search
     memory = faiss.serialize_index(hnsw).nbytes
-    latencies, found = timed_queries(queries, k, hnsw.search)
-    rows = [row(data, n, "faiss hnsw", build, memory, latencies, recall(found, truth))]
-    params = faiss.SearchParametersHNSW(sel=allowed, efSearch=args.ef_search)
-    latencies, found = timed_queries(queries, k, lambda q, k: hnsw.search(q, k, params=params))
-    rows.append(
-        row(data, n, "faiss hnsw filt.", None, None, latencies, recall(found, filtered_truth))
-    )
+    rows = []
+    for ef in args.ef_search:
+        hnsw.hnsw.efSearch = ef
+        latencies, found = timed_queries(queries, k, hnsw.search)
+        # The graph is built once: its time and memory go on its first row.
+        first = not rows
+        rows.append(
+            row(
+                data,
+                n,
+                "faiss hnsw",
+                build if first else None,
+                memory if first else None,
+                latencies,
+                recall(found, truth),
+                ef,
+            )
+        )
+        params = faiss.SearchParametersHNSW(sel=allowed, efSearch=ef)
+        latencies, found = timed_queries(
+            queries, k, lambda q, k: hnsw.search(q, k, params=params)
+        )
+        rows.append(
+            row(
+                data,
+                n,
+                "faiss hnsw filt.",
+                None,
+                None,
+                latencies,
+                recall(found, filtered_truth),
+                ef,
+            )
+        )
     return rows
 
 
@@ -134,10 +168,13 @@ def main():
     args = parse_args()
     print(
         f"faiss {faiss.__version__}, HNSW M {args.m} efConstruction {args.ef_construction} "
-        f"efSearch {args.ef_search}, build threads {args.threads or faiss.omp_get_max_threads()}"
+        f"efSearch {','.join(map(str, args.ef_search))}, build threads {args.threads or faiss.omp_get_max_threads()}"
     )
-    header = ("data", "n", "index", "build_s", "memory_MB", "p50_us", "p99_us", "recall")
-    print(f"{header[0]:<10} {header[1]:>9} {header[2]:<22} " + " ".join(f"{h:>10}" for h in header[3:]))
+    header = ("data", "n", "index", "ef", "build_s", "memory_MB", "p50_us", "p99_us", "recall")
+    print(
+        f"{header[0]:<10} {header[1]:>9} {header[2]:<22} {header[3]:>5} "
+        + " ".join(f"{h:>10}" for h in header[4:])
+    )
     for folder in data_sets(args.dir):
         data = folder.name.split("-")[0]
         base = np.load(folder / "base.npy")

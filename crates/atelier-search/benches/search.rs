@@ -8,7 +8,8 @@
 //!
 //! Options: `--sizes N,N..` (default 100000), `--dim D` (256), `--queries Q` (1000), `--k K`
 //! (10), `--data random,clustered` (both), `--threads T` (HNSW build threads, default one per
-//! core), `--ef-search E` and `--connectivity M` (HNSW defaults otherwise), `--out DIR`.
+//! core), `--ef-search E,E..` (each measured on the same graph), `--connectivity M` and
+//! `--precision f16|f32` (HNSW defaults otherwise), `--out DIR`.
 //!
 //! Data: `random` is Gaussian noise (no structure: the hardest case for HNSW); `clustered` is
 //! 1000 random unit centres plus Gaussian noise as long as the centre, more like image
@@ -32,7 +33,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use atelier_search::{ExactIndex, Hit, HnswIndex, HnswParams, VectorIndex};
+use atelier_search::{ExactIndex, Hit, HnswIndex, HnswParams, Precision, VectorIndex};
 
 struct Options {
     sizes: Vec<usize>,
@@ -41,6 +42,8 @@ struct Options {
     k: usize,
     data: Vec<String>,
     params: HnswParams,
+    /// The search expansions measured, each on the same graph.
+    expansions: Vec<usize>,
     out: Option<PathBuf>,
 }
 
@@ -52,6 +55,7 @@ fn parse_options() -> Options {
         k: 10,
         data: vec!["random".into(), "clustered".into()],
         params: HnswParams::default(),
+        expansions: vec![HnswParams::default().expansion_search],
         out: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -75,7 +79,19 @@ fn parse_options() -> Options {
             "--k" => options.k = number("--k"),
             "--data" => options.data = value().split(',').map(str::to_string).collect(),
             "--threads" => options.params.build_threads = number("--threads"),
-            "--ef-search" => options.params.expansion_search = number("--ef-search"),
+            "--ef-search" => {
+                options.expansions = value()
+                    .split(',')
+                    .map(|s| s.parse().expect("--ef-search takes numbers"))
+                    .collect();
+            }
+            "--precision" => {
+                options.params.precision = match value().as_str() {
+                    "f16" => Precision::F16,
+                    "f32" => Precision::F32,
+                    other => panic!("--precision takes f16 or f32, not {other:?}"),
+                };
+            }
             "--connectivity" => options.params.connectivity = number("--connectivity"),
             "--out" => options.out = Some(PathBuf::from(value())),
             // cargo bench passes --bench; anything else is a mistake worth hearing about.
@@ -95,6 +111,8 @@ struct Row {
     data: String,
     n: usize,
     index: &'static str,
+    /// The search expansion of an HNSW row.
+    ef: Option<usize>,
     build: Option<Duration>,
     memory: Option<usize>,
     latencies: Vec<Duration>,
@@ -116,11 +134,13 @@ impl Row {
         let memory = self
             .memory
             .map_or("-".to_string(), |m| format!("{:.1}", m as f64 / 1e6));
+        let ef = self.ef.map_or("-".to_string(), |ef| ef.to_string());
         println!(
-            "{:<10} {:>9} {:<16} {:>9} {:>10} {:>10.1} {:>10.1} {:>9.4}",
+            "{:<10} {:>9} {:<16} {:>5} {:>9} {:>10} {:>10.1} {:>10.1} {:>9.4}",
             self.data,
             self.n,
             self.index,
+            ef,
             build,
             memory,
             self.percentile(50),
@@ -131,11 +151,12 @@ impl Row {
 
     fn json(&self) -> String {
         format!(
-            "{{\"data\":\"{}\",\"n\":{},\"index\":\"{}\",\"build_s\":{},\"memory_bytes\":{},\
-             \"p50_us\":{:.1},\"p99_us\":{:.1},\"recall\":{:.4}}}",
+            "{{\"data\":\"{}\",\"n\":{},\"index\":\"{}\",\"ef_search\":{},\"build_s\":{},\
+             \"memory_bytes\":{},\"p50_us\":{:.1},\"p99_us\":{:.1},\"recall\":{:.4}}}",
             self.data,
             self.n,
             self.index,
+            self.ef.map_or("null".into(), |ef| ef.to_string()),
             self.build
                 .map_or("null".into(), |b| format!("{:.3}", b.as_secs_f64())),
             self.memory.map_or("null".into(), |m| m.to_string()),
@@ -200,6 +221,7 @@ fn bench_exact(
         data: kind.to_string(),
         n,
         index: "exact",
+        ef: None,
         build: Some(build),
         memory: Some(exact.memory_bytes()),
         latencies,
@@ -223,6 +245,7 @@ fn row(data: &str, n: usize, index: &'static str, latencies: Vec<Duration>, reca
         data: data.to_string(),
         n,
         index,
+        ef: None,
         build: None,
         memory: None,
         latencies,
@@ -243,23 +266,31 @@ fn bench_hnsw(
     let mut hnsw = HnswIndex::new(d, options.params).unwrap();
     hnsw.add_many(keys, base).unwrap();
     let build = start.elapsed();
-    let (latencies, found) = timed_queries(queries, d, |q| hnsw.search(q, k).unwrap());
-    let mut rows = vec![Row {
-        data: kind.to_string(),
-        n,
-        index: "hnsw",
-        build: Some(build),
-        memory: Some(hnsw.memory_bytes()),
-        latencies,
-        recall: common::recall(&found, truths.0),
-    }];
     let allowed: HashSet<u64> = keys.iter().copied().filter(|key| key % 10 == 3).collect();
-    let (latencies, found) = timed_queries(queries, d, |q| {
-        hnsw.search_filtered(q, k, &|key| allowed.contains(&key))
-            .unwrap()
-    });
-    let recall = common::recall(&found, truths.1);
-    rows.push(row(kind, n, "hnsw filtered", latencies, recall));
+    let mut rows = Vec::new();
+    for &ef in &options.expansions {
+        hnsw.set_expansion_search(ef);
+        let (latencies, found) = timed_queries(queries, d, |q| hnsw.search(q, k).unwrap());
+        rows.push(Row {
+            data: kind.to_string(),
+            n,
+            index: "hnsw",
+            ef: Some(ef),
+            // The graph is built once: its time and memory go on its first row.
+            build: rows.is_empty().then_some(build),
+            memory: rows.is_empty().then(|| hnsw.memory_bytes()),
+            latencies,
+            recall: common::recall(&found, truths.0),
+        });
+        let (latencies, found) = timed_queries(queries, d, |q| {
+            hnsw.search_filtered(q, k, &|key| allowed.contains(&key))
+                .unwrap()
+        });
+        let recall = common::recall(&found, truths.1);
+        let mut filtered = row(kind, n, "hnsw filtered", latencies, recall);
+        filtered.ef = Some(ef);
+        rows.push(filtered);
+    }
     rows
 }
 
@@ -323,21 +354,21 @@ fn write_data_set(
 fn main() {
     let options = parse_options();
     println!(
-        "dim {}, {} queries, k {}, HNSW M {} ef_add {} ef_search {}, build threads {}",
+        "dim {}, {} queries, k {}, HNSW M {} ef_add {} {:?}, build threads {}",
         options.dim,
         options.queries,
         options.k,
         options.params.connectivity,
         options.params.expansion_add,
-        options.params.expansion_search,
+        options.params.precision,
         match options.params.build_threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             t => t,
         }
     );
     println!(
-        "{:<10} {:>9} {:<16} {:>9} {:>10} {:>10} {:>10} {:>9}",
-        "data", "n", "index", "build_s", "memory_MB", "p50_us", "p99_us", "recall"
+        "{:<10} {:>9} {:<16} {:>5} {:>9} {:>10} {:>10} {:>10} {:>9}",
+        "data", "n", "index", "ef", "build_s", "memory_MB", "p50_us", "p99_us", "recall"
     );
     for &n in &options.sizes {
         for kind in &options.data {

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use crate::error::{SearchError, SearchResult};
 use crate::persist::{self, Header, IndexKind};
-use crate::topk::TopK;
+use crate::topk::{TopK, sort_hits};
 use crate::vector::{dot, normalised};
 use crate::{Hit, RESERVED_KEY, VectorIndex, check_key, normalised_batch};
 
@@ -80,6 +80,19 @@ impl ExactIndex {
     /// The stored (L2-normalised) vector of `key`.
     pub fn get(&self, key: u64) -> Option<&[f32]> {
         self.slots.get(&key).map(|&slot| self.row(slot))
+    }
+
+    /// `hits` (from an approximate search, say) with each score computed again from this
+    /// index's vector of its key, best first; a hit whose key this index lacks keeps its score.
+    pub fn rescore(&self, query: &[f32], mut hits: Vec<Hit>) -> SearchResult<Vec<Hit>> {
+        let query = self.query(query)?;
+        for hit in &mut hits {
+            if let Some(row) = self.get(hit.key) {
+                hit.score = dot(row, &query);
+            }
+        }
+        sort_hits(&mut hits);
+        Ok(hits)
     }
 
     /// Every key, in storage order (which removals change).

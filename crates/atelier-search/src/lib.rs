@@ -11,13 +11,15 @@
 //! back in a deterministic order. Every `u64` is a valid key except `u64::MAX`, which usearch
 //! reserves for empty slots (both indexes refuse it, so callers can switch between them).
 //!
-//! **Which index.** [`ExactIndex`] scans every vector (contiguous storage, an autovectorised
-//! dot product, a bounded top-k heap); [`HnswIndex`] walks an HNSW graph. [`SearchIndex`] holds
-//! either, chosen by size against [`SearchConfig::ann_threshold`]. Filtering by facet is
-//! [`VectorIndex::search_among`] over the caller's candidate keys, which is exact in both
-//! indexes (a scan over the subset, the intended way up to a few hundred thousand images), or
-//! [`VectorIndex::search_filtered`] with a predicate, which the HNSW index applies during its
-//! traversal.
+//! **Which index.** [`ExactIndex`] scans every vector (contiguous f32 storage, a dot product
+//! with AVX2 and FMA where the processor has them, a bounded top-k heap); [`HnswIndex`] walks
+//! an HNSW graph of vectors stored as 16-bit floats (or f32, [`Precision`]).
+//! [`SearchIndex`] holds either, chosen by size against [`SearchConfig::ann_threshold`].
+//! Filtering by facet is [`VectorIndex::search_among`] over the caller's candidate keys, which
+//! scores every candidate in both indexes (a scan over the subset, the intended way up to a few
+//! hundred thousand images; exact in the exact index), or [`VectorIndex::search_filtered`]
+//! with a predicate, which the HNSW index applies during its traversal. A caller that keeps
+//! the f32 vectors gives an HNSW answer exact scores with [`ExactIndex::rescore`].
 //!
 //! **Why usearch.** The approximate index wraps the `usearch` crate rather than `hnsw_rs`:
 //! - filtering during traversal: both take a predicate (`filtered_search`, `search_filter`);
@@ -30,11 +32,12 @@
 //! - build quality and speed: on the same 20 000 clustered 128-d vectors (M 16, ef 128/64,
 //!   one thread), both reached recall@10 ≈ 1.0, but usearch built 5-10x faster (1.6-3.2 s
 //!   against 14-21 s) and answered 5-7x faster (40-60 µs against 300-380 µs per query), with
-//!   runtime-dispatched SIMD kernels. Against FAISS's HNSW with the same parameters on the same
-//!   clustered 128-d vectors on an idle 2-core machine, usearch's recall@10 is the same (1.00
-//!   at 100 000; 0.999 at 1 000 000 with ef 256), while its queries take 1.2x (100 000) to
-//!   1.6x (1 000 000) as long, its build 0.9-1.6x and its memory 1.2-1.3x; filtered queries
-//!   keep recall but take 5-20x FAISS's time (see `docs/benchmarks.md`);
+//!   runtime-dispatched SIMD kernels. Against FAISS's HNSW (f32) with the same parameters on
+//!   the same clustered 128-d vectors on a 2-core machine, usearch over f16 vectors answers
+//!   1.2-1.3x as fast at 100 000 (recall@10 0.9995 against 0.9998-1.000) and at 1 000 000
+//!   as fast at the same `ef` with recall 0.003-0.03 lower (0.95-0.98x FAISS's speed at equal
+//!   recall), builds in 0.8-1.0x its time; filtered queries keep recall (0.96-0.999 where
+//!   FAISS drops to 0.46-0.93) but take 4-11x its time (see `docs/benchmarks.md`);
 //! - maintenance: usearch is maintained by a company (Unum), released often, with bindings for
 //!   many languages sharing one C++ core; `hnsw_rs` is one author's project.
 //!
@@ -62,7 +65,7 @@ use std::path::Path;
 
 pub use error::{ErrorKind, SearchError, SearchResult};
 pub use exact::ExactIndex;
-pub use hnsw::{HnswIndex, HnswParams};
+pub use hnsw::{HnswIndex, HnswParams, Precision};
 pub use persist::{FORMAT_VERSION, IndexKind};
 
 /// The one key no index accepts (usearch marks empty slots with it).

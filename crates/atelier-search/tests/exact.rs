@@ -46,9 +46,9 @@ fn top_k_matches_a_brute_force_reference() {
 fn equal_scores_come_back_in_key_order() {
     let base = random_vectors(3, D, 3);
     let mut index = ExactIndex::new(D);
-    // Five copies of one vector (scaled, so normalisation makes them identical), added out of
-    // key order, among two other vectors.
-    for (key, scale) in [(40u64, 1.0f32), (7, 2.0), (23, 0.5), (3, 3.0), (11, 1.5)] {
+    // Five copies of one vector (scaled by powers of two, which normalisation undoes exactly,
+    // so that they are identical to the bit), added out of key order, among two other vectors.
+    for (key, scale) in [(40u64, 1.0f32), (7, 2.0), (23, 0.5), (3, 4.0), (11, 0.25)] {
         let v: Vec<f32> = base[..D].iter().map(|x| x * scale).collect();
         index.add(key, &v).unwrap();
     }
@@ -216,4 +216,43 @@ fn candidates_by_position_rank_like_candidates_by_key() {
         let by_position = index.search_positions(query, 10, &with_stray).unwrap();
         assert_eq!(by_position, by_key);
     }
+}
+
+#[test]
+fn rescoring_gives_each_hit_its_cosine_and_ranks_again() {
+    let vectors = random_vectors(50, D, 31);
+    let query = &random_vectors(1, D, 32)[..];
+    let index = index_of(&vectors);
+    let items = rows(&vectors, D);
+    // Scores as a rough index might give them, in the wrong order, and a key the index lacks.
+    let rough = vec![
+        Hit { key: 7, score: 0.9 },
+        Hit { key: 3, score: 0.8 },
+        Hit {
+            key: 40,
+            score: 0.1,
+        },
+        Hit {
+            key: 999,
+            score: 0.5,
+        },
+    ];
+    let rescored = index.rescore(query, rough).unwrap();
+    let mut expected: Vec<(u64, f32)> = [7u64, 3, 40]
+        .iter()
+        .map(|&key| (key, cosine(items[key as usize].1, query) as f32))
+        .chain([(999, 0.5)])
+        .collect();
+    expected.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    assert_eq!(
+        keys(&rescored),
+        expected.iter().map(|e| e.0).collect::<Vec<_>>()
+    );
+    for (hit, (_, score)) in rescored.iter().zip(&expected) {
+        assert!((hit.score - score).abs() < 1e-5, "{hit:?} vs {score}");
+    }
+    assert!(
+        index.rescore(&[1.0; 3], Vec::new()).is_err(),
+        "a query of another dimension"
+    );
 }

@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::HashSet;
 
-use atelier_search::{ErrorKind, ExactIndex, Hit, HnswIndex, HnswParams, VectorIndex};
+use atelier_search::{ErrorKind, ExactIndex, Hit, HnswIndex, HnswParams, Precision, VectorIndex};
 use common::{clustered_vectors, recall};
 
 const D: usize = 128;
@@ -14,11 +14,23 @@ fn keys(hits: &[Hit]) -> Vec<u64> {
     hits.iter().map(|h| h.key).collect()
 }
 
+/// How far a score from f16 vectors may stray from the f32 one (unit vectors of 128 values:
+/// each rounded to 11 significant bits).
+const F16_SCORE_ERROR: f32 = 2e-3;
+
 fn both(vectors: &[f32], d: usize) -> (ExactIndex, HnswIndex) {
+    both_at(vectors, d, Precision::default())
+}
+
+fn both_at(vectors: &[f32], d: usize, precision: Precision) -> (ExactIndex, HnswIndex) {
     let keys: Vec<u64> = (0..(vectors.len() / d) as u64).collect();
     let mut exact = ExactIndex::new(d);
     exact.add_many(&keys, vectors).unwrap();
-    let mut hnsw = HnswIndex::new(d, HnswParams::default()).unwrap();
+    let params = HnswParams {
+        precision,
+        ..HnswParams::default()
+    };
+    let mut hnsw = HnswIndex::new(d, params).unwrap();
     hnsw.add_many(&keys, vectors).unwrap();
     (exact, hnsw)
 }
@@ -101,7 +113,7 @@ fn add_replaces_the_vector_of_a_present_key() {
     assert_eq!(hnsw.len(), 2_000);
     let hits = hnsw.search(fresh, 1).unwrap();
     assert_eq!(hits[0].key, 5);
-    assert!((hits[0].score - 1.0).abs() < 1e-4);
+    assert!((hits[0].score - 1.0).abs() < F16_SCORE_ERROR);
     let old = &stored[5 * D..6 * D];
     assert!(
         hnsw.search(old, 3)
@@ -112,12 +124,12 @@ fn add_replaces_the_vector_of_a_present_key() {
 }
 
 #[test]
-fn search_among_is_exact() {
+fn search_among_is_exact_with_f32_and_within_rounding_with_f16() {
     let all = clustered_vectors(4_010, D, 40, 1.0, 15);
     let (vectors, queries) = all.split_at(4_000 * D);
-    let (exact, hnsw) = both(vectors, D);
     let mut candidates: Vec<u64> = (0..4_000u64).filter(|k| k.is_multiple_of(13)).collect();
     candidates.extend([9_999, 13, 13]);
+    let (exact, hnsw) = both_at(vectors, D, Precision::F32);
     for query in queries.chunks_exact(D) {
         let a = hnsw.search_among(query, 15, &candidates).unwrap();
         let b = exact.search_among(query, 15, &candidates).unwrap();
@@ -126,6 +138,25 @@ fn search_among_is_exact() {
             assert!((x.score - y.score).abs() < 1e-5);
         }
     }
+    // Rounded vectors: every candidate is still scored, so the score at each rank is the exact
+    // one's up to the rounding, and each hit's score is its exact score up to the rounding.
+    let (exact, hnsw) = both_at(vectors, D, Precision::F16);
+    let mut differing = 0;
+    for query in queries.chunks_exact(D) {
+        let a = hnsw.search_among(query, 15, &candidates).unwrap();
+        let b = exact.search_among(query, 15, &candidates).unwrap();
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x.score - y.score).abs() < F16_SCORE_ERROR, "{x:?} {y:?}");
+        }
+        let rescored = exact.rescore(query, a.clone()).unwrap();
+        for hit in &a {
+            let true_score = rescored.iter().find(|h| h.key == hit.key).unwrap().score;
+            assert!((hit.score - true_score).abs() < F16_SCORE_ERROR);
+            differing += usize::from(hit.score != true_score);
+        }
+    }
+    assert!(differing > 0, "f16 scores should show some rounding");
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 
 use atelier_search::{
-    ErrorKind, ExactIndex, HnswIndex, HnswParams, IndexKind, SearchConfig, SearchError,
+    ErrorKind, ExactIndex, HnswIndex, HnswParams, IndexKind, Precision, SearchConfig, SearchError,
     SearchIndex, VectorIndex,
 };
 use common::{clustered_vectors, random_vectors};
@@ -81,6 +81,7 @@ fn hnsw_round_trip_gives_equal_results() {
     index.save(&path).unwrap();
     let mut loaded = HnswIndex::load(&path, D).unwrap();
     assert_eq!(loaded.params().expansion_search, 40);
+    assert_eq!(loaded.params().precision, Precision::F16);
     assert_same_results(&index, &loaded);
     assert!(!loaded.contains(1), "removed keys stay removed");
     let any = SearchIndex::load(&path, D).unwrap();
@@ -90,6 +91,23 @@ fn hnsw_round_trip_gives_equal_results() {
     loaded.add(1, &vectors[..D]).unwrap();
     assert_eq!(loaded.search(&vectors[..D], 1).unwrap()[0].key, 1);
     assert_eq!(only_file_in(dir.path()), vec!["hnsw.idx"]);
+}
+
+#[test]
+fn hnsw_precision_and_search_expansion_are_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hnsw.idx");
+    let params = HnswParams {
+        precision: Precision::F32,
+        ..HnswParams::default()
+    };
+    let (mut index, _) = filled(HnswIndex::new(D, params).unwrap(), 500);
+    index.set_expansion_search(24);
+    index.save(&path).unwrap();
+    let loaded = HnswIndex::load(&path, D).unwrap();
+    assert_eq!(loaded.params().precision, Precision::F32);
+    assert_eq!(loaded.params().expansion_search, 24);
+    assert_same_results(&index, &loaded);
 }
 
 #[test]

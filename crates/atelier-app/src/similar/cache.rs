@@ -292,7 +292,8 @@ impl SearchableRun {
         let candidates = positions.len();
         // Through the approximate index, a wide filter walks the graph; a photo no edge leads
         // to is never reached, so a short walk is not an answer. The flat copy scores the
-        // candidates exactly otherwise.
+        // candidates exactly otherwise, and gives a walk's hits their exact scores.
+        let flat = self.run.vectors.flat();
         let walked = match &self.run.vectors {
             Vectors::Approximate { graph, .. } if candidates > exact_below => {
                 Some(graph.search_filtered(query, k, &pass)?)
@@ -301,11 +302,8 @@ impl SearchableRun {
             _ => None,
         };
         let (hits, walked): (Vec<Hit>, bool) = match walked {
-            Some(hits) => (hits, true),
-            None => {
-                let flat = self.run.vectors.flat();
-                (flat.search_positions(query, k, &positions)?, false)
-            }
+            Some(hits) => (flat.rescore(query, hits)?, true),
+            None => (flat.search_positions(query, k, &positions)?, false),
         };
         let hits = hits
             .into_iter()
@@ -348,9 +346,9 @@ impl SearchableRun {
                 let query = flat.get(key).unwrap_or_default();
                 match &self.run.vectors {
                     Vectors::Exact(_) => flat.search_positions(query, k + 1, &positions),
-                    Vectors::Approximate { graph, .. } => {
-                        graph.search_filtered(query, k + 1, &is_active)
-                    }
+                    Vectors::Approximate { graph, .. } => graph
+                        .search_filtered(query, k + 1, &is_active)
+                        .and_then(|hits| flat.rescore(query, hits)),
                 }
             })
             .collect::<Result<_, _>>()?;
