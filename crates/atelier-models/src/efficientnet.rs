@@ -21,6 +21,7 @@ use burn::tensor::activation::relu6;
 use crate::backbone::{
     Backbone, BackboneFeatures, ConfigError, Normalization, global_average_pool,
 };
+use crate::pointwise::conv_forward;
 use crate::weights::{StateDictLayout, TorchWeights};
 
 const BATCH_NORM_EPSILON: f64 = 1e-3;
@@ -201,7 +202,7 @@ impl Backbone for EfficientNetLite {
         for block in &self.blocks {
             x = block.forward(x);
         }
-        let x = relu6(self.bn1.forward(self.conv_head.forward(x)));
+        let x = relu6(self.bn1.forward(conv_forward(&self.conv_head, x)));
         BackboneFeatures {
             pooled: global_average_pool(x.clone()),
             feature_map: x,
@@ -306,10 +307,10 @@ impl MbConvBlock {
     fn forward(&self, input: Tensor<4>) -> Tensor<4> {
         let mut x = input.clone();
         if let (Some(conv), Some(bn)) = (&self.expand_conv, &self.bn0) {
-            x = relu6(bn.forward(conv.forward(x)));
+            x = relu6(bn.forward(conv_forward(conv, x)));
         }
         let x = relu6(self.bn1.forward(self.depthwise_conv.forward(x)));
-        let x = self.bn2.forward(self.project_conv.forward(x));
+        let x = self.bn2.forward(conv_forward(&self.project_conv, x));
         if self.has_skip { x + input } else { x }
     }
 }

@@ -23,6 +23,7 @@
 pub mod backbone;
 pub mod efficientnet;
 pub mod imagenet;
+mod pointwise;
 pub mod preprocess;
 pub mod pretrained;
 pub mod resnet;

@@ -16,6 +16,7 @@ use burn::tensor::activation::relu;
 use crate::backbone::{
     Backbone, BackboneFeatures, ConfigError, Normalization, global_average_pool,
 };
+use crate::pointwise::conv_forward;
 use crate::weights::{StateDictLayout, TorchWeights};
 
 /// The residual block a ResNet is built from.
@@ -376,8 +377,8 @@ impl BasicBlock {
             Some(downsample) => downsample.forward(x.clone()),
             None => x.clone(),
         };
-        let y = relu(self.bn1.forward(self.conv1.forward(x)));
-        let y = self.bn2.forward(self.conv2.forward(y));
+        let y = relu(self.bn1.forward(conv_forward(&self.conv1, x)));
+        let y = self.bn2.forward(conv_forward(&self.conv2, y));
         relu(y + shortcut)
     }
 }
@@ -399,9 +400,9 @@ impl Bottleneck {
             Some(downsample) => downsample.forward(x.clone()),
             None => x.clone(),
         };
-        let y = relu(self.bn1.forward(self.conv1.forward(x)));
-        let y = relu(self.bn2.forward(self.conv2.forward(y)));
-        let y = self.bn3.forward(self.conv3.forward(y));
+        let y = relu(self.bn1.forward(conv_forward(&self.conv1, x)));
+        let y = relu(self.bn2.forward(conv_forward(&self.conv2, y)));
+        let y = self.bn3.forward(conv_forward(&self.conv3, y));
         relu(y + shortcut)
     }
 }
@@ -415,7 +416,7 @@ pub struct Downsample {
 
 impl Downsample {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.bn.forward(self.conv.forward(x))
+        self.bn.forward(conv_forward(&self.conv, x))
     }
 }
 
