@@ -8,8 +8,8 @@
 //!
 //! Options: `--sizes N,N..` (default 100000), `--dim D` (256), `--queries Q` (1000), `--k K`
 //! (10), `--data random,clustered` (both), `--threads T` (HNSW build threads, default one per
-//! core), `--ef-search E,E..` (each measured on the same graph), `--connectivity M` and
-//! `--precision f16|f32` (HNSW defaults otherwise), `--out DIR`.
+//! core), `--ef-search E,E..` (each measured on the same graph), `--connectivity M`,
+//! `--ef-add E` and `--precision f16|f32` (HNSW defaults otherwise), `--out DIR`.
 //!
 //! Data: `random` is Gaussian noise (no structure: the hardest case for HNSW); `clustered` is
 //! 1000 random unit centres plus Gaussian noise as long as the centre, more like image
@@ -93,6 +93,7 @@ fn parse_options() -> Options {
                 };
             }
             "--connectivity" => options.params.connectivity = number("--connectivity"),
+            "--ef-add" => options.params.expansion_add = number("--ef-add"),
             "--out" => options.out = Some(PathBuf::from(value())),
             // cargo bench passes --bench; anything else is a mistake worth hearing about.
             "--bench" => {
