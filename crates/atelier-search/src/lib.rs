@@ -36,7 +36,7 @@
 //!   the same clustered 128-d vectors on a 2-core machine, usearch over f16 vectors answers
 //!   1.2-1.3x as fast at 100 000 (recall@10 0.9995 against 0.9998-1.000) and at 1 000 000
 //!   as fast at the same `ef` with recall 0.003-0.03 lower (0.95-0.98x FAISS's speed at equal
-//!   recall), builds in 0.8-1.0x its time; filtered queries keep recall (0.96-0.999 where
+//!   recall; 0.8-0.92x when both build with expansion 256), builds in 0.8-1.0x its time; filtered queries keep recall (0.96-0.999 where
 //!   FAISS drops to 0.46-0.93) but take 4-11x its time (see `docs/benchmarks.md`);
 //! - maintenance: usearch is maintained by a company (Unum), released often, with bindings for
 //!   many languages sharing one C++ core; `hnsw_rs` is one author's project.
