@@ -7,6 +7,7 @@ use sqlx::Row;
 use crate::Catalog;
 use crate::error::{CatalogError, db};
 use crate::relabel::check_actor;
+use crate::runs::ensure_image_exists;
 use crate::sql::now_millis;
 
 /// What a reviewer said about two photos.
@@ -73,14 +74,7 @@ impl Catalog {
         let context = "storing a duplicate verdict";
         let mut tx = self.begin_write().await?;
         for image in [a, b] {
-            let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM images WHERE id = $1")
-                .bind(image)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db(context))?;
-            if known.is_none() {
-                return Err(CatalogError::UnknownImage(image.to_string()));
-            }
+            ensure_image_exists(&mut tx, image, context).await?;
         }
         let now = now_millis();
         sqlx::query(
