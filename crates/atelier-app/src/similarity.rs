@@ -44,6 +44,12 @@ pub fn off_the_shelf_key(run: i64) -> String {
     format!("run-{run}/off-the-shelf")
 }
 
+/// The catalogue key of the hubness biases that searches add to the cosines of `key`'s
+/// vectors (one number per image; see [`atelier_train::hubness`]).
+pub fn bias_key(key: &str) -> String {
+    format!("{key}/hub-bias")
+}
+
 /// What a similarity run stores as its summary.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SimilaritySummary {
@@ -326,7 +332,17 @@ pub(crate) async fn store_vectors(
     Ok(())
 }
 
-/// Both embeddings of every photo of the run, under the run's keys.
+/// The hubness biases of `key`'s vectors, by image (nothing for none).
+pub(crate) async fn store_biases(
+    catalog: &Catalog,
+    key: &str,
+    biases: impl Iterator<Item = (String, f32)>,
+) -> Result<(), AppError> {
+    let rows: Vec<(String, Vec<f32>)> = biases.map(|(id, bias)| (id, vec![bias])).collect();
+    Ok(catalog.put_embeddings(&bias_key(key), &rows).await?)
+}
+
+/// Both embeddings of every photo of the run, under the run's keys, with their hubness biases.
 async fn store_embeddings(
     catalog: &Catalog,
     run: i64,
@@ -335,7 +351,14 @@ async fn store_embeddings(
 ) -> Result<(), AppError> {
     let ids = data.dataset.examples.iter().map(|e| e.image_id.clone());
     let trained: Vec<(String, Vec<f32>)> = ids.clone().zip(outcome.trained.clone()).collect();
-    let plain: Vec<(String, Vec<f32>)> = ids.zip(outcome.off_the_shelf.clone()).collect();
+    let plain: Vec<(String, Vec<f32>)> = ids.clone().zip(outcome.off_the_shelf.clone()).collect();
+    // The biases first: a search that sees the vectors' counter move reads them with them.
+    for (key, biases) in [
+        (embedding_key(run), &outcome.trained_bias),
+        (off_the_shelf_key(run), &outcome.off_the_shelf_bias),
+    ] {
+        store_biases(catalog, &key, ids.clone().zip(biases.iter().copied())).await?;
+    }
     store_vectors(catalog, &embedding_key(run), &trained).await?;
     store_vectors(catalog, &off_the_shelf_key(run), &plain).await?;
     let ids = data.dataset.examples.iter().map(|e| e.image_id.clone());

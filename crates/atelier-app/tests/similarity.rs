@@ -4,12 +4,14 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use atelier_app::ann::IndexFiles;
 use atelier_app::similar::{self, LabelFilter, QueryPhoto, SearchEngine, SimilarQuery};
 use atelier_app::similarity::{
-    create_similarity_run, embedding_key, execute_similarity_run, stored_similarity_config,
+    bias_key, create_similarity_run, embedding_key, execute_similarity_run,
+    stored_similarity_config,
 };
 use atelier_catalog::{CheckOutcome, CheckedImage, LabelEdit, RunStatus};
 use atelier_search::HnswParams;
@@ -120,6 +122,28 @@ async fn a_similarity_run_answers_filtered_queries_that_follow_the_catalogue() {
     assert_eq!(answer.results.len(), 5);
     assert!(answer.results.iter().all(|r| r.image_id != first));
     assert!(answer.results.windows(2).all(|w| w[0].score >= w[1].score));
+    // Every photo has a hubness bias, centred on the catalogue's mean; a result's score is its
+    // cosine with the query plus its bias.
+    let biases: HashMap<String, f32> = catalog
+        .embeddings(&bias_key(&embedding_key(run)))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, bias)| (id, bias[0]))
+        .collect();
+    assert_eq!(biases.len(), 60);
+    assert!(biases.values().sum::<f32>().abs() < 1e-3, "{biases:?}");
+    assert!(biases.values().any(|b| b.abs() > 1e-4), "{biases:?}");
+    let vectors: HashMap<String, Vec<f32>> = stored.iter().cloned().collect();
+    let cosine = |a: &[f32], b: &[f32]| {
+        let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        dot / (norm(a) * norm(b))
+    };
+    for result in &answer.results {
+        let want = cosine(&vectors[&first], &vectors[&result.image_id]) + biases[&result.image_id];
+        assert!((result.score - want).abs() < 1e-4, "{result:?} {want}");
+    }
 
     // A filter on the current labels, and a retag that changes the next answer.
     let labels = catalog.active_labels().await.unwrap();
@@ -259,12 +283,13 @@ async fn a_similarity_run_answers_filtered_queries_that_follow_the_catalogue() {
     from_file.photo = QueryPhoto::File(path.clone());
     let answer = similar::similar(catalog, &from_file, None).await.unwrap();
     assert_eq!(answer.results.len(), 3);
-    // The file is the catalogue photo itself, so it is its own best match.
+    // The file is the catalogue photo itself, so it is its own best match (cosine 1).
     assert_eq!(answer.results[0].image_id, first);
     assert!(
-        answer.results[0].score > 0.999,
-        "{}",
-        answer.results[0].score
+        (answer.results[0].score - (1.0 + biases[&first])).abs() < 1e-3,
+        "{} {}",
+        answer.results[0].score,
+        biases[&first]
     );
 
     // An upload: the same bytes embedded from memory answer the same way, through its vector.
@@ -339,6 +364,30 @@ async fn a_similarity_run_answers_filtered_queries_that_follow_the_catalogue() {
         .unwrap();
     let report = similar::index(catalog, None, None).await.unwrap();
     assert_eq!(report.added, 1);
+    // Its hubness bias: its mean cosine with its nearest active photos against the mean the
+    // run measured, as the saved model states them.
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(finished.model_dir.join("model.json")).unwrap(),
+    )
+    .unwrap();
+    let hubness = &manifest["hubness"];
+    let neighbours = hubness["neighbours"].as_u64().unwrap() as usize;
+    let mean = hubness["trained_mean"].as_f64().unwrap() as f32;
+    let now = catalog.embeddings(&embedding_key(run)).await.unwrap();
+    let own = &now.iter().find(|(id, _)| *id == other).unwrap().1;
+    let mut cosines: Vec<f32> = now
+        .iter()
+        .filter(|(id, _)| *id != other)
+        .map(|(_, vector)| cosine(own, vector))
+        .collect();
+    cosines.sort_by(|a, b| b.total_cmp(a));
+    let want = -(cosines[..neighbours].iter().sum::<f32>() / neighbours as f32 - mean) / 2.0;
+    let got = catalog
+        .embedding(&bias_key(&embedding_key(run)), &other)
+        .await
+        .unwrap()
+        .unwrap()[0];
+    assert!((got - want).abs() < 1e-4, "{got} {want}");
     let other_path = PathBuf::from(&catalog.image(&other).await.unwrap().unwrap().uri);
     let photo = similar::embed_file(&record, &other_path).await.unwrap();
     let located = catalog.located_box(run, &other).await.unwrap().unwrap();

@@ -306,6 +306,11 @@ pub struct TrainSimilarityArgs {
     /// (`=false` for the map alone).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub colour: Option<bool>,
+    /// Nearest catalogue photos whose mean similarity measures how crowded a photo's
+    /// neighbourhood is; searches rank such photos lower by half the excess (hubness
+    /// correction). 0: rank by plain cosine.
+    #[arg(long, value_name = "K")]
+    pub hub_neighbours: Option<usize>,
     #[arg(long)]
     pub seed: Option<u64>,
     /// Where runs keep their checkpoints.

@@ -117,6 +117,12 @@ fn similar_dresses_on(workspace: &Workspace, engine: &str) {
         results[0]["path"].as_str().unwrap().ends_with("000000.jpg"),
         "{answer}"
     );
+    // Ranked by score: the cosine plus each photo's hubness bias, added after the walk.
+    let scores: Vec<f64> = results
+        .iter()
+        .map(|r| r["score"].as_f64().unwrap())
+        .collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{answer}");
     let id = results[0]["image_id"].as_str().unwrap().to_string();
     let label = results[1]["labels"]["neckline"]
         .as_str()

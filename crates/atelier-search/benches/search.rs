@@ -15,8 +15,9 @@
 //! 1000 random unit centres plus Gaussian noise as long as the centre, more like image
 //! embeddings. Queries are drawn from the same distribution and are not in the index. Build
 //! time for the exact index is `add_many` (normalising and copying); for HNSW it is
-//! `add_many` on `--threads` threads. Queries run one at a time on the calling thread; p50/p99
-//! are per-query latencies. Recall@k is against the exact index's top k. The `filtered` rows
+//! `add_many` on `--threads` threads. Queries run one at a time on the calling thread, each HNSW
+//! walk asking for `rescore_pool(k)` hits that f32 copies score again (as the application
+//! does); p50/p99 are per-query latencies. Recall@k is against the exact index's top k. The `filtered` rows
 //! allow 10 % of the keys (a predicate for HNSW, candidates for `exact among`).
 //!
 //! With `--out DIR`, each data set is written for FAISS as `DIR/<data>-<n>-<dim>/` holding
@@ -268,10 +269,21 @@ fn bench_hnsw(
     hnsw.add_many(keys, base).unwrap();
     let build = start.elapsed();
     let allowed: HashSet<u64> = keys.iter().copied().filter(|key| key % 10 == 3).collect();
+    // As the application searches: the walk's best `rescore_pool(k)` scored again from f32
+    // copies of the vectors, the best k kept.
+    let mut flat = ExactIndex::with_capacity(d, n);
+    flat.add_many(keys, base).unwrap();
+    let walk = |q: &[f32], hits: Vec<Hit>| {
+        let mut hits = flat.rescore(q, hits).unwrap();
+        hits.truncate(k);
+        hits
+    };
+    let pool = hnsw.rescore_pool(k);
     let mut rows = Vec::new();
     for &ef in &options.expansions {
         hnsw.set_expansion_search(ef);
-        let (latencies, found) = timed_queries(queries, d, |q| hnsw.search(q, k).unwrap());
+        let (latencies, found) =
+            timed_queries(queries, d, |q| walk(q, hnsw.search(q, pool).unwrap()));
         rows.push(Row {
             data: kind.to_string(),
             n,
@@ -284,8 +296,8 @@ fn bench_hnsw(
             recall: common::recall(&found, truths.0),
         });
         let (latencies, found) = timed_queries(queries, d, |q| {
-            hnsw.search_filtered(q, k, &|key| allowed.contains(&key))
-                .unwrap()
+            let hits = hnsw.search_filtered(q, pool, &|key| allowed.contains(&key));
+            walk(q, hits.unwrap())
         });
         let recall = common::recall(&found, truths.1);
         let mut filtered = row(kind, n, "hnsw filtered", latencies, recall);

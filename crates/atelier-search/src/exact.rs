@@ -84,11 +84,22 @@ impl ExactIndex {
 
     /// `hits` (from an approximate search, say) with each score computed again from this
     /// index's vector of its key, best first; a hit whose key this index lacks keeps its score.
-    pub fn rescore(&self, query: &[f32], mut hits: Vec<Hit>) -> SearchResult<Vec<Hit>> {
+    pub fn rescore(&self, query: &[f32], hits: Vec<Hit>) -> SearchResult<Vec<Hit>> {
+        self.rescore_biased(query, hits, &[])
+    }
+
+    /// [`ExactIndex::rescore`] with `bias[position]` added to the score of the vector stored
+    /// at each position (as [`ExactIndex::search_positions_biased`]).
+    pub fn rescore_biased(
+        &self,
+        query: &[f32],
+        mut hits: Vec<Hit>,
+        bias: &[f32],
+    ) -> SearchResult<Vec<Hit>> {
         let query = self.query(query)?;
         for hit in &mut hits {
-            if let Some(row) = self.get(hit.key) {
-                hit.score = dot(row, &query);
+            if let Some(&slot) = self.slots.get(&hit.key) {
+                hit.score = dot(self.row(slot), &query) + bias.get(slot).copied().unwrap_or(0.0);
             }
         }
         sort_hits(&mut hits);
@@ -110,6 +121,19 @@ impl ExactIndex {
         k: usize,
         positions: &[usize],
     ) -> SearchResult<Vec<Hit>> {
+        self.search_positions_biased(query, k, positions, &[])
+    }
+
+    /// [`ExactIndex::search_positions`] with `bias[position]` added to the score of the vector
+    /// at each position (a position past the end of `bias` gets none): the ranking of a caller
+    /// that corrects the cosine per stored vector (for hubness, say).
+    pub fn search_positions_biased(
+        &self,
+        query: &[f32],
+        k: usize,
+        positions: &[usize],
+        bias: &[f32],
+    ) -> SearchResult<Vec<Hit>> {
         let query = self.query(query)?;
         let mut top = TopK::new(k);
         let held = self.keys.len();
@@ -123,7 +147,7 @@ impl ExactIndex {
             if slot >= held {
                 continue;
             }
-            let score = dot(self.row(slot), &query);
+            let score = dot(self.row(slot), &query) + bias.get(slot).copied().unwrap_or(0.0);
             if top.admits(score) {
                 top.push(Hit {
                     key: self.keys[slot],

@@ -19,7 +19,10 @@
 //! scores every candidate in both indexes (a scan over the subset, the intended way up to a few
 //! hundred thousand images; exact in the exact index), or [`VectorIndex::search_filtered`]
 //! with a predicate, which the HNSW index applies during its traversal. A caller that keeps
-//! the f32 vectors gives an HNSW answer exact scores with [`ExactIndex::rescore`].
+//! the f32 vectors asks the walk for [`HnswIndex::rescore_pool`] hits and gives them exact
+//! scores with [`ExactIndex::rescore`]. A caller that ranks by cosine plus a bias of its own
+//! per stored vector (atelier's hubness correction) scans with
+//! [`ExactIndex::search_positions_biased`] and rescores with [`ExactIndex::rescore_biased`].
 //!
 //! **Why usearch.** The approximate index wraps the `usearch` crate rather than `hnsw_rs`:
 //! - filtering during traversal: both take a predicate (`filtered_search`, `search_filter`);
@@ -33,11 +36,13 @@
 //!   one thread), both reached recall@10 ≈ 1.0, but usearch built 5-10x faster (1.6-3.2 s
 //!   against 14-21 s) and answered 5-7x faster (40-60 µs against 300-380 µs per query), with
 //!   runtime-dispatched SIMD kernels. Against FAISS's HNSW (f32) with the same parameters on
-//!   the same clustered 128-d vectors on a 2-core machine, usearch over f16 vectors answers
-//!   1.2-1.3x as fast at 100 000 (recall@10 0.9995 against 0.9998-1.000) and at 1 000 000
-//!   as fast at the same `ef` with recall 0.003-0.03 lower (0.95-0.98x FAISS's speed at equal
-//!   recall; 0.8-0.92x when both build with expansion 256), builds in 0.8-1.0x its time; filtered queries keep recall (0.96-0.999 where
-//!   FAISS drops to 0.46-0.93) but take 4-11x its time (see `docs/benchmarks.md`);
+//!   the same clustered 128-d vectors on a 2-core machine, usearch over f16 vectors (20 walk
+//!   hits rescored from f32 copies) answers in 0.94-1.08x FAISS's time at 100 000 (recall@10
+//!   0.9998 on both sides) and at 1 000 000 in 1.05-1.11x its time at the same `ef` with
+//!   recall 0.003-0.02 lower (0.86-0.90x FAISS's speed at equal recall; 0.8-0.92x when both
+//!   build with expansion 256), builds in 0.8-1.0x its time; filtered queries keep recall
+//!   (0.965-0.999 where FAISS's is 0.46-0.999) but take 4-12x its time (see
+//!   `docs/benchmarks.md`);
 //! - maintenance: usearch is maintained by a company (Unum), released often, with bindings for
 //!   many languages sharing one C++ core; `hnsw_rs` is one author's project.
 //!

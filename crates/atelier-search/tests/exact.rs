@@ -256,3 +256,51 @@ fn rescoring_gives_each_hit_its_cosine_and_ranks_again() {
         "a query of another dimension"
     );
 }
+
+/// A bias per stored position is added to the cosine, in the scan and in rescoring alike: the
+/// ranking is the brute-force one of cosine plus bias (positions past the bias's end: none).
+#[test]
+fn biased_scans_and_rescoring_rank_by_cosine_plus_bias() {
+    let vectors = random_vectors(300, D, 41);
+    let queries = random_vectors(5, D, 42);
+    let mut index = index_of(&vectors);
+    index.remove(10).unwrap();
+    let items = rows(&vectors, D);
+    // The first 200 positions get a bias; large enough to reorder the top.
+    let bias: Vec<f32> = (0..200)
+        .map(|p| ((p * 37) % 11) as f32 * 0.03 - 0.15)
+        .collect();
+    let bias_of = |key: u64| {
+        let position = index.keys().iter().position(|&k| k == key).unwrap();
+        bias.get(position).copied().unwrap_or(0.0)
+    };
+    let positions: Vec<usize> = (0..index.len()).collect();
+    for query in queries.chunks_exact(D) {
+        let score = |key: u64| cosine(items[key as usize].1, query) as f32 + bias_of(key);
+        let mut expected: Vec<(u64, f32)> = index.keys().iter().map(|&k| (k, score(k))).collect();
+        expected.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        expected.truncate(10);
+        let hits = index
+            .search_positions_biased(query, 10, &positions, &bias)
+            .unwrap();
+        assert_eq!(
+            keys(&hits),
+            expected.iter().map(|e| e.0).collect::<Vec<_>>()
+        );
+        for (hit, (_, want)) in hits.iter().zip(&expected) {
+            assert!((hit.score - want).abs() < 1e-5, "{hit:?} vs {want}");
+        }
+        let plain = index.search(query, 10).unwrap();
+        assert_ne!(
+            keys(&plain),
+            keys(&hits),
+            "the bias should reorder this top 10"
+        );
+        // Rescoring every plain hit with the bias ranks them as the biased scan does.
+        let mut rescored = index
+            .rescore_biased(query, index.search(query, index.len()).unwrap(), &bias)
+            .unwrap();
+        rescored.truncate(10);
+        assert_eq!(keys(&rescored), keys(&hits));
+    }
+}

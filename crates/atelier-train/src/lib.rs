@@ -18,7 +18,7 @@
 //! - similarity: unit-length embeddings, GeM pooling, the triplet hinge and batch mining
 //!   ([`metric`]), the embedding network with its training and retrieval numbers
 //!   ([`similarity`]), the facet probes and colour histograms that join it ([`facet_probe`],
-//!   [`colour`]);
+//!   [`colour`]), and the hubness correction its searches rank with ([`hubness`]);
 //! - cross-fitted out-of-fold predictions for the train split ([`folds`]), and confident
 //!   learning's estimate of which labels are wrong ([`confident`], [`mistags`]).
 //!
@@ -42,6 +42,7 @@ pub mod facet_probe;
 pub mod features;
 pub mod folds;
 pub mod foreground;
+pub mod hubness;
 pub mod init;
 pub mod input;
 pub mod locator;

@@ -71,6 +71,10 @@ pub struct SimilarityConfig {
     /// Weight of those colours as a descriptor of their own in the embedding (0 leaves them
     /// out).
     pub colour_weight: f32,
+    /// Nearest catalogue photos whose mean cosine measures how crowded a photo's
+    /// neighbourhood is, for the hubness correction searches rank with
+    /// ([`crate::hubness`]); 0 ranks by plain cosine.
+    pub hub_neighbours: usize,
     pub seed: u64,
 }
 
@@ -93,6 +97,7 @@ impl Default for SimilarityConfig {
             facet_grid: 7,
             colour: true,
             colour_weight: 1.0,
+            hub_neighbours: 10,
             seed: 1,
         }
     }
@@ -564,16 +569,50 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
+/// Unit-length embeddings and how a search ranks them: by cosine plus the bias of the photo
+/// found ([`crate::hubness`]; photos past the end of `bias` have none).
+#[derive(Debug, Clone, Copy)]
+pub struct Ranking<'a> {
+    pub embeddings: &'a [Vec<f32>],
+    pub bias: &'a [f32],
+}
+
+impl Ranking<'_> {
+    /// How row `found` ranks as an answer to row `query`.
+    fn score(&self, query: usize, found: usize) -> f32 {
+        let cosine = dot(&self.embeddings[query], &self.embeddings[found]);
+        cosine + self.bias.get(found).copied().unwrap_or(0.0)
+    }
+}
+
+impl<'a> From<&'a [Vec<f32>]> for Ranking<'a> {
+    /// Plain cosine.
+    fn from(embeddings: &'a [Vec<f32>]) -> Self {
+        Ranking {
+            embeddings,
+            bias: &[],
+        }
+    }
+}
+
+impl<'a> From<&'a Vec<Vec<f32>>> for Ranking<'a> {
+    /// Plain cosine.
+    fn from(embeddings: &'a Vec<Vec<f32>>) -> Self {
+        Ranking::from(embeddings.as_slice())
+    }
+}
+
 /// Recall@k of the In-shop protocol: every query row whose design has another photo among
-/// `gallery` ranks all of `gallery` except itself by cosine similarity; a hit is a photo of
-/// the same design in the top `k`. Ties rank by row. `None` without a single query.
-pub fn recall_at(
-    embeddings: &[Vec<f32>],
+/// `gallery` ranks all of `gallery` except itself (see [`Ranking`]); a hit is a photo of the
+/// same design in the top `k`. Ties rank by row. `None` without a single query.
+pub fn recall_at<'a>(
+    ranking: impl Into<Ranking<'a>>,
     groups: &[u64],
     queries: &[usize],
     gallery: &[usize],
     k: usize,
 ) -> Option<f64> {
+    let ranking = ranking.into();
     let mut asked = 0usize;
     let mut hits = 0usize;
     for &query in queries {
@@ -584,7 +623,7 @@ pub fn recall_at(
         asked += 1;
         let mut ranked: Vec<(f32, usize)> = others
             .iter()
-            .map(|&g| (dot(&embeddings[query], &embeddings[g]), g))
+            .map(|&g| (ranking.score(query, g), g))
             .collect();
         ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         if ranked
@@ -598,18 +637,16 @@ pub fn recall_at(
     (asked > 0).then(|| hits as f64 / asked as f64)
 }
 
-/// The share of `(query, similar, dissimilar)` triplets whose similar photo is closer to the
-/// query than the dissimilar one. `None` for no triplets.
-pub fn triplet_accuracy(embeddings: &[Vec<f32>], triplets: &[Triplet]) -> Option<f64> {
+/// The share of `(query, similar, dissimilar)` triplets whose similar photo ranks above the
+/// dissimilar one as an answer to the query (see [`Ranking`]). `None` for no triplets.
+pub fn triplet_accuracy<'a>(ranking: impl Into<Ranking<'a>>, triplets: &[Triplet]) -> Option<f64> {
+    let ranking = ranking.into();
     if triplets.is_empty() {
         return None;
     }
     let right = triplets
         .iter()
-        .filter(|t| {
-            dot(&embeddings[t.anchor], &embeddings[t.positive])
-                > dot(&embeddings[t.anchor], &embeddings[t.negative])
-        })
+        .filter(|t| ranking.score(t.anchor, t.positive) > ranking.score(t.anchor, t.negative))
         .count();
     Some(right as f64 / triplets.len() as f64)
 }
@@ -624,12 +661,14 @@ pub struct SwapQuery {
     pub sibling: u64,
 }
 
-/// The share of swap queries whose most similar candidate is a photo of the sibling design.
-pub fn swap_accuracy(
-    embeddings: &[Vec<f32>],
+/// The share of swap queries whose best-ranked candidate (see [`Ranking`]) is a photo of the
+/// sibling design.
+pub fn swap_accuracy<'a>(
+    ranking: impl Into<Ranking<'a>>,
     groups: &[u64],
     queries: &[SwapQuery],
 ) -> Option<f64> {
+    let ranking = ranking.into();
     if queries.is_empty() {
         return None;
     }
@@ -642,8 +681,9 @@ pub fn swap_accuracy(
                 .copied()
                 .filter(|&c| c != swap.query)
                 .max_by(|&a, &b| {
-                    dot(&embeddings[swap.query], &embeddings[a])
-                        .total_cmp(&dot(&embeddings[swap.query], &embeddings[b]))
+                    ranking
+                        .score(swap.query, a)
+                        .total_cmp(&ranking.score(swap.query, b))
                         .then(b.cmp(&a))
                 });
             best.is_some_and(|best| groups[best] == swap.sibling)
@@ -729,6 +769,25 @@ mod tests {
         assert_eq!(recall_at(&embeddings, &groups, &all, &all, 3), Some(0.75));
         assert_eq!(recall_at(&embeddings, &groups, &all, &all, 4), Some(1.0));
         assert_eq!(recall_at(&embeddings, &groups, &[4], &all, 1), None);
+        // A bias of -0.3 on photo 4 (a hub: the nearest photo of queries 0 and 1) puts query
+        // 0's partner 1 (0.6) above it (0.8 - 0.3 = 0.5): rank 1. Query 1: 2 (0.8), 4 (0.66),
+        // then 0 (0.6): rank 3 still. Query 2: 1 (0.8), 4 (0.3), 0 and 3 (0): rank 4 still.
+        // Recall@1 0.5 instead of 0.25, @2 0.5, @3 0.75; and the triplet (0; 1, 4) right.
+        let bias = [0.0, 0.0, 0.0, 0.0, -0.3];
+        let ranking = Ranking {
+            embeddings: &embeddings,
+            bias: &bias,
+        };
+        assert_eq!(recall_at(ranking, &groups, &all, &all, 1), Some(0.5));
+        assert_eq!(recall_at(ranking, &groups, &all, &all, 2), Some(0.5));
+        assert_eq!(recall_at(ranking, &groups, &all, &all, 3), Some(0.75));
+        let triplet = Triplet {
+            anchor: 0,
+            positive: 1,
+            negative: 4,
+        };
+        assert_eq!(triplet_accuracy(&embeddings, &[triplet]), Some(0.0));
+        assert_eq!(triplet_accuracy(ranking, &[triplet]), Some(1.0));
     }
 
     #[test]

@@ -29,6 +29,7 @@ use crate::crop::{DetailCrop, from_square};
 use crate::dress_boxes::{BoxStage, SureBox, ordered};
 use crate::error::TrainError;
 use crate::facet_probe::{FacetProbe, ProbeShape};
+use crate::hubness::Hubness;
 use crate::input::{InputConfig, eval_planes, to_batch};
 use crate::locator::DressLocator;
 use crate::metric::{gem_pool, grid_cells, l2_normalize};
@@ -84,6 +85,10 @@ pub struct SimilarityManifest {
     /// Weight of the dress's colours as a descriptor in the embedding (0: not part of it).
     #[serde(default)]
     pub colour_weight: f32,
+    /// How searches correct the run's embeddings for hubness ([`crate::hubness`]); `None`:
+    /// they rank by plain cosine.
+    #[serde(default)]
+    pub hubness: Option<Hubness>,
     /// Unix milliseconds.
     pub created_at: i64,
 }
@@ -117,6 +122,7 @@ impl SimilarityManifest {
             probe: None,
             colour: false,
             colour_weight: 0.0,
+            hubness: None,
             created_at,
         }
     }
@@ -445,6 +451,14 @@ pub fn load_similarity_model(
     dir: &Path,
     device: &Device,
 ) -> Result<(SimilarityManifest, SimilarityNet), TrainError> {
+    let manifest = load_similarity_manifest(dir)?;
+    let net = load_module(manifest.build_net(device)?, &dir.join(WEIGHTS_FILE))?;
+    Ok((manifest, net))
+}
+
+/// The manifest of the similarity model saved in `dir` (its files checked as
+/// [`load_similarity_model`] checks them), without its network.
+pub fn load_similarity_manifest(dir: &Path) -> Result<SimilarityManifest, TrainError> {
     let manifest_path = checked_manifest(dir, "atelier train similarity")?;
     let manifest: SimilarityManifest = read_json(&manifest_path)?;
     if manifest.format != FORMAT || manifest.format_version > FORMAT_VERSION {
@@ -457,8 +471,7 @@ pub fn load_similarity_model(
             ),
         ));
     }
-    let net = load_module(manifest.build_net(device)?, &dir.join(WEIGHTS_FILE))?;
-    Ok((manifest, net))
+    Ok(manifest)
 }
 
 #[cfg(test)]
@@ -498,6 +511,11 @@ mod tests {
             }),
             colour: true,
             colour_weight: 0.7,
+            hubness: Some(Hubness {
+                neighbours: 10,
+                trained_mean: 0.8,
+                off_the_shelf_mean: 0.95,
+            }),
             ..manifest
         };
         let net = manifest.build_net(device).unwrap();

@@ -17,12 +17,13 @@ use crate::facet_probe::{
     FacetProbe, FacetTargets, ProbeShape, probe_accuracy, probe_training, train_probes,
 };
 use crate::features::{self, FeatureTable, View};
+use crate::hubness::{self, Hubness};
 use crate::input::InputConfig;
 use crate::map_fit::LocatorTraining;
 use crate::metric::Triplet;
 use crate::progress::Observer;
 use crate::similarity::{
-    SimilarityConfig, SwapQuery, held_out_design, joined, recall_at, swap_accuracy,
+    Ranking, SimilarityConfig, SwapQuery, held_out_design, joined, recall_at, swap_accuracy,
     train_embedding, triplet_accuracy, unit_rows,
 };
 use crate::similarity_model::{DRESS_CROP, SimilarityManifest, SimilarityNet};
@@ -141,6 +142,10 @@ pub struct SimilarityOutcome {
     pub evaluation: SimilarityEvaluation,
     pub trained: Vec<Vec<f32>>,
     pub off_the_shelf: Vec<Vec<f32>>,
+    /// Per example, the hubness bias a search adds to its cosine ([`crate::hubness`]), for
+    /// each embedding; empty when the run ranks by plain cosine.
+    pub trained_bias: Vec<f32>,
+    pub off_the_shelf_bias: Vec<f32>,
     /// Each photo's final dress box, as the run's model locates it.
     pub boxes: Vec<SureBox>,
 }
@@ -197,21 +202,16 @@ pub fn run_similarity(
     let descriptors = Descriptors::new(probed.as_ref(), colours.as_ref(), config);
     let trained = joined_rows(&net, &inputs, &descriptors, &device);
     let off_the_shelf = unit_rows(&pooled);
+    let hubs = Hubs::new(&trained, &off_the_shelf, config.hub_neighbours, &device);
     let stored = StoredTriplets {
         learnt: learnt.len(),
         scored: &scored,
     };
-    let mut evaluation = evaluate(
-        data,
-        &groups,
-        &held,
-        &trained,
-        &off_the_shelf,
-        stored,
-        report,
-    );
+    let rankings = hubs.rankings(&trained, &off_the_shelf);
+    let mut evaluation = evaluate(data, &groups, &held, rankings, stored, report);
     let map_size = whole_map_size(&network, backbone, &device);
     let mut manifest = new_manifest(run, backbone, input, config, channels, &inputs, map_size);
+    manifest.hubness = hubs.hubness;
     let probe = probed.map(|probed| {
         evaluation.facet_probe_accuracy = probed.accuracy;
         manifest.probe = Some(probed.shape);
@@ -229,8 +229,60 @@ pub fn run_similarity(
         evaluation,
         trained,
         off_the_shelf,
+        trained_bias: hubs.trained,
+        off_the_shelf_bias: hubs.off_the_shelf,
         boxes,
     })
+}
+
+/// The hubness biases of both embeddings' rows ([`crate::hubness`]), empty when the run ranks
+/// by plain cosine, and what the model saves of them.
+struct Hubs {
+    trained: Vec<f32>,
+    off_the_shelf: Vec<f32>,
+    hubness: Option<Hubness>,
+}
+
+impl Hubs {
+    fn new(
+        trained: &[Vec<f32>],
+        plain: &[Vec<f32>],
+        neighbours: usize,
+        device: &burn::prelude::Device,
+    ) -> Hubs {
+        if neighbours == 0 {
+            return Hubs {
+                trained: Vec::new(),
+                off_the_shelf: Vec::new(),
+                hubness: None,
+            };
+        }
+        let (trained, trained_mean) = hubness::biases(trained, neighbours, device);
+        let (off_the_shelf, off_the_shelf_mean) = hubness::biases(plain, neighbours, device);
+        Hubs {
+            trained,
+            off_the_shelf,
+            hubness: Some(Hubness {
+                neighbours,
+                trained_mean,
+                off_the_shelf_mean,
+            }),
+        }
+    }
+
+    /// How searches rank the trained and the off-the-shelf embedding.
+    fn rankings<'a>(&'a self, trained: &'a [Vec<f32>], plain: &'a [Vec<f32>]) -> [Ranking<'a>; 2] {
+        [
+            Ranking {
+                embeddings: trained,
+                bias: &self.trained,
+            },
+            Ranking {
+                embeddings: plain,
+                bias: &self.off_the_shelf,
+            },
+        ]
+    }
 }
 
 /// The manifest of a run's model before its probes are known: two box stages, and the colours
@@ -601,8 +653,7 @@ fn evaluate(
     data: &SimilarityData,
     groups: &[u64],
     held: &[bool],
-    trained: &[Vec<f32>],
-    off_the_shelf: &[Vec<f32>],
+    [trained, off_the_shelf]: [Ranking; 2],
     stored: StoredTriplets,
     locator: LocatorReport,
 ) -> SimilarityEvaluation {
@@ -610,12 +661,12 @@ fn evaluate(
     let everyone: Vec<usize> = (0..held.len()).collect();
     let triplets = held_out_triplets(groups, &held_rows);
     let swaps = swap_queries(data, groups, held);
-    let scores = |embeddings: &[Vec<f32>]| RetrievalScores {
-        recall_at_1: recall_at(embeddings, groups, &held_rows, &everyone, 1),
-        recall_at_10: recall_at(embeddings, groups, &held_rows, &everyone, 10),
-        triplet_accuracy: triplet_accuracy(embeddings, &triplets),
-        stored_triplet_accuracy: triplet_accuracy(embeddings, stored.scored),
-        swap_accuracy: swap_accuracy(embeddings, groups, &swaps),
+    let scores = |ranking: Ranking| RetrievalScores {
+        recall_at_1: recall_at(ranking, groups, &held_rows, &everyone, 1),
+        recall_at_10: recall_at(ranking, groups, &held_rows, &everyone, 10),
+        triplet_accuracy: triplet_accuracy(ranking, &triplets),
+        stored_triplet_accuracy: triplet_accuracy(ranking, stored.scored),
+        swap_accuracy: swap_accuracy(ranking, groups, &swaps),
     };
     let queries = held_rows
         .iter()

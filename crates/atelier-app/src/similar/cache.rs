@@ -13,6 +13,7 @@ use atelier_search::{ExactIndex, Hit, HnswIndex, VectorIndex};
 
 use crate::ann::IndexFiles;
 use crate::error::AppError;
+use crate::similarity::bias_key;
 
 /// Runs (embedding keys) whose vectors stay loaded at once; the least recently used goes.
 const RUNS_KEPT: usize = 4;
@@ -202,6 +203,9 @@ struct RunVectors {
     /// The position of each key's vector in the flat copy.
     position: Vec<Option<usize>>,
     vectors: Vectors,
+    /// By position in the flat copy, the hubness bias a search adds to the vector's cosine
+    /// (empty: the run ranks by plain cosine).
+    bias: Vec<f32>,
 }
 
 /// A run's vectors joined with the label table: the row of each key's image, and the key of
@@ -296,14 +300,22 @@ impl SearchableRun {
         let flat = self.run.vectors.flat();
         let walked = match &self.run.vectors {
             Vectors::Approximate { graph, .. } if candidates > exact_below => {
-                Some(graph.search_filtered(query, k, &pass)?)
+                Some(graph.search_filtered(query, graph.rescore_pool(k), &pass)?)
                     .filter(|walked| walked.len() >= k.min(candidates))
             }
             _ => None,
         };
+        let bias = &self.run.bias;
         let (hits, walked): (Vec<Hit>, bool) = match walked {
-            Some(hits) => (flat.rescore(query, hits)?, true),
-            None => (flat.search_positions(query, k, &positions)?, false),
+            Some(hits) => {
+                let mut hits = flat.rescore_biased(query, hits, bias)?;
+                hits.truncate(k);
+                (hits, true)
+            }
+            None => (
+                flat.search_positions_biased(query, k, &positions, bias)?,
+                false,
+            ),
         };
         let hits = hits
             .into_iter()
@@ -347,8 +359,12 @@ impl SearchableRun {
                 match &self.run.vectors {
                     Vectors::Exact(_) => flat.search_positions(query, k + 1, &positions),
                     Vectors::Approximate { graph, .. } => graph
-                        .search_filtered(query, k + 1, &is_active)
-                        .and_then(|hits| flat.rescore(query, hits)),
+                        .search_filtered(query, graph.rescore_pool(k + 1), &is_active)
+                        .and_then(|hits| flat.rescore(query, hits))
+                        .map(|mut hits| {
+                            hits.truncate(k + 1);
+                            hits
+                        }),
                 }
             })
             .collect::<Result<_, _>>()?;
@@ -489,6 +505,8 @@ async fn load(
     let Some(dim) = catalog.embedding_dim(key).await? else {
         return Ok(None);
     };
+    // The biases before the vectors: they are written before the vectors they go with.
+    let biases = catalog.embeddings_of(&bias_key(key), &ids).await?;
     let stored = catalog.embeddings_of(key, &ids).await?;
     if let Some(files) = files.filter(|f| f.wants(ids.len())) {
         let run = files.open(catalog, key, dim, &ids).await?;
@@ -496,6 +514,7 @@ async fn load(
         let (flat, keys) =
             spawn(move || flat_index(dim, &keys, stored).map(|flat| (flat, keys))).await?;
         return Ok(Some(RunVectors {
+            bias: by_position(&flat, &keys, biases),
             position: positions(&flat, keys.len()),
             ids: keys,
             vectors: Vectors::Approximate {
@@ -505,12 +524,39 @@ async fn load(
         }));
     }
     let ids: Vec<Option<String>> = stored.iter().map(|(id, _)| Some(id.clone())).collect();
-    let flat = spawn(move || flat_index(dim, &ids, stored).map(|flat| (flat, ids))).await?;
+    let (flat, ids) = spawn(move || flat_index(dim, &ids, stored).map(|flat| (flat, ids))).await?;
     Ok(Some(RunVectors {
-        position: positions(&flat.0, flat.1.len()),
-        ids: flat.1,
-        vectors: Vectors::Exact(flat.0),
+        bias: by_position(&flat, &ids, biases),
+        position: positions(&flat, ids.len()),
+        ids,
+        vectors: Vectors::Exact(flat),
     }))
+}
+
+/// The stored `biases` (one number per image) in `flat`'s storage order, whose keys name
+/// images in `ids`; 0 for an image without one, and nothing at all without any.
+fn by_position(
+    flat: &ExactIndex,
+    ids: &[Option<String>],
+    biases: Vec<(String, Vec<f32>)>,
+) -> Vec<f32> {
+    if biases.is_empty() {
+        return Vec::new();
+    }
+    let biases: HashMap<String, f32> = biases
+        .into_iter()
+        .filter_map(|(id, bias)| Some((id, *bias.first()?)))
+        .collect();
+    flat.keys()
+        .iter()
+        .map(|&key| {
+            ids.get(key as usize)
+                .and_then(Option::as_ref)
+                .and_then(|id| biases.get(id))
+                .copied()
+                .unwrap_or(0.0)
+        })
+        .collect()
 }
 
 /// Where each of `keys` keys lies in `flat`'s storage order.
@@ -585,6 +631,7 @@ mod tests {
             position: positions(&flat, ids.len()),
             ids,
             vectors: Vectors::Approximate { graph, flat },
+            bias: Vec::new(),
         };
         SearchableRun::join(Arc::new(run), Arc::new(LabelTable::build(labels)))
     }

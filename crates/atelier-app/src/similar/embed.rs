@@ -8,8 +8,10 @@ use atelier_models::Device;
 use atelier_train::DeviceChoice;
 use atelier_train::device::device_for;
 use atelier_train::features::load_rgb;
+use atelier_train::hubness::Hubness;
 use atelier_train::similarity_model::{
-    CellAgreement, PhotoEmbedding, SimilarityManifest, SimilarityNet, load_similarity_model,
+    CellAgreement, PhotoEmbedding, SimilarityManifest, SimilarityNet, load_similarity_manifest,
+    load_similarity_model,
 };
 use atelier_vision::decode::{DecodeLimits, decode_bytes};
 use image::RgbImage;
@@ -58,6 +60,14 @@ fn model_dir(record: &RunRecord) -> Result<PathBuf, AppError> {
         .clone()
         .map(PathBuf::from)
         .ok_or_else(|| AppError::Invalid(format!("run {} saved no model", record.id)))
+}
+
+/// How the run's saved model corrects its embeddings for hubness (`None`: not at all).
+pub(super) async fn saved_hubness(record: &RunRecord) -> Result<Option<Hubness>, AppError> {
+    let model_dir = model_dir(record)?;
+    tokio::task::spawn_blocking(move || Ok(load_similarity_manifest(&model_dir)?.hubness))
+        .await
+        .map_err(|e| AppError::Thread(e.to_string()))?
 }
 
 /// Embeds one photo file with the run's saved model.

@@ -4,15 +4,20 @@
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
-use atelier_catalog::Catalog;
+use atelier_catalog::{Catalog, RunRecord};
+use atelier_train::DeviceChoice;
+use atelier_train::device::device_for;
 use atelier_train::dress_boxes::SureBox;
+use atelier_train::hubness::{self, neighbour_means};
 use serde::Serialize;
 
 use crate::ann::IndexFiles;
 use crate::error::AppError;
-use crate::similarity::{embedding_key, off_the_shelf_key, similarity_run, store_vectors};
+use crate::similarity::{
+    bias_key, embedding_key, off_the_shelf_key, similarity_run, store_biases, store_vectors,
+};
 
-use super::embed::embed_files;
+use super::embed::{embed_files, saved_hubness};
 
 /// Brings `key`'s approximate index in step when the catalogue searches in this process and
 /// the run is large enough for one; says whether it did.
@@ -36,6 +41,63 @@ async fn refresh_approximate(
     }
     files.open(catalog, key, dim, &stored).await?;
     Ok(true)
+}
+
+/// An image id and its vector.
+type IdVector = (String, Vec<f32>);
+
+/// Stores the hubness biases of the new photos' trained and off-the-shelf vectors (in that
+/// order), where the run's model corrects for hubness. Called before the vectors are stored, so
+/// that a search that sees them also sees their biases.
+async fn store_new_biases(
+    catalog: &Catalog,
+    record: &RunRecord,
+    new: [(&str, &[IdVector]); 2],
+) -> Result<(), AppError> {
+    let Some(hubness) = saved_hubness(record).await? else {
+        return Ok(());
+    };
+    let means = [hubness.trained_mean, hubness.off_the_shelf_mean];
+    for ((key, vectors), mean) in new.into_iter().zip(means) {
+        let biases = new_biases(catalog, key, vectors, hubness.neighbours, mean).await?;
+        store_biases(catalog, key, biases.into_iter()).await?;
+    }
+    Ok(())
+}
+
+/// The hubness biases of `new` photos' vectors under `key`: each photo's mean cosine with its
+/// `neighbours` nearest among the active photos' stored vectors and the other new ones, against
+/// the catalogue mean the run measured. (The photos already stored keep their biases: a full
+/// retrain measures them all again.)
+async fn new_biases(
+    catalog: &Catalog,
+    key: &str,
+    new: &[IdVector],
+    neighbours: usize,
+    catalogue_mean: f32,
+) -> Result<Vec<(String, f32)>, AppError> {
+    let replaced: HashSet<&str> = new.iter().map(|(id, _)| id.as_str()).collect();
+    let mut rows: Vec<Vec<f32>> = catalog
+        .embeddings(key)
+        .await?
+        .into_iter()
+        .filter(|(id, _)| !replaced.contains(id.as_str()))
+        .map(|(_, vector)| vector)
+        .collect();
+    let first_new = rows.len();
+    rows.extend(new.iter().map(|(_, vector)| vector.clone()));
+    let means = tokio::task::spawn_blocking(move || {
+        let device = device_for(DeviceChoice::Cpu)?;
+        let of: Vec<usize> = (first_new..rows.len()).collect();
+        Ok::<_, AppError>(neighbour_means(&rows, &of, neighbours, &device))
+    })
+    .await
+    .map_err(|e| AppError::Thread(e.to_string()))??;
+    Ok(new
+        .iter()
+        .zip(means)
+        .map(|((id, _), m)| (id.clone(), hubness::bias(m, catalogue_mean)))
+        .collect())
 }
 
 /// What [`index`] changed.
@@ -107,12 +169,19 @@ pub async fn index(
                 Some(((*id).clone(), sure))
             })
             .collect();
+        let new = [
+            (key.as_str(), &trained[..]),
+            (plain_key.as_str(), &plain[..]),
+        ];
+        store_new_biases(catalog, &record, new).await?;
         store_vectors(catalog, &key, &trained).await?;
         store_vectors(catalog, &plain_key, &plain).await?;
         crate::boxes::store_located(catalog, record.id, located.into_iter()).await?;
     }
-    catalog.delete_embeddings(&key, &stale).await?;
-    catalog.delete_embeddings(&plain_key, &stale).await?;
+    for key in [&key, &plain_key] {
+        catalog.delete_embeddings(key, &stale).await?;
+        catalog.delete_embeddings(&bias_key(key), &stale).await?;
+    }
     let mut approximate_index = false;
     for key in [&key, &plain_key] {
         approximate_index |= refresh_approximate(catalog, files, key).await?;

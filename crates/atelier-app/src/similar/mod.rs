@@ -28,7 +28,7 @@ use serde::Serialize;
 use crate::ann::IndexFiles;
 use crate::browse::check_label_conditions;
 use crate::error::AppError;
-use crate::similarity::{embedding_key, off_the_shelf_key};
+use crate::similarity::{bias_key, embedding_key, off_the_shelf_key};
 
 pub use crate::similarity::similarity_run;
 pub use cache::SearchCache;
@@ -79,7 +79,10 @@ pub struct SimilarQuery {
 pub struct SimilarPhoto {
     pub image_id: String,
     pub path: String,
-    /// Cosine similarity to the query, in `[-1, 1]`.
+    /// Cosine similarity to the query plus the photo's hubness bias (minus half of how much
+    /// closer its 10 nearest catalogue photos are than the catalogue's average: a photo in a
+    /// crowded neighbourhood ranks lower; see [`atelier_train::hubness`]). Runs trained
+    /// without the correction give the plain cosine, in `[-1, 1]`.
     pub score: f32,
     pub labels: BTreeMap<String, String>,
     /// With `explain`: where the dresses agree (a 3x3 grid of the crops' cells, row-major).
@@ -237,15 +240,16 @@ impl Searcher {
         let mut asked = None;
         if let Some(candidates) = self.database_candidates(catalog, &labels, &conditions, exclude) {
             let (vector, described) = query_vector(catalog, record, &key, query).await?;
+            let pool = rescore_pool(query.k);
             let hits = catalog
-                .nearest(&key, &vector, query.k, &conditions, exclude)
+                .nearest(&key, &vector, pool, &conditions, exclude)
                 .await?;
             // pgvector's walk, like any HNSW walk, can miss photos that no edge leads to; an
             // answer shorter than the filter allows is made again by the exact path below.
             if hits.len() >= query.k.min(candidates) {
                 let engine = SearchEngine::Pgvector;
                 let found = Found {
-                    hits,
+                    hits: with_biases(catalog, &key, hits, query.k).await?,
                     candidates,
                     engine,
                     labels,
@@ -349,6 +353,35 @@ async fn answer(
         engine: found.engine,
         results,
     })
+}
+
+/// How many nearest photos by cosine the database is asked for, so that the best `k` after the
+/// hubness biases are added are among them (the biases move a photo by a few hundredths).
+fn rescore_pool(k: usize) -> usize {
+    k.saturating_mul(2).max(k.saturating_add(10))
+}
+
+/// `hits` (by cosine) with the hubness biases of `key`'s vectors added to their scores (where
+/// the run stored biases), best first, the best `k` kept.
+async fn with_biases(
+    catalog: &Catalog,
+    key: &str,
+    mut hits: Vec<(String, f32)>,
+    k: usize,
+) -> Result<Vec<(String, f32)>, AppError> {
+    let ids: Vec<String> = hits.iter().map(|(id, _)| id.clone()).collect();
+    let biases: HashMap<String, f32> = catalog
+        .embeddings_of(&bias_key(key), &ids)
+        .await?
+        .into_iter()
+        .filter_map(|(id, bias)| Some((id, *bias.first()?)))
+        .collect();
+    for (id, score) in &mut hits {
+        *score += biases.get(id).copied().unwrap_or(0.0);
+    }
+    hits.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    hits.truncate(k);
+    Ok(hits)
 }
 
 /// Answers one similarity query with a searcher of its own (see [`Searcher::similar`]).

@@ -224,7 +224,8 @@ impl Steps {
         self.say(
             "6/7 training the similarity embedding (dress crops placed by the locator, \
              EfficientNet-Lite0 stage 6 and the dress's colours, triplets from repeated designs, \
-             facet probes on the labels; a fifth of the designs held out to score it)"
+             facet probes on the labels, searches corrected for hubness; a fifth of the designs \
+             held out to score it)"
                 .to_string(),
         );
         let config = SimilarityRunConfig {

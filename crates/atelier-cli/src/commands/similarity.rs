@@ -77,6 +77,7 @@ pub fn configure(args: &TrainSimilarityArgs) -> CliResult<SimilarityRunConfig> {
     similarity.facet_weight = args.facet_weight.unwrap_or(similarity.facet_weight);
     similarity.colour_weight = args.colour_weight.unwrap_or(similarity.colour_weight);
     similarity.colour = args.colour.unwrap_or(similarity.colour);
+    similarity.hub_neighbours = args.hub_neighbours.unwrap_or(similarity.hub_neighbours);
     similarity.seed = args.seed.unwrap_or(similarity.seed);
     config.validate()?;
     Ok(config)
