@@ -9,7 +9,9 @@
 //! Options: `--sizes N,N..` (default 100000), `--dim D` (256), `--queries Q` (1000), `--k K`
 //! (10), `--data random,clustered` (both), `--threads T` (HNSW build threads, default one per
 //! core), `--ef-search E,E..` (each measured on the same graph), `--connectivity M`,
-//! `--ef-add E` and `--precision f16|f32` (HNSW defaults otherwise), `--out DIR`.
+//! `--ef-add E` and `--precision f16|f32` (HNSW defaults otherwise), `--reload` (query the
+//! graph as saved and loaded again, as a process that opens the index files has it), `--out
+//! DIR`.
 //!
 //! Data: `random` is Gaussian noise (no structure: the hardest case for HNSW); `clustered` is
 //! 1000 random unit centres plus Gaussian noise as long as the centre, more like image
@@ -45,6 +47,8 @@ struct Options {
     params: HnswParams,
     /// The search expansions measured, each on the same graph.
     expansions: Vec<usize>,
+    /// Query the graph as saved and loaded again (laid out in slot order) instead of as built.
+    reload: bool,
     out: Option<PathBuf>,
 }
 
@@ -57,6 +61,7 @@ fn parse_options() -> Options {
         data: vec!["random".into(), "clustered".into()],
         params: HnswParams::default(),
         expansions: vec![HnswParams::default().expansion_search],
+        reload: false,
         out: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -95,6 +100,11 @@ fn parse_options() -> Options {
             }
             "--connectivity" => options.params.connectivity = number("--connectivity"),
             "--ef-add" => options.params.expansion_add = number("--ef-add"),
+            "--reload" => {
+                options.reload = true;
+                i += 1;
+                continue;
+            }
             "--out" => options.out = Some(PathBuf::from(value())),
             // cargo bench passes --bench; anything else is a mistake worth hearing about.
             "--bench" => {
@@ -268,6 +278,13 @@ fn bench_hnsw(
     let mut hnsw = HnswIndex::new(d, options.params).unwrap();
     hnsw.add_many(keys, base).unwrap();
     let build = start.elapsed();
+    if options.reload {
+        let path = std::env::temp_dir().join(format!("atelier-bench-{}.hnsw", std::process::id()));
+        hnsw.save(&path).unwrap();
+        drop(hnsw);
+        hnsw = HnswIndex::load(&path, d).unwrap();
+        fs::remove_file(&path).unwrap();
+    }
     let allowed: HashSet<u64> = keys.iter().copied().filter(|key| key % 10 == 3).collect();
     // As the application searches: the walk's best `rescore_pool(k)` scored again from f32
     // copies of the vectors, the best k kept.

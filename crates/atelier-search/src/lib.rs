@@ -39,8 +39,9 @@
 //!   the same clustered 128-d vectors on a 2-core machine, usearch over f16 vectors (20 walk
 //!   hits rescored from f32 copies) answers in 0.94-1.08x FAISS's time at 100 000 (recall@10
 //!   0.9998 on both sides) and at 1 000 000 in 1.05-1.11x its time at the same `ef` with
-//!   recall 0.003-0.02 lower (0.86-0.90x FAISS's speed at equal recall; 0.8-0.92x when both
-//!   build with expansion 256), builds in 0.8-1.0x its time; filtered queries keep recall
+//!   recall 0.003-0.02 lower (0.86-1.00x FAISS's speed at equal recall over four runs,
+//!   0.96-1.03x with a graph built on one thread; 0.8-0.92x when both build with expansion
+//!   256), builds in 0.8-1.0x its time; filtered queries keep recall
 //!   (0.965-0.999 where FAISS's is 0.46-0.999) but take 4-12x its time (see
 //!   `docs/benchmarks.md`);
 //! - maintenance: usearch is maintained by a company (Unum), released often, with bindings for
