@@ -342,6 +342,20 @@ pub(crate) async fn store_biases(
     Ok(catalog.put_embeddings(&bias_key(key), &rows).await?)
 }
 
+/// The stored hubness biases of `key`'s vectors of images `ids`, by image (those that have one).
+pub(crate) async fn stored_biases(
+    catalog: &Catalog,
+    key: &str,
+    ids: &[String],
+) -> Result<HashMap<String, f32>, AppError> {
+    Ok(catalog
+        .embeddings_of(&bias_key(key), ids)
+        .await?
+        .into_iter()
+        .filter_map(|(id, bias)| Some((id, *bias.first()?)))
+        .collect())
+}
+
 /// Both embeddings of every photo of the run, under the run's keys, with their hubness biases.
 async fn store_embeddings(
     catalog: &Catalog,

@@ -331,7 +331,6 @@ fn underscore_module_names(key: &str) -> String {
         .join(".")
 }
 
-/// A bias-free convolution with TensorFlow "same" padding.
 /// min(max(x, 0), 6). In a recorded graph it is relu(x) − relu(x − 6): burn's autodiff clamps
 /// through masked fills, two each way (15 % of a Lite0 training step in `perf`), where flex's
 /// relu and its backward are single passes. The two agree exactly below 2^24 (where x − 6 is
@@ -344,6 +343,7 @@ fn relu6(x: Tensor<4>) -> Tensor<4> {
     }
 }
 
+/// A bias-free convolution with TensorFlow "same" padding.
 fn same_conv(
     in_channels: usize,
     out_channels: usize,

@@ -36,7 +36,9 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use atelier_search::{ExactIndex, Hit, HnswIndex, HnswParams, Precision, VectorIndex};
+use atelier_search::{
+    ExactIndex, Hit, HnswIndex, HnswParams, Precision, VectorIndex, rescore_pool,
+};
 
 struct Options {
     sizes: Vec<usize>,
@@ -295,7 +297,7 @@ fn bench_hnsw(
         hits.truncate(k);
         hits
     };
-    let pool = hnsw.rescore_pool(k);
+    let pool = rescore_pool(k);
     let mut rows = Vec::new();
     for &ef in &options.expansions {
         hnsw.set_expansion_search(ef);

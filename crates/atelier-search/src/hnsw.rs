@@ -176,17 +176,6 @@ impl HnswIndex {
         Ok(hnsw)
     }
 
-    /// How many hits to ask a walk for when the caller scores them again from f32 copies
-    /// ([`crate::ExactIndex::rescore`]) and keeps the best `k`: twice `k`, and at least `k +
-    /// 10`. The rounding of 16-bit vectors reorders close neighbours, so the walk's own top
-    /// `k` misses some true ones that its candidate list holds (recall@10 0.9995 -> 0.9999 on
-    /// 100 000 clustered 128-d vectors at expansion 64), and a caller that adds its own
-    /// per-vector bias to the scores reorders them too. With the search expansion at least
-    /// that large, the walk itself is no longer.
-    pub fn rescore_pool(&self, k: usize) -> usize {
-        k.saturating_mul(2).max(k.saturating_add(10))
-    }
-
     /// The parameters the index was built with (and the search expansion it uses now).
     pub fn params(&self) -> HnswParams {
         self.params

@@ -9,11 +9,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use atelier_catalog::{Catalog, LABELS_COUNTER, LabelCondition, RunRecord, embeddings_counter};
-use atelier_search::{ExactIndex, Hit, HnswIndex, VectorIndex};
+use atelier_search::{ExactIndex, Hit, HnswIndex, VectorIndex, rescore_pool};
 
 use crate::ann::IndexFiles;
 use crate::error::AppError;
-use crate::similarity::bias_key;
+use crate::similarity::stored_biases;
 
 /// Runs (embedding keys) whose vectors stay loaded at once; the least recently used goes.
 const RUNS_KEPT: usize = 4;
@@ -300,7 +300,7 @@ impl SearchableRun {
         let flat = self.run.vectors.flat();
         let walked = match &self.run.vectors {
             Vectors::Approximate { graph, .. } if candidates > exact_below => {
-                Some(graph.search_filtered(query, graph.rescore_pool(k), &pass)?)
+                Some(graph.search_filtered(query, rescore_pool(k), &pass)?)
                     .filter(|walked| walked.len() >= k.min(candidates))
             }
             _ => None,
@@ -359,7 +359,7 @@ impl SearchableRun {
                 match &self.run.vectors {
                     Vectors::Exact(_) => flat.search_positions(query, k + 1, &positions),
                     Vectors::Approximate { graph, .. } => graph
-                        .search_filtered(query, graph.rescore_pool(k + 1), &is_active)
+                        .search_filtered(query, rescore_pool(k + 1), &is_active)
                         .and_then(|hits| flat.rescore(query, hits))
                         .map(|mut hits| {
                             hits.truncate(k + 1);
@@ -506,7 +506,7 @@ async fn load(
         return Ok(None);
     };
     // The biases before the vectors: they are written before the vectors they go with.
-    let biases = catalog.embeddings_of(&bias_key(key), &ids).await?;
+    let biases = stored_biases(catalog, key, &ids).await?;
     let stored = catalog.embeddings_of(key, &ids).await?;
     if let Some(files) = files.filter(|f| f.wants(ids.len())) {
         let run = files.open(catalog, key, dim, &ids).await?;
@@ -533,20 +533,16 @@ async fn load(
     }))
 }
 
-/// The stored `biases` (one number per image) in `flat`'s storage order, whose keys name
-/// images in `ids`; 0 for an image without one, and nothing at all without any.
+/// The stored `biases` (by image) in `flat`'s storage order, whose keys name images in `ids`;
+/// 0 for an image without one, and nothing at all without any.
 fn by_position(
     flat: &ExactIndex,
     ids: &[Option<String>],
-    biases: Vec<(String, Vec<f32>)>,
+    biases: HashMap<String, f32>,
 ) -> Vec<f32> {
     if biases.is_empty() {
         return Vec::new();
     }
-    let biases: HashMap<String, f32> = biases
-        .into_iter()
-        .filter_map(|(id, bias)| Some((id, *bias.first()?)))
-        .collect();
     flat.keys()
         .iter()
         .map(|&key| {

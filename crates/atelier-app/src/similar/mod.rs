@@ -28,7 +28,7 @@ use serde::Serialize;
 use crate::ann::IndexFiles;
 use crate::browse::check_label_conditions;
 use crate::error::AppError;
-use crate::similarity::{bias_key, embedding_key, off_the_shelf_key};
+use crate::similarity::{embedding_key, off_the_shelf_key, stored_biases};
 
 pub use crate::similarity::similarity_run;
 pub use cache::SearchCache;
@@ -240,7 +240,7 @@ impl Searcher {
         let mut asked = None;
         if let Some(candidates) = self.database_candidates(catalog, &labels, &conditions, exclude) {
             let (vector, described) = query_vector(catalog, record, &key, query).await?;
-            let pool = rescore_pool(query.k);
+            let pool = atelier_search::rescore_pool(query.k);
             let hits = catalog
                 .nearest(&key, &vector, pool, &conditions, exclude)
                 .await?;
@@ -355,12 +355,6 @@ async fn answer(
     })
 }
 
-/// How many nearest photos by cosine the database is asked for, so that the best `k` after the
-/// hubness biases are added are among them (the biases move a photo by a few hundredths).
-fn rescore_pool(k: usize) -> usize {
-    k.saturating_mul(2).max(k.saturating_add(10))
-}
-
 /// `hits` (by cosine) with the hubness biases of `key`'s vectors added to their scores (where
 /// the run stored biases), best first, the best `k` kept.
 async fn with_biases(
@@ -370,12 +364,7 @@ async fn with_biases(
     k: usize,
 ) -> Result<Vec<(String, f32)>, AppError> {
     let ids: Vec<String> = hits.iter().map(|(id, _)| id.clone()).collect();
-    let biases: HashMap<String, f32> = catalog
-        .embeddings_of(&bias_key(key), &ids)
-        .await?
-        .into_iter()
-        .filter_map(|(id, bias)| Some((id, *bias.first()?)))
-        .collect();
+    let biases = stored_biases(catalog, key, &ids).await?;
     for (id, score) in &mut hits {
         *score += biases.get(id).copied().unwrap_or(0.0);
     }
