@@ -92,11 +92,15 @@ fn catalog_kind(error: &CatalogError) -> ErrorKind {
         | E::UnknownUser(_)
         | E::UnknownEvent(_)
         | E::FacetNotInRun { .. }
-        | E::UnknownTriplet(_) => ErrorKind::NotFound,
+        | E::UnknownTriplet(_)
+        | E::UnknownJob(_) => ErrorKind::NotFound,
         E::Conflict { .. }
         | E::UserExists(_)
         | E::RunState { .. }
         | E::RunHeld { .. }
+        | E::JobState { .. }
+        | E::RunQueued { .. }
+        | E::JobLost { .. }
         | E::TripletExists { .. }
         | E::BoxConflict { .. } => ErrorKind::Conflict,
         E::Connect { .. }
@@ -125,6 +129,7 @@ fn train_kind(error: &TrainError) -> ErrorKind {
         | E::EmptyDataset { .. }
         | E::Weights(_)
         | E::Artifact { .. } => ErrorKind::Invalid,
+        E::Stopped { .. } => ErrorKind::Conflict,
         _ => ErrorKind::Internal,
     }
 }

@@ -2,7 +2,8 @@
 //! (catalogue, training) and the two front ends: a catalogue run's whole life ([`runner`]:
 //! record, train, save, record results, or fail; retrain), either kind of run by its id
 //! ([`any_run`]), which process holds a run
-//! ([`lease`]), datasets read from the catalogue and results written back ([`dataset`]), a
+//! ([`lease`]), the job queue and its workers ([`jobs`]; checkpoints kept in the store for
+//! them: [`checkpoint_mirror`]), datasets read from the catalogue and results written back ([`dataset`]), a
 //! run's review queue of likely mistagged images ([`mistags`]), the catalogue a page at a time
 //! ([`browse`]), dress boxes and their editing ([`boxes`]), near-duplicates and reviewers'
 //! verdicts on them ([`duplicates`]), the decoding check that
@@ -21,9 +22,11 @@ pub mod any_run;
 pub mod boxes;
 pub mod browse;
 pub mod check;
+pub mod checkpoint_mirror;
 pub mod dataset;
 pub mod duplicates;
 mod error;
+pub mod jobs;
 pub mod lease;
 pub mod mistags;
 pub mod models;

@@ -23,6 +23,7 @@ use atelier_catalog::{
 use serde_json::{Value, json};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
+use crate::checkpoint_mirror;
 use crate::dataset;
 use crate::error::AppError;
 use crate::lease;
@@ -55,6 +56,10 @@ pub struct RunPaths {
     /// The model store (`--store` URL) that runs recorded with a name to publish under publish
     /// their models to; `None` publishes nothing.
     pub store: Option<String>,
+    /// Keep checkpoints in `store` too (see [`crate::checkpoint_mirror`]), and train in this
+    /// process's own `checkpoint_base` rather than the folder stored with the run: how workers
+    /// on several machines share runs.
+    pub mirror_checkpoints: bool,
 }
 
 /// What a completed run produced.
@@ -337,9 +342,8 @@ async fn train_and_record(
     let config = stored_config(record)?;
     config.validate()?;
     let catalog_id = catalog.catalog_id().await?;
-    let checkpoint_dir = stored_checkpoint_base(record)
-        .unwrap_or_else(|| catalog_folder(&paths.checkpoint_base, &catalog_id))
-        .join(format!("run-{run}"));
+    let (checkpoint_dir, observer) =
+        checkpoint_folder(record, paths, &catalog_id, observer).await?;
     // Absolute, so that a process started elsewhere (the web app) finds the model too.
     let model_dir = absolute(
         &paths
@@ -391,6 +395,37 @@ async fn train_and_record(
     let trained = joined.map_err(|e| AppError::Thread(e.to_string()))??;
 
     record_and_finish(catalog, record, paths, &config, trained, model_dir, started).await
+}
+
+/// The folder `record`'s run keeps its checkpoints in, and the observer to train with: with
+/// `paths.mirror_checkpoints`, this process's own folder, first rebuilt from the store's copy,
+/// and an observer that sends each saved checkpoint to the store; otherwise the folder stored
+/// with the run.
+async fn checkpoint_folder(
+    record: &RunRecord,
+    paths: &RunPaths,
+    catalog_id: &str,
+    observer: Box<dyn Observer + Send>,
+) -> Result<(PathBuf, Box<dyn Observer + Send>), AppError> {
+    let run = record.id;
+    let mirror_store = paths.store.as_deref().filter(|_| paths.mirror_checkpoints);
+    let Some(store) = mirror_store else {
+        let folder = stored_checkpoint_base(record)
+            .unwrap_or_else(|| catalog_folder(&paths.checkpoint_base, catalog_id))
+            .join(format!("run-{run}"));
+        return Ok((folder, observer));
+    };
+    let folder =
+        absolute(&catalog_folder(&paths.checkpoint_base, catalog_id)).join(format!("run-{run}"));
+    let mirrored = checkpoint_mirror::Mirrored::open(store, catalog_id, run, &folder)?;
+    let restored = mirrored.restore().await?;
+    if restored > 0 {
+        tracing::info!(
+            "run {run}: {restored} checkpoint files from the store into {}",
+            folder.display()
+        );
+    }
+    Ok((folder, mirrored.observer(observer)))
 }
 
 /// Stores a trained run's tables and predictions, publishes its model when the run asks for
@@ -763,6 +798,14 @@ impl Observer for CatalogProgress {
 
     fn phase_end(&mut self) {
         self.inner.phase_end();
+    }
+
+    fn checkpoint_saved(&mut self, folder: &Path) {
+        self.inner.checkpoint_saved(folder);
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.inner.stop_requested()
     }
 }
 

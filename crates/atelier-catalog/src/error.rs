@@ -98,6 +98,29 @@ pub enum CatalogError {
         seconds_left: i64,
     },
 
+    #[error("no job with id {0} in the catalogue (see `atelier jobs list`)")]
+    UnknownJob(i64),
+
+    #[error(
+        "training run {run} is already queued or training as job {job}; follow it on the jobs \
+         page (`atelier jobs show {job}`), or cancel it first"
+    )]
+    RunQueued { run: i64, job: i64 },
+
+    #[error("job {job} is {status}: cannot {action}; only {allowed} job can")]
+    JobState {
+        job: i64,
+        status: String,
+        action: &'static str,
+        allowed: &'static str,
+    },
+
+    #[error(
+        "job {job} is no longer held by worker {worker}: its lease ran out and another worker \
+         took it over, or it was ended; this worker's work on it is not recorded"
+    )]
+    JobLost { job: i64, worker: String },
+
     #[error(
         "{path} is not a valid atelier catalogue: {reason}; restore it from a backup, or open \
          another database file (a new file is created where none exists)"

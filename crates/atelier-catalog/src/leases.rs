@@ -106,7 +106,8 @@ impl Catalog {
 
     /// Marks `interrupted` every running run whose holder is gone (no lease, an expired one,
     /// or an owner `gone` reports dead, such as a process on this machine that no longer exists)
-    /// and returns them. Each update is guarded by the lease it read, so a holder that renews at
+    /// and returns them. Runs that a queued or running job trains are left to the job queue,
+    /// whose next worker resumes them. Each update is guarded by the lease it read, so a holder that renews at
     /// the same moment keeps its run.
     pub async fn interrupt_orphaned_runs(
         &self,
@@ -115,11 +116,13 @@ impl Catalog {
         let context = "finding runs whose process is gone";
         let now = now_millis();
         let rows = sqlx::query(
-        "SELECT id, lease_owner, lease_expires_at FROM runs WHERE status = 'running' ORDER BY id",
-    )
-    .fetch_all(&self.pool)
-    .await
-    .map_err(db(context))?;
+            "SELECT id, lease_owner, lease_expires_at FROM runs WHERE status = 'running' \
+         AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.run_id = runs.id \
+         AND jobs.status IN ('queued', 'running')) ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db(context))?;
         let mut interrupted = Vec::new();
         for row in rows {
             let run: i64 = row.try_get("id").map_err(db(context))?;

@@ -54,6 +54,7 @@ mod embeddings;
 mod error;
 mod folder;
 mod import;
+mod jobs;
 mod leases;
 mod manifest;
 mod model;
@@ -88,6 +89,7 @@ pub use content::{PLACEHOLDER_PREFIX, split_for_digest};
 pub use counters::{LABELS_COUNTER, embeddings_counter};
 pub use duplicates::{DuplicateDecision, DuplicateVerdict};
 pub use error::CatalogError;
+pub use jobs::{JOBS_CHANNEL, JobBeat, JobRecord, JobStatus, JobWaiter, NewJob};
 pub use model::{
     Backend, BoxRecord, CatalogSummary, CheckOutcome, CheckReport, CheckedImage, FacetSummary,
     ImageLabel, ImageRecord, ImageRef, ImportOptions, ImportProgress, ImportReport, LabelEvent,
@@ -120,6 +122,8 @@ pub struct Catalog {
     pub(crate) backend: Backend,
     /// PostgreSQL with pgvector: embeddings are searched in the database.
     pub(crate) vector_search: bool,
+    /// The PostgreSQL server's URL, for connections of their own (a job waiter's `LISTEN`).
+    pub(crate) listen_url: Option<std::sync::Arc<str>>,
 }
 
 impl Catalog {
@@ -197,6 +201,8 @@ impl Catalog {
             pool,
             backend: target.backend,
             vector_search: false,
+            listen_url: (target.backend == Backend::Postgres)
+                .then(|| std::sync::Arc::from(target.connect_url.as_str())),
         };
         if target.backend == Backend::Postgres {
             catalog.vector_search = catalog.enable_vector_search().await?;

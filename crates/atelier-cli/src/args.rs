@@ -104,6 +104,80 @@ pub enum Command {
     Serve(ServeArgs),
     /// Who may log in to the web app: add, list, role, password, remove.
     Users(UsersArgs),
+    /// Take queued jobs (training, indexing, checks) from the catalogue and do them, one at a
+    /// time, until stopped: run one per machine, as many machines as you like.
+    Worker(WorkerArgs),
+    /// The catalogue's job queue: list, show, cancel, retry.
+    Jobs(JobsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The kinds of job to take (default: every kind).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub kinds: Vec<JobKindArg>,
+    /// This machine's folder for the checkpoints of the runs it trains (they are kept in the
+    /// store too, so that any worker can resume them).
+    #[arg(long, default_value = "checkpoints")]
+    pub checkpoint_dir: PathBuf,
+    /// Exit once no job is left instead of waiting for more.
+    #[arg(long)]
+    pub until_idle: bool,
+    /// Seconds an idle worker waits before it looks again (PostgreSQL also wakes it at once
+    /// when a job is queued).
+    #[arg(long, default_value_t = 2.0)]
+    pub poll: f64,
+    #[command(flatten)]
+    pub ann: AnnArgs,
+}
+
+/// A kind of job, as `--kinds` spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum JobKindArg {
+    Train,
+    Index,
+    Check,
+}
+
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    #[command(subcommand)]
+    pub action: JobsAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsAction {
+    /// Jobs, newest first.
+    List {
+        /// Only jobs in this status.
+        #[arg(long, value_enum)]
+        status: Option<JobStatusArg>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// One job: its parameters, worker, attempts, progress, result or error.
+    Show { job: i64 },
+    /// Cancel a queued job, or ask a running one to stop (its worker stops at its next
+    /// heart-beat; a training run keeps its checkpoints and is marked failed).
+    Cancel {
+        job: i64,
+        /// Who cancels it (a user name, recorded with the job).
+        #[arg(long = "as", value_name = "USER", default_value = "cli")]
+        actor: String,
+    },
+    /// Queue a failed or cancelled job again (a training job resumes from its checkpoints).
+    Retry { job: i64 },
+}
+
+/// A job status, as `--status` spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum JobStatusArg {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
 }
 
 #[derive(Debug, Args)]
@@ -111,7 +185,8 @@ pub struct ServeArgs {
     /// HOST:PORT to listen on (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: String,
-    /// Where retrains started from the app keep their per-epoch checkpoints.
+    /// Where the app's own worker keeps the checkpoints of the runs it trains (they are kept
+    /// in the store too).
     #[arg(long, default_value = "checkpoints")]
     pub checkpoint_dir: PathBuf,
     /// Where thumbnails are kept (default: ~/.cache/atelier/thumbnails).
@@ -126,6 +201,10 @@ pub struct ServeArgs {
     /// with an --addr that the proxy alone can reach.
     #[arg(long)]
     pub behind_proxy: bool,
+    /// Leave the job queue to separate workers (`atelier worker`) instead of working it in
+    /// this process: for several app instances, or training on other machines.
+    #[arg(long)]
+    pub no_worker: bool,
     #[command(flatten)]
     pub ann: AnnArgs,
 }
@@ -267,6 +346,10 @@ pub struct TrainSimilarityArgs {
     /// Print the resulting configuration as JSON and stop.
     #[arg(long)]
     pub print_config: bool,
+    /// Record the run and queue it for a worker (`atelier worker`) instead of training here;
+    /// prints the job id.
+    #[arg(long)]
+    pub queue: bool,
     #[arg(long, value_enum)]
     pub backbone: Option<BackboneChoice>,
     /// Pretrained backbone weights (efficientnet-lite0 defaults to its ImageNet weights).
@@ -403,6 +486,9 @@ pub struct IndexArgs {
     /// The similarity run (default: the newest completed one).
     #[arg(long)]
     pub run: Option<i64>,
+    /// Queue it for a worker instead of doing it here; prints the job id.
+    #[arg(long)]
+    pub queue: bool,
     #[command(flatten)]
     pub ann: AnnArgs,
 }
@@ -438,6 +524,10 @@ pub struct TrainFacetsArgs {
     /// Print the resulting configuration as JSON (a file for --config) and stop.
     #[arg(long)]
     pub print_config: bool,
+    /// Record the run and queue it for a worker (`atelier worker`) instead of training here;
+    /// prints the job id.
+    #[arg(long)]
+    pub queue: bool,
     #[arg(long, value_enum)]
     pub backbone: Option<BackboneChoice>,
     /// Pretrained backbone weights (.pth or .safetensors). efficientnet-lite0 defaults to the
@@ -578,6 +668,10 @@ pub struct DroppedTrainFlags {
 pub struct RetrainArgs {
     /// The run whose options (facets, backbone, folds, everything) the new run repeats.
     pub run: i64,
+    /// Record the run and queue it for a worker (`atelier worker`) instead of training here;
+    /// prints the job id.
+    #[arg(long)]
+    pub queue: bool,
     /// Where the new run keeps its checkpoints. Default: where RUN kept its own.
     #[arg(long)]
     pub checkpoint_dir: Option<PathBuf>,
@@ -775,6 +869,9 @@ pub struct CheckArgs {
     /// Smallest accepted width or height in pixels.
     #[arg(long, default_value_t = 8)]
     pub min_side: u32,
+    /// Queue the check for a worker instead of doing it here; prints the job id.
+    #[arg(long)]
+    pub queue: bool,
 }
 
 #[derive(Debug, Args)]

@@ -21,8 +21,8 @@ pub use error::{StoreError, StoreResult};
 pub use location::{RetryPolicy, StoreLocation};
 pub use reference::{ModelRef, Selector, check_name, check_tag};
 pub use store::{
-    MANIFEST_FILE, Manifest, ModelInfo, ModelStore, Part, PublishStep, Pulled, StoreOptions,
-    VersionInfo, default_cache_dir,
+    FolderMirror, MANIFEST_FILE, Manifest, ModelInfo, ModelStore, Part, PublishStep, Pulled,
+    StoreOptions, VersionInfo, default_cache_dir,
 };
 
 /// The object-store crate this store is built on, for tests and tools that look under the hood.

@@ -33,6 +33,10 @@ pub enum TrainError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// Training stopped because its observer asked it to (see
+    /// [`crate::progress::Observer::stop_requested`]); the last checkpoint is kept.
+    #[error("training stopped on request after {completed_epochs} complete epochs")]
+    Stopped { completed_epochs: usize },
     /// A checkpoint or model artifact that cannot be read back.
     #[error("{}: {problem}", .path.display())]
     Artifact { path: PathBuf, problem: String },

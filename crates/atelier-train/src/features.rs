@@ -274,6 +274,11 @@ pub fn extract(
     let mut done = (examples.len() - missing.len()) as u64;
     observer.advance(done, None);
     for chunk in missing.chunks(batch_size.max(1)) {
+        if observer.stop_requested() {
+            return Err(TrainError::Stopped {
+                completed_epochs: 0,
+            });
+        }
         let refs: Vec<&Example> = chunk.iter().map(|&i| &examples[i]).collect();
         let planes = refs
             .par_iter()

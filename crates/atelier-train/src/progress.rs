@@ -19,6 +19,14 @@ pub trait Observer: Send {
     fn epoch_end(&mut self, _record: &EpochRecord) {}
     /// The current phase ended.
     fn phase_end(&mut self) {}
+    /// A checkpoint folder (a run's, or a fold model's below it) was saved complete: its
+    /// `state.json` names what it needs. Whoever keeps copies elsewhere may send it now.
+    fn checkpoint_saved(&mut self, _folder: &std::path::Path) {}
+    /// Whether training should stop now (a cancelled job). Asked between batches; training
+    /// then ends with [`crate::TrainError::Stopped`], its last checkpoint kept.
+    fn stop_requested(&self) -> bool {
+        false
+    }
 }
 
 /// What a catalogue run trains on, as it starts.

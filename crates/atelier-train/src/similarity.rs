@@ -280,6 +280,11 @@ pub fn train_embedding(
         let rate = cosine_rate(config, epoch);
         let mut losses = Vec::new();
         for (done, batch) in batches.iter().enumerate() {
+            if observer.stop_requested() {
+                return Err(TrainError::Stopped {
+                    completed_epochs: epoch,
+                });
+            }
             let (next, loss) = train_step(
                 net,
                 &mut optimizer,

@@ -472,6 +472,7 @@ fn fit<M: Module + Clone>(
         observer.epoch_end(&record);
         end_epoch(&mut state, record, config.patience);
         context.checkpoints.save(&state, &module, &optim)?;
+        observer.checkpoint_saved(context.checkpoints.dir());
     }
     let best = if state.best_epoch == state.completed_epochs {
         module
@@ -529,6 +530,11 @@ fn train_epoch<M: Module + Clone>(
     let (mut loss_sum, mut loss_count, mut done) = (0.0, 0usize, 0u64);
     let mut learning_rate = 0.0;
     for (step_in_epoch, batch) in order.chunks(batch_size).enumerate() {
+        if observer.stop_requested() {
+            return Err(TrainError::Stopped {
+                completed_epochs: epoch,
+            });
+        }
         let step = epoch * steps_per_epoch + step_in_epoch;
         learning_rate =
             config

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use atelier_app::ann::IndexFiles;
+use atelier_app::jobs::{self, WorkerConfig};
 use atelier_app::lease;
 use atelier_app::runner::RunPaths;
 use atelier_app::similar::Searcher;
@@ -22,7 +23,6 @@ use axum::routing::{get, post};
 
 use crate::auth::DeviceKey;
 use crate::error::WebError;
-use crate::jobs::Jobs;
 use crate::limits::{LoginLimiter, LoginPolicy};
 use crate::pages;
 use crate::views;
@@ -55,6 +55,9 @@ pub struct AppConfig {
     /// Where large similarity runs keep their approximate indexes (`None`: every run is
     /// searched by an exact scan).
     pub index_files: Option<IndexFiles>,
+    /// A serving app ([`start`]) also works the catalogue's job queue, like `atelier worker`
+    /// (off where separate workers do the training).
+    pub worker: bool,
 }
 
 impl AppConfig {
@@ -69,6 +72,7 @@ impl AppConfig {
             behind_proxy: false,
             max_upload_bytes: 16 << 20,
             index_files: None,
+            worker: false,
         }
     }
 }
@@ -79,7 +83,6 @@ pub struct AppState {
     pub catalog: Catalog,
     pub config: Arc<AppConfig>,
     pub limiter: Arc<LoginLimiter>,
-    pub jobs: Arc<Jobs>,
     pub mistags: Arc<pages::mistags::QueueCache>,
     /// Answers similarity queries from its copies of vectors and labels.
     pub searcher: Arc<Searcher>,
@@ -103,17 +106,16 @@ pub fn router(catalog: Catalog, config: AppConfig) -> Router {
 }
 
 /// The router of a serving app: first marks the runs whose process is gone `interrupted` and
-/// clears expired sessions, then keeps the leases of its queued runs and repeats that upkeep
-/// every minute, in the background, for as long as the runtime lives.
+/// clears expired sessions, then repeats that upkeep every minute, and with
+/// [`AppConfig::worker`] works the job queue, in the background, for as long as the runtime
+/// lives.
 pub async fn start(catalog: Catalog, config: AppConfig) -> Result<Router, WebError> {
     let state = state(catalog, config);
     upkeep(&state.catalog).await?;
-    let (catalog, jobs) = (state.catalog.clone(), state.jobs.clone());
-    tokio::spawn(lease::keep_alive(
-        catalog.clone(),
-        move || jobs.waiting_runs(),
-        |lost| tracing::warn!("this app no longer holds the queued runs {lost:?}"),
-    ));
+    if state.config.worker {
+        spawn_worker(&state);
+    }
+    let catalog = state.catalog.clone();
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(UPKEEP_EVERY);
         ticks.tick().await;
@@ -125,6 +127,20 @@ pub async fn start(catalog: Catalog, config: AppConfig) -> Result<Router, WebErr
         }
     });
     Ok(routes(state))
+}
+
+/// Works the job queue in the background (checkpoints mirrored in the store, as any worker's).
+fn spawn_worker(state: &AppState) {
+    let mut paths = state.config.run_paths.clone();
+    paths.mirror_checkpoints = paths.store.is_some();
+    let config = WorkerConfig::new(paths, state.config.index_files.clone());
+    let catalog = state.catalog.clone();
+    tokio::spawn(async move {
+        let (_stop, stopped) = tokio::sync::watch::channel(false);
+        if let Err(error) = jobs::work(&catalog, &config, stopped).await {
+            tracing::error!("the app's worker stopped: {error}");
+        }
+    });
 }
 
 /// Marks runs whose process is gone `interrupted` and deletes expired sessions.
@@ -150,7 +166,6 @@ fn state(catalog: Catalog, config: AppConfig) -> AppState {
         limiter: Arc::new(LoginLimiter::new(config.login.clone())),
         searcher: Arc::new(Searcher::new(config.index_files.clone())),
         config: Arc::new(config),
-        jobs: Arc::new(Jobs::default()),
         mistags: Arc::new(pages::mistags::QueueCache::default()),
         device_key: Arc::new(tokio::sync::OnceCell::new()),
     }
@@ -167,6 +182,16 @@ fn routes(state: AppState) -> Router {
                 get(pages::search::show)
                     .post(pages::search::upload)
                     .layer(upload_limit),
+            )
+            .route(&format!("{prefix}/jobs"), get(pages::jobs::list))
+            .route(&format!("{prefix}/jobs/{{job}}"), get(pages::jobs::show))
+            .route(
+                &format!("{prefix}/jobs/{{job}}/cancel"),
+                post(pages::jobs::cancel),
+            )
+            .route(
+                &format!("{prefix}/jobs/{{job}}/retry"),
+                post(pages::jobs::retry),
             )
             .route(&format!("{prefix}/runs"), get(pages::runs::list))
             .route(&format!("{prefix}/runs/compare"), get(pages::runs::compare))

@@ -15,7 +15,6 @@ mod app;
 pub mod auth;
 mod error;
 mod format;
-mod jobs;
 pub mod limits;
 mod pages;
 mod thumbs;

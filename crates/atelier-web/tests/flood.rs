@@ -74,6 +74,7 @@ async fn a_login_flood_keeps_memory_flat() {
             model_base: dir.path().join("models"),
             feature_cache: dir.path().join("features"),
             store: None,
+            mirror_checkpoints: false,
         },
         dir.path().join("thumbs"),
     );

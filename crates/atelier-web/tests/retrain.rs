@@ -5,9 +5,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use atelier_app::jobs::{self, WorkerConfig};
 use atelier_app::runner::create_published_run;
 use atelier_app::{RunPaths, create_run, execute_run};
-use atelier_catalog::{RunStatus, now_millis};
+use atelier_catalog::{Catalog, RunStatus, now_millis};
 use atelier_train::BackboneChoice;
 use atelier_train::config::HeadKind;
 use atelier_train::config::TrainConfig;
@@ -47,6 +48,7 @@ async fn a_retrain_from_the_app_trains_in_the_background_and_is_comparable() {
     let published = finished.published.unwrap().unwrap();
     assert_eq!(published.model, "dresses@1");
 
+    let _worker = spawn_worker(&catalog, paths.clone());
     let (app, rita) = common::app_with_reviewer(&catalog, paths, dir.path().join("thumbs")).await;
 
     // The queue of the first run lists out-of-fold train images too.
@@ -117,12 +119,10 @@ async fn a_retrain_from_the_app_trains_in_the_background_and_is_comparable() {
         )
         .await
         .unwrap();
-    let app = start(
-        catalog.clone(),
-        AppConfig::new(paths_of(dir.path()), dir.path().join("thumbs")),
-    )
-    .await
-    .unwrap();
+    // This app works the job queue itself (the worker above has its own folders).
+    let mut config = AppConfig::new(paths_of(dir.path()), dir.path().join("thumbs"));
+    config.worker = true;
+    let app = start(catalog.clone(), config).await.unwrap();
     let page = get(&app, &format!("/api/runs/{orphan}"), Some(&rita))
         .await
         .json();
@@ -146,6 +146,7 @@ async fn a_retrain_from_the_app_trains_in_the_background_and_is_comparable() {
 async fn a_similarity_retrain_learns_from_a_reviewers_triplet_and_is_comparable() {
     let dir = tempfile::tempdir().unwrap();
     let (catalog, first, _, paths) = common::similarity_catalogue(dir.path()).await;
+    let _worker = spawn_worker(&catalog, paths.clone());
     let (app, rita) = common::app_with_reviewer(&catalog, paths, dir.path().join("thumbs")).await;
 
     // A triplet from the editor, on the run's real embeddings.
@@ -208,6 +209,18 @@ async fn a_similarity_retrain_learns_from_a_reviewers_triplet_and_is_comparable(
     }
 }
 
+/// A worker on the catalogue's job queue, as `atelier worker` runs one; it works until the
+/// test ends.
+fn spawn_worker(catalog: &Catalog, paths: RunPaths) -> tokio::task::JoinHandle<()> {
+    let catalog = catalog.clone();
+    tokio::spawn(async move {
+        let (_stop, stopped) = tokio::sync::watch::channel(false);
+        let mut config = WorkerConfig::new(paths, None);
+        config.poll = Duration::from_millis(100);
+        jobs::work(&catalog, &config, stopped).await.unwrap();
+    })
+}
+
 /// Starts a retrain of `run` through the run page's endpoint; returns the new run's id.
 async fn start_retrain(app: &axum::Router, run: i64, session: &common::Session) -> i64 {
     let started = send(
@@ -229,6 +242,7 @@ fn paths_of(dir: &Path) -> RunPaths {
         model_base: dir.join("models"),
         feature_cache: dir.join("features"),
         store: Some(dir.join("store").display().to_string()),
+        mirror_checkpoints: false,
     }
 }
 

@@ -350,6 +350,7 @@ async fn responses_carry_the_security_headers_and_cookies_are_secure_over_https(
         model_base: fx.dir.path().join("models"),
         feature_cache: fx.dir.path().join("features"),
         store: None,
+        mirror_checkpoints: false,
     };
     let mut secure = AppConfig::new(paths.clone(), fx.dir.path().join("thumbs"));
     secure.secure_cookies = true;
@@ -490,6 +491,7 @@ async fn at_start_runs_whose_process_is_gone_are_interrupted_and_can_be_failed()
         model_base: fx.dir.path().join("models"),
         feature_cache: fx.dir.path().join("features"),
         store: None,
+        mirror_checkpoints: false,
     };
     let app = start(
         fx.catalog.clone(),

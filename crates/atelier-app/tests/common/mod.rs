@@ -52,6 +52,7 @@ pub async fn setup(synth: SynthOptions, truth: bool) -> Setup {
         model_base: root.join("models"),
         feature_cache: root.join("features"),
         store: None,
+        mirror_checkpoints: false,
     };
     Setup {
         _dir: dir,

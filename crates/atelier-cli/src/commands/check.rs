@@ -18,6 +18,10 @@ pub async fn run(catalog: &Catalog, args: &CheckArgs, json: bool) -> CliResult {
         min_side: args.min_side,
         ..DecodeLimits::default()
     };
+    if args.queue {
+        let job = atelier_app::jobs::queue_check(catalog, &limits, "cli").await?;
+        return crate::commands::jobs::print_queued(job, None, json);
+    }
     let summary = check(catalog, limits, json).await?;
     if json {
         return print_json(&summary);

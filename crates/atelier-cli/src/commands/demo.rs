@@ -548,10 +548,12 @@ async fn serve_demo(
     let addr: std::net::SocketAddr = addr.parse().map_err(|e| {
         crate::error::CliError::bad_input(format!("--addr {addr}: {e}; use HOST:PORT"))
     })?;
-    let config = atelier_web::AppConfig::new(
+    let mut config = atelier_web::AppConfig::new(
         train::run_paths(&dir.join("checkpoints"), store)?,
         dir.join("thumbnails"),
     );
+    // Retrains started in the app train in it.
+    config.worker = true;
     println!(
         "  log in as {DEMO_USER} / {DEMO_PASSWORD} (an admin; add people with `atelier --db {db_url} users add NAME`)"
     );

@@ -9,6 +9,7 @@ mod eval;
 mod facets;
 mod images;
 mod import;
+mod jobs;
 mod mistags;
 mod models;
 mod retrain;
@@ -89,6 +90,12 @@ pub async fn run(cli: &Cli) -> CliResult {
         }
         Command::Users(args) => {
             users::run(&open_catalog(global.db_url()).await?, args, global.json).await
+        }
+        Command::Worker(args) => {
+            jobs::worker(&open_catalog(global.db_url()).await?, args, global).await
+        }
+        Command::Jobs(args) => {
+            jobs::run(&open_catalog(global.db_url()).await?, args, global.json).await
         }
     }
 }

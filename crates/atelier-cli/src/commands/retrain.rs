@@ -27,6 +27,11 @@ pub async fn run(catalog: &Catalog, args: &RetrainArgs, global: &GlobalArgs) -> 
         .or_else(|| runner::stored_checkpoint_base(&parent))
         .unwrap_or_else(|| PathBuf::from("checkpoints"));
     let paths = train::run_paths(&checkpoint_base, &global.store)?;
+    if args.queue {
+        let run = atelier_app::any_run::create_retrain(catalog, args.run, &paths).await?;
+        let job = atelier_app::jobs::queue_run(catalog, run, "cli").await?;
+        return crate::commands::jobs::print_queued(job, Some(run), global.json);
+    }
     let run = runner::create_retrain(catalog, args.run, &paths).await?;
     if !global.json {
         println!(

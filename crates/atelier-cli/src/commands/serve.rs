@@ -21,6 +21,7 @@ pub fn app_config(args: &ServeArgs, global: &GlobalArgs) -> CliResult<AppConfig>
     config.secure_cookies = args.secure_cookies;
     config.behind_proxy = args.behind_proxy;
     config.index_files = Some(similar::index_files(global.db_url(), &args.ann));
+    config.worker = !args.no_worker;
     Ok(config)
 }
 

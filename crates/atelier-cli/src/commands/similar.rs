@@ -132,6 +132,10 @@ fn facet_label(option: &str, value: &str) -> CliResult<(String, String)> {
 }
 
 pub async fn index(catalog: &Catalog, db_url: &str, args: &IndexArgs, json: bool) -> CliResult {
+    if args.queue {
+        let job = atelier_app::jobs::queue_index(catalog, args.run, "cli").await?;
+        return crate::commands::jobs::print_queued(job, None, json);
+    }
     let files = index_files(db_url, &args.ann);
     let report = similar::index(catalog, args.run, Some(&files)).await?;
     if json {

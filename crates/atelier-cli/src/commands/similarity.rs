@@ -21,6 +21,10 @@ pub async fn run(args: &TrainSimilarityArgs, global: &GlobalArgs) -> CliResult {
     let catalog = open_catalog(global.db_url()).await?;
     let paths = run_paths(&args.checkpoint_dir, &global.store)?;
     let run = create_similarity_run(&catalog, &config, &paths, args.publish.as_deref()).await?;
+    if args.queue {
+        let job = atelier_app::jobs::queue_run(&catalog, run, "cli").await?;
+        return crate::commands::jobs::print_queued(job, Some(run), global.json);
+    }
     let observer = Box::new(CliObserver::new(
         TrainProgress::new(global.json),
         global.json,

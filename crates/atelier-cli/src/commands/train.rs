@@ -33,6 +33,12 @@ pub async fn run(catalog: &Catalog, args: &TrainFacetsArgs, global: &GlobalArgs)
     if args.print_config {
         return print_json(&configure(args)?);
     }
+    if args.queue {
+        let paths = run_paths(&args.checkpoint_dir, &global.store)?;
+        let run = record_facets_run(catalog, args, &paths).await?;
+        let job = atelier_app::jobs::queue_run(catalog, run, "cli").await?;
+        return crate::commands::jobs::print_queued(job, Some(run), global.json);
+    }
     let trained = train_facets(catalog, args, global).await?;
     let published = match trained.published {
         Some(Ok(model)) => Some(model),
@@ -58,15 +64,24 @@ pub async fn train_facets(
     global: &GlobalArgs,
 ) -> CliResult<TrainedRun> {
     let paths = run_paths(&args.checkpoint_dir, &global.store)?;
-    let run = match args.resume {
+    let run = record_facets_run(catalog, args, &paths).await?;
+    execute(catalog, run, &paths, global).await
+}
+
+/// The run to train: the `--resume`d one, or a new one recorded from the options.
+async fn record_facets_run(
+    catalog: &Catalog,
+    args: &TrainFacetsArgs,
+    paths: &RunPaths,
+) -> CliResult<i64> {
+    Ok(match args.resume {
         Some(run) => check_resumable(catalog, run).await?,
         None => {
             let config = configure(args)?;
-            runner::create_published_run(catalog, &config, &paths, None, args.publish.as_deref())
+            runner::create_published_run(catalog, &config, paths, None, args.publish.as_deref())
                 .await?
         }
-    };
-    execute(catalog, run, &paths, global).await
+    })
 }
 
 /// Trains a recorded run with progress bars (none with `--json`) and prints its summary.
@@ -99,6 +114,7 @@ pub fn run_paths(checkpoint_base: &Path, store: &str) -> CliResult<RunPaths> {
         checkpoint_base: checkpoint_base.to_path_buf(),
         model_base: atelier_app::models::model_store_dir(store)?,
         store: Some(store.to_string()),
+        mirror_checkpoints: false,
         feature_cache: feature_cache_dir(),
     })
 }

@@ -8,6 +8,7 @@
 //! NAME/VERSION/<part>          the model's files
 //! NAME/VERSION/manifest.json   written last, create-if-absent: the version exists once it does
 //! NAME/tags/TAG.json           {"version": N}, overwritten by promote
+//! _mirrors/KEY/...             folders mirrored as they are (a run's checkpoints: `mirror`)
 //! ```
 //!
 //! A publisher takes the version after the highest it sees and claims it with a
@@ -22,10 +23,12 @@
 //! reporting) are what the operations share; `tags` lists, reads and promotes tags; `read`
 //! lists names and versions and resolves references (using `tags`); `publish` claims,
 //! uploads and writes the manifest; `pull` downloads into the cache and reads parts, verified
-//! (using `read`); `remove` deletes a version (using `tags`).
+//! (using `read`); `remove` deletes a version (using `tags`); `mirror` keeps copies of
+//! folders that are not models (a run's checkpoints).
 
 mod format;
 mod handle;
+mod mirror;
 mod publish;
 mod pull;
 mod read;
@@ -34,6 +37,7 @@ mod tags;
 
 pub use format::{MANIFEST_FILE, Manifest, Part};
 pub use handle::{ModelStore, StoreOptions, default_cache_dir};
+pub use mirror::FolderMirror;
 pub use publish::PublishStep;
 pub use pull::Pulled;
 pub use read::{ModelInfo, VersionInfo};

@@ -83,11 +83,7 @@ async fn apply(
             run_id: e.run,
         })
         .collect();
-    let changes = state.catalog.set_labels(&edits).await?;
-    if changes.iter().any(|c| c.event_id.is_some()) {
-        state.mistags.invalidate();
-    }
-    Ok(changes)
+    Ok(state.catalog.set_labels(&edits).await?)
 }
 
 /// `POST /api/labels` with `{"edits": [...]}` and the `X-CSRF-Token` header.
@@ -121,7 +117,6 @@ pub async fn undo(
         .catalog
         .undo_label_event(request.event, &user.name)
         .await?;
-    state.mistags.invalidate();
     Ok(Json(change))
 }
 

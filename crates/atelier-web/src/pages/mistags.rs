@@ -2,10 +2,10 @@
 //! see `atelier_train::mistags`), paged, with the suggested label one key away.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use atelier_app::mistags::{MistagQueue, mistag_queue};
+use atelier_catalog::LABELS_COUNTER;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use maud::{Markup, html};
@@ -22,29 +22,24 @@ use crate::views::url_encode;
 const PER_PAGE: usize = 48;
 
 /// Queues are computed from every prediction of a run, so they are kept until a label changes
-/// (any retag bumps the generation) rather than recomputed for every page.
-/// (run, facet or all) -> (label generation it was computed at, the queue).
-type Queues = HashMap<(i64, Option<String>), (u64, Arc<MistagQueue>)>;
+/// (any retag bumps the catalogue's labels counter, in whichever app instance or process it
+/// happens) rather than recomputed for every page.
+/// (run, facet or all) -> (labels counter it was computed at, the queue).
+type Queues = HashMap<(i64, Option<String>), (i64, Arc<MistagQueue>)>;
 
 #[derive(Default)]
 pub struct QueueCache {
-    generation: AtomicU64,
     queues: Mutex<Queues>,
 }
 
 impl QueueCache {
-    /// Called after every label change.
-    pub fn invalidate(&self) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
-    }
-
     async fn get(
         &self,
         state: &AppState,
         run: i64,
         facet: Option<&str>,
     ) -> Result<Arc<MistagQueue>, WebError> {
-        let generation = self.generation.load(Ordering::SeqCst);
+        let [generation] = state.catalog.change_counters([LABELS_COUNTER]).await?;
         let key = (run, facet.map(str::to_string));
         if let Some((cached, queue)) = self.lock().get(&key)
             && *cached == generation

@@ -7,6 +7,7 @@ pub mod catalogue;
 pub mod duplicates;
 pub mod facet;
 pub mod image;
+pub mod jobs;
 pub mod labels;
 pub mod login;
 pub mod mistags;

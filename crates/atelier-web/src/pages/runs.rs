@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use atelier_app::RunSummary;
 use atelier_app::similarity::SIMILARITY_RUN;
-use atelier_app::{any_run, runner};
-use atelier_catalog::{Role, RunFacetResult, RunRecord, RunStatus};
+use atelier_app::{any_run, jobs};
+use atelier_catalog::{JobRecord, JobStatus, Role, RunFacetResult, RunRecord, RunStatus};
 use atelier_train::metrics::SplitMetrics;
 use atelier_train::similarity_run::{RetrievalScores, SimilarityEvaluation};
 use axum::body::Bytes;
@@ -126,6 +126,17 @@ pub async fn list(
     Ok(respond(format, &data, |data| render_list(data, &user)))
 }
 
+/// `#7 running on WORKER (attempt 2)`, linking to the jobs page.
+fn job_fact(job: &JobRecord) -> Markup {
+    let stalled = job.is_stalled(atelier_catalog::now_millis());
+    html! {
+        a href=(format!("/jobs#job-{}", job.id)) { "#" (job.id) }
+        " " @if stalled { "stalled: waiting for another worker to resume it" } @else { (job.status.as_str()) }
+        @if let Some(worker) = &job.worker { " · worker " code { (worker) } }
+        @if job.attempts > 1 { " · attempt " (job.attempts) }
+    }
+}
+
 fn status_badge(status: RunStatus) -> Markup {
     html! { span class=(format!("badge status-{}", status.as_str())) { (status.as_str()) } }
 }
@@ -224,8 +235,8 @@ pub struct RunPage {
     pub model_ref: Option<String>,
     pub facets: Vec<RunFacet>,
     pub retrains: Vec<i64>,
-    /// Started by this server and not finished yet.
-    pub job_pending: bool,
+    /// The newest job that trains this run (queued, running, or how it ended).
+    pub job: Option<JobRecord>,
     /// A similarity run's numbers on its held-out designs.
     pub similarity: Option<SimilarityEvaluation>,
 }
@@ -259,7 +270,7 @@ pub async fn show(
         model_ref: record.model_ref.clone(),
         facets,
         retrains,
-        job_pending: state.jobs.is_pending(run),
+        job: state.catalog.job_of_run(run).await?,
         similarity: retrieval::evaluation(&record),
     };
     Ok(respond(format, &data, |data| render_run(data, &user)))
@@ -273,7 +284,9 @@ fn render_run(data: &RunPage, user: &User) -> Markup {
             // The page reloads itself while the run trains.
             div.progress data-reload="3000" {
                 (status_badge(run.status)) " "
-                @if let Some(progress) = &run.progress { (progress_text(progress)) } @else { "waiting to start" }
+                @if let Some(progress) = &run.progress { (progress_text(progress)) }
+                @else if data.job.as_ref().is_some_and(|j| j.status == JobStatus::Queued) { "queued: waiting for a worker" }
+                @else { "waiting to start" }
             }
         }
         dl.facts {
@@ -286,6 +299,7 @@ fn render_run(data: &RunPage, user: &User) -> Markup {
             @if let Some(parent) = run.parent_run { dt { "Retrain of" } dd { a href=(format!("/runs/{parent}")) { "#" (parent) } " · " a href=(format!("/runs/compare?a={parent}&b={}", run.id)) { "compare with it" } } }
             @if !data.retrains.is_empty() { dt { "Retrained as" } dd { @for id in &data.retrains { a href=(format!("/runs/{id}")) { "#" (id) } " " } } }
             @if let Some(model) = &data.model_ref { dt { "Model" } dd { code { (model) } } }
+            @if let Some(job) = &data.job { dt { "Job" } dd { (job_fact(job)) } }
             @if let Some(error) = &run.error { dt { "Error" } dd.error { (error) } }
         }
         @if !data.facets.is_empty() {
@@ -536,10 +550,9 @@ pub async fn resume(
             current: serde_json::json!({ "run": run, "status": record.status }),
         });
     }
-    runner::claim_run(&state.catalog, &record).await?;
-    tracing::info!("{} resumed run {run}", user.name);
-    state.jobs.start(state.clone(), run);
-    Ok(run_answer(format, run, RunStatus::Running))
+    let job = jobs::queue_run(&state.catalog, run, &user.name).await?;
+    tracing::info!("{} resumed run {run} (job {job})", user.name);
+    Ok(run_answer(format, run, record.status))
 }
 
 /// Ends an interrupted run as failed.
@@ -571,15 +584,18 @@ pub async fn retrain(
 ) -> Result<Response, WebError> {
     let _: serde::de::IgnoredAny = body::write(&user, Role::Reviewer, &headers, &body)?;
     let new_run = any_run::create_retrain(&state.catalog, run, &state.config.run_paths).await?;
+    let job = jobs::queue_run(&state.catalog, new_run, &user.name).await?;
     tracing::info!(
-        "{} started run {new_run}, a retrain of run {run}",
+        "{} started run {new_run}, a retrain of run {run} (job {job})",
         user.name
     );
-    state.jobs.start(state.clone(), new_run);
     Ok(match format {
-        Format::Json => {
-            axum::Json(serde_json::json!({ "run": new_run, "parent_run": run })).into_response()
-        }
+        Format::Json => axum::Json(serde_json::json!({
+            "run": new_run,
+            "parent_run": run,
+            "job": job,
+        }))
+        .into_response(),
         Format::Html => Redirect::to(&format!("/runs/{new_run}")).into_response(),
     })
 }

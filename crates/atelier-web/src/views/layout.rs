@@ -27,6 +27,7 @@ pub fn page(title: &str, user: &User, crumbs: &[(String, String)], body: Markup)
                     a.brand href="/runs" { "atelier" }
                     nav {
                         a href="/runs" { "Runs" }
+                        a href="/jobs" { "Jobs" }
                         a href="/images" { "Catalogue" }
                         a href="/search" { "Search" }
                         a href="/triplets" { "Triplets" }

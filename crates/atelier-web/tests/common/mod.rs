@@ -124,6 +124,7 @@ pub async fn fixture() -> Fixture {
             model_base: dir.path().join("models"),
             feature_cache: dir.path().join("features"),
             store: None,
+            mirror_checkpoints: false,
         },
         dir.path().join("thumbs"),
     );
@@ -466,6 +467,7 @@ pub async fn similarity_catalogue(
         model_base: root.join("models"),
         feature_cache: root.join("features"),
         store: None,
+        mirror_checkpoints: false,
     };
     let run = create_similarity_run(&catalog, &config, &paths, None)
         .await
