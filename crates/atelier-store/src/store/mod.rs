@@ -34,6 +34,7 @@ mod tags;
 
 pub use format::{MANIFEST_FILE, Manifest, Part};
 pub use handle::{ModelStore, StoreOptions, default_cache_dir};
+pub(crate) use handle::cache_folder;
 pub use publish::PublishStep;
 pub use pull::Pulled;
 pub use read::{ModelInfo, VersionInfo};
