@@ -60,6 +60,7 @@ mod model;
 mod open_check;
 mod queries;
 mod relabel;
+mod remote;
 mod results;
 mod review;
 mod runs;
@@ -94,6 +95,7 @@ pub use model::{
     LabelSummary, ProgressFn, QuarantinedImage, Split, SplitCounts, Status,
 };
 pub use relabel::{LabelChange, LabelEdit};
+pub use remote::{RemoteContent, RemoteFailure, RemoteObjects, RemoteSource};
 pub use results::{PredictionRecord, PredictionRow, RunFacetResult};
 pub use review::{ReviewFilter, ReviewItem, ReviewPage, ReviewQuery};
 pub use runs::{NewRun, RunFinish, RunLease, RunRecord, RunStatus};
