@@ -117,17 +117,36 @@ impl ImageResolver {
         Ok(())
     }
 
-    /// Local files for paths given by a person (files, or `s3://` objects that need not be
-    /// catalogued: fetched and kept by their content's hash), in order.
-    pub async fn resolve_given(
+    /// Local files for paths a person named (files, or `s3://` objects that need not be
+    /// catalogued: fetched and kept by their content's hash), in order, each with the reason
+    /// it cannot be read, if any (the path is then the one given). Storage that cannot be
+    /// reached fails the call.
+    pub async fn localise_given(
         &self,
-        paths: &[String],
-    ) -> Result<Vec<Result<PathBuf, ImageError>>, AppError> {
-        let requests: Vec<ImageRequest> = paths
+        paths: &[PathBuf],
+    ) -> Result<Vec<(PathBuf, Option<String>)>, AppError> {
+        let texts: Vec<String> = paths
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        if !texts.iter().any(|text| is_remote(text)) {
+            return Ok(paths.iter().map(|p| (p.clone(), None)).collect());
+        }
+        let requests: Vec<ImageRequest> = texts
             .iter()
             .map(|uri| ImageRequest { uri, sha256: None })
             .collect();
-        Ok(self.reader.resolve(&requests).await?)
+        let mut localised = Vec::with_capacity(paths.len());
+        for (given, result) in paths.iter().zip(self.reader.resolve(&requests).await?) {
+            localised.push(match result {
+                Ok(path) => (path, None),
+                Err(error) if error.is_about_the_image() => {
+                    (given.clone(), Some(error.to_string()))
+                }
+                Err(error) => return Err(error.into()),
+            });
+        }
+        Ok(localised)
     }
 }
 

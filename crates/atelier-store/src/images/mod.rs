@@ -225,7 +225,10 @@ impl ImageReader {
         &self,
         uris: &[String],
     ) -> Result<Vec<Result<FetchedObject, ImageError>>, ImageError> {
-        let results: Vec<_> = stream::iter(uris.iter().map(|uri| self.fetch_hashed(uri)))
+        // The futures are made first: a stream over a closure would make callers' futures
+        // lose `Send` (the closure's borrow is higher-ranked).
+        let fetches: Vec<_> = uris.iter().map(|uri| self.fetch_hashed(uri)).collect();
+        let results: Vec<_> = stream::iter(fetches)
             .buffered(self.settings.concurrency.max(1))
             .collect()
             .await;
@@ -242,11 +245,11 @@ impl ImageReader {
         &self,
         requests: &[ImageRequest<'_>],
     ) -> Result<Vec<Result<PathBuf, ImageError>>, ImageError> {
-        let resolved: Vec<Result<Resolved, ImageError>> =
-            stream::iter(requests.iter().map(|request| self.resolve_one(*request)))
-                .buffered(self.settings.concurrency.max(1))
-                .collect()
-                .await;
+        let resolutions: Vec<_> = requests.iter().map(|r| self.resolve_one(*r)).collect();
+        let resolved: Vec<Result<Resolved, ImageError>> = stream::iter(resolutions)
+            .buffered(self.settings.concurrency.max(1))
+            .collect()
+            .await;
         let cached: HashMap<&str, u64> = resolved
             .iter()
             .filter_map(|r| r.as_ref().ok()?.cached.as_ref())
