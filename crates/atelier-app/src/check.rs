@@ -95,7 +95,11 @@ pub async fn check_catalog(
 }
 
 /// Decodes one image from its local `file` (or records why there is none).
-fn check_one(image: &ImageRef, file: Result<PathBuf, String>, limits: &DecodeLimits) -> CheckOutcome {
+fn check_one(
+    image: &ImageRef,
+    file: Result<PathBuf, String>,
+    limits: &DecodeLimits,
+) -> CheckOutcome {
     let decoded = file.and_then(|path| decode_file(&path, limits).map_err(|e| e.to_string()));
     let result = match decoded {
         // The id is the hash of the bytes seen at import; other bytes now mean the file was

@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use atelier_catalog::{
-    Catalog, ImportOptions, ImportReport, RemoteContent, RemoteFailure, RemoteObjects,
-    RemoteSource,
+    Catalog, ImportOptions, ImportReport, RemoteContent, RemoteFailure, RemoteObjects, RemoteSource,
 };
 use atelier_store::images::{
     ImageError, ImageReader, ImageRequest, ImageSettings, ObjectUri, is_remote, parse_size,

@@ -35,7 +35,8 @@ impl SourceReader {
             let (plan, tree) = FolderTree::open(&canonical, display, source)?;
             Ok((plan, SourceReader::Folder(tree)))
         } else {
-            let (plan, reader) = ManifestReader::open(&canonical, display, source, Contents::Local)?;
+            let (plan, reader) =
+                ManifestReader::open(&canonical, display, source, Contents::Local)?;
             Ok((plan, SourceReader::Manifest(reader)))
         }
     }

@@ -60,7 +60,10 @@ pub async fn import(catalog: &Catalog, args: &ImportArgs, json: bool) -> CliResu
     };
     let report = match args.path.to_str() {
         Some(source) => images::import(catalog, source, &options, images::resolver()).await,
-        None => catalog.import(&args.path, &options).await.map_err(AppError::from),
+        None => catalog
+            .import(&args.path, &options)
+            .await
+            .map_err(AppError::from),
     };
     bar.finish_and_clear();
     let report = report?;

@@ -265,7 +265,9 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     };
     let bytes = (value * scale).round();
     if !(1.0..=u64::MAX as f64).contains(&bytes) {
-        return Err(format!("{text:?}: the image cache needs a size of at least 1 byte"));
+        return Err(format!(
+            "{text:?}: the image cache needs a size of at least 1 byte"
+        ));
     }
     Ok(bytes as u64)
 }
@@ -311,7 +313,8 @@ mod tests {
         for (i, bytes) in contents.iter().enumerate() {
             let path = cache.put(&sha(bytes), bytes).unwrap();
             let file = fs::File::options().write(true).open(&path).unwrap();
-            file.set_modified(start + Duration::from_secs(i as u64)).unwrap();
+            file.set_modified(start + Duration::from_secs(i as u64))
+                .unwrap();
         }
         // Using the oldest makes the second oldest the least recently used.
         assert!(cache.get(&sha(&contents[0])).unwrap().is_some());

@@ -17,8 +17,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use futures::{StreamExt, TryStreamExt, stream};
-use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
 use sha2::{Digest, Sha256};
 
 pub use cache::{CacheUsage, DEFAULT_CACHE_SIZE, ImageCache, parse_size};
@@ -291,7 +291,10 @@ impl ImageReader {
             let name = sha256.to_string();
             let hit = tokio::task::spawn_blocking(move || {
                 let path = cache.get(&name)?;
-                let size = path.as_ref().and_then(|p| p.metadata().ok()).map(|m| m.len());
+                let size = path
+                    .as_ref()
+                    .and_then(|p| p.metadata().ok())
+                    .map(|m| m.len());
                 Ok::<_, ImageError>(path.map(|p| (p, name, size.unwrap_or(0))))
             })
             .await

@@ -127,8 +127,16 @@ mod tests {
         assert_eq!(resolve("./img/../2.jpg").unwrap(), "s3://b/shop/2024/2.jpg");
         assert_eq!(resolve("../../x.jpg").unwrap(), "s3://b/x.jpg");
         assert_eq!(resolve("s3://other/k.jpg").unwrap(), "s3://other/k.jpg");
-        assert!(resolve("../../../x.jpg").unwrap_err().contains("above the top"));
-        assert!(resolve("/home/me/x.jpg").unwrap_err().contains("local path"));
+        assert!(
+            resolve("../../../x.jpg")
+                .unwrap_err()
+                .contains("above the top")
+        );
+        assert!(
+            resolve("/home/me/x.jpg")
+                .unwrap_err()
+                .contains("local path")
+        );
         let top = ObjectUri::parse("s3://b").unwrap();
         assert_eq!(resolve_listed(&top, "x.jpg").unwrap(), "s3://b/x.jpg");
     }

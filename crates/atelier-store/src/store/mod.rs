@@ -33,8 +33,8 @@ mod remove;
 mod tags;
 
 pub use format::{MANIFEST_FILE, Manifest, Part};
-pub use handle::{ModelStore, StoreOptions, default_cache_dir};
 pub(crate) use handle::cache_folder;
+pub use handle::{ModelStore, StoreOptions, default_cache_dir};
 pub use publish::PublishStep;
 pub use pull::Pulled;
 pub use read::{ModelInfo, VersionInfo};
