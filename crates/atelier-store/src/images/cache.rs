@@ -327,4 +327,40 @@ mod tests {
             .collect();
         assert_eq!(kept, [true, false, true, false]);
     }
+
+    #[test]
+    fn writers_and_evictors_sharing_the_folder_leave_only_whole_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let contents: Vec<Vec<u8>> = (0u8..8).map(|i| vec![i; 4096]).collect();
+        std::thread::scope(|scope| {
+            for worker in 0..4 {
+                let (dir, contents) = (dir.path(), &contents);
+                scope.spawn(move || {
+                    // Each worker is a process of its own: its own handle on the folder.
+                    let cache = ImageCache::new(dir, 3 * 4096);
+                    for round in 0..50 {
+                        let bytes = &contents[(worker + round) % contents.len()];
+                        let name = sha(bytes);
+                        let path = match cache.get(&name).unwrap() {
+                            Some(path) => path,
+                            None => cache.put(&name, bytes).unwrap(),
+                        };
+                        // A copy evicted by another worker since is simply gone, never torn.
+                        if let Ok(read) = fs::read(&path) {
+                            assert_eq!(&read, bytes);
+                        }
+                        cache.evict(&HashSet::new()).unwrap();
+                    }
+                });
+            }
+        });
+        let cache = ImageCache::new(dir.path(), 3 * 4096);
+        let usage = cache.evict(&HashSet::new()).unwrap();
+        assert!(usage.bytes <= 3 * 4096, "{usage:?}");
+        for entry in cache.entries().unwrap() {
+            assert_eq!(sha(&fs::read(&entry.path).unwrap()), entry.name);
+        }
+        let leftovers = fs::read_dir(dir.path().join(TMP_DIR)).unwrap().count();
+        assert_eq!(leftovers, 0, "no temporary file is left behind");
+    }
 }
