@@ -1,7 +1,7 @@
 //! `check`: decode every catalogued image in parallel, record each one's size, and quarantine
 //! the files that cannot be used, with a reason a person understands.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use atelier_catalog::{Catalog, CheckOutcome, CheckedImage, ImageRef};
@@ -31,9 +31,14 @@ pub struct QuarantineLine {
 /// Called once per decoded image (from the decoding threads), for a progress bar.
 pub type CheckProgress = Arc<dyn Fn() + Send + Sync>;
 
-/// Decodes every image that is not removed (on the blocking threads, in parallel), records
-/// the results in one transaction and returns what is quarantined. `total` learns the number
-/// of images before decoding starts.
+/// Images resolved and decoded at a time: objects of one chunk are fetched into the image
+/// cache together, and the cache need only hold one chunk.
+const CHECK_CHUNK: usize = 256;
+
+/// Decodes every image that is not removed (on the blocking threads, in parallel; images in
+/// object storage fetched through the image cache a chunk at a time), records the results in
+/// one transaction and returns what is quarantined. `total` learns the number of images
+/// before decoding starts.
 pub async fn check_catalog(
     catalog: &Catalog,
     limits: DecodeLimits,
@@ -42,18 +47,36 @@ pub async fn check_catalog(
 ) -> Result<CheckSummary, AppError> {
     let images = catalog.images_for_check().await?;
     total(images.len() as u64);
-    let outcomes = tokio::task::spawn_blocking(move || {
-        images
-            .par_iter()
-            .map(|image| {
-                let outcome = check_one(image, &limits);
-                progress();
-                outcome
-            })
-            .collect::<Vec<_>>()
-    })
-    .await
-    .map_err(|e| AppError::Thread(e.to_string()))?;
+    let resolver = crate::images::resolver();
+    let mut outcomes = Vec::with_capacity(images.len());
+    for chunk in images.chunks(CHECK_CHUNK) {
+        let requests: Vec<(&str, &str)> = chunk
+            .iter()
+            .map(|image| (image.uri.as_str(), image.id.as_str()))
+            .collect();
+        let files: Vec<Result<PathBuf, String>> = resolver
+            .resolve(&requests)
+            .await?
+            .into_iter()
+            .map(|file| file.map_err(|e| e.to_string()))
+            .collect();
+        let chunk = chunk.to_vec();
+        let progress = progress.clone();
+        let checked = tokio::task::spawn_blocking(move || {
+            chunk
+                .par_iter()
+                .zip(files)
+                .map(|(image, file)| {
+                    let outcome = check_one(image, file, &limits);
+                    progress();
+                    outcome
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| AppError::Thread(e.to_string()))?;
+        outcomes.extend(checked);
+    }
     catalog.record_checks(&outcomes).await?;
     let quarantined = catalog.quarantined().await?;
     Ok(CheckSummary {
@@ -71,8 +94,14 @@ pub async fn check_catalog(
     })
 }
 
-fn check_one(image: &ImageRef, limits: &DecodeLimits) -> CheckOutcome {
-    let result = match decode_file(Path::new(&image.uri), limits) {
+/// Decodes one image from its local `file` (or records why there is none).
+fn check_one(
+    image: &ImageRef,
+    file: Result<PathBuf, String>,
+    limits: &DecodeLimits,
+) -> CheckOutcome {
+    let decoded = file.and_then(|path| decode_file(&path, limits).map_err(|e| e.to_string()));
+    let result = match decoded {
         // The id is the hash of the bytes seen at import; other bytes now mean the file was
         // replaced, and its labels may no longer describe it.
         Ok(decoded) if decoded.sha256 != image.id => Err(
@@ -83,7 +112,7 @@ fn check_one(image: &ImageRef, limits: &DecodeLimits) -> CheckOutcome {
             width: decoded.rgb.width(),
             height: decoded.rgb.height(),
         }),
-        Err(e) => Err(e.to_string()),
+        Err(reason) => Err(reason),
     };
     CheckOutcome {
         id: image.id.clone(),

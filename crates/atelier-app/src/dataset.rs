@@ -19,8 +19,9 @@ pub async fn facet_names(catalog: &Catalog, facets: &[String]) -> Result<Vec<Str
     Ok(catalog.facet_names().await?)
 }
 
-/// Every active image with its labels for `facets`, in the catalogue's label orders.
-/// Quarantined and removed images are never part of a dataset.
+/// Every active image with its labels for `facets`, in the catalogue's label orders, each
+/// example pointing at a local file (images in object storage are fetched into the image
+/// cache first). Quarantined and removed images are never part of a dataset.
 pub async fn load_dataset(catalog: &Catalog, facets: &[String]) -> Result<Dataset, AppError> {
     let names = facet_names(catalog, facets).await?;
     let orders = catalog.facet_label_orders(&names).await?;
@@ -30,7 +31,7 @@ pub async fn load_dataset(catalog: &Catalog, facets: &[String]) -> Result<Datase
         .into_iter()
         .map(|(name, labels)| FacetSpec { name, labels })
         .collect();
-    let examples = images
+    let mut examples: Vec<Example> = images
         .into_iter()
         .map(|image| {
             let targets = image
@@ -46,6 +47,7 @@ pub async fn load_dataset(catalog: &Catalog, facets: &[String]) -> Result<Datase
             example(image, &boxes, targets)
         })
         .collect();
+    crate::images::resolver().localise(&mut examples).await?;
     Ok(Dataset { facets, examples })
 }
 

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use atelier_catalog::CatalogError;
 use atelier_search::SearchError;
 use atelier_store::StoreError;
+use atelier_store::images::ImageError;
 use atelier_train::TrainError;
 
 /// Everything a use case can fail with.
@@ -23,6 +24,9 @@ pub enum AppError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Search(#[from] SearchError),
+    /// A catalogue image in object storage could not be read (or cached).
+    #[error(transparent)]
+    Image(#[from] ImageError),
     #[error("{}: {source}", .path.display())]
     Io {
         path: PathBuf,
@@ -57,6 +61,7 @@ impl AppError {
             AppError::Train(error) => train_kind(error),
             AppError::Store(error) => store_kind(error),
             AppError::Search(error) => search_kind(error),
+            AppError::Image(error) => image_kind(error),
             AppError::Io { .. } | AppError::Thread(_) => ErrorKind::Internal,
         }
     }
@@ -109,6 +114,21 @@ fn catalog_kind(error: &CatalogError) -> ErrorKind {
         | E::Corrupt { .. }
         | E::Damaged { .. }
         | E::Interrupted(_) => ErrorKind::Internal,
+        E::Remote { bad_input, .. } => {
+            if *bad_input {
+                ErrorKind::Invalid
+            } else {
+                ErrorKind::Internal
+            }
+        }
+    }
+}
+
+fn image_kind(error: &ImageError) -> ErrorKind {
+    match error {
+        ImageError::NotFound { .. } => ErrorKind::NotFound,
+        error if error.is_bad_input() => ErrorKind::Invalid,
+        _ => ErrorKind::Internal,
     }
 }
 

@@ -7,7 +7,8 @@
 //! run's review queue of likely mistagged images ([`mistags`]), the catalogue a page at a time
 //! ([`browse`]), dress boxes and their editing ([`boxes`]), near-duplicates and reviewers'
 //! verdicts on them ([`duplicates`]), the decoding check that
-//! quarantines unusable files ([`check`]), a similarity run's life ([`similarity`]) and
+//! quarantines unusable files ([`check`]), catalogue images in object storage read through the
+//! bounded local cache and imports from there ([`images`]), a similarity run's life ([`similarity`]) and
 //! similar-dress queries with facet filters and the embeddings they search ([`similar`]), the
 //! triplet editor's tasks ([`triplet_editor`]); and
 //! models: the store, publishing, and finding the
@@ -26,6 +27,7 @@ pub mod checkpoint_mirror;
 pub mod dataset;
 pub mod duplicates;
 mod error;
+pub mod images;
 pub mod jobs;
 pub mod lease;
 pub mod mistags;

@@ -412,6 +412,7 @@ pub async fn similarity_data(catalog: &Catalog) -> Result<SimilarityData, AppErr
         );
         examples.push(dataset::example(image, &boxes, Vec::new()));
     }
+    crate::images::resolver().localise(&mut examples).await?;
     // Photos a reviewer called the same product are one design to learn from.
     let ids: Vec<String> = examples.iter().map(|e| e.image_id.clone()).collect();
     let decisions = catalog.duplicate_decisions().await?;

@@ -51,6 +51,10 @@ pub enum CatalogError {
         source: std::io::Error,
     },
 
+    /// Object storage failed during an import (the server, the network or the credentials).
+    #[error("{message}")]
+    Remote { message: String, bad_input: bool },
+
     /// A manifest or folder-tree problem; `location` reads like `manifest.csv line 17, column split`.
     #[error("{location}: {message}")]
     Source { location: String, message: String },

@@ -4,10 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use rayon::prelude::*;
-
-use crate::content::{ContentId, FileContent, hash_file};
+use crate::content::ContentId;
 use crate::error::CatalogError;
+use crate::remote::Contents;
 use crate::source::{Batch, BatchSender, CHUNK_ROWS, Origin, SourcePlan, SourceRow, Stop, send};
 
 /// File name extensions taken as images (compared case-insensitively).
@@ -26,6 +25,7 @@ pub(crate) struct FolderTree {
     entries: Vec<FileEntry>,
     facet_count: usize,
     ignored: Vec<String>,
+    contents: Contents,
 }
 
 impl FolderTree {
@@ -74,6 +74,65 @@ impl FolderTree {
                 }
             }
         }
+        Ok(FolderTree::plan(
+            display,
+            source,
+            facets,
+            entries,
+            ignored,
+            Contents::Local,
+        ))
+    }
+
+    /// The tree formed by the objects `objects` (URIs) under `root` (a URI ending in `/`):
+    /// the same rules as a folder's, on the keys' segments.
+    pub fn from_listing(
+        root: &str,
+        objects: &[String],
+        contents: Contents,
+    ) -> (SourcePlan, FolderTree) {
+        let mut relative: Vec<(&str, &str)> = objects
+            .iter()
+            .filter_map(|uri| Some((uri.as_str(), uri.strip_prefix(root)?)))
+            .filter(|(_, rest)| !rest.split('/').any(|s| s.starts_with('.')))
+            .collect();
+        relative.sort_by(|a, b| a.1.cmp(b.1));
+        let (mut facets, mut entries, mut ignored) = (Vec::<String>::new(), Vec::new(), Vec::new());
+        for (uri, rest) in relative {
+            let segments: Vec<&str> = rest.split('/').collect();
+            let [facet, label, file] = segments[..] else {
+                ignored.push(uri.to_string());
+                continue;
+            };
+            if !has_image_extension(Path::new(file)) {
+                ignored.push(uri.to_string());
+                continue;
+            }
+            let facet_index = match facets.iter().position(|f| f == facet) {
+                Some(index) => index,
+                None => {
+                    facets.push(facet.to_string());
+                    facets.len() - 1
+                }
+            };
+            entries.push(FileEntry {
+                uri: uri.to_string(),
+                facet: facet_index,
+                label: label.to_string(),
+            });
+        }
+        let root = root.to_string();
+        FolderTree::plan(root.clone(), root, facets, entries, ignored, contents)
+    }
+
+    fn plan(
+        display: String,
+        source: String,
+        facets: Vec<String>,
+        entries: Vec<FileEntry>,
+        ignored: Vec<String>,
+        contents: Contents,
+    ) -> (SourcePlan, FolderTree) {
         let plan = SourcePlan {
             display,
             source,
@@ -85,14 +144,17 @@ impl FolderTree {
             rows_total: entries.len() as u64,
         };
         let facet_count = plan.facets.len();
-        Ok((
-            plan,
-            FolderTree {
-                entries,
-                facet_count,
-                ignored,
-            },
-        ))
+        let tree = FolderTree {
+            entries,
+            facet_count,
+            ignored,
+            contents,
+        };
+        (plan, tree)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 
     /// Hashes every file in parallel chunks, merges files with the same content into one row,
@@ -121,7 +183,8 @@ impl FolderTree {
         let mut images: BTreeMap<ContentId, SourceRow> = BTreeMap::new();
         let mut duplicates = 0u64;
         for chunk in self.entries.chunks(CHUNK_ROWS) {
-            let hashed: Vec<FileContent> = chunk.par_iter().map(|e| hash_file(&e.uri)).collect();
+            let uris: Vec<String> = chunk.iter().map(|e| e.uri.clone()).collect();
+            let hashed = self.contents.hash_all(&uris)?;
             for (entry, content) in chunk.iter().zip(hashed) {
                 let id = content.id();
                 let row = images.entry(id).or_insert_with(|| SourceRow {

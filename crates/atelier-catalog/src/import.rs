@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 
 use sqlx::{AnyConnection, Row};
 use tokio::sync::mpsc;
@@ -15,6 +16,7 @@ use crate::counters::{self, LABELS_COUNTER};
 use crate::error::{CatalogError, db};
 use crate::model::{ImportOptions, ImportProgress, ImportReport, Split, Status};
 use crate::relabel::REVIEW_SOURCE;
+use crate::remote::{RemoteObjects, RemoteSource};
 use crate::source::{Batch, BoxCoords, Origin, SourcePlan, SourceRow, Variant};
 use crate::source_reader::SourceReader;
 use crate::sql::split_from_db;
@@ -43,10 +45,43 @@ impl Catalog {
     ) -> Result<ImportReport, CatalogError> {
         check_options(opts)?;
         let owned_path = path.to_path_buf();
-        let (plan, reader) = tokio::task::spawn_blocking(move || SourceReader::open(&owned_path))
+        let opened = tokio::task::spawn_blocking(move || SourceReader::open(&owned_path))
             .await
             .map_err(|e| CatalogError::Interrupted(format!("source reader failed: {e}")))??;
+        self.import_opened(opened, opts).await
+    }
 
+    /// Synchronises the catalogue with a manifest or folder tree in object storage, whose
+    /// objects `remote` reads; the images are recorded with their URIs. Before any object is
+    /// read, a manifest's rows are checked to name existing objects: unless missing ones are
+    /// allowed (then quarantined placeholders, as for missing files), any missing object
+    /// refuses the import, naming them. All or nothing, like [`Catalog::import`].
+    pub async fn import_remote(
+        &self,
+        source: RemoteSource,
+        remote: Arc<dyn RemoteObjects>,
+        opts: &ImportOptions,
+    ) -> Result<ImportReport, CatalogError> {
+        check_options(opts)?;
+        let check_missing = !opts.allow_missing;
+        let opened = tokio::task::spawn_blocking(move || {
+            let (plan, reader) = SourceReader::open_remote(&source, remote.clone())?;
+            if check_missing {
+                refuse_missing_objects(&plan, &reader, remote.as_ref())?;
+            }
+            Ok::<_, CatalogError>((plan, reader))
+        })
+        .await
+        .map_err(|e| CatalogError::Interrupted(format!("source reader failed: {e}")))??;
+        self.import_opened(opened, opts).await
+    }
+
+    /// Reads an opened source to the end and writes it.
+    async fn import_opened(
+        &self,
+        (plan, reader): (SourcePlan, SourceReader),
+        opts: &ImportOptions,
+    ) -> Result<ImportReport, CatalogError> {
         // A small buffer lets the reader hash the next chunk while this one is written.
         let (sender, mut receiver) = mpsc::channel(2);
         let reader_plan = plan.clone();
@@ -91,6 +126,35 @@ impl Catalog {
         tx.commit().await.map_err(db("committing the import"))?;
         Ok(report)
     }
+}
+
+/// Refuses a manifest in object storage whose rows name objects that do not exist (blocking).
+fn refuse_missing_objects(
+    plan: &SourcePlan,
+    reader: &SourceReader,
+    remote: &dyn RemoteObjects,
+) -> Result<(), CatalogError> {
+    let uris = reader.listed_uris(plan)?;
+    let missing = remote.missing(&uris)?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut named = PathTally::default();
+    for uri in missing.iter().take(NAMED_PATHS) {
+        named.push(uri);
+    }
+    named.count = missing.len() as u64;
+    Err(CatalogError::Source {
+        location: plan.display.clone(),
+        message: format!(
+            "{} of {} rows name objects that do not exist: {}. Nothing was imported; upload \
+             them, correct their paths (relative to the manifest's prefix), or allow missing \
+             files (import option allow_missing) to import them as quarantined placeholders",
+            missing.len(),
+            uris.len(),
+            named.describe()
+        ),
+    })
 }
 
 /// Refuses options out of their range before anything is read.

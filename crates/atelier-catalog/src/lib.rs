@@ -6,7 +6,9 @@
 //! `Any` driver; the schema comes from the migrations embedded for each backend.
 //!
 //! - [`Catalog::import`] synchronises the catalogue with a manifest CSV or a folder tree
-//!   (`ROOT/<facet>/<label>/<image file>`), in one transaction.
+//!   (`ROOT/<facet>/<label>/<image file>`), in one transaction; [`Catalog::import_remote`]
+//!   does the same for a source in object storage, whose objects its caller reads
+//!   ([`RemoteObjects`]), and records their `s3://bucket/key` URIs.
 //! - Image ids are the sha256 of the file bytes, so the same picture is one image wherever
 //!   it lies.
 //! - Labels are versioned and every change is recorded in `label_events`.
@@ -26,7 +28,7 @@
 //!   ([`Catalog::import_triplets`], [`Catalog::add_triplet`]) and image embeddings per model
 //!   ([`Catalog::put_embeddings`], [`Catalog::embeddings`]).
 //!
-//! Import rules, per source (the canonical path of the manifest or folder root):
+//! Import rules, per source (the canonical path of the manifest or folder root, or its URI):
 //! - an image the source lists for the first time is added; one whose labels, box, design or
 //!   path changed is updated (label version + 1, one event per change); otherwise nothing is
 //!   written, not even a timestamp;
@@ -61,6 +63,7 @@ mod model;
 mod open_check;
 mod queries;
 mod relabel;
+mod remote;
 mod results;
 mod review;
 mod runs;
@@ -96,6 +99,7 @@ pub use model::{
     LabelSummary, ProgressFn, QuarantinedImage, Split, SplitCounts, Status,
 };
 pub use relabel::{LabelChange, LabelEdit};
+pub use remote::{RemoteContent, RemoteFailure, RemoteObjects, RemoteSource};
 pub use results::{PredictionRecord, PredictionRow, RunFacetResult};
 pub use review::{ReviewFilter, ReviewItem, ReviewPage, ReviewQuery};
 pub use runs::{NewRun, RunFinish, RunLease, RunRecord, RunStatus};

@@ -6,11 +6,9 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-use rayon::prelude::*;
-
-use crate::content::hash_file;
 use crate::error::CatalogError;
 use crate::model::Split;
+use crate::remote::Contents;
 use crate::source::{
     Batch, BatchSender, BoxCoords, CHUNK_ROWS, Origin, SourcePlan, SourceRow, Stop, Variant,
     resolve_listed_path, send,
@@ -36,6 +34,7 @@ pub(crate) struct ManifestReader {
     file: PathBuf,
     base: PathBuf,
     layout: Layout,
+    contents: Contents,
 }
 
 /// A manifest row before its file is hashed.
@@ -61,11 +60,13 @@ pub(crate) fn csv_reader(file: &Path) -> Result<csv::Reader<BufReader<File>>, Ca
 }
 
 impl ManifestReader {
-    /// Reads the header and counts the rows (blocking).
+    /// Reads the header and counts the rows (blocking). `file` is the manifest on this
+    /// machine (a copy, for a manifest in object storage); `contents` reads the images.
     pub fn open(
         file: &Path,
         display: String,
         source: String,
+        contents: Contents,
     ) -> Result<(SourcePlan, ManifestReader), CatalogError> {
         let mut reader = csv_reader(file)?;
         let header = reader
@@ -93,6 +94,7 @@ impl ManifestReader {
                 file: file.to_path_buf(),
                 base,
                 layout,
+                contents,
             },
         ))
     }
@@ -111,11 +113,15 @@ impl ManifestReader {
                 chunk.push(self.parse_row(plan, &record, line)?);
             }
             if chunk.len() == CHUNK_ROWS || (!more && !chunk.is_empty()) {
-                let rows = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_ROWS))
-                    .into_par_iter()
-                    .map(|row| SourceRow {
+                let parsed = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_ROWS));
+                let uris: Vec<String> = parsed.iter().map(|row| row.uri.clone()).collect();
+                let contents = self.contents.hash_all(&uris)?;
+                let rows = parsed
+                    .into_iter()
+                    .zip(contents)
+                    .map(|(row, content)| SourceRow {
                         origin: Origin::Line(row.line),
-                        content: hash_file(&row.uri),
+                        content,
                         uri: row.uri,
                         split: row.split,
                         labels: row.labels,
@@ -158,16 +164,7 @@ impl ManifestReader {
                 "empty; every row needs the image's file path".into(),
             ));
         }
-        let resolved = resolve_listed_path(&self.base, listed);
-        let uri = resolved
-            .to_str()
-            .ok_or_else(|| {
-                fail(
-                    "path",
-                    format!("{listed:?} does not resolve to a UTF-8 path"),
-                )
-            })?
-            .to_string();
+        let uri = self.resolve(plan, listed).map_err(|m| fail("path", m))?;
 
         let split = match layout.split {
             None => None,
@@ -211,6 +208,36 @@ impl ManifestReader {
             design,
             variant,
         })
+    }
+}
+
+impl ManifestReader {
+    /// The URI of a listed path: a file relative to the manifest's folder, or an object
+    /// relative to the manifest's prefix.
+    fn resolve(&self, plan: &SourcePlan, listed: &str) -> Result<String, String> {
+        match &self.contents {
+            Contents::Remote(remote) => remote.resolve_listed(&plan.source, listed),
+            Contents::Local => resolve_listed_path(&self.base, listed)
+                .to_str()
+                .map(str::to_string)
+                .ok_or_else(|| format!("{listed:?} does not resolve to a UTF-8 path")),
+        }
+    }
+
+    /// Every row's URI, in order (blocking): what an import from object storage checks
+    /// before it reads any object.
+    pub fn listed_uris(&self, plan: &SourcePlan) -> Result<Vec<String>, CatalogError> {
+        let mut reader = csv_reader(&self.file)?;
+        let mut record = csv::StringRecord::new();
+        let mut uris = Vec::new();
+        while reader
+            .read_record(&mut record)
+            .map_err(|e| csv_error(&plan.display, &self.file, e))?
+        {
+            let line = record.position().map_or(0, |p| p.line());
+            uris.push(self.parse_row(plan, &record, line)?.uri);
+        }
+        Ok(uris)
     }
 }
 

@@ -1,10 +1,12 @@
 //! Opening an import's source, a manifest CSV or a folder tree, and reading it in batches.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::error::CatalogError;
 use crate::folder::FolderTree;
 use crate::manifest::ManifestReader;
+use crate::remote::{Contents, RemoteObjects, RemoteSource};
 use crate::source::{BatchSender, SourcePlan, Stop};
 
 /// The reader of one source: a manifest CSV or a folder tree.
@@ -33,8 +35,45 @@ impl SourceReader {
             let (plan, tree) = FolderTree::open(&canonical, display, source)?;
             Ok((plan, SourceReader::Folder(tree)))
         } else {
-            let (plan, reader) = ManifestReader::open(&canonical, display, source)?;
+            let (plan, reader) =
+                ManifestReader::open(&canonical, display, source, Contents::Local)?;
             Ok((plan, SourceReader::Manifest(reader)))
+        }
+    }
+
+    /// Opens a source in object storage (blocking), read through `remote`.
+    pub fn open_remote(
+        source: &RemoteSource,
+        remote: Arc<dyn RemoteObjects>,
+    ) -> Result<(SourcePlan, SourceReader), CatalogError> {
+        let contents = Contents::Remote(remote);
+        match source {
+            RemoteSource::Manifest { uri, local_copy } => {
+                let (plan, reader) =
+                    ManifestReader::open(local_copy, uri.clone(), uri.clone(), contents)?;
+                Ok((plan, SourceReader::Manifest(reader)))
+            }
+            RemoteSource::Tree { root, objects } => {
+                let (plan, tree) = FolderTree::from_listing(root, objects, contents);
+                if tree.is_empty() {
+                    return Err(CatalogError::Source {
+                        location: root.clone(),
+                        message: "no image objects at ROOT/<facet>/<label>/<image> under this \
+                                  prefix; check the bucket and prefix"
+                            .to_string(),
+                    });
+                }
+                Ok((plan, SourceReader::Folder(tree)))
+            }
+        }
+    }
+
+    /// The rows' URIs of a manifest (blocking); a folder tree's come from its listing and are
+    /// all present, so it gives none.
+    pub fn listed_uris(&self, plan: &SourcePlan) -> Result<Vec<String>, CatalogError> {
+        match self {
+            SourceReader::Manifest(reader) => reader.listed_uris(plan),
+            SourceReader::Folder(_) => Ok(Vec::new()),
         }
     }
 

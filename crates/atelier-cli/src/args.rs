@@ -39,6 +39,23 @@ pub struct GlobalArgs {
     /// Print machine-readable JSON on stdout instead of text (and no progress bars).
     #[arg(long, global = true)]
     pub json: bool,
+    /// Most bytes the local cache of catalogue images read from S3 keeps (500MB, 2GiB, ...);
+    /// the least recently used are evicted beyond it.
+    #[arg(
+        long,
+        env = "ATELIER_IMAGE_CACHE_SIZE",
+        global = true,
+        default_value = "2GiB",
+        value_parser = parse_cache_size
+    )]
+    pub cache_size: u64,
+    /// Folder of the image cache (default: ~/.cache/atelier/images).
+    #[arg(long, env = "ATELIER_IMAGE_CACHE", global = true)]
+    pub image_cache: Option<PathBuf>,
+}
+
+fn parse_cache_size(text: &str) -> Result<u64, String> {
+    atelier_store::images::parse_size(text)
 }
 
 impl GlobalArgs {
@@ -54,7 +71,8 @@ impl GlobalArgs {
 pub enum Command {
     /// Render synthetic dress photographs with known facets, boxes and designs.
     Synth(SynthArgs),
-    /// Import (synchronise) a manifest CSV or a ROOT/<facet>/<label>/<image> folder tree.
+    /// Import (synchronise) a manifest CSV or a ROOT/<facet>/<label>/<image> folder tree (a
+    /// path, or s3://BUCKET/KEY).
     Import(ImportArgs),
     /// Decode every catalogued image, record its size, and quarantine unusable files.
     Check(CheckArgs),
@@ -832,7 +850,9 @@ pub struct SynthArgs {
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// A manifest CSV (path,split,<facet>...,x0,y0,x1,y1,design) or a folder tree.
+    /// A manifest CSV (path,split,<facet>...,x0,y0,x1,y1,design) or a folder tree, on this
+    /// machine or in S3: s3://BUCKET/KEY.csv (paths relative to its prefix) or
+    /// s3://BUCKET/PREFIX/ (a folder tree of objects).
     pub path: PathBuf,
     /// Fraction of new images assigned to the test split when the manifest gives none.
     #[arg(long, default_value_t = 0.1)]

@@ -1,4 +1,6 @@
-//! Owns atelier's model store: versioned, checksummed models in a local folder or an S3 bucket.
+//! Owns atelier's object storage: the model store (versioned, checksummed models in a local
+//! folder or an S3 bucket) and the catalogue's images in S3 buckets, read through a bounded,
+//! content-addressed local cache ([`images`]).
 //!
 //! Both kinds of store go through one code path (the `object_store` crate). This crate owns the
 //! store's layout, publishing (atomic: parts first, the manifest with every part's size and
@@ -10,9 +12,11 @@
 //!
 //! Modules: `location` parses `--store` and opens the backend, `reference` parses model
 //! references (`NAME`, `NAME@VERSION`, `NAME:TAG`), `error` classifies failures, and `store`
-//! holds the operations (its own docs give the layout and its module map).
+//! holds the operations (its own docs give the layout and its module map). `images` reads
+//! `s3://bucket/key` images with the same S3 configuration and keeps their copies.
 
 mod error;
+pub mod images;
 mod location;
 mod reference;
 mod store;

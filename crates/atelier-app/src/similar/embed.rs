@@ -143,15 +143,19 @@ pub async fn locate_files(
     paths: &[PathBuf],
 ) -> Result<Vec<LocatedPhoto>, AppError> {
     let record = similarity_run(catalog, run).await?;
-    let readable: Vec<Result<(), String>> = paths
+    let local = crate::images::resolver().localise_given(paths).await?;
+    let readable: Vec<Result<(), String>> = local
         .iter()
-        .map(|path| load_rgb(path).map(|_| ()).map_err(|e| e.to_string()))
+        .map(|(path, unreadable)| match unreadable {
+            Some(reason) => Err(reason.clone()),
+            None => load_rgb(path).map(|_| ()).map_err(|e| e.to_string()),
+        })
         .collect();
-    let good: Vec<PathBuf> = paths
+    let good: Vec<PathBuf> = local
         .iter()
         .zip(&readable)
         .filter(|(_, read)| read.is_ok())
-        .map(|(path, _)| path.clone())
+        .map(|((path, _), _)| path.clone())
         .collect();
     let mut embedded = embed_files(&record, &good).await?.into_iter();
     Ok(paths

@@ -147,7 +147,7 @@ pub async fn index(
         .collect();
     missing.sort();
     if !missing.is_empty() {
-        let paths: Vec<PathBuf> = missing.iter().map(|(_, uri)| PathBuf::from(uri)).collect();
+        let paths = local_files(&missing).await?;
         let photos = embed_files(&record, &paths).await?;
         let ids = missing.iter().map(|(id, _)| (*id).clone());
         let trained: Vec<_> = ids
@@ -193,4 +193,18 @@ pub async fn index(
         removed: stale.len(),
         kept: embedded.len() - stale.len(),
     })
+}
+
+/// A local file for each `(id, uri)` photo to embed (objects fetched into the image cache); a
+/// photo that cannot be read stops the indexing, naming it.
+async fn local_files(photos: &[(&String, &String)]) -> Result<Vec<PathBuf>, AppError> {
+    let images: Vec<(&str, &str)> = photos
+        .iter()
+        .map(|(id, uri)| (uri.as_str(), id.as_str()))
+        .collect();
+    let resolved = crate::images::resolver().resolve(&images).await?;
+    resolved
+        .into_iter()
+        .map(|path| path.map_err(AppError::from))
+        .collect()
 }

@@ -389,12 +389,15 @@ async fn explain_results(
     photo: &QueryPhoto,
     results: &mut [SimilarPhoto],
 ) -> Result<(), AppError> {
+    let resolver = crate::images::resolver();
     let query_path = match photo {
         QueryPhoto::File(path) => path.clone(),
         QueryPhoto::Image(id) => {
             let mut paths: HashMap<String, String> =
                 catalog.image_uris(std::slice::from_ref(id)).await?;
-            PathBuf::from(paths.remove(id).unwrap_or_default())
+            let uri = paths.remove(id).unwrap_or_default();
+            let mut resolved = resolver.resolve(&[(uri.as_str(), id.as_str())]).await?;
+            resolved.pop().unwrap_or_else(|| Ok(PathBuf::from(&uri)))?
         }
         QueryPhoto::Embedding(_) => {
             return Err(AppError::Invalid(
@@ -404,7 +407,15 @@ async fn explain_results(
             ));
         }
     };
-    let paths: Vec<PathBuf> = results.iter().map(|r| PathBuf::from(&r.path)).collect();
+    let images: Vec<(&str, &str)> = results
+        .iter()
+        .map(|r| (r.path.as_str(), r.image_id.as_str()))
+        .collect();
+    let paths = resolver
+        .resolve(&images)
+        .await?
+        .into_iter()
+        .collect::<Result<Vec<PathBuf>, _>>()?;
     let agreements: Vec<CellAgreement> = explain(record, query_path, paths).await?;
     for (result, agreement) in results.iter_mut().zip(agreements) {
         result.explain = Some(agreement);

@@ -86,6 +86,8 @@ pub async fn run(args: &DemoArgs, global: &GlobalArgs) -> CliResult {
         db: Some(db_url.clone()),
         store: store.clone(),
         json,
+        cache_size: global.cache_size,
+        image_cache: global.image_cache.clone(),
     };
     let trained = steps.train(&catalog, args, &train_global).await?;
     steps.say("5/7 tagging a few photos with the saved model".to_string());

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use atelier_app::{AppError, images};
 use atelier_catalog::{Catalog, ImportOptions, ImportReport, TruthReport};
 
 use crate::args::ImportArgs;
@@ -57,7 +58,13 @@ pub async fn import(catalog: &Catalog, args: &ImportArgs, json: bool) -> CliResu
         })),
         ..ImportOptions::default()
     };
-    let report = catalog.import(&args.path, &options).await;
+    let report = match args.path.to_str() {
+        Some(source) => images::import(catalog, source, &options, images::resolver()).await,
+        None => catalog
+            .import(&args.path, &options)
+            .await
+            .map_err(AppError::from),
+    };
     bar.finish_and_clear();
     let report = report?;
     for warning in &report.warnings {

@@ -24,11 +24,12 @@ mod weights;
 
 use atelier_catalog::Catalog;
 
-use crate::args::{Cli, Command, TrainWhat};
+use crate::args::{Cli, Command, GlobalArgs, TrainWhat};
 use crate::error::CliResult;
 
 pub async fn run(cli: &Cli) -> CliResult {
     let global = &cli.global;
+    configure_images(global);
     match &cli.command {
         Command::Synth(args) => synth::run(args, global.json).await,
         Command::Import(args) => {
@@ -98,6 +99,18 @@ pub async fn run(cli: &Cli) -> CliResult {
             jobs::run(&open_catalog(global.db_url()).await?, args, global.json).await
         }
     }
+}
+
+/// Every use case reads catalogue images through one resolver with the global options' cache.
+fn configure_images(global: &GlobalArgs) {
+    let mut settings = atelier_store::images::ImageSettings {
+        cache_size: global.cache_size,
+        ..Default::default()
+    };
+    if let Some(dir) = &global.image_cache {
+        settings.cache_dir = dir.clone();
+    }
+    atelier_app::images::configure(settings);
 }
 
 pub async fn open_catalog(url: &str) -> CliResult<Catalog> {

@@ -26,10 +26,23 @@ pub(crate) fn index_files(db_url: &str, args: &AnnArgs) -> IndexFiles {
     }
 }
 
+/// The photo file to query with: a local file, or an `s3://` object fetched into the image cache.
+async fn local_photo(path: &std::path::Path) -> CliResult<PathBuf> {
+    let given = [path.to_path_buf()];
+    let mut local = atelier_app::images::resolver()
+        .localise_given(&given)
+        .await?;
+    match local.pop() {
+        Some((_, Some(reason))) => Err(CliError::bad_input(reason)),
+        Some((local, None)) => Ok(local),
+        None => Ok(path.to_path_buf()),
+    }
+}
+
 pub async fn run(catalog: &Catalog, db_url: &str, args: &SimilarArgs, json: bool) -> CliResult {
     let photo = match (&args.id, &args.image) {
         (Some(id), _) => QueryPhoto::Image(id.clone()),
-        (None, Some(path)) => QueryPhoto::File(path.clone()),
+        (None, Some(path)) => QueryPhoto::File(local_photo(path).await?),
         (None, None) => return Err(CliError::bad_input("name a photo file or --id IMAGE_ID")),
     };
     let filters = label_conditions(&args.where_, &args.where_not)?

@@ -23,10 +23,21 @@ pub async fn run(args: &TagArgs, global: &GlobalArgs) -> CliResult {
     let catalog = atelier_catalog::Catalog::open_existing(global.db_url()).await?;
     let model_dir =
         models::resolve_model(args.model.as_deref(), &global.store, catalog.as_ref()).await?;
-    let paths = expand_paths(&args.paths)?;
+    let given = expand_paths(&args.paths)?;
+    let local = atelier_app::images::resolver()
+        .localise_given(&given)
+        .await?;
+    let paths: Vec<PathBuf> = local.iter().map(|(path, _)| path.clone()).collect();
     let batch_size = args.batch_size;
     let json = global.json;
-    let (tagger, results) = tag_files(&model_dir, &paths, batch_size).await?;
+    let (tagger, mut results) = tag_files(&model_dir, &paths, batch_size).await?;
+    // Each result names the path as given; an object that could not be fetched says why.
+    for (result, (given, (_, unreadable))) in results.iter_mut().zip(given.iter().zip(local)) {
+        result.path = given.clone();
+        if let Some(reason) = unreadable {
+            result.outcome = Err(reason);
+        }
+    }
     let mut failed = 0;
     for result in &results {
         match &result.outcome {
@@ -103,7 +114,8 @@ pub async fn tag_files(
     Ok(tagged)
 }
 
-/// Files as given, folders searched recursively for image files (sorted), `-` read from stdin.
+/// Files as given, folders searched recursively for image files (sorted), `-` read from stdin;
+/// `s3://` objects pass as they are.
 fn expand_paths(inputs: &[PathBuf]) -> CliResult<Vec<PathBuf>> {
     let mut paths = Vec::new();
     for input in inputs {

@@ -37,7 +37,12 @@ impl Default for StoreOptions {
 /// `$ATELIER_MODEL_CACHE`, else `$XDG_CACHE_HOME/atelier/models`, else
 /// `~/.cache/atelier/models`.
 pub fn default_cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("ATELIER_MODEL_CACHE").filter(|d| !d.is_empty()) {
+    cache_folder("ATELIER_MODEL_CACHE", "models")
+}
+
+/// `$VARIABLE` when set, else `$XDG_CACHE_HOME/atelier/NAME`, else `~/.cache/atelier/NAME`.
+pub(crate) fn cache_folder(variable: &str, name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os(variable).filter(|d| !d.is_empty()) {
         return PathBuf::from(dir);
     }
     let cache = std::env::var_os("XDG_CACHE_HOME")
@@ -48,7 +53,7 @@ pub fn default_cache_dir() -> PathBuf {
                 .map_or_else(|| PathBuf::from("."), PathBuf::from)
                 .join(".cache")
         });
-    cache.join("atelier/models")
+    cache.join("atelier").join(name)
 }
 
 /// What a listing of one name shows.

@@ -36,6 +36,7 @@ mod remove;
 mod tags;
 
 pub use format::{MANIFEST_FILE, Manifest, Part};
+pub(crate) use handle::cache_folder;
 pub use handle::{ModelStore, StoreOptions, default_cache_dir};
 pub use mirror::FolderMirror;
 pub use publish::PublishStep;

@@ -543,8 +543,24 @@ async fn servable_bytes(state: &AppState, image: &str) -> Result<Vec<u8>, WebErr
     Ok(bytes)
 }
 
-/// The path of an image that may be shown (active and decoded), else a 404 that says why.
+/// A local file of an image that may be shown (active and decoded; an image in object storage
+/// is fetched into the image cache), else a 404 that says why.
 async fn servable_path(state: &AppState, image: &str) -> Result<PathBuf, WebError> {
+    let uri = servable_uri(state, image).await?;
+    let resolved = atelier_app::images::resolver()
+        .resolve(&[(uri.as_str(), image)])
+        .await?;
+    match resolved.into_iter().next() {
+        Some(Ok(path)) => Ok(path),
+        Some(Err(error)) => Err(WebError::NotFound(format!(
+            "image {image} is not served: {error}"
+        ))),
+        None => Ok(PathBuf::from(uri)),
+    }
+}
+
+/// The URI of an image that may be shown (active and decoded), else a 404 that says why.
+async fn servable_uri(state: &AppState, image: &str) -> Result<String, WebError> {
     let record = state
         .catalog
         .image(image)
@@ -561,7 +577,7 @@ async fn servable_path(state: &AppState, image: &str) -> Result<PathBuf, WebErro
             "image {image} is not served until `atelier check` has decoded it"
         )));
     }
-    Ok(PathBuf::from(record.uri))
+    Ok(record.uri)
 }
 
 /// The original file of a catalogue image.
@@ -581,7 +597,7 @@ pub async fn thumbnail(
     _user: User,
     Path(image): Path<String>,
 ) -> Result<Response, WebError> {
-    servable_path(&state, &image).await?;
+    servable_uri(&state, &image).await?;
     let cache = state.config.thumbnail_cache.clone();
     let bytes = match thumbs::cached(&cache, &image) {
         Some(bytes) => bytes,
