@@ -1,7 +1,8 @@
 //! Beyond one process, with real processes: workers take queued jobs from the catalogue, a
 //! worker killed with SIGKILL mid-run is replaced by another that resumes from the checkpoint
 //! kept in the store and ends with the numbers of an uninterrupted run; on PostgreSQL with an
-//! S3 store (moto), two `atelier serve` instances and two workers: a retrain posted to one
+//! S3 store and photos imported from S3 (moto), two `atelier serve` instances and two
+//! workers: a retrain posted to one
 //! instance is taken by exactly one worker, a retag on one instance is seen on the other at
 //! once, and concurrent retags spread over both lose nothing.
 
@@ -397,16 +398,17 @@ async fn postgres_s3_two_app_instances_and_two_workers() {
 
 fn scale_out(db: String, endpoint: String, bucket: String) {
     let s3 = endpoint.clone();
-    let workspace = Workspace::synthetic_on(Some(db.clone()), 160, &[], &[]);
+    let dir = tempfile::tempdir().unwrap();
     let store = format!("s3://{bucket}/store");
-    let root = workspace.root.clone();
+    let root = dir.path().to_path_buf();
+    let folder = root.clone();
     let command = move |args: &[&str]| -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_atelier"));
         command
-            .current_dir(&root)
+            .current_dir(&folder)
             .args(["--db", &db, "--store", &store])
             .args(args)
-            .env("ATELIER_FEATURE_CACHE", root.join("feature-cache"))
+            .env("ATELIER_FEATURE_CACHE", folder.join("feature-cache"))
             .env("AWS_ENDPOINT_URL", &endpoint)
             .env("AWS_ALLOW_HTTP", "true")
             .env("AWS_ACCESS_KEY_ID", "test")
@@ -416,6 +418,7 @@ fn scale_out(db: String, endpoint: String, bucket: String) {
             .env_remove("ATELIER_STORE");
         command
     };
+    photos_from_s3(&command, &root, &s3, &bucket);
     let mut add = command(&["users", "add", "rita", "--role", "reviewer", "--json"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -430,8 +433,8 @@ fn scale_out(db: String, endpoint: String, bucket: String) {
     let reference = json_of(&command(&tiny_run()).output().unwrap());
     assert_eq!(reference["run"], 1);
 
-    let (_app_a, a) = serve(&command, &workspace.root.join("thumbs-a"));
-    let (_app_b, b) = serve(&command, &workspace.root.join("thumbs-b"));
+    let (_app_a, a) = serve(&command, &root.join("thumbs-a"));
+    let (_app_b, b) = serve(&command, &root.join("thumbs-b"));
     let worker = |folder: &str| {
         Running(
             command(&["worker", "--checkpoint-dir", folder, "--poll", "0.2"])
@@ -448,6 +451,67 @@ fn scale_out(db: String, endpoint: String, bucket: String) {
     retrain_survives_a_killed_worker(&command, &rita_a, &mut workers, &mirrored);
     retags_are_shared_and_never_lost(&command, &rita_a, &rita_b);
     drop(workers);
+}
+
+/// Renders 160 photos, uploads them with their manifest to the bucket, and imports and checks
+/// them from there: the catalogue names `s3://` objects, read through the image cache.
+fn photos_from_s3(command: &dyn Fn(&[&str]) -> Command, root: &Path, endpoint: &str, bucket: &str) {
+    let synth = root.join("synth");
+    let synth_args = [
+        "synth",
+        "--out",
+        synth.to_str().unwrap(),
+        "--count",
+        "160",
+        "--size",
+        "64",
+    ];
+    json_of(
+        &command(&[&synth_args[..], &["--json"]].concat())
+            .output()
+            .unwrap(),
+    );
+    let host = endpoint.trim_start_matches("http://");
+    let mut pending = vec![synth.clone()];
+    while let Some(folder) = pending.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            let key = path
+                .strip_prefix(&synth)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
+            let bytes = std::fs::read(&path).unwrap();
+            let mut stream = TcpStream::connect(host).unwrap();
+            let head = format!(
+                "PUT /{bucket}/photos/{key} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n",
+                bytes.len()
+            );
+            stream.write_all(head.as_bytes()).unwrap();
+            stream.write_all(&bytes).unwrap();
+            let mut response = String::new();
+            stream.read_to_string(&mut response).unwrap();
+            assert!(response.starts_with("HTTP/1.1 200"), "{key}: {response}");
+        }
+    }
+    std::fs::remove_dir_all(&synth).unwrap();
+    let manifest = format!("s3://{bucket}/photos/manifest.csv");
+    let imported = json_of(&command(&["import", &manifest, "--json"]).output().unwrap());
+    assert_eq!(imported["added"], 160, "{imported}");
+    json_of(&command(&["check", "--json"]).output().unwrap());
+    let images = json_of(
+        &command(&["images", "--per-page", "1", "--json"])
+            .output()
+            .unwrap(),
+    );
+    let uri = images["images"][0]["uri"].as_str().unwrap();
+    assert!(uri.starts_with(&format!("s3://{bucket}/photos/")), "{uri}");
 }
 
 fn retrain_survives_a_killed_worker(
