@@ -58,6 +58,7 @@ mod folder;
 mod import;
 mod jobs;
 mod leases;
+mod login_failures;
 mod manifest;
 mod model;
 mod open_check;
@@ -93,6 +94,7 @@ pub use counters::{LABELS_COUNTER, embeddings_counter};
 pub use duplicates::{DuplicateDecision, DuplicateVerdict};
 pub use error::CatalogError;
 pub use jobs::{JOBS_CHANNEL, JobBeat, JobRecord, JobStatus, JobWaiter, NewJob};
+pub use login_failures::LoginTally;
 pub use model::{
     Backend, BoxRecord, CatalogSummary, CheckOutcome, CheckReport, CheckedImage, FacetSummary,
     ImageLabel, ImageRecord, ImageRef, ImportOptions, ImportProgress, ImportReport, LabelEvent,

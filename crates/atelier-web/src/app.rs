@@ -27,6 +27,10 @@ use crate::limits::{LoginLimiter, LoginPolicy};
 use crate::pages;
 use crate::views;
 
+/// Failed logins older than this are deleted from the catalogue (longer than any login
+/// window counts them).
+const FAILURES_KEPT_MS: i64 = 24 * 60 * 60 * 1000;
+
 /// How often the app looks for runs whose process is gone and for expired sessions.
 const UPKEEP_EVERY: Duration = Duration::from_secs(60);
 
@@ -143,7 +147,8 @@ fn spawn_worker(state: &AppState) {
     });
 }
 
-/// Marks runs whose process is gone `interrupted` and deletes expired sessions.
+/// Marks runs whose process is gone `interrupted`, deletes expired sessions and old failed
+/// logins.
 async fn upkeep(catalog: &Catalog) -> Result<(), WebError> {
     let interrupted = catalog
         .interrupt_orphaned_runs(&lease::owner_is_gone)
@@ -154,16 +159,16 @@ async fn upkeep(catalog: &Catalog) -> Result<(), WebError> {
              (resume them or mark them failed on their pages)"
         );
     }
-    catalog
-        .delete_expired_sessions(crate::auth::now_millis())
-        .await?;
+    let now = crate::auth::now_millis();
+    catalog.delete_expired_sessions(now).await?;
+    catalog.prune_login_failures(now - FAILURES_KEPT_MS).await?;
     Ok(())
 }
 
 fn state(catalog: Catalog, config: AppConfig) -> AppState {
     AppState {
+        limiter: Arc::new(LoginLimiter::shared(config.login.clone(), catalog.clone())),
         catalog,
-        limiter: Arc::new(LoginLimiter::new(config.login.clone())),
         searcher: Arc::new(Searcher::new(config.index_files.clone())),
         config: Arc::new(config),
         mistags: Arc::new(pages::mistags::QueueCache::default()),

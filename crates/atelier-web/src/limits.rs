@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use atelier_catalog::{Catalog, LoginTally};
 use tokio::sync::Semaphore;
 
 use crate::auth::verify_password_in;
@@ -87,6 +88,9 @@ pub struct LoginKey {
 #[derive(Debug, Default)]
 struct Tally {
     failures: VecDeque<Instant>,
+    /// Failures other app instances recorded in the catalogue, oldest first, as of the last
+    /// attempt (see [`LoginLimiter::shared`]).
+    remote: Vec<Instant>,
     in_flight: usize,
 }
 
@@ -98,16 +102,56 @@ impl Tally {
             }
             self.failures.pop_front();
         }
+        if let Some(oldest) = oldest {
+            self.remote.retain(|at| *at > oldest);
+        }
+    }
+
+    /// Failures here and elsewhere.
+    fn failed(&self) -> usize {
+        self.failures.len() + self.remote.len()
     }
 
     /// Failures plus attempts under way: what the next attempt is counted against.
     fn load(&self) -> usize {
-        self.failures.len() + self.in_flight
+        self.failed() + self.in_flight
+    }
+
+    fn oldest(&self) -> Option<Instant> {
+        self.failures
+            .front()
+            .into_iter()
+            .chain(self.remote.first())
+            .min()
+            .copied()
+    }
+
+    fn newest(&self) -> Option<Instant> {
+        self.failures
+            .back()
+            .into_iter()
+            .chain(self.remote.last())
+            .max()
+            .copied()
     }
 
     fn is_idle(&self) -> bool {
-        self.failures.is_empty() && self.in_flight == 0
+        self.failures.is_empty() && self.remote.is_empty() && self.in_flight == 0
     }
+}
+
+/// Failures the other app instances recorded, per kind, for one attempt.
+#[derive(Debug, Default)]
+struct Remote {
+    name: Vec<Instant>,
+    address: Vec<Instant>,
+    device: Vec<Instant>,
+}
+
+/// The catalogue that app instances share failures through, and this instance's id there.
+struct Shared {
+    catalog: Catalog,
+    instance: String,
 }
 
 #[derive(Debug, Default)]
@@ -128,9 +172,11 @@ pub struct LoginLimiter {
     waiting: AtomicUsize,
     /// Feeds the checker threads; they end when it is dropped.
     checkers: Mutex<std::sync::mpsc::Sender<CheckJob>>,
+    shared: Option<Shared>,
 }
 
 impl LoginLimiter {
+    /// A limiter that counts the failures of this process only.
     pub fn new(policy: LoginPolicy) -> LoginLimiter {
         let threads = policy.concurrent_checks.max(1);
         LoginLimiter {
@@ -139,7 +185,59 @@ impl LoginLimiter {
             policy,
             tallies: Mutex::new(Tallies::default()),
             waiting: AtomicUsize::new(0),
+            shared: None,
         }
+    }
+
+    /// A limiter that also counts the failures every other app instance on `catalog` saw: it
+    /// records its own there, reads the others' before each attempt ([`Self::reserve_shared`])
+    /// and clears a name's failures everywhere when its owner logs in. Attempts under way on
+    /// another instance are not seen, only their outcome.
+    pub fn shared(policy: LoginPolicy, catalog: Catalog) -> LoginLimiter {
+        let nonce: u64 = rand::random();
+        LoginLimiter {
+            shared: Some(Shared {
+                catalog,
+                instance: format!("{}:{nonce:016x}", atelier_app::lease::owner()),
+            }),
+            ..LoginLimiter::new(policy)
+        }
+    }
+
+    /// Like [`Self::reserve`], counting the failures the other instances recorded too.
+    pub async fn reserve_shared(&self, key: &LoginKey) -> Result<Attempt<'_>, WebError> {
+        let Some(shared) = &self.shared else {
+            return self.reserve(key);
+        };
+        let (now, now_ms) = (Instant::now(), atelier_catalog::now_millis());
+        let since = now_ms - self.policy.window.as_millis() as i64;
+        let address = network(key.address).to_string();
+        let mut keys = vec![
+            (LoginTally::Name, key.name.as_str()),
+            (LoginTally::Address, address.as_str()),
+        ];
+        if let Some(device) = &key.device {
+            keys.push((LoginTally::Device, device.as_str()));
+        }
+        let found = shared
+            .catalog
+            .login_failures(&shared.instance, &keys, since)
+            .await?;
+        let instants = |times: Option<&Vec<i64>>| -> Vec<Instant> {
+            times
+                .into_iter()
+                .flatten()
+                .filter_map(|at| {
+                    now.checked_sub(Duration::from_millis((now_ms - at).max(0) as u64))
+                })
+                .collect()
+        };
+        let remote = Remote {
+            name: instants(found.first()),
+            address: instants(found.get(1)),
+            device: instants(found.get(2)),
+        };
+        self.reserve_with(key, remote)
     }
 
     pub fn policy(&self) -> &LoginPolicy {
@@ -150,12 +248,21 @@ impl LoginLimiter {
     /// attempt counts as a failure unless [`Attempt::succeeded`] or [`Attempt::abandon`] is
     /// called.
     pub fn reserve(&self, key: &LoginKey) -> Result<Attempt<'_>, WebError> {
+        self.reserve_with(key, Remote::default())
+    }
+
+    fn reserve_with(&self, key: &LoginKey, remote: Remote) -> Result<Attempt<'_>, WebError> {
         let now = Instant::now();
         let oldest = now.checked_sub(self.policy.window);
         let mut tallies = self.lock();
         prune(&mut tallies, oldest);
         let address = network(key.address);
+        tallies.names.entry(key.name.clone()).or_default().remote = remote.name;
+        if let Some(device) = &key.device {
+            tallies.devices.entry(device.clone()).or_default().remote = remote.device;
+        }
         let by_address = tallies.addresses.entry(address).or_default();
+        by_address.remote = remote.address;
         by_address.forget_before(oldest);
         if by_address.load() >= self.policy.max_failures_per_address {
             return Err(WebError::RateLimited(self.wait_for_oldest(by_address, now)));
@@ -195,16 +302,15 @@ impl LoginLimiter {
         if by_name.in_flight > 0 {
             return Err(WebError::RateLimited(1));
         }
-        let beyond = (by_name.failures.len() - free).min(30) as u32;
+        let beyond = (by_name.failed() - free).min(30) as u32;
         let wait = self
             .policy
             .first_backoff
             .saturating_mul(1 << beyond)
             .min(self.policy.max_backoff);
         let since = by_name
-            .failures
-            .back()
-            .map_or(wait, |last| now.duration_since(*last));
+            .newest()
+            .map_or(wait, |last| now.duration_since(last));
         if since < wait {
             return Err(WebError::RateLimited(
                 (wait - since).as_secs_f64().ceil() as u64
@@ -214,8 +320,8 @@ impl LoginLimiter {
     }
 
     fn wait_for_oldest(&self, tally: &Tally, now: Instant) -> u64 {
-        tally.failures.front().map_or(1, |oldest| {
-            let age = now.duration_since(*oldest);
+        tally.oldest().map_or(1, |oldest| {
+            let age = now.duration_since(oldest);
             self.policy.window.saturating_sub(age).as_secs().max(1)
         })
     }
@@ -253,6 +359,7 @@ impl LoginLimiter {
     }
 
     fn settle(&self, attempt: &Attempt<'_>, success: Option<bool>) {
+        self.share(attempt, success);
         let now = Instant::now();
         let mut tallies = self.lock();
         let failed = success == Some(false);
@@ -279,6 +386,38 @@ impl LoginLimiter {
                 None => {}
             }
         }
+    }
+}
+
+impl LoginLimiter {
+    /// Tells the other instances, through the catalogue and in the background, of a failure
+    /// (counted against the name, the address and the device) or of a success (which clears
+    /// the name's and the device's failures).
+    fn share(&self, attempt: &Attempt<'_>, success: Option<bool>) {
+        let (Some(shared), Ok(runtime)) = (&self.shared, tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let Some(success) = success else { return };
+        let (catalog, instance) = (shared.catalog.clone(), shared.instance.clone());
+        let (name, address) = (attempt.name.clone(), attempt.address.to_string());
+        let device = attempt.device.clone();
+        runtime.spawn(async move {
+            let mut keys = vec![(LoginTally::Name, name.as_str())];
+            if let Some(device) = &device {
+                keys.push((LoginTally::Device, device.as_str()));
+            }
+            let written = if success {
+                catalog.clear_login_failures(&keys).await
+            } else {
+                keys.push((LoginTally::Address, address.as_str()));
+                let now = atelier_catalog::now_millis();
+                catalog.record_login_failure(&instance, &keys, now).await
+            };
+            if let Err(error) = written {
+                tracing::warn!("could not share a login outcome with the other instances: {error}");
+            }
+        });
     }
 }
 

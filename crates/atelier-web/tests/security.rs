@@ -10,7 +10,7 @@ mod common;
 use std::net::SocketAddr;
 
 use atelier_app::runner::RunPaths;
-use atelier_catalog::{NewRun, RunLease, RunStatus, now_millis};
+use atelier_catalog::{LoginTally, NewRun, RunLease, RunStatus, now_millis};
 use atelier_web::{AppConfig, router, start};
 use axum::Router;
 use axum::body::Body;
@@ -185,6 +185,76 @@ async fn one_address_is_refused_after_its_failures_whatever_the_names() {
     // Another address is not affected.
     let ok = api_login(&fx.app, "vic", PASSWORD, [10, 1, 1, 1], None).await;
     assert_eq!(ok.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_instances_on_one_catalogue_count_each_others_failures() {
+    let fx = fixture().await;
+    // A second instance of the app on the same catalogue (behind one load balancer).
+    let paths = RunPaths {
+        checkpoint_base: fx.dir.path().join("checkpoints"),
+        model_base: fx.dir.path().join("models"),
+        feature_cache: fx.dir.path().join("features"),
+        store: None,
+        mirror_checkpoints: false,
+    };
+    let other = router(
+        fx.catalog.clone(),
+        AppConfig::new(paths, fx.dir.path().join("thumbs")),
+    );
+    let attacker = [203, 0, 113, 60];
+    for i in 0..20 {
+        let reply = api_login(&fx.app, &format!("name-{i}"), "wrong", attacker, None).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    }
+    // The failures reach the catalogue in the background.
+    let recorded = || async {
+        fx.catalog
+            .login_failures("an observer", &[(LoginTally::Address, "203.0.113.60")], 0)
+            .await
+            .unwrap()[0]
+            .len()
+    };
+    let started = std::time::Instant::now();
+    while recorded().await < 20 {
+        assert!(
+            started.elapsed().as_secs() < 10,
+            "the failures were not shared"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // The other instance refuses that address at once, for any name, right password or not.
+    let refused = api_login(&other, "vic", PASSWORD, attacker, None).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        retry_after(&refused) > 60,
+        "the address waits for its window"
+    );
+
+    // Five free failures of one name on the first instance slow that name down on the other.
+    for i in 0..5u8 {
+        let reply = api_login(&fx.app, "ron", "wrong", [198, 51, 100, i], None).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    }
+    let ron = |catalog: atelier_catalog::Catalog| async move {
+        catalog
+            .login_failures("an observer", &[(LoginTally::Name, "ron")], 0)
+            .await
+            .unwrap()[0]
+            .len()
+    };
+    while ron(fx.catalog.clone()).await < 5 {
+        assert!(
+            started.elapsed().as_secs() < 20,
+            "the failures were not shared"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let slowed = api_login(&other, "ron", "wrong", [198, 51, 100, 9], None).await;
+    assert_eq!(slowed.status, StatusCode::TOO_MANY_REQUESTS);
+    // Another name is not affected there.
+    let fine = api_login(&other, "vic", PASSWORD, [10, 1, 1, 2], None).await;
+    assert_eq!(fine.status, StatusCode::OK);
 }
 
 /// Posts the HTML login form with `next`, its token cookie and the right password.

@@ -115,11 +115,14 @@ async fn open_session(
 ) -> Result<Opened, WebError> {
     let device_key = state.device_key().await?;
     let device = auth::cookie(headers, DEVICE_COOKIE).and_then(|c| device_key.verify(c, user));
-    let attempt = state.limiter.reserve(&LoginKey {
-        name: user.to_string(),
-        address: address.0,
-        device,
-    })?;
+    let attempt = state
+        .limiter
+        .reserve_shared(&LoginKey {
+            name: user.to_string(),
+            address: address.0,
+            device,
+        })
+        .await?;
     let record = state.catalog.user(user).await?;
     // An unknown user costs a hash verification too, so timing does not tell names apart.
     let hash = match &record {
