@@ -1,13 +1,20 @@
-//! A run's checkpoints kept in the model store as well as on the training machine's disk, so
-//! that a worker on any machine resumes a run where a dead worker left it. Before training,
-//! the local folder is rebuilt from the store's copy ([`restore`]); after every saved epoch
-//! the observer returned by [`Mirrored::observer`] sends the new files (the epoch folder
-//! first, `state.json` last, so the store's copy always names complete folders).
+//! What workers keep in the model store besides published models, so that any machine can go
+//! on from it: a run's checkpoints, so that a worker on any machine resumes a run where a dead
+//! worker left it, and a finished run's model folder, so that an app or a command on another
+//! machine can load it.
+//!
+//! Before training, the local checkpoint folder is rebuilt from the store's copy
+//! ([`Mirrored::restore`]); after every saved epoch the observer returned by
+//! [`Mirrored::observer`] sends the new files (the epoch folder first, `state.json` last, so
+//! the store's copy always names complete folders). A worker sends the model folder before it
+//! marks the run completed ([`send_model`]); [`local_model`] finds a run's model folder, and
+//! fetches it from the store named by [`configure`] when this machine does not have it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use atelier_store::FolderMirror;
+use atelier_train::artifact::MODEL_FILE;
 use atelier_train::progress::{EpochRecord, Observer, RunStart};
 
 use crate::error::AppError;
@@ -19,6 +26,82 @@ const STATE_FILE: &str = "state.json";
 /// The store key of a run's mirrored checkpoints.
 pub fn key(catalog_id: &str, run: i64) -> String {
     format!("checkpoints/{catalog_id}/run-{run}")
+}
+
+/// The store key of a run's mirrored model folder.
+fn model_key(catalog_id: &str, run: i64) -> String {
+    format!("models/{catalog_id}/run-{run}")
+}
+
+/// The store that [`local_model`] fetches model folders from (the `--store` of this process).
+static STORE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Names the store to fetch missing model folders from; the first call counts.
+pub fn configure(store_url: &str) {
+    let _ = STORE.set(store_url.to_string());
+}
+
+/// Sends the model folder `dir` of run `run` to the store at `store_url`.
+pub async fn send_model(
+    store_url: &str,
+    catalog_id: &str,
+    run: i64,
+    dir: &Path,
+) -> Result<(), AppError> {
+    let store = Arc::new(open_store(store_url)?);
+    let mirror = FolderMirror::new(store, &model_key(catalog_id, run));
+    mirror.upload(dir, dir, &[], &|_| false).await?;
+    Ok(())
+}
+
+/// The model folder `model_ref` names (a run's `run-N` folder below its catalogue's id): as it
+/// is when this machine has it, else fetched from the configured store's copy into this
+/// machine's model cache (once). Errors name the folder when neither has it.
+pub async fn local_model(model_ref: &Path) -> Result<PathBuf, AppError> {
+    if model_ref.join(MODEL_FILE).exists() {
+        return Ok(model_ref.to_path_buf());
+    }
+    let missing = || {
+        AppError::Invalid(format!(
+            "the model folder {} is not on this machine and the store has no copy of it; run \
+             this where the run was trained, or retrain it",
+            model_ref.display()
+        ))
+    };
+    let (Some(store_url), Some((catalog_id, run))) = (STORE.get(), run_of(model_ref)) else {
+        return Err(missing());
+    };
+    let target = atelier_store::default_cache_dir()
+        .join("runs")
+        .join(&catalog_id)
+        .join(format!("run-{run}"));
+    if target.join(MODEL_FILE).exists() {
+        return Ok(target);
+    }
+    let store = Arc::new(open_store(store_url)?);
+    let mirror = FolderMirror::new(store, &model_key(&catalog_id, run));
+    let partial = target.with_extension("partial");
+    if mirror.download(&partial, &[MODEL_FILE]).await? == 0 {
+        return Err(missing());
+    }
+    if let Err(error) = tokio::fs::rename(&partial, &target).await
+        && !target.join(MODEL_FILE).exists()
+    {
+        return Err(AppError::io(&target, error));
+    }
+    Ok(target)
+}
+
+/// (catalogue id, run) of a `.../CATALOG-ID/run-N` model folder.
+fn run_of(model_ref: &Path) -> Option<(String, i64)> {
+    let run = model_ref
+        .file_name()?
+        .to_str()?
+        .strip_prefix("run-")?
+        .parse()
+        .ok()?;
+    let catalog_id = model_ref.parent()?.file_name()?.to_str()?.to_string();
+    Some((catalog_id, run))
 }
 
 /// The mirror of one run's checkpoint folder.

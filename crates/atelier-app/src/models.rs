@@ -155,13 +155,17 @@ pub async fn resolve_model(
 
 /// The model folder of completed run `run`, if the catalogue has one that still exists.
 async fn run_model(catalog: &Catalog, run: i64) -> Result<Option<PathBuf>, AppError> {
-    Ok(catalog
+    let model_ref = catalog
         .run(run)
         .await?
         .filter(|r| r.status == RunStatus::Completed)
         .and_then(|r| r.model_ref)
-        .map(PathBuf::from)
-        .filter(|dir| dir.join(MODEL_FILE).exists()))
+        .map(PathBuf::from);
+    Ok(match model_ref {
+        // On this machine, or fetched from the store's copy of a worker's model.
+        Some(dir) => crate::checkpoint_mirror::local_model(&dir).await.ok(),
+        None => None,
+    })
 }
 
 /// The newest completed run's model folder that still exists.

@@ -464,6 +464,7 @@ async fn record_and_finish(
     }
     let stored = serde_json::to_value(&summary)
         .map_err(|e| AppError::Invalid(format!("run {run}: the summary cannot be written: {e}")))?;
+    send_model_for_workers(catalog, paths, run, &model_dir).await?;
     catalog
         .finish_held_run(
             run,
@@ -484,6 +485,21 @@ async fn record_and_finish(
         best_epoch: trained.best_epoch,
         published,
     })
+}
+
+/// On a worker (`paths.mirror_checkpoints`), sends the run's model folder to the store, so that
+/// the app and commands on other machines can load it (see [`checkpoint_mirror::local_model`]).
+pub(crate) async fn send_model_for_workers(
+    catalog: &Catalog,
+    paths: &RunPaths,
+    run: i64,
+    model_dir: &Path,
+) -> Result<(), AppError> {
+    if let Some(store) = paths.store.as_deref().filter(|_| paths.mirror_checkpoints) {
+        let catalog_id = catalog.catalog_id().await?;
+        checkpoint_mirror::send_model(store, &catalog_id, run, model_dir).await?;
+    }
+    Ok(())
 }
 
 /// The summary stored with a completed run.

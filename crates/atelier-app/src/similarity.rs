@@ -272,6 +272,7 @@ async fn train_and_record(
         evaluation: outcome.evaluation.clone(),
         seconds: started.elapsed().as_secs_f64(),
     };
+    crate::runner::send_model_for_workers(catalog, paths, run, &model_dir).await?;
     let finish = RunFinish {
         status: RunStatus::Completed,
         summary: Some(serde_json::to_value(&summary).unwrap_or_default()),

@@ -551,6 +551,51 @@ fn retrain_survives_a_killed_worker(
         "one job, taken by one worker at a time"
     );
     assert_same_results(command, 1, run);
+    a_machine_without_the_model_fetches_it(command, run);
+}
+
+/// A machine that did not train run `run` (here: its model folder deleted) loads the model
+/// from the store's copy the worker sent, and tags with it as the worker's folder would.
+fn a_machine_without_the_model_fetches_it(command: &dyn Fn(&[&str]) -> Command, run: i64) {
+    let images = json_of(
+        &command(&["images", "--per-page", "2", "--json"])
+            .output()
+            .unwrap(),
+    );
+    let photos: Vec<&str> = images["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["uri"].as_str().unwrap())
+        .collect();
+    let tag = |photo: &str| {
+        json_lines(
+            &command(&["tag", photo, "--model", &run.to_string(), "--json"])
+                .output()
+                .unwrap(),
+        )
+    };
+    let here = tag(photos[0]);
+    let record = json_of(&command(&["runs", "--json"]).output().unwrap());
+    let model = record
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == run)
+        .and_then(|r| r["model_ref"].as_str())
+        .unwrap_or_else(|| panic!("{record}"))
+        .to_string();
+    std::fs::remove_dir_all(&model).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let elsewhere = command(&["tag", photos[0], "--model", &run.to_string(), "--json"])
+        .env("ATELIER_MODEL_CACHE", cache.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        json_lines(&elsewhere),
+        here,
+        "the same model, fetched from the store"
+    );
 }
 
 fn retags_are_shared_and_never_lost(

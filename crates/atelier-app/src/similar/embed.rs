@@ -27,7 +27,7 @@ pub(super) async fn explain(
     query: PathBuf,
     results: Vec<PathBuf>,
 ) -> Result<Vec<CellAgreement>, AppError> {
-    let model_dir = model_dir(record)?;
+    let model_dir = model_dir(record).await?;
     tokio::task::spawn_blocking(move || {
         let (device, manifest, net) = cpu_model(&model_dir)?;
         let query = load_rgb(&query)?;
@@ -54,17 +54,20 @@ fn decoded(paths: &[PathBuf]) -> Result<Vec<RgbImage>, AppError> {
     paths.iter().map(|p| Ok(load_rgb(p)?)).collect()
 }
 
-fn model_dir(record: &RunRecord) -> Result<PathBuf, AppError> {
-    record
+/// The run's model folder on this machine (fetched from the store when a worker elsewhere
+/// trained it).
+async fn model_dir(record: &RunRecord) -> Result<PathBuf, AppError> {
+    let model_ref = record
         .model_ref
         .clone()
         .map(PathBuf::from)
-        .ok_or_else(|| AppError::Invalid(format!("run {} saved no model", record.id)))
+        .ok_or_else(|| AppError::Invalid(format!("run {} saved no model", record.id)))?;
+    crate::checkpoint_mirror::local_model(&model_ref).await
 }
 
 /// How the run's saved model corrects its embeddings for hubness (`None`: not at all).
 pub(super) async fn saved_hubness(record: &RunRecord) -> Result<Option<Hubness>, AppError> {
-    let model_dir = model_dir(record)?;
+    let model_dir = model_dir(record).await?;
     tokio::task::spawn_blocking(move || Ok(load_similarity_manifest(&model_dir)?.hubness))
         .await
         .map_err(|e| AppError::Thread(e.to_string()))?
@@ -84,7 +87,7 @@ pub async fn embed_files(
     record: &RunRecord,
     paths: &[PathBuf],
 ) -> Result<Vec<PhotoEmbedding>, AppError> {
-    let model_dir = model_dir(record)?;
+    let model_dir = model_dir(record).await?;
     let paths = paths.to_vec();
     tokio::task::spawn_blocking(move || {
         let (device, manifest, net) = cpu_model(&model_dir)?;
@@ -113,7 +116,7 @@ pub async fn decode_upload(bytes: Vec<u8>) -> Result<RgbImage, AppError> {
 
 /// A decoded photo's embeddings with the run's saved model, off the async runtime.
 pub async fn embed_photo(record: &RunRecord, photo: RgbImage) -> Result<PhotoEmbedding, AppError> {
-    let model_dir = model_dir(record)?;
+    let model_dir = model_dir(record).await?;
     tokio::task::spawn_blocking(move || {
         let (device, manifest, net) = cpu_model(&model_dir)?;
         let embedded = net.embed_photos(&manifest, &[photo], &device);

@@ -30,6 +30,7 @@ use crate::error::CliResult;
 pub async fn run(cli: &Cli) -> CliResult {
     let global = &cli.global;
     configure_images(global);
+    atelier_app::checkpoint_mirror::configure(&global.store);
     match &cli.command {
         Command::Synth(args) => synth::run(args, global.json).await,
         Command::Import(args) => {
