@@ -117,22 +117,38 @@ fn job_row(row: &JobRow, user: &User) -> Markup {
     html! {
         tr id=(format!("job-{}", job.id)) {
             td { "#" (job.id) }
-            td { (job.kind) @if let Some(run) = job.run_id { " · " a href=(format!("/runs/{run}")) { "run #" (run) } } }
+            td.kind { (job.kind) @if let Some(run) = job.run_id { " · " a href=(format!("/runs/{run}")) { "run #" (run) } } }
             td {
                 span class=(format!("badge status-{status}")) { (status) }
                 @if job.attempts > 1 { span.muted { " attempt " (job.attempts) } }
                 @if job.cancel_requested && job.status == JobStatus::Running { span.muted { " · stopping" } }
             }
-            td { (timestamp(job.created_at)) span.muted { " by " (job.requested_by) } }
+            td.queued { (timestamp(job.created_at)) br; span.muted { "by " (job.requested_by) } }
             td { @if let Some(worker) = &job.worker { code { (worker) } } }
-            td {
+            td.outcome {
                 @if row.stalled { "its worker stopped answering; the next worker resumes it from its last checkpoint" }
                 @else if let Some(progress) = &row.run_progress { (progress["phase"].as_str().unwrap_or("training")) }
                 @else if let Some(error) = &job.error { span.error { (error) } }
-                @else if let Some(result) = &job.result { code { (result.to_string()) } }
+                @else if let Some(result) = &job.result { (result_text(result)) }
             }
             td { @if user.role >= Role::Reviewer { (actions(job, user)) } }
         }
+    }
+}
+
+/// A result object as `key value · key value`; anything else as JSON.
+fn result_text(result: &serde_json::Value) -> String {
+    match result.as_object() {
+        Some(fields) => fields
+            .iter()
+            .filter(|(_, value)| !value.is_null())
+            .map(|(key, value)| match value.as_str() {
+                Some(text) => format!("{} {text}", key.replace('_', " ")),
+                None => format!("{} {value}", key.replace('_', " ")),
+            })
+            .collect::<Vec<_>>()
+            .join(" · "),
+        None => result.to_string(),
     }
 }
 

@@ -279,18 +279,29 @@ pub async fn show(
 fn render_run(data: &RunPage, user: &User) -> Markup {
     let run = &data.run;
     let running = run.status == RunStatus::Running;
+    let queued = running
+        && run.progress.is_none()
+        && data
+            .job
+            .as_ref()
+            .is_some_and(|j| j.status == JobStatus::Queued);
+    let badge = if queued {
+        html! { span.badge.status-queued { "queued" } }
+    } else {
+        status_badge(run.status)
+    };
     let body = html! {
         @if running {
             // The page reloads itself while the run trains.
             div.progress data-reload="3000" {
-                (status_badge(run.status)) " "
+                (badge) " "
                 @if let Some(progress) = &run.progress { (progress_text(progress)) }
                 @else if data.job.as_ref().is_some_and(|j| j.status == JobStatus::Queued) { "queued: waiting for a worker" }
                 @else { "waiting to start" }
             }
         }
         dl.facts {
-            dt { "Status" } dd { (status_badge(run.status)) }
+            dt { "Status" } dd { (badge) }
             dt { "Started" } dd { (timestamp(run.created_at)) }
             @if let Some(finished) = run.finished_at { dt { "Finished" } dd { (timestamp(finished)) } }
             dt { "Backbone" } dd { (run.backbone) }
