@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Workspace, json_lines, json_of, tiny_training};
+use common::{Workspace, assert_same_results, json_lines, json_of, tiny_training};
 use serde_json::{Value, json};
 
 /// Epochs of the reference training: enough for a kill to land between two of them.
@@ -70,40 +70,6 @@ fn wait_or<T>(limit: Duration, mut ready: impl FnMut() -> Option<T>) -> Option<T
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// Run `b` has the per-class tables and (within float tolerance) the probabilities of `a`.
-fn assert_same_results(command: &dyn Fn(&[&str]) -> Command, a: i64, b: i64) {
-    let eval = |run: i64| {
-        json_of(
-            &command(&["eval", &run.to_string(), "--json"])
-                .output()
-                .unwrap(),
-        )
-    };
-    assert_eq!(
-        eval(a)["facets"],
-        eval(b)["facets"],
-        "same tables as the uninterrupted run"
-    );
-    let scores = |run: i64| -> Vec<f64> {
-        json_lines(
-            &command(&["eval", &run.to_string(), "--predictions", "--json"])
-                .output()
-                .unwrap(),
-        )
-        .iter()
-        .flat_map(|l| serde_json::from_value::<Vec<f64>>(l["scores"].clone()).unwrap())
-        .collect()
-    };
-    let (a, b) = (scores(a), scores(b));
-    assert_eq!(a.len(), b.len());
-    let largest = a
-        .iter()
-        .zip(&b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max);
-    assert!(largest < 1e-5, "probabilities differ by {largest}");
 }
 
 /// Kills the worker that holds job `id` once the store's copy of its run's checkpoints names

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{Workspace, json_lines, json_of, tiny_training};
+use common::{Workspace, assert_same_results, json_lines, json_of, tiny_training};
 
 /// Options of a quick run of the small CNN, fine-tuned end to end.
 fn tiny_run(epochs: &str, seed: &str) -> Vec<String> {
@@ -246,26 +246,7 @@ fn resume_after_kill_9_ends_like_an_uninterrupted_run() {
     let resumed = json_of(&workspace.run(&["train", "facets", "--resume", "2", "--json"]));
     assert_eq!(resumed["run"], 2);
 
-    let a = json_of(&workspace.run(&["eval", "1", "--json"]));
-    let b = json_of(&workspace.run(&["eval", "2", "--json"]));
-    assert_eq!(
-        a["facets"], b["facets"],
-        "same tables as the uninterrupted run"
-    );
-    let scores = |run: &str| -> Vec<f64> {
-        json_lines(&workspace.run(&["eval", run, "--predictions", "--json"]))
-            .iter()
-            .flat_map(|l| serde_json::from_value::<Vec<f64>>(l["scores"].clone()).unwrap())
-            .collect()
-    };
-    let (a, b) = (scores("1"), scores("2"));
-    assert_eq!(a.len(), b.len());
-    let largest = a
-        .iter()
-        .zip(&b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max);
-    assert!(largest < 1e-5, "probabilities differ by {largest}");
+    assert_same_results(&|args: &[&str]| workspace.command(args), 1, 2);
     // A finished run cannot be resumed again.
     let again = workspace.run(&["train", "facets", "--resume", "2"]);
     assert_eq!(again.status.code(), Some(2));

@@ -142,3 +142,37 @@ pub async fn fresh_postgres_database(admin_url: &str) -> String {
     let base = admin_url.rsplit_once('/').expect("URL with a database").0;
     format!("{base}/{name}")
 }
+
+/// Run `b` has the per-class tables and (within float tolerance) the probabilities of `a`.
+pub fn assert_same_results(command: &dyn Fn(&[&str]) -> Command, a: i64, b: i64) {
+    let eval = |run: i64| {
+        json_of(
+            &command(&["eval", &run.to_string(), "--json"])
+                .output()
+                .unwrap(),
+        )
+    };
+    assert_eq!(
+        eval(a)["facets"],
+        eval(b)["facets"],
+        "same tables as the uninterrupted run"
+    );
+    let scores = |run: i64| -> Vec<f64> {
+        json_lines(
+            &command(&["eval", &run.to_string(), "--predictions", "--json"])
+                .output()
+                .unwrap(),
+        )
+        .iter()
+        .flat_map(|l| serde_json::from_value::<Vec<f64>>(l["scores"].clone()).unwrap())
+        .collect()
+    };
+    let (a, b) = (scores(a), scores(b));
+    assert_eq!(a.len(), b.len());
+    let largest = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max);
+    assert!(largest < 1e-5, "probabilities differ by {largest}");
+}

@@ -110,13 +110,7 @@ impl FolderMirror {
                 .take_while(|a| a.starts_with(folder) && *a != folder)
                 .any(skip);
             if inside && !skipped && !keep.contains(&key) {
-                self.store
-                    .backend
-                    .store
-                    .delete(&self.location(&key))
-                    .await
-                    .map_err(|e| self.store.error("deleting a mirrored file", e))?;
-                self.lock().remove(&key);
+                self.delete(&key).await?;
             }
         }
         Ok(())
@@ -152,14 +146,19 @@ impl FolderMirror {
     /// Deletes the whole mirror.
     pub async fn clear(&self) -> StoreResult<()> {
         for key in self.keys().await? {
-            self.store
-                .backend
-                .store
-                .delete(&self.location(&key))
-                .await
-                .map_err(|e| self.store.error("deleting a mirrored file", e))?;
+            self.delete(&key).await?;
         }
-        self.lock().clear();
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        self.store
+            .backend
+            .store
+            .delete(&self.location(key))
+            .await
+            .map_err(|e| self.store.error("deleting a mirrored file", e))?;
+        self.lock().remove(key);
         Ok(())
     }
 
