@@ -11,7 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use atelier_catalog::{Catalog, CatalogError, JobRecord, JobStatus, NewJob, RunStatus};
+use atelier_catalog::{
+    Catalog, CatalogError, ImportOptions, JobRecord, JobStatus, NewJob, RunStatus,
+};
+use atelier_train::DeviceChoice;
 use atelier_train::progress::{EpochRecord, Observer, RunStart};
 use atelier_vision::decode::DecodeLimits;
 use serde::Serialize;
@@ -32,16 +35,25 @@ pub enum JobKind {
     Index,
     /// Decode every image and quarantine the unusable ones.
     Check,
+    /// Synchronise the catalogue with a manifest or folder tree (in S3, or a path that every
+    /// worker taking imports can read).
+    Import,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 3] = [JobKind::Train, JobKind::Index, JobKind::Check];
+    pub const ALL: [JobKind; 4] = [
+        JobKind::Train,
+        JobKind::Index,
+        JobKind::Check,
+        JobKind::Import,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::Train => "train",
             JobKind::Index => "index",
             JobKind::Check => "check",
+            JobKind::Import => "import",
         }
     }
 
@@ -62,32 +74,83 @@ pub struct WorkerConfig {
     /// How long an idle worker waits before it looks for jobs again (PostgreSQL also wakes it
     /// when a job is queued).
     pub poll: Duration,
+    /// The device it trains on: it takes only the runs recorded for that device (and every
+    /// job that needs none).
+    pub device: DeviceChoice,
 }
 
 impl WorkerConfig {
-    /// Every kind, looking for jobs every two seconds when idle.
+    /// Every kind, on the CPU, looking for jobs every two seconds when idle.
     pub fn new(paths: RunPaths, index_files: Option<IndexFiles>) -> WorkerConfig {
         WorkerConfig {
             kinds: JobKind::ALL.to_vec(),
             paths,
             index_files,
             poll: Duration::from_secs(2),
+            device: DeviceChoice::Cpu,
         }
     }
+}
+
+/// How a device is named in a job's row.
+fn device_name(device: DeviceChoice) -> &'static str {
+    match device {
+        DeviceChoice::Cpu => "cpu",
+        DeviceChoice::Vulkan => "vulkan",
+    }
+}
+
+/// The device recorded run `record` trains on.
+fn run_device(record: &atelier_catalog::RunRecord) -> Result<DeviceChoice, AppError> {
+    Ok(match record.kind.as_str() {
+        crate::similarity::SIMILARITY_RUN => {
+            crate::similarity::stored_similarity_config(record)?.device
+        }
+        _ => crate::runner::stored_config(record)?.device,
+    })
 }
 
 /// Queues the training of recorded run `run`, handing over the lease this process took when
 /// it recorded the run. Returns the job id.
 pub async fn queue_run(catalog: &Catalog, run: i64, requested_by: &str) -> Result<i64, AppError> {
+    let device = run_device(&find_run(catalog, run).await?)?;
     Ok(catalog
         .enqueue_job(&NewJob {
             kind: JobKind::Train.as_str().into(),
             params: json!({ "run": run }),
             run_id: Some(run),
             requested_by: requested_by.into(),
+            device: Some(device_name(device).into()),
             run_holder: Some(lease::owner().to_string()),
         })
         .await?)
+}
+
+/// Queues an import of `source` (an `s3://` manifest or prefix, or a local path, made absolute
+/// here: the worker must be able to read it) with `options` (its progress callback is not
+/// kept).
+pub async fn queue_import(
+    catalog: &Catalog,
+    source: &str,
+    options: &ImportOptions,
+    requested_by: &str,
+) -> Result<i64, AppError> {
+    let source = if atelier_store::images::is_remote(source) {
+        source.to_string()
+    } else {
+        std::path::absolute(source)
+            .map_err(|e| AppError::io(std::path::Path::new(source), e))?
+            .display()
+            .to_string()
+    };
+    let params = json!({
+        "source": source,
+        "test_fraction": options.test_fraction,
+        "allow_new_labels": options.allow_new_labels,
+        "allow_missing": options.allow_missing,
+        "allow_removals": options.allow_removals,
+    });
+    enqueue_plain(catalog, JobKind::Import, params, requested_by).await
 }
 
 /// Queues bringing similarity run `run` (`None`: the newest completed one) in step with the
@@ -127,6 +190,7 @@ async fn enqueue_plain(
             params,
             run_id: None,
             requested_by: requested_by.into(),
+            device: None,
             run_holder: None,
         })
         .await?)
@@ -191,10 +255,12 @@ pub async fn run_next(
     config: &WorkerConfig,
 ) -> Result<Option<JobRecord>, AppError> {
     let kinds: Vec<String> = config.kinds.iter().map(|k| k.as_str().into()).collect();
+    let device = device_name(config.device);
     let Some(job) = catalog
         .claim_job(
             lease::owner(),
             &kinds,
+            device,
             lease::expiry(),
             &lease::owner_is_gone,
         )
@@ -217,11 +283,12 @@ pub async fn run_next(
     Ok(catalog.job(job.id).await?)
 }
 
-/// What the heart-beat tells the work.
+/// What the heart-beat tells the work, and the progress it carries to the job's row.
 #[derive(Clone, Default)]
 struct Flags {
     cancelled: Arc<AtomicBool>,
     lost: Arc<AtomicBool>,
+    progress: Arc<std::sync::Mutex<Option<Value>>>,
 }
 
 impl Flags {
@@ -238,8 +305,13 @@ async fn beat(catalog: Catalog, job: i64, flags: Flags) {
     ticks.tick().await;
     loop {
         ticks.tick().await;
+        let progress = flags
+            .progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         match catalog
-            .renew_job(job, lease::owner(), lease::expiry(), None)
+            .renew_job(job, lease::owner(), lease::expiry(), progress.as_ref())
             .await
         {
             Ok(beat) => {
@@ -278,11 +350,38 @@ async fn execute(
                 "quarantined": summary.quarantined,
             }))
         }
+        Some(JobKind::Import) => import(catalog, job, flags).await,
         None => Err(AppError::Invalid(format!(
             "job {} is of kind `{}`, which this worker does not know (an older atelier?)",
             job.id, job.kind
         ))),
     }
+}
+
+/// Imports the job's source with its options; the rows done so far go to the job's progress.
+async fn import(catalog: &Catalog, job: &JobRecord, flags: &Flags) -> Result<Value, AppError> {
+    let params = &job.params;
+    let source = params["source"]
+        .as_str()
+        .ok_or_else(|| AppError::Invalid(format!("import job {} names no source", job.id)))?;
+    let progress = flags.progress.clone();
+    let defaults = ImportOptions::default();
+    let options = ImportOptions {
+        test_fraction: params["test_fraction"]
+            .as_f64()
+            .unwrap_or(defaults.test_fraction),
+        allow_new_labels: params["allow_new_labels"].as_bool().unwrap_or(false),
+        allow_missing: params["allow_missing"].as_bool().unwrap_or(false),
+        allow_removals: params["allow_removals"].as_bool().unwrap_or(false),
+        on_progress: Some(Arc::new(move |p: atelier_catalog::ImportProgress| {
+            let value = json!({"phase": "import", "done": p.rows_done, "total": p.rows_total});
+            *progress.lock().unwrap_or_else(|p| p.into_inner()) = Some(value);
+        })),
+        ..defaults
+    };
+    let report =
+        crate::images::import(catalog, source, &options, crate::images::resolver()).await?;
+    Ok(serde_json::to_value(&report).unwrap_or_default())
 }
 
 /// Trains the job's run; a run that already completed (its worker died after finishing it

@@ -88,6 +88,8 @@ pub struct NewJob {
     pub run_id: Option<i64>,
     /// Who asked for it: a user name, or `cli`.
     pub requested_by: String,
+    /// The device a worker must train on to take it (`cpu`, `vulkan`); `None`: any worker.
+    pub device: Option<String>,
     /// The process holding `run_id`'s lease (the one that recorded the run), which hands the
     /// run over to the job queue: its lease is ended in the same transaction.
     pub run_holder: Option<String>,
@@ -102,6 +104,8 @@ pub struct JobRecord {
     pub run_id: Option<i64>,
     pub status: JobStatus,
     pub requested_by: String,
+    /// The device a worker must train on to take it; `None`: any worker.
+    pub device: Option<String>,
     /// The worker that holds it, or last held it.
     pub worker: Option<String>,
     /// When the holder's lease runs out unless renewed.
@@ -134,7 +138,7 @@ pub struct JobBeat {
     pub cancel_requested: bool,
 }
 
-const COLUMNS: &str = "id, kind, params, run_id, status, requested_by, worker, lease_expires_at, \
+const COLUMNS: &str = "id, kind, params, run_id, status, requested_by, device, worker, lease_expires_at, \
      attempts, cancel_requested, progress, result, error, created_at, started_at, finished_at, \
      updated_at";
 
@@ -175,13 +179,14 @@ impl Catalog {
             }
         }
         let id: i64 = sqlx::query(
-            "INSERT INTO jobs (kind, params, run_id, status, requested_by, created_at, \
-             updated_at) VALUES ($1, $2, $3, 'queued', $4, $5, $6) RETURNING id",
+            "INSERT INTO jobs (kind, params, run_id, status, requested_by, device, created_at, \
+             updated_at) VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7) RETURNING id",
         )
         .bind(job.kind.as_str())
         .bind(job.params.to_string())
         .bind(job.run_id)
         .bind(job.requested_by.as_str())
+        .bind(job.device.as_deref())
         .bind(now)
         .bind(now)
         .fetch_one(&mut *tx)
@@ -200,13 +205,15 @@ impl Catalog {
         Ok(id)
     }
 
-    /// Takes the oldest job of one of `kinds` that is queued, or running under a lease that ran
-    /// out, or running for a worker that `gone` reports dead, for `worker` until `expires_at`.
-    /// `None` when there is none. Two workers asking at once never get the same job.
+    /// Takes the oldest job of one of `kinds`, needing no device or `device`, that is queued,
+    /// or running under a lease that ran out, or running for a worker that `gone` reports dead,
+    /// for `worker` until `expires_at`. `None` when there is none. Two workers asking at once
+    /// never get the same job.
     pub async fn claim_job(
         &self,
         worker: &str,
         kinds: &[String],
+        device: &str,
         expires_at: i64,
         gone: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<Option<JobRecord>, CatalogError> {
@@ -219,19 +226,21 @@ impl Catalog {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
-        let kinds_in = placeholders(ParamStyle::Numbered, 5, kinds.len());
+        let kinds_in = placeholders(ParamStyle::Numbered, 6, kinds.len());
         let sql = format!(
             "UPDATE jobs SET status = 'running', worker = $1, lease_expires_at = $3, \
              attempts = attempts + 1, started_at = COALESCE(started_at, $4), updated_at = $4 \
              WHERE {TAKEABLE} AND id = (SELECT id FROM jobs WHERE {TAKEABLE} \
-             AND cancel_requested = 0 AND kind IN ({kinds_in}) ORDER BY id LIMIT 1{lock}) \
+             AND cancel_requested = 0 AND (device IS NULL OR device = $5) \
+             AND kind IN ({kinds_in}) ORDER BY id LIMIT 1{lock}) \
              RETURNING {COLUMNS}"
         );
         let mut query = assembled(sql)
             .bind(worker.to_string())
             .bind(now)
             .bind(expires_at)
-            .bind(now);
+            .bind(now)
+            .bind(device.to_string());
         for kind in kinds {
             query = query.bind(kind.clone());
         }
@@ -518,6 +527,7 @@ fn job_record(row: &AnyRow) -> Result<JobRecord, CatalogError> {
             value: status.clone(),
         })?,
         requested_by: row.try_get("requested_by").map_err(&get)?,
+        device: row.try_get("device").map_err(&get)?,
         worker: row.try_get("worker").map_err(&get)?,
         lease_expires_at: row.try_get("lease_expires_at").map_err(&get)?,
         attempts: row.try_get("attempts").map_err(&get)?,

@@ -34,6 +34,7 @@ fn job(kind: &str, n: i64) -> NewJob {
         params: json!({ "n": n }),
         run_id: None,
         requested_by: "tester".to_string(),
+        device: None,
         run_holder: None,
     }
 }
@@ -57,7 +58,7 @@ async fn concurrent_workers_never_share_a_job(env: &TestEnv) {
             for _ in 0..3 {
                 let worker = format!("worker-{w}");
                 if let Some(job) = catalog
-                    .claim_job(&worker, &kinds(&["train"]), later(), &never_gone)
+                    .claim_job(&worker, &kinds(&["train"]), "cpu", later(), &never_gone)
                     .await
                     .unwrap()
                 {
@@ -78,7 +79,7 @@ async fn concurrent_workers_never_share_a_job(env: &TestEnv) {
     assert_eq!(taken.len(), 12, "every job taken once: {taken:?}");
     assert_eq!(distinct, queued);
     let none = catalog
-        .claim_job("late", &kinds(&["train"]), later(), &never_gone)
+        .claim_job("late", &kinds(&["train"]), "cpu", later(), &never_gone)
         .await
         .unwrap();
     assert!(none.is_none());
@@ -91,13 +92,13 @@ async fn an_expired_or_dead_workers_job_is_taken_again(env: &TestEnv) {
     let train = kinds(&["train"]);
     // A lease that has already run out: the next claim takes the job again.
     let taken = catalog
-        .claim_job("a", &train, now_millis() - 1, &never_gone)
+        .claim_job("a", &train, "cpu", now_millis() - 1, &never_gone)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(taken.id, first);
     let retaken = catalog
-        .claim_job("b", &train, later(), &never_gone)
+        .claim_job("b", &train, "cpu", later(), &never_gone)
         .await
         .unwrap()
         .unwrap();
@@ -105,19 +106,19 @@ async fn an_expired_or_dead_workers_job_is_taken_again(env: &TestEnv) {
     assert_eq!(retaken.worker.as_deref(), Some("b"));
     // A live lease of a worker known to be dead is given up at once.
     let held = catalog
-        .claim_job("c", &train, later(), &never_gone)
+        .claim_job("c", &train, "cpu", later(), &never_gone)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(held.id, second);
     let none = catalog
-        .claim_job("d", &train, later(), &never_gone)
+        .claim_job("d", &train, "cpu", later(), &never_gone)
         .await
         .unwrap();
     assert!(none.is_none(), "live leases are respected");
     let dead_c = |worker: &str| worker == "c";
     let resumed = catalog
-        .claim_job("d", &train, later(), &dead_c)
+        .claim_job("d", &train, "cpu", later(), &dead_c)
         .await
         .unwrap()
         .unwrap();
@@ -138,12 +139,12 @@ async fn a_worker_that_lost_its_job_records_nothing(env: &TestEnv) {
     let id = catalog.enqueue_job(&job("index", 1)).await.unwrap();
     let index = kinds(&["index"]);
     catalog
-        .claim_job("slow", &index, now_millis() - 1, &never_gone)
+        .claim_job("slow", &index, "cpu", now_millis() - 1, &never_gone)
         .await
         .unwrap()
         .unwrap();
     catalog
-        .claim_job("fast", &index, later(), &never_gone)
+        .claim_job("fast", &index, "cpu", later(), &never_gone)
         .await
         .unwrap()
         .unwrap();
@@ -194,7 +195,7 @@ async fn cancel_and_retry(env: &TestEnv) {
     );
     let check = kinds(&["check"]);
     let taken = catalog
-        .claim_job("w", &check, later(), &never_gone)
+        .claim_job("w", &check, "cpu", later(), &never_gone)
         .await
         .unwrap()
         .unwrap();
@@ -229,7 +230,7 @@ async fn cancel_and_retry(env: &TestEnv) {
     assert_eq!(requeued.status, JobStatus::Queued);
     assert!(requeued.error.is_none() && !requeued.cancel_requested);
     let again = catalog
-        .claim_job("w", &check, later(), &never_gone)
+        .claim_job("w", &check, "cpu", later(), &never_gone)
         .await
         .unwrap()
         .unwrap();
@@ -247,20 +248,53 @@ async fn kinds_and_listing(env: &TestEnv) {
     let a = catalog.enqueue_job(&job("import", 1)).await.unwrap();
     let b = catalog.enqueue_job(&job("train", 2)).await.unwrap();
     let only_train = catalog
-        .claim_job("w", &kinds(&["train", "index"]), later(), &never_gone)
+        .claim_job(
+            "w",
+            &kinds(&["train", "index"]),
+            "cpu",
+            later(),
+            &never_gone,
+        )
         .await
         .unwrap()
         .unwrap();
     assert_eq!(only_train.id, b, "a worker takes only its kinds");
+    let gpu = catalog
+        .enqueue_job(&NewJob {
+            device: Some("vulkan".to_string()),
+            ..job("train", 4)
+        })
+        .await
+        .unwrap();
+    let cpu_worker = catalog
+        .claim_job("w", &kinds(&["train"]), "cpu", later(), &never_gone)
+        .await
+        .unwrap();
+    assert!(
+        cpu_worker.is_none(),
+        "a job for another device waits for its worker"
+    );
+    let gpu_worker = catalog
+        .claim_job("g", &kinds(&["train"]), "vulkan", later(), &never_gone)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (gpu_worker.id, gpu_worker.device.as_deref()),
+        (gpu, Some("vulkan"))
+    );
     assert!(
         catalog
-            .claim_job("w", &[], later(), &never_gone)
+            .claim_job("w", &[], "cpu", later(), &never_gone)
             .await
             .unwrap()
             .is_none()
     );
     let all = catalog.jobs(None, 10).await.unwrap();
-    assert_eq!(all.iter().map(|j| j.id).collect::<Vec<_>>(), vec![b, a]);
+    assert_eq!(
+        all.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![gpu, b, a]
+    );
     let queued = catalog.jobs(Some(JobStatus::Queued), 10).await.unwrap();
     assert_eq!(queued.len(), 1);
     assert_eq!(queued[0].params, json!({"n": 1}));

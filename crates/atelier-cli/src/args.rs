@@ -141,6 +141,10 @@ pub struct WorkerArgs {
     /// Exit once no job is left instead of waiting for more.
     #[arg(long)]
     pub until_idle: bool,
+    /// The device this worker trains on: it takes the runs recorded for it (`--device` of
+    /// `train`) and every job that needs no device.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceChoice,
     /// Seconds an idle worker waits before it looks again (PostgreSQL also wakes it at once
     /// when a job is queued).
     #[arg(long, default_value_t = 2.0)]
@@ -155,6 +159,7 @@ pub enum JobKindArg {
     Train,
     Index,
     Check,
+    Import,
 }
 
 #[derive(Debug, Args)]
@@ -876,6 +881,10 @@ pub struct ImportArgs {
     /// as in a manifest): store them for training and scoring similarity.
     #[arg(long)]
     pub triplets: bool,
+    /// Queue the import for a worker instead of doing it here (the worker must be able to read
+    /// PATH: an `s3://` source, or a folder every worker shares); prints the job id.
+    #[arg(long, conflicts_with_all = ["truth", "triplets"])]
+    pub queue: bool,
 }
 
 #[derive(Debug, Args)]

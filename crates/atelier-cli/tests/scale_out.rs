@@ -160,6 +160,63 @@ fn sqlite_a_killed_worker_is_replaced_and_the_run_ends_as_if_uninterrupted() {
     assert_same_results(&command, 1, 2);
 }
 
+#[test]
+fn imports_and_checks_queued_from_the_command_line_are_done_by_a_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("catalog.db").display());
+    let command = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_atelier"));
+        command
+            .current_dir(dir.path())
+            .args(["--db", &db, "--store", "models"])
+            .args(args)
+            .env_remove("ATELIER_DB")
+            .env_remove("ATELIER_STORE");
+        command
+    };
+    let run = |args: &[&str]| json_of(&command(args).output().unwrap());
+    run(&[
+        "synth", "--out", "photos", "--count", "40", "--size", "64", "--json",
+    ]);
+    let import = run(&["import", "photos/manifest.csv", "--queue", "--json"]);
+    let check = run(&["check", "--queue", "--json"]);
+    let missing = run(&["import", "gone/manifest.csv", "--queue", "--json"]);
+    let queued = job(&command, import["job"].as_i64().unwrap());
+    let source = queued["params"]["source"].as_str().unwrap();
+    assert!(
+        Path::new(source).is_absolute() && source.ends_with("photos/manifest.csv"),
+        "a worker elsewhere reads the path as queued: {source}"
+    );
+    assert_eq!(
+        run(&["summary", "--json"])["images"],
+        0,
+        "nothing imported yet"
+    );
+
+    let done = run(&[
+        "worker",
+        "--kinds",
+        "import,check",
+        "--until-idle",
+        "--json",
+    ]);
+    let jobs = done["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 3, "{done}");
+    let imported = job(&command, import["job"].as_i64().unwrap());
+    assert_eq!(imported["status"], "succeeded", "{imported}");
+    assert_eq!(imported["result"]["added"], 40, "{imported}");
+    let checked = job(&command, check["job"].as_i64().unwrap());
+    assert_eq!(checked["status"], "succeeded", "{checked}");
+    assert_eq!(checked["result"]["checked"], 40, "{checked}");
+    let failed = job(&command, missing["job"].as_i64().unwrap());
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert!(
+        failed["error"].as_str().unwrap().contains("gone"),
+        "{failed}"
+    );
+    assert_eq!(run(&["summary", "--json"])["images"], 40);
+}
+
 // ---- PostgreSQL, S3, two app instances, two workers ----
 
 fn s3_endpoint() -> Option<String> {

@@ -18,6 +18,7 @@ async fn reviewers_cancel_and_retry_jobs_and_viewers_only_look() {
             params: json!({}),
             run_id: None,
             requested_by: "cli".into(),
+            device: None,
             run_holder: None,
         })
         .await

@@ -11,6 +11,7 @@ CREATE TABLE jobs (
     status           TEXT    NOT NULL
         CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
     requested_by     TEXT    NOT NULL,                -- a user name, or 'cli'
+    device           TEXT,                            -- the device it needs ('cpu', 'vulkan'); NULL: any
     worker           TEXT,                            -- owner id of the worker holding it
     lease_expires_at INTEGER,                         -- UTC unix ms
     attempts         INTEGER NOT NULL DEFAULT 0,      -- times a worker took it

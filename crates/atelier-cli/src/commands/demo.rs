@@ -336,6 +336,7 @@ async fn import_demo(
         allow_removals: false,
         truth: false,
         triplets: false,
+        queue: false,
     };
     let imported = import::import(catalog, &import_args, json).await?;
     // Reports read better in the renderer's natural order (mini → maxi) than alphabetically.

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use atelier_app::{AppError, images};
-use atelier_catalog::{Catalog, ImportOptions, ImportReport, TruthReport};
+use atelier_catalog::{Catalog, ImportOptions, ImportReport, ProgressFn, TruthReport};
 
 use crate::args::ImportArgs;
 use crate::error::{CliError, CliResult};
@@ -30,6 +30,12 @@ pub async fn run(catalog: &Catalog, args: &ImportArgs, json: bool) -> CliResult 
         );
         return Ok(());
     }
+    if args.queue {
+        let options = options(args, None)?;
+        let source = args.path.to_string_lossy();
+        let job = atelier_app::jobs::queue_import(catalog, &source, &options, "cli").await?;
+        return crate::commands::jobs::print_queued(job, None, json);
+    }
     let report = import(catalog, args, json).await?;
     if json {
         return print_json(&report);
@@ -38,26 +44,34 @@ pub async fn run(catalog: &Catalog, args: &ImportArgs, json: bool) -> CliResult 
     Ok(())
 }
 
-pub async fn import(catalog: &Catalog, args: &ImportArgs, json: bool) -> CliResult<ImportReport> {
+/// The import's options from the command line, with `on_progress`.
+fn options(args: &ImportArgs, on_progress: Option<ProgressFn>) -> CliResult<ImportOptions> {
     if !(0.0..=1.0).contains(&args.test_fraction) {
         return Err(CliError::bad_input(format!(
             "--test-fraction {} is outside 0..1 (e.g. 0.1 puts a tenth of new images in test)",
             args.test_fraction
         )));
     }
-    let bar = progress::bar(0, "importing", json);
-    let bar_for_import = bar.clone();
-    let options = ImportOptions {
+    Ok(ImportOptions {
         test_fraction: args.test_fraction,
         allow_new_labels: args.allow_new_labels,
         allow_missing: args.allow_missing,
         allow_removals: args.allow_removals,
-        on_progress: Some(Arc::new(move |p: atelier_catalog::ImportProgress| {
+        on_progress,
+        ..ImportOptions::default()
+    })
+}
+
+pub async fn import(catalog: &Catalog, args: &ImportArgs, json: bool) -> CliResult<ImportReport> {
+    let bar = progress::bar(0, "importing", json);
+    let bar_for_import = bar.clone();
+    let options = options(
+        args,
+        Some(Arc::new(move |p: atelier_catalog::ImportProgress| {
             bar_for_import.set_length(p.rows_total);
             bar_for_import.set_position(p.rows_done);
         })),
-        ..ImportOptions::default()
-    };
+    )?;
     let report = match args.path.to_str() {
         Some(source) => images::import(catalog, source, &options, images::resolver()).await,
         None => catalog

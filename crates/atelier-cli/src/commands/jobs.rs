@@ -30,6 +30,9 @@ pub async fn worker(catalog: &Catalog, args: &WorkerArgs, global: &GlobalArgs) -
         config.kinds = args.kinds.iter().map(|k| job_kind(*k)).collect();
     }
     config.poll = Duration::from_secs_f64(args.poll);
+    // A device this build cannot use is refused now, not at the first job.
+    atelier_train::device::device_for(args.device).map_err(atelier_app::AppError::from)?;
+    config.device = args.device;
     let kinds: Vec<&str> = config.kinds.iter().map(|k| k.as_str()).collect();
     eprintln!(
         "worker {} takes {} jobs from {} (store {})",
@@ -67,6 +70,7 @@ fn job_kind(kind: JobKindArg) -> JobKind {
         JobKindArg::Train => JobKind::Train,
         JobKindArg::Index => JobKind::Index,
         JobKindArg::Check => JobKind::Check,
+        JobKindArg::Import => JobKind::Import,
     }
 }
 
