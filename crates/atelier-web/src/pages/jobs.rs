@@ -128,11 +128,21 @@ fn job_row(row: &JobRow, user: &User) -> Markup {
             td.outcome {
                 @if row.stalled { "its worker stopped answering; the next worker resumes it from its last checkpoint" }
                 @else if let Some(progress) = &row.run_progress { (progress["phase"].as_str().unwrap_or("training")) }
+                @else if let (JobStatus::Running, Some(progress)) = (job.status, &job.progress) { (job_progress(progress)) }
                 @else if let Some(error) = &job.error { span.error { (error) } }
                 @else if let Some(result) = &job.result { (result_text(result)) }
             }
             td { @if user.role >= Role::Reviewer { (actions(job, user)) } }
         }
+    }
+}
+
+/// A job's own progress: `import · 1200 of 3000 rows`.
+fn job_progress(progress: &serde_json::Value) -> String {
+    let phase = progress["phase"].as_str().unwrap_or("working");
+    match (progress["done"].as_u64(), progress["total"].as_u64()) {
+        (Some(done), Some(total)) => format!("{phase} · {done} of {total} rows"),
+        _ => phase.to_string(),
     }
 }
 
