@@ -90,7 +90,8 @@ fn catalog_kind(error: &CatalogError) -> ErrorKind {
         | E::InvalidTriplet(_)
         | E::InvalidBox { .. }
         | E::InvalidDuplicate(_)
-        | E::InvalidEmbeddings { .. } => ErrorKind::Invalid,
+        | E::InvalidEmbeddings { .. }
+        | E::InvalidCrowdVote { .. } => ErrorKind::Invalid,
         E::UnknownFacet { .. }
         | E::UnknownImage(_)
         | E::UnknownRun(_)
@@ -98,7 +99,8 @@ fn catalog_kind(error: &CatalogError) -> ErrorKind {
         | E::UnknownEvent(_)
         | E::FacetNotInRun { .. }
         | E::UnknownTriplet(_)
-        | E::UnknownJob(_) => ErrorKind::NotFound,
+        | E::UnknownJob(_)
+        | E::UnknownCrowdBatch(_) => ErrorKind::NotFound,
         E::Conflict { .. }
         | E::UserExists(_)
         | E::RunState { .. }

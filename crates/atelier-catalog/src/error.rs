@@ -111,6 +111,12 @@ pub enum CatalogError {
     )]
     RunQueued { run: i64, job: i64 },
 
+    #[error("no crowd batch with id {0} in the catalogue (see `atelier crowd batches`)")]
+    UnknownCrowdBatch(i64),
+
+    #[error("vote {} is not valid: {reason}; nothing was stored", .index + 1)]
+    InvalidCrowdVote { index: usize, reason: String },
+
     #[error("job {job} is {status}: cannot {action}; only {allowed} job can")]
     JobState {
         job: i64,

@@ -51,6 +51,7 @@ mod browse;
 mod checks;
 mod content;
 mod counters;
+mod crowd;
 mod duplicates;
 mod embeddings;
 mod error;
@@ -91,6 +92,9 @@ pub use box_edits::{BoxEdit, BoxEvent, DressBox, LocatedBox, UnsureBox};
 pub use browse::{BrowsedImage, BrowsedPage, ImageFilter};
 pub use content::{PLACEHOLDER_PREFIX, split_for_digest};
 pub use counters::{LABELS_COUNTER, embeddings_counter};
+pub use crowd::{
+    CrowdBatch, CrowdTask, CrowdVote, NewCrowdBatch, NewCrowdTask, NewCrowdVote, VotesStored,
+};
 pub use duplicates::{DuplicateDecision, DuplicateVerdict};
 pub use error::CatalogError;
 pub use jobs::{JOBS_CHANNEL, JobBeat, JobRecord, JobStatus, JobWaiter, NewJob};
