@@ -8,7 +8,8 @@
 //! ([`browse`]), dress boxes and their editing ([`boxes`]), near-duplicates and reviewers'
 //! verdicts on them ([`duplicates`]), the decoding check that
 //! quarantines unusable files ([`check`]), catalogue images in object storage read through the
-//! bounded local cache and imports from there ([`images`]), a similarity run's life ([`similarity`]) and
+//! bounded local cache and imports from there ([`images`]), crowd retagging's task export, signed
+//! image URLs and imported votes ([`crowd`]), a similarity run's life ([`similarity`]) and
 //! similar-dress queries with facet filters and the embeddings they search ([`similar`]), the
 //! triplet editor's tasks ([`triplet_editor`]); and
 //! models: the store, publishing, and finding the
@@ -24,6 +25,7 @@ pub mod boxes;
 pub mod browse;
 pub mod check;
 pub mod checkpoint_mirror;
+pub mod crowd;
 pub mod dataset;
 pub mod duplicates;
 mod error;

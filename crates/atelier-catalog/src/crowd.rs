@@ -312,6 +312,43 @@ impl Catalog {
     }
 }
 
+impl Catalog {
+    /// The labels reviewers set (source `review`) that are still current, for facet `facet`
+    /// or every facet: (image id, facet, label), by image id. The trusted answers of gold
+    /// questions.
+    pub async fn reviewed_labels(
+        &self,
+        facet: Option<&str>,
+    ) -> Result<Vec<(String, String, String)>, CatalogError> {
+        let context = "reading reviewed labels";
+        let rows = sqlx::query(
+            "SELECT l.image_id, f.name AS facet, fl.label FROM labels l \
+             JOIN facets f ON f.id = l.facet_id JOIN facet_labels fl ON fl.id = l.label_id \
+             JOIN images i ON i.id = l.image_id \
+             WHERE l.source = $1 AND i.status = 'active' ORDER BY l.image_id, f.name",
+        )
+        .bind(crate::relabel::REVIEW_SOURCE)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db(context))?;
+        let all = rows
+            .iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("image_id")?,
+                    row.try_get("facet")?,
+                    row.try_get("label")?,
+                ))
+            })
+            .collect::<Result<Vec<(String, String, String)>, sqlx::Error>>()
+            .map_err(db(context))?;
+        Ok(all
+            .into_iter()
+            .filter(|(_, f, _)| facet.is_none_or(|wanted| wanted == f))
+            .collect())
+    }
+}
+
 fn task_record(row: &sqlx::any::AnyRow, vocabulary: &Vocabulary) -> Result<CrowdTask, sqlx::Error> {
     let facet: i64 = row.try_get("facet_id")?;
     let names = vocabulary.label_names(facet);

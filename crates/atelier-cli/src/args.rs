@@ -127,6 +127,66 @@ pub enum Command {
     Worker(WorkerArgs),
     /// The catalogue's job queue: list, show, cancel, retry.
     Jobs(JobsArgs),
+    /// Crowd retagging: export labelling tasks in Mechanical Turk's format, import the
+    /// answers, list batches.
+    Crowd(CrowdArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CrowdArgs {
+    #[command(subcommand)]
+    pub action: CrowdAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CrowdAction {
+    /// Choose tasks from a run's predictions, record the batch, and write `tasks.csv` (Mechanical
+    /// Turk's bulk upload) and `question.html` (the question template) into --out.
+    Export {
+        #[arg(long)]
+        run: i64,
+        /// Only this facet (default: every facet of the run).
+        #[arg(long)]
+        facet: Option<String>,
+        /// Where the tasks come from.
+        #[arg(long, value_enum, default_value = "mistags")]
+        from: TaskSourceArg,
+        /// With false-negatives / false-positives: only this label.
+        #[arg(long)]
+        label: Option<String>,
+        /// Most tasks besides the gold questions.
+        #[arg(long, default_value_t = 500)]
+        limit: usize,
+        /// Workers asked per task.
+        #[arg(long, default_value_t = 3)]
+        votes: i64,
+        /// Share of the batch that is gold questions (labels reviewers set).
+        #[arg(long, default_value_t = 0.1)]
+        gold: f64,
+        /// The address workers reach `atelier serve` at; image URLs are signed links below it.
+        #[arg(long)]
+        base_url: String,
+        /// Days the image URLs stay valid.
+        #[arg(long, default_value_t = 14)]
+        expires_days: u64,
+        /// The folder to write the two files into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Read Mechanical Turk's batch-results CSV into votes (bad rows are named by line and
+    /// skipped; reading a file twice adds nothing).
+    Import { file: PathBuf },
+    /// The batches, newest first, with their tasks and votes.
+    Batches,
+}
+
+/// Where exported tasks come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TaskSourceArg {
+    Mistags,
+    FalseNegatives,
+    FalsePositives,
+    All,
 }
 
 #[derive(Debug, Args)]

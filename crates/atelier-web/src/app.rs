@@ -270,6 +270,8 @@ fn routes(state: AppState) -> Router {
         .route("/images/{image}/labels", post(pages::labels::set_from_form))
         .route("/images/{image}/file", get(pages::image::file))
         .route("/images/{image}/thumb", get(pages::image::thumbnail))
+        // Public: a crowd worker's signed, expiring link to one task's photo.
+        .route("/crowd/images/{token}", get(pages::crowd::image))
         .route("/assets/app.css", get(css))
         .route("/assets/app.js", get(js))
         .route("/favicon.ico", get(favicon))

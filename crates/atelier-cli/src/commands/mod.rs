@@ -3,6 +3,7 @@
 mod backbone;
 mod boxes;
 mod check;
+mod crowd;
 mod demo;
 mod duplicates;
 mod eval;
@@ -98,6 +99,9 @@ pub async fn run(cli: &Cli) -> CliResult {
         }
         Command::Jobs(args) => {
             jobs::run(&open_catalog(global.db_url()).await?, args, global.json).await
+        }
+        Command::Crowd(args) => {
+            crowd::run(&open_catalog(global.db_url()).await?, args, global.json).await
         }
     }
 }

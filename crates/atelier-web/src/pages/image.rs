@@ -519,7 +519,7 @@ const MAX_SERVED_BYTES: u64 = 64 << 20;
 /// decoded by `atelier check` (it has a size), its file still holds exactly the bytes that were
 /// imported (their SHA-256 is the image's id) and they are an image. Anything else is a 404:
 /// the app never serves a file just because a manifest named it.
-async fn servable_bytes(state: &AppState, image: &str) -> Result<Vec<u8>, WebError> {
+pub(crate) async fn servable_bytes(state: &AppState, image: &str) -> Result<Vec<u8>, WebError> {
     let path = servable_path(state, image).await?;
     let not_served =
         |why: String| WebError::NotFound(format!("image {image} is not served: {why}"));

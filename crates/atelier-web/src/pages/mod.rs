@@ -4,6 +4,7 @@
 pub mod body;
 pub mod boxes;
 pub mod catalogue;
+pub mod crowd;
 pub mod duplicates;
 pub mod facet;
 pub mod image;

@@ -1,0 +1,108 @@
+//! `atelier crowd`: parsing the options, writing the export's files, printing reports; the
+//! work is `atelier_app::crowd`.
+
+use std::time::Duration;
+
+use atelier_app::crowd::{self, ExportRequest, TaskSource};
+use atelier_catalog::Catalog;
+use serde_json::json;
+
+use crate::args::{CrowdAction, CrowdArgs, TaskSourceArg};
+use crate::error::{CliError, CliResult};
+use crate::output::print_json;
+
+pub async fn run(catalog: &Catalog, args: &CrowdArgs, json: bool) -> CliResult {
+    match &args.action {
+        CrowdAction::Export {
+            run,
+            facet,
+            from,
+            label,
+            limit,
+            votes,
+            gold,
+            base_url,
+            expires_days,
+            out,
+        } => {
+            let from = match from {
+                TaskSourceArg::Mistags => TaskSource::Mistags,
+                TaskSourceArg::FalseNegatives => TaskSource::FalseNegatives(label.clone()),
+                TaskSourceArg::FalsePositives => TaskSource::FalsePositives(label.clone()),
+                TaskSourceArg::All => TaskSource::All,
+            };
+            let request = ExportRequest {
+                run: *run,
+                facet: facet.clone(),
+                from,
+                limit: *limit,
+                votes: *votes,
+                gold: *gold,
+                base_url: base_url.clone(),
+                expires_in: Duration::from_secs(expires_days * 24 * 3600),
+                created_by: "cli".into(),
+            };
+            std::fs::create_dir_all(out)
+                .map_err(|e| CliError::bad_input(format!("--out {}: {e}", out.display())))?;
+            let export = crowd::export(catalog, &request).await?;
+            for (name, text) in [
+                ("tasks.csv", &export.csv),
+                ("question.html", &export.template),
+            ] {
+                let path = out.join(name);
+                std::fs::write(&path, text)
+                    .map_err(|e| CliError::internal(format!("{}: {e}", path.display())))?;
+            }
+            if json {
+                return print_json(&json!({ "export": export, "out": out }));
+            }
+            println!(
+                "batch {}: {} tasks ({} gold) in {}; image links valid {} days",
+                export.batch,
+                export.tasks,
+                export.gold,
+                out.join("tasks.csv").display(),
+                expires_days
+            );
+            Ok(())
+        }
+        CrowdAction::Import { file } => {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| CliError::bad_input(format!("{}: {e}", file.display())))?;
+            let report = crowd::import_results(catalog, &text).await?;
+            if json {
+                return print_json(&report);
+            }
+            println!(
+                "{} rows: {} votes stored, {} stored before, {} rejected assignments, {} bad rows",
+                report.rows,
+                report.added,
+                report.already_stored,
+                report.rejected,
+                report.problems.len()
+            );
+            for problem in &report.problems {
+                println!("  line {}: {}", problem.line, problem.reason);
+            }
+            Ok(())
+        }
+        CrowdAction::Batches => {
+            let batches = catalog.crowd_batches().await?;
+            if json {
+                return print_json(&json!({ "batches": batches }));
+            }
+            for batch in &batches {
+                println!(
+                    "batch {} ({} of run {}): {} tasks, {} votes of {} asked",
+                    batch.id,
+                    batch.source,
+                    batch.run_id.map_or("-".into(), |r| r.to_string()),
+                    batch.tasks,
+                    batch.votes,
+                    batch.tasks * batch.votes_per_task
+                );
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! `atelier crowd` from the command line: export a batch (Mechanical Turk's bulk-upload CSV
+//! and question template, gold questions from reviewers' labels), read simulated batch
+//! results back (bad rows named by line, rejected assignments left out), and reading them
+//! twice adds nothing.
+
+mod common;
+
+use atelier_catalog::{Catalog, LabelEdit};
+use common::{Workspace, json_of, tiny_training};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_then_import_batch_results() {
+    let workspace = Workspace::synthetic(80, &[], &[]);
+    json_of(&workspace.run(&tiny_training("1", &["--seed", "3"])));
+    // Two labels a reviewer set: the candidates for gold questions.
+    let catalog = Catalog::open(&workspace.db).await.unwrap();
+    let images =
+        json_of(&workspace.run(&["images", "--split", "train", "--per-page", "2", "--json"]));
+    let facets = catalog.facets().await.unwrap();
+    let silhouette = facets.iter().find(|f| f.name == "silhouette").unwrap();
+    let names = silhouette.label_names();
+    for image in images["images"].as_array().unwrap() {
+        let id = image["id"].as_str().unwrap();
+        let given = image["labels"]["silhouette"].as_str().unwrap();
+        let label = names.iter().find(|l| **l != given).unwrap();
+        catalog
+            .set_labels(&[LabelEdit {
+                image: id.into(),
+                facet: "silhouette".into(),
+                label: Some(label.to_string()),
+                expected_version: 1,
+                actor: "rita".into(),
+                reason: Some("checked".into()),
+                run_id: None,
+            }])
+            .await
+            .unwrap();
+    }
+
+    let out = workspace.root.join("batch");
+    let out_arg = out.to_str().unwrap();
+    let exported = json_of(&workspace.run(&[
+        "crowd",
+        "export",
+        "--run",
+        "1",
+        "--facet",
+        "silhouette",
+        "--from",
+        "all",
+        "--limit",
+        "8",
+        "--gold",
+        "0.2",
+        "--base-url",
+        "https://crowd.example",
+        "--out",
+        out_arg,
+        "--json",
+    ]));
+    assert_eq!(exported["export"]["tasks"], 10, "{exported}");
+    assert_eq!(exported["export"]["gold"], 2, "a fifth of the batch");
+    let csv = std::fs::read_to_string(out.join("tasks.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("task_id,facet,labels,image_url"));
+    let tasks: Vec<Vec<String>> = lines
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect();
+    assert_eq!(tasks.len(), 10);
+    for task in &tasks {
+        assert_eq!(task[1], "silhouette");
+        assert!(task[3].starts_with(&format!(
+            "https://crowd.example/crowd/images/{}?expires=",
+            task[0]
+        )));
+    }
+    let template = std::fs::read_to_string(out.join("question.html")).unwrap();
+    for field in ["${task_id}", "${image_url}", "${labels}", "name=\"label\""] {
+        assert!(template.contains(field), "the template reads {field}");
+    }
+
+    // Three workers answer every task; then a rejected assignment, an unknown task, a label
+    // outside the facet, a row without a worker, and a malformed line.
+    let mut results = String::from(
+        "HITId,AssignmentId,WorkerId,AssignmentStatus,Input.task_id,Input.facet,Answer.label\n",
+    );
+    for (n, task) in tasks.iter().enumerate() {
+        let labels: Vec<&str> = task[2].split('|').collect();
+        for worker in ["W1", "W2", "W3"] {
+            let label = labels[(n + worker.len()) % labels.len()];
+            results.push_str(&format!(
+                "H{n},A{n}{worker},{worker},Approved,{},silhouette,{label}\n",
+                task[0]
+            ));
+        }
+    }
+    let first = &tasks[0][0];
+    results.push_str(&format!("H0,AX,W9,Rejected,{first},silhouette,sheath\n"));
+    results.push_str("H9,AY,W9,Submitted,0123456789abcdef0123456789abcdef,silhouette,sheath\n");
+    results.push_str(&format!(
+        "H0,AZ,W9,Submitted,{first},silhouette,ballgown-xl\n"
+    ));
+    results.push_str(&format!("H0,AW,,Submitted,{first},silhouette,sheath\n"));
+    results.push_str("\"unterminated,quote\n");
+    let file = workspace.root.join("results.csv");
+    std::fs::write(&file, &results).unwrap();
+    let file_arg = file.to_str().unwrap();
+    let imported = json_of(&workspace.run(&["crowd", "import", file_arg, "--json"]));
+    assert_eq!(imported["added"], 30, "{imported}");
+    assert_eq!(imported["rejected"], 1);
+    let lines: Vec<u64> = imported["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, [33, 34, 35, 36], "{imported}");
+    let malformed = imported["problems"][3]["reason"].as_str().unwrap();
+    assert!(malformed.contains("malformed"), "{malformed}");
+    let again = json_of(&workspace.run(&["crowd", "import", file_arg, "--json"]));
+    assert_eq!(
+        (again["added"].as_u64(), again["already_stored"].as_u64()),
+        (Some(0), Some(30))
+    );
+    let batches = json_of(&workspace.run(&["crowd", "batches", "--json"]));
+    assert_eq!(batches["batches"][0]["votes"], 30, "{batches}");
+
+    let missing_columns = workspace.root.join("other.csv");
+    std::fs::write(&missing_columns, "HITId,WorkerId\nH1,W1\n").unwrap();
+    let refused = workspace.run(&["crowd", "import", missing_columns.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("Answer.label"));
+}
