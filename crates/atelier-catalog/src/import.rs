@@ -15,7 +15,7 @@ use crate::content::{ContentId, FileContent};
 use crate::counters::{self, LABELS_COUNTER};
 use crate::error::{CatalogError, db};
 use crate::model::{ImportOptions, ImportProgress, ImportReport, Split, Status};
-use crate::relabel::REVIEW_SOURCE;
+use crate::relabel::decided_by_people;
 use crate::remote::{RemoteObjects, RemoteSource};
 use crate::source::{Batch, BoxCoords, Origin, SourcePlan, SourceRow, Variant};
 use crate::source_reader::SourceReader;
@@ -722,9 +722,9 @@ impl<'a> Synchroniser<'a> {
             let stored = stored_labels.get(&(id.to_string(), facet.id));
             let old = stored.and_then(|s| s.label);
             if old != *new {
-                // Reviewers fix the source's mistakes: their label stands until a reviewer
-                // changes it again.
-                if stored.is_some_and(|s| s.source == REVIEW_SOURCE) {
+                // Reviewers (and crowd votes they applied) fix the source's mistakes: their
+                // label stands until people change it again.
+                if stored.is_some_and(|s| decided_by_people(&s.source)) {
                     self.report.kept_reviewed_labels += 1;
                     continue;
                 }

@@ -24,6 +24,14 @@ use crate::vocabulary::Vocabulary;
 /// The `source` of labels and events written by reviewers.
 pub(crate) const REVIEW_SOURCE: &str = "review";
 
+/// The `source` of labels and events that crowd votes decided (`atelier crowd apply`).
+pub(crate) const CROWD_SOURCE: &str = "crowd";
+
+/// Whether a label's `source` is a person's decision, which a re-import keeps.
+pub(crate) fn decided_by_people(source: &str) -> bool {
+    source == REVIEW_SOURCE || source == CROWD_SOURCE
+}
+
 /// One requested label change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LabelEdit {
@@ -71,6 +79,8 @@ struct Change<'a> {
     actor: &'a str,
     reason: Option<&'a str>,
     run_id: Option<i64>,
+    /// `review` or `crowd`.
+    source: &'static str,
 }
 
 impl Catalog {
@@ -83,6 +93,23 @@ impl Catalog {
     /// Unknown images, facets, labels or runs, and images that are not active, fail the batch
     /// too.
     pub async fn set_labels(&self, edits: &[LabelEdit]) -> Result<Vec<LabelChange>, CatalogError> {
+        self.set_labels_from(REVIEW_SOURCE, edits).await
+    }
+
+    /// Like [`Catalog::set_labels`], for the labels crowd votes decided: written with source
+    /// `crowd` (which a re-import keeps, as it keeps reviewers' labels).
+    pub async fn set_crowd_labels(
+        &self,
+        edits: &[LabelEdit],
+    ) -> Result<Vec<LabelChange>, CatalogError> {
+        self.set_labels_from(CROWD_SOURCE, edits).await
+    }
+
+    async fn set_labels_from(
+        &self,
+        source: &'static str,
+        edits: &[LabelEdit],
+    ) -> Result<Vec<LabelChange>, CatalogError> {
         let context = "changing labels";
         let mut tx = self.begin_write().await?;
         let vocabulary = Vocabulary::load(&mut tx).await?;
@@ -119,6 +146,7 @@ impl Catalog {
                 actor: &edit.actor,
                 reason: edit.reason.as_deref(),
                 run_id: edit.run_id,
+                source,
             };
             changes[index] = Some(apply(&mut tx, &vocabulary, &change, now).await?);
         }
@@ -186,6 +214,7 @@ impl Catalog {
             actor,
             reason: Some(&reason),
             run_id,
+            source: REVIEW_SOURCE,
         };
         let undone = apply(&mut tx, &vocabulary, &change, now_millis()).await?;
         counters::bump(&mut tx, LABELS_COUNTER)
@@ -335,7 +364,7 @@ async fn write_label(
         .bind(change.image)
         .bind(change.facet)
         .bind(change.new_label)
-        .bind(REVIEW_SOURCE)
+        .bind(change.source)
         .bind(now)
         .execute(&mut *conn)
         .await
@@ -345,7 +374,7 @@ async fn write_label(
              WHERE image_id = $4 AND facet_id = $5 AND version = $6",
         )
         .bind(change.new_label)
-        .bind(REVIEW_SOURCE)
+        .bind(change.source)
         .bind(now)
         .bind(change.image)
         .bind(change.facet)
@@ -383,7 +412,7 @@ async fn record_event(
     .bind(old_label)
     .bind(change.new_label)
     .bind(change.actor)
-    .bind(REVIEW_SOURCE)
+    .bind(change.source)
     .bind(change.reason)
     .bind(change.run_id)
     .bind(now)

@@ -145,4 +145,25 @@ async fn batches_tasks_and_votes(env: &TestEnv) {
     );
     let listed = catalog.crowd_batches().await.unwrap();
     assert_eq!((listed[0].tasks, listed[0].votes), (2, 3));
+
+    // A label the crowd decided is kept by a re-import of the source, like a reviewer's.
+    catalog
+        .set_crowd_labels(&[LabelEdit {
+            image: b.clone(),
+            facet: "silhouette".into(),
+            label: Some("sheath".into()),
+            expected_version: tasks[1].label_version,
+            actor: "crowd".into(),
+            reason: Some("batch 1: 2 of 2 votes".into()),
+            run_id: None,
+        }])
+        .await
+        .unwrap();
+    let report = import(&catalog, &manifest).await;
+    assert_eq!(
+        report.kept_reviewed_labels, 2,
+        "the reviewer's and the crowd's"
+    );
+    let stored = catalog.crowd_task(&tasks[1].token).await.unwrap().unwrap();
+    assert_eq!(stored.current_label.as_deref(), Some("sheath"));
 }
