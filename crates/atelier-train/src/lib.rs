@@ -20,7 +20,9 @@
 //!   ([`similarity`]), the facet probes and colour histograms that join it ([`facet_probe`],
 //!   [`colour`]), and the hubness correction its searches rank with ([`hubness`]);
 //! - cross-fitted out-of-fold predictions for the train split ([`folds`]), and confident
-//!   learning's estimate of which labels are wrong ([`confident`], [`mistags`]).
+//!   learning's estimate of which labels are wrong ([`confident`], [`mistags`]);
+//! - crowd workers' votes aggregated into labels: majority vote and Dawid–Skene with gold
+//!   answers, and a simulated crowd to measure them ([`crowd`]).
 //!
 //! Datasets come in as [`Dataset`]s and results go out as values; `atelier-app` reads them
 //! from the catalogue and stores them back. Progress goes to an [`progress::Observer`], so
@@ -33,6 +35,8 @@ pub mod colour;
 pub mod confident;
 pub mod config;
 pub mod crop;
+/// Crowd votes on one facet aggregated into labels: majority vote and Dawid–Skene's EM.
+pub mod crowd;
 pub mod data;
 pub mod device;
 pub mod dress_boxes;
