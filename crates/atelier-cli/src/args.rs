@@ -178,6 +178,20 @@ pub enum CrowdAction {
     Import { file: PathBuf },
     /// The batches, newest first, with their tasks and votes.
     Batches,
+    /// A batch's votes aggregated per facet: Dawid–Skene's label and posterior per task (with
+    /// majority vote's), and per worker the estimated accuracy, gold accuracy and agreement.
+    Aggregate { batch: i64 },
+    /// Change the labels where the aggregated label differs from the current one with at least
+    /// this posterior (a `crowd` label event each, never over a label changed since the
+    /// export); lists the disputed tasks below it.
+    Apply {
+        batch: i64,
+        #[arg(long, default_value_t = 0.9)]
+        min_posterior: f64,
+        /// Who applies it (recorded with each label event).
+        #[arg(long = "as", value_name = "USER", default_value = "crowd")]
+        actor: String,
+    },
 }
 
 /// Where exported tasks come from.

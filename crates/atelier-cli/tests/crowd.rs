@@ -125,6 +125,77 @@ async fn export_then_import_batch_results() {
     let batches = json_of(&workspace.run(&["crowd", "batches", "--json"]));
     assert_eq!(batches["batches"][0]["votes"], 30, "{batches}");
 
+    // A reviewer retags one task's image after the export: the crowd must not overwrite it.
+    let aggregated = json_of(&workspace.run(&["crowd", "aggregate", "1", "--json"]));
+    let answered = aggregated["tasks"].as_array().unwrap();
+    assert_eq!(answered.len(), 10, "{aggregated}");
+    assert_eq!(aggregated["workers"].as_array().unwrap().len(), 3);
+    let retagged = answered
+        .iter()
+        .find(|t| t["gold_label"].is_null() && t["label"] != t["current_label"])
+        .expect("a task the crowd would change");
+    let image = retagged["image_id"].as_str().unwrap();
+    let other = names
+        .iter()
+        .find(|l| **l != retagged["label"] && **l != retagged["current_label"])
+        .unwrap();
+    catalog
+        .set_labels(&[LabelEdit {
+            image: image.into(),
+            facet: "silhouette".into(),
+            label: Some(other.to_string()),
+            expected_version: retagged["label_version"].as_i64().unwrap(),
+            actor: "rita".into(),
+            reason: None,
+            run_id: None,
+        }])
+        .await
+        .unwrap();
+    let applied = json_of(&workspace.run(&["crowd", "apply", "1", "--json"]));
+    let count = |field: &str| applied[field].as_u64().unwrap();
+    let disputed = applied["disputed"].as_array().unwrap().len() as u64;
+    assert_eq!(count("gold"), 2, "{applied}");
+    assert_eq!(
+        count("changed_since_export"),
+        1,
+        "the reviewer's label stands"
+    );
+    assert_eq!(
+        count("changed") + count("confirmed") + disputed + count("changed_since_export") + 2,
+        10,
+        "{applied}"
+    );
+    assert!(count("changed") >= 1, "{applied}");
+    for task in answered
+        .iter()
+        .filter(|t| t["image_id"] != image && t["gold_label"].is_null())
+    {
+        let page = json_of(&workspace.run(&["images", "--per-page", "100", "--json"]));
+        let now = page["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["id"] == task["image_id"])
+            .unwrap()["labels"]["silhouette"]
+            .clone();
+        if task["posterior"].as_f64().unwrap() >= 0.9 {
+            assert_eq!(now, task["label"], "the crowd's confident label is applied");
+        }
+    }
+    let kept = json_of(&workspace.run(&["images", "--per-page", "100", "--json"]));
+    let kept = kept["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == image)
+        .unwrap();
+    assert_eq!(kept["labels"]["silhouette"], other.to_string());
+    let again = json_of(&workspace.run(&["crowd", "apply", "1", "--json"]));
+    assert_eq!(
+        again["changed"], 0,
+        "applying twice changes nothing more: {again}"
+    );
+
     let missing_columns = workspace.root.join("other.csv");
     std::fs::write(&missing_columns, "HITId,WorkerId\nH1,W1\n").unwrap();
     let refused = workspace.run(&["crowd", "import", missing_columns.to_str().unwrap()]);

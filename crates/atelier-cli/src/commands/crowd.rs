@@ -86,6 +86,45 @@ pub async fn run(catalog: &Catalog, args: &CrowdArgs, json: bool) -> CliResult {
             }
             Ok(())
         }
+        CrowdAction::Aggregate { batch } => {
+            let aggregation = crowd::aggregate(catalog, *batch).await?;
+            if json {
+                return print_json(&aggregation);
+            }
+            print_aggregation(&aggregation);
+            Ok(())
+        }
+        CrowdAction::Apply {
+            batch,
+            min_posterior,
+            actor,
+        } => {
+            let report = crowd::apply(catalog, *batch, *min_posterior, actor).await?;
+            if json {
+                return print_json(&report);
+            }
+            println!(
+                "batch {batch}: {} labels changed, {} confirmed, {} disputed, {} left alone \
+                 (changed since the export), {} gold, {} unanswered",
+                report.changed,
+                report.confirmed,
+                report.disputed.len(),
+                report.changed_since_export,
+                report.gold,
+                report.unanswered
+            );
+            for task in &report.disputed {
+                println!(
+                    "  disputed {} {}: {} at {:.2} ({} votes)",
+                    &task.image_id[..12.min(task.image_id.len())],
+                    task.facet,
+                    task.label,
+                    task.posterior,
+                    task.votes.len()
+                );
+            }
+            Ok(())
+        }
         CrowdAction::Batches => {
             let batches = catalog.crowd_batches().await?;
             if json {
@@ -104,5 +143,36 @@ pub async fn run(catalog: &Catalog, args: &CrowdArgs, json: bool) -> CliResult {
             }
             Ok(())
         }
+    }
+}
+
+fn print_aggregation(aggregation: &crowd::Aggregation) {
+    println!(
+        "batch {}: {} answered tasks, {} unanswered",
+        aggregation.batch,
+        aggregation.tasks.len(),
+        aggregation.unanswered
+    );
+    for task in &aggregation.tasks {
+        println!(
+            "  {} {}: {} at {:.2} (majority {}, {:.0}% agree; now {})",
+            &task.image_id[..12.min(task.image_id.len())],
+            task.facet,
+            task.label,
+            task.posterior,
+            task.majority,
+            task.agreement * 100.0,
+            task.current_label.as_deref().unwrap_or("-")
+        );
+    }
+    println!("workers:");
+    for worker in &aggregation.workers {
+        let gold = worker
+            .gold_accuracy
+            .map_or("-".to_string(), |g| format!("{g:.2}"));
+        println!(
+            "  {} ({}): {} votes, accuracy {:.2}, gold {gold}, agreement {:.2}",
+            worker.worker, worker.facet, worker.votes, worker.accuracy, worker.agreement
+        );
     }
 }

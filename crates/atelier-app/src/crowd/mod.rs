@@ -3,7 +3,8 @@
 //! questions whose answers reviewers set, written as a Mechanical Turk bulk-upload CSV and an
 //! HTML question template; signed, expiring image URLs that `atelier serve` answers without a
 //! login; and Mechanical Turk's batch-results CSV read back into votes, every bad row named by
-//! its line.
+//! its line. [`aggregate`] turns a batch's votes into labels (Dawid–Skene, with majority vote
+//! beside it) and [`apply`] writes the confident ones.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -15,6 +16,10 @@ use sha2::Sha256;
 
 use crate::error::AppError;
 use crate::mistags::mistag_queue;
+
+mod aggregate;
+
+pub use aggregate::{Aggregation, ApplyReport, TaskAggregate, WorkerAggregate, aggregate, apply};
 
 /// The catalogue setting that holds the key image URLs are signed with.
 const URL_KEY_SETTING: &str = "crowd_url_key";
@@ -422,4 +427,4 @@ async fn check_vote(catalog: &Catalog, vote: &NewCrowdVote) -> Result<Option<Str
 
 /// The question template for Mechanical Turk: the image, and one button per label of the
 /// task's facet; the chosen label is the answer `label`.
-const QUESTION_TEMPLATE: &str = include_str!("crowd_question.html");
+const QUESTION_TEMPLATE: &str = include_str!("question.html");
