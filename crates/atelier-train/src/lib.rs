@@ -35,7 +35,6 @@ pub mod colour;
 pub mod confident;
 pub mod config;
 pub mod crop;
-/// Crowd votes on one facet aggregated into labels: majority vote and Dawid–Skene's EM.
 pub mod crowd;
 pub mod data;
 pub mod device;
