@@ -115,11 +115,8 @@ pub async fn run(catalog: &Catalog, args: &CrowdArgs, json: bool) -> CliResult {
             );
             for task in &report.disputed {
                 println!(
-                    "  disputed {} {}: {} at {:.2} ({} votes)",
-                    &task.image_id[..12.min(task.image_id.len())],
-                    task.facet,
-                    task.label,
-                    task.posterior,
+                    "  disputed {} ({} votes)",
+                    task_line(task),
                     task.votes.len()
                 );
             }
@@ -155,11 +152,8 @@ fn print_aggregation(aggregation: &crowd::Aggregation) {
     );
     for task in &aggregation.tasks {
         println!(
-            "  {} {}: {} at {:.2} (majority {}, {:.0}% agree; now {})",
-            &task.image_id[..12.min(task.image_id.len())],
-            task.facet,
-            task.label,
-            task.posterior,
+            "  {} (majority {}, {:.0}% agree; now {})",
+            task_line(task),
             task.majority,
             task.agreement * 100.0,
             task.current_label.as_deref().unwrap_or("-")
@@ -175,4 +169,15 @@ fn print_aggregation(aggregation: &crowd::Aggregation) {
             worker.worker, worker.facet, worker.votes, worker.accuracy, worker.agreement
         );
     }
+}
+
+/// `IMAGE-ID-PREFIX FACET: LABEL at POSTERIOR`.
+fn task_line(task: &crowd::TaskAggregate) -> String {
+    format!(
+        "{} {}: {} at {:.2}",
+        &task.image_id[..12.min(task.image_id.len())],
+        task.facet,
+        task.label,
+        task.posterior
+    )
 }
