@@ -2,13 +2,15 @@
 // negatives of a class, retag one image with the keyboard, undo, retag again, ask for "the
 // same dress, another silhouette" on its page, move its dress box's corner with the keyboard
 // and save it, filter the catalogue browser by a label, search
-// by an uploaded photo, label three triplets with the keyboard, and save a screenshot of every
+// by an uploaded photo, label three triplets with the keyboard, answer a crowd batch's tasks
+// with the keyboard, and save a screenshot of every
 // page. The Rust test that starts the server (crates/atelier-web/tests/
 // browser.rs) then checks the catalogue and the label history.
 //
 // Environment: BASE_URL, USER, PASSWORD, RUN, FACET, LABEL (the class whose false negatives
 // are reviewed), FILTER_LABEL (a label of FACET the catalogue browser keeps), SEARCH_RUN (a
-// similarity run with a model) and PHOTO (a file to upload), SHOTS (folder for screenshots),
+// similarity run with a model) and PHOTO (a file to upload), CROWD_BATCH (a crowd batch to
+// answer), SHOTS (folder for screenshots),
 // CHROMIUM (browser binary).
 // Prints one JSON line: {"image": ID, "labels_seen": [...], "swap_titles": [...], "swap_images": [...]}.
 
@@ -162,11 +164,26 @@ try {
   }
   const tripletRows = await page.$$eval(".recent-triplets tr.triplet-row", (rows) => rows.length);
 
+  // A crowd batch's tasks answered with the keyboard (2: each task's second label) until none
+  // is left.
+  await page.goto(`${base}/crowd/${env("CROWD_BATCH")}/answer`);
+  let crowdAnswers = 0;
+  while (await page.$("form.crowd-answer")) {
+    if (crowdAnswers === 0) await shot("17-crowd-answer");
+    const token = await page.inputValue('form.crowd-answer input[name="token"]');
+    await Promise.all([page.waitForNavigation(), page.keyboard.press("2")]);
+    const next = await page.$('form.crowd-answer input[name="token"]');
+    if (next && (await next.inputValue()) === token) throw new Error("the same task came back");
+    crowdAnswers += 1;
+    if (crowdAnswers > 10) throw new Error("the answers never ran out");
+  }
+
   if (failures.length) throw new Error(failures.join("\n"));
   console.log(JSON.stringify({
     image, labels_seen: labelsSeen, first_label: firstLabel, second_label: secondLabel,
     swap_titles: swapTitles, swap_images: swapImages,
     catalogue_labels: catalogueLabels, upload_results: uploadResults, triplet_rows: tripletRows,
+    crowd_answers: crowdAnswers,
     box_before: boxBefore, box_wanted: boxWanted, box_saved: boxSaved,
   }));
 } finally {

@@ -212,6 +212,19 @@
     });
   }
 
+  // Answering a crowd task: digit N presses the N-th label's button.
+  const crowdAnswer = document.querySelector("form.crowd-answer");
+  if (crowdAnswer) {
+    document.addEventListener("keydown", (event) => {
+      if (event.ctrlKey || event.metaKey || event.altKey || !/^[1-9]$/.test(event.key)) return;
+      const button = crowdAnswer.querySelector(`button[data-key="${event.key}"]`);
+      if (button) {
+        event.preventDefault();
+        crowdAnswer.requestSubmit(button);
+      }
+    });
+  }
+
   // The box editor: drag a corner handle, or focus one and move it with the arrow keys
   // (Shift: ten times further); the form's four numbers follow, and Enter saves.
   const boxForm = document.querySelector("form.box-editor");

@@ -198,6 +198,19 @@ fn routes(state: AppState) -> Router {
                 &format!("{prefix}/jobs/{{job}}/retry"),
                 post(pages::jobs::retry),
             )
+            .route(&format!("{prefix}/crowd"), get(pages::crowd_batches::list))
+            .route(
+                &format!("{prefix}/crowd/{{batch}}"),
+                get(pages::crowd_batches::show),
+            )
+            .route(
+                &format!("{prefix}/crowd/{{batch}}/apply"),
+                post(pages::crowd_batches::apply),
+            )
+            .route(
+                &format!("{prefix}/crowd/{{batch}}/answer"),
+                get(pages::crowd_batches::answer_form).post(pages::crowd_batches::answer),
+            )
             .route(&format!("{prefix}/runs"), get(pages::runs::list))
             .route(&format!("{prefix}/runs/compare"), get(pages::runs::compare))
             .route(&format!("{prefix}/runs/{{run}}"), get(pages::runs::show))

@@ -2,8 +2,9 @@
 //! from `e2e/`): log in as a reviewer, open a class's false negatives, retag an image with the
 //! keyboard, undo, retag again; then the catalogue and the label history must show exactly
 //! that. Then "the same dress, another silhouette", the catalogue browser filtered by a label,
-//! a search by an uploaded photo, a dress box moved with the keyboard and saved, and three
-//! triplets labelled with the keyboard. Screenshots of every page land in `e2e/screenshots/`.
+//! a search by an uploaded photo, a dress box moved with the keyboard and saved, three
+//! triplets labelled with the keyboard, and a crowd batch's tasks answered with the keyboard.
+//! Screenshots of every page land in `e2e/screenshots/`.
 //!
 //! `.ci/run` installs both (`scripts/browser.sh`); elsewhere the test says it is skipped when
 //! they are missing, and under CI it fails instead.
@@ -52,6 +53,24 @@ async fn a_reviewer_retags_undoes_and_retags_with_the_keyboard() {
     let search_run = common::record_model_similarity_run(&fx).await.to_string();
     common::record_similarity_run(&fx.catalog, &fx.images).await;
     let photo = fx.dir.path().join("img/3.png");
+    let crowd_batch = atelier_app::crowd::export(
+        &fx.catalog,
+        &atelier_app::crowd::ExportRequest {
+            run: fx.run,
+            facet: None,
+            from: atelier_app::crowd::TaskSource::All,
+            limit: 2,
+            votes: 3,
+            gold: 0.0,
+            base_url: "https://crowd.example".into(),
+            expires_in: std::time::Duration::from_secs(3600),
+            created_by: "test".into(),
+        },
+    )
+    .await
+    .unwrap()
+    .batch;
+    let batch_env = crowd_batch.to_string();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let app = fx.app.clone();
@@ -72,6 +91,7 @@ async fn a_reviewer_retags_undoes_and_retags_with_the_keyboard() {
             .env("FILTER_LABEL", "mermaid")
             .env("SEARCH_RUN", &search_run)
             .env("PHOTO", &photo)
+            .env("CROWD_BATCH", &batch_env)
             .env("SHOTS", &shots)
             .env("CHROMIUM", &chromium)
             .output()
@@ -170,6 +190,19 @@ async fn a_reviewer_retags_undoes_and_retags_with_the_keyboard() {
     let triplets = fx.catalog.triplets().await.unwrap();
     assert_eq!(triplets.len(), 3);
     assert!(triplets.iter().all(|t| t.actor.as_deref() == Some("rita")));
+    // The crowd batch's two tasks, answered with the key 2: each task's second label, stored
+    // as rita's votes.
+    assert_eq!(result["crowd_answers"], serde_json::json!(2), "{result}");
+    let tasks = fx.catalog.crowd_tasks(crowd_batch).await.unwrap();
+    let votes = fx.catalog.crowd_votes(crowd_batch).await.unwrap();
+    assert_eq!(votes.len(), 2);
+    for (task, vote) in tasks.iter().zip(&votes) {
+        assert_eq!(
+            (vote.task_id, vote.worker.as_str()),
+            (task.id, "review:rita")
+        );
+        assert_eq!(vote.label, task.labels[1]);
+    }
     for shot in [
         "01-login",
         "04-f1-view",
@@ -181,6 +214,7 @@ async fn a_reviewer_retags_undoes_and_retags_with_the_keyboard() {
         "14-search-upload",
         "15-triplets",
         "16-box-editor",
+        "17-crowd-answer",
     ] {
         assert!(e2e_shot(shot).exists(), "screenshot {shot} was not saved");
     }

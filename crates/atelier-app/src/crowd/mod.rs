@@ -425,6 +425,52 @@ async fn check_vote(catalog: &Catalog, vote: &NewCrowdVote) -> Result<Option<Str
     Ok(None)
 }
 
+/// The next task of batch `batch` for `worker` to answer: one they have not answered, with
+/// the fewest votes so far (then the oldest); `None` when they answered every task.
+pub async fn next_task_for(
+    catalog: &Catalog,
+    batch: i64,
+    worker: &str,
+) -> Result<Option<atelier_catalog::CrowdTask>, AppError> {
+    let tasks = catalog.crowd_tasks(batch).await?;
+    let votes = catalog.crowd_votes(batch).await?;
+    let answered: HashSet<i64> = votes
+        .iter()
+        .filter(|v| v.worker == worker)
+        .map(|v| v.task_id)
+        .collect();
+    let count = |task: i64| votes.iter().filter(|v| v.task_id == task).count();
+    Ok(tasks
+        .into_iter()
+        .filter(|t| !answered.contains(&t.id))
+        .min_by_key(|t| (count(t.id), t.id)))
+}
+
+/// The worker name a reviewer's answers are stored under.
+pub fn reviewer_worker(user: &str) -> String {
+    format!("review:{user}")
+}
+
+/// Stores reviewer `user`'s answer `label` to the task `token` as a vote like any worker's;
+/// how many votes it added (0: they had answered it already).
+pub async fn answer(
+    catalog: &Catalog,
+    token: &str,
+    user: &str,
+    label: &str,
+) -> Result<usize, AppError> {
+    let stored = catalog
+        .add_crowd_votes(&[NewCrowdVote {
+            token: token.to_string(),
+            worker: reviewer_worker(user),
+            label: label.to_string(),
+            assignment: None,
+            at: atelier_catalog::now_millis(),
+        }])
+        .await?;
+    Ok(stored.added)
+}
+
 /// The question template for Mechanical Turk: the image, and one button per label of the
 /// task's facet; the chosen label is the answer `label`.
 const QUESTION_TEMPLATE: &str = include_str!("question.html");

@@ -112,6 +112,27 @@ pub mod loose {
     pub fn i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
         optional_i64(d)?.ok_or_else(|| serde::de::Error::custom("a number is required"))
     }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum FloatOrText {
+        Number(f64),
+        Text(String),
+        Null,
+    }
+
+    pub fn optional_f64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+        match Option::<FloatOrText>::deserialize(d)? {
+            None | Some(FloatOrText::Null) => Ok(None),
+            Some(FloatOrText::Number(n)) => Ok(Some(n)),
+            Some(FloatOrText::Text(t)) if t.trim().is_empty() => Ok(None),
+            Some(FloatOrText::Text(t)) => t
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| serde::de::Error::custom(format!("{t:?} is not a number"))),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ pub mod body;
 pub mod boxes;
 pub mod catalogue;
 pub mod crowd;
+pub mod crowd_batches;
 pub mod duplicates;
 pub mod facet;
 pub mod image;

@@ -33,6 +33,7 @@ pub fn page(title: &str, user: &User, crumbs: &[(String, String)], body: Markup)
                         a href="/triplets" { "Triplets" }
                         a href="/boxes" { "Boxes" }
                         a href="/duplicates" { "Duplicates" }
+                        a href="/crowd" { "Crowd" }
                         @if user.role >= Role::Admin { a href="/users" { "Users" } }
                     }
                     div.who {
