@@ -178,6 +178,20 @@ pub enum CrowdAction {
     Import { file: PathBuf },
     /// The batches, newest first, with their tasks and votes.
     Batches,
+    /// Write a results file as Mechanical Turk would return it, answered by a simulated crowd
+    /// (30 workers with known confusion, two spammers and an adversary) from the clean labels
+    /// that `atelier import --truth` stored: the crowd loop without Mechanical Turk.
+    Simulate {
+        batch: i64,
+        /// Workers a task.
+        #[arg(long, default_value_t = 3)]
+        votes: usize,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// The results file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// A batch's votes aggregated per facet: Dawid–Skene's label and posterior per task (with
     /// majority vote's), and per worker the estimated accuracy, gold accuracy and agreement.
     Aggregate { batch: i64 },

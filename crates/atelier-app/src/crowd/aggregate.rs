@@ -6,10 +6,26 @@
 use std::collections::{BTreeMap, HashMap};
 
 use atelier_catalog::{Catalog, CatalogError, CrowdTask, LabelEdit};
-use atelier_train::crowd::{DawidSkeneConfig, Vote, VoteSet, dawid_skene, majority_vote};
+use atelier_train::crowd::{
+    DawidSkeneConfig, Smoothing, Vote, VoteSet, dawid_skene, majority_vote,
+};
 use serde::Serialize;
 
 use crate::error::AppError;
+
+/// The Dawid–Skene settings the crowd commands use: the library's, with 1 added to every
+/// confusion count (Laplace's rule) instead of crowd-kit's floor. A batch of a few hundred
+/// tasks gives each worker a few dozen votes, and confusion matrices fitted to so few votes
+/// without that pull make over-confident posteriors: on a 200-photo catalogue with a fifth of
+/// its labels flipped and 5 simulated votes a task, the changes applied at a 0.9 posterior were
+/// right 34 times in 37 with it and 33 in 52 without (the test of the whole loop in
+/// `atelier-cli/tests/crowd.rs`); on 2 000 simulated tasks it also scores higher (see README).
+pub fn aggregation_config() -> DawidSkeneConfig {
+    DawidSkeneConfig {
+        smoothing: Smoothing::Add(1.0),
+        ..DawidSkeneConfig::default()
+    }
+}
 
 /// One task's outcome.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -122,7 +138,7 @@ fn aggregate_facet(
     let set = VoteSet::new(tasks.len(), workers.len(), labels.len(), votes)
         .and_then(|set| set.with_gold(gold))
         .map_err(invalid)?;
-    let estimate = dawid_skene(&set, &DawidSkeneConfig::default()).map_err(invalid)?;
+    let estimate = dawid_skene(&set, &aggregation_config()).map_err(invalid)?;
     let majority = majority_vote(&set);
     for (t, task) in tasks.iter().enumerate() {
         let chosen = &estimate.tasks[t];

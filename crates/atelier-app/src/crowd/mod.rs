@@ -471,6 +471,59 @@ pub async fn answer(
     Ok(stored.added)
 }
 
+/// A results file as Mechanical Turk would return it for batch `batch`, answered by the
+/// simulated crowd of `atelier_train::crowd::simulation` (30 workers, two spammers and an
+/// adversary among them) from the catalogue's clean labels (`atelier import --truth`), with
+/// `votes_per_task` workers a task: how the crowd loop is measured and tested without
+/// Mechanical Turk. Tasks without a clean label are left unanswered.
+pub async fn simulated_results(
+    catalog: &Catalog,
+    batch: i64,
+    votes_per_task: usize,
+    seed: u64,
+) -> Result<String, AppError> {
+    let tasks = catalog.crowd_tasks(batch).await?;
+    let mut out =
+        String::from("HITId,AssignmentId,WorkerId,AssignmentStatus,Input.task_id,Answer.label\n");
+    let mut facets: Vec<&str> = tasks.iter().map(|t| t.facet.as_str()).collect();
+    facets.sort();
+    facets.dedup();
+    for facet in facets {
+        let truth = catalog.truth_labels(facet).await?;
+        let known: Vec<(&atelier_catalog::CrowdTask, usize)> = tasks
+            .iter()
+            .filter(|t| t.facet == facet)
+            .filter_map(|t| {
+                let label = truth.get(&t.image_id)?;
+                Some((t, t.labels.iter().position(|l| l == label)?))
+            })
+            .collect();
+        let Some((first, _)) = known.first() else {
+            continue;
+        };
+        let truths: Vec<usize> = known.iter().map(|(_, label)| *label).collect();
+        let votes = atelier_train::crowd::simulation::crowd_answers(
+            &truths,
+            first.labels.len(),
+            votes_per_task,
+            seed,
+        )
+        .map_err(|e| AppError::Invalid(format!("cannot simulate the crowd: {e}")))?;
+        for (n, vote) in votes.iter().enumerate() {
+            let task = known[vote.task].0;
+            out.push_str(&format!(
+                "{},{}-{n},sim-{},Submitted,{},{}\n",
+                task.token,
+                task.token,
+                vote.worker,
+                task.token,
+                csv_field(&task.labels[vote.label])
+            ));
+        }
+    }
+    Ok(out)
+}
+
 /// The question template for Mechanical Turk: the image, and one button per label of the
 /// task's facet; the chosen label is the answer `label`.
 const QUESTION_TEMPLATE: &str = include_str!("question.html");

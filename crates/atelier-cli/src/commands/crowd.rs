@@ -122,6 +122,22 @@ pub async fn run(catalog: &Catalog, args: &CrowdArgs, json: bool) -> CliResult {
             }
             Ok(())
         }
+        CrowdAction::Simulate {
+            batch,
+            votes,
+            seed,
+            out,
+        } => {
+            let text = crowd::simulated_results(catalog, *batch, *votes, *seed).await?;
+            std::fs::write(out, &text)
+                .map_err(|e| CliError::bad_input(format!("--out {}: {e}", out.display())))?;
+            let rows = text.lines().count().saturating_sub(1);
+            if json {
+                return print_json(&json!({ "batch": batch, "rows": rows, "out": out }));
+            }
+            println!("{rows} simulated answers in {}", out.display());
+            Ok(())
+        }
         CrowdAction::Batches => {
             let batches = catalog.crowd_batches().await?;
             if json {

@@ -108,17 +108,13 @@ pub fn simulate(config: &SimulationConfig) -> Result<Simulation, CrowdError> {
             label += 1;
         }
         truth.push(label);
-        for slot in 0..config.votes_per_task {
-            let pick = rng.random_range(slot..order.len());
-            order.swap(slot, pick);
-            let worker = order[slot];
-            let answer = answer(workers[worker], label, k, &mut rng);
-            votes.push(Vote {
-                task,
-                worker,
-                label: answer,
-            });
-        }
+        let drawn = TaskDraw {
+            task,
+            truth: label,
+            labels: k,
+            votes_per_task: config.votes_per_task,
+        };
+        drawn.votes(&workers, &mut order, &mut rng, &mut votes);
     }
     let votes = VoteSet::new(config.tasks, workers.len(), k, votes)?;
     Ok(Simulation {
@@ -126,6 +122,74 @@ pub fn simulate(config: &SimulationConfig) -> Result<Simulation, CrowdError> {
         truth,
         workers,
     })
+}
+
+/// The votes of [`crowd`] on tasks whose true labels are `truth` (of `labels` labels),
+/// `votes_per_task` distinct workers each, from the ChaCha8 stream of `seed`: a simulated crowd
+/// answering real tasks, such as a catalogue's, whose truth is known.
+pub fn crowd_answers(
+    truth: &[usize],
+    labels: usize,
+    votes_per_task: usize,
+    seed: u64,
+) -> Result<Vec<Vote>, CrowdError> {
+    let workers = crowd();
+    let config = SimulationConfig {
+        tasks: truth.len(),
+        labels,
+        votes_per_task,
+        seed,
+    };
+    check(&config, workers.len())?;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut order: Vec<usize> = (0..workers.len()).collect();
+    let mut votes = Vec::with_capacity(truth.len() * votes_per_task);
+    for (task, &label) in truth.iter().enumerate() {
+        if label >= labels {
+            return Err(CrowdError::Setting {
+                field: "truth",
+                problem: format!("of task {task} is label {label}, but there are {labels}"),
+            });
+        }
+        let drawn = TaskDraw {
+            task,
+            truth: label,
+            labels,
+            votes_per_task,
+        };
+        drawn.votes(&workers, &mut order, &mut rng, &mut votes);
+    }
+    Ok(votes)
+}
+
+/// One task's votes to draw.
+struct TaskDraw {
+    task: usize,
+    truth: usize,
+    labels: usize,
+    votes_per_task: usize,
+}
+
+impl TaskDraw {
+    /// Draws `votes_per_task` distinct workers (a partial shuffle of `order`) and their answers.
+    fn votes(
+        &self,
+        workers: &[WorkerKind],
+        order: &mut [usize],
+        rng: &mut ChaCha8Rng,
+        into: &mut Vec<Vote>,
+    ) {
+        for slot in 0..self.votes_per_task {
+            let pick = rng.random_range(slot..order.len());
+            order.swap(slot, pick);
+            let worker = order[slot];
+            into.push(Vote {
+                task: self.task,
+                worker,
+                label: answer(workers[worker], self.truth, self.labels, rng),
+            });
+        }
+    }
 }
 
 fn check(config: &SimulationConfig, workers: usize) -> Result<(), CrowdError> {
