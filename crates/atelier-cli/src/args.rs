@@ -164,8 +164,16 @@ pub enum CrowdAction {
         #[arg(long, default_value_t = 0.1)]
         gold: f64,
         /// The address workers reach `atelier serve` at; image URLs are signed links below it.
-        #[arg(long)]
-        base_url: String,
+        #[arg(
+            long,
+            required_unless_present = "publish_images",
+            conflicts_with = "publish_images"
+        )]
+        base_url: Option<String>,
+        /// Instead: copy the photos to this S3 store (`s3://bucket/prefix`) and link them with
+        /// presigned URLs (the app need not be reachable by workers).
+        #[arg(long, value_name = "S3_URL")]
+        publish_images: Option<String>,
         /// Days the image URLs stay valid.
         #[arg(long, default_value_t = 14)]
         expires_days: u64,

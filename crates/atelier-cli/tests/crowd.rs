@@ -308,3 +308,98 @@ async fn silhouettes(catalog: &Catalog) -> HashMap<String, Option<String>> {
         .map(|image| (image.id, image.labels[0].clone()))
         .collect()
 }
+
+/// `--publish-images s3://...`: the photos are copied to the bucket (moto) and the tasks link
+/// them with presigned URLs that read the same bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn photos_can_be_published_to_s3_with_presigned_links() {
+    use sha2::Digest;
+    use std::io::{Read, Write};
+    let endpoint = match std::env::var("ATELIER_TEST_S3_ENDPOINT") {
+        Ok(endpoint) if !endpoint.is_empty() => endpoint,
+        _ if std::env::var_os("CI").is_some() => panic!("ATELIER_TEST_S3_ENDPOINT must be set"),
+        _ => return eprintln!("skipped: ATELIER_TEST_S3_ENDPOINT not set"),
+    };
+    let host = endpoint.trim_start_matches("http://").to_string();
+    let http = |request: String| -> Vec<u8> {
+        let mut stream = std::net::TcpStream::connect(&host).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).unwrap();
+        response
+    };
+    let bucket = format!("crowd-{}", std::process::id());
+    let made = http(format!(
+        "PUT /{bucket} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    ));
+    assert!(made.starts_with(b"HTTP/1.1 200"));
+    let workspace = Workspace::synthetic(60, &[], &[]);
+    json_of(&workspace.run(&tiny_training("1", &["--seed", "3"])));
+    let out = workspace.root.join("batch");
+    let store = format!("s3://{bucket}/shared");
+    let exported = workspace
+        .command(&[
+            "crowd",
+            "export",
+            "--run",
+            "1",
+            "--from",
+            "all",
+            "--limit",
+            "2",
+            "--gold",
+            "0",
+            "--publish-images",
+            &store,
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ])
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    json_of(&exported);
+    let csv = std::fs::read_to_string(out.join("tasks.csv")).unwrap();
+    let catalog = Catalog::open(&workspace.db).await.unwrap();
+    for row in csv.lines().skip(1) {
+        let fields: Vec<&str> = row.splitn(4, ',').collect();
+        let url = fields[3];
+        let path = url
+            .strip_prefix(&endpoint)
+            .unwrap_or_else(|| panic!("a link to the bucket: {url}"));
+        assert!(path.starts_with(&format!("/{bucket}/shared/crowd/batch-1/{}", fields[0])));
+        assert!(url.contains("X-Amz-Signature="), "{url}");
+        let response = http(format!(
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        ));
+        assert!(
+            response.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&response)
+        );
+        let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let task = catalog.crowd_task(fields[0]).await.unwrap().unwrap();
+        assert_eq!(
+            hex::encode(sha2::Sha256::digest(&response[split..])),
+            task.image_id
+        );
+    }
+    // A folder store cannot share: a clear refusal.
+    let refused = workspace.run(&[
+        "crowd",
+        "export",
+        "--run",
+        "1",
+        "--from",
+        "all",
+        "--publish-images",
+        "file:///tmp/x",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(refused.status.code(), Some(2));
+}

@@ -110,6 +110,8 @@ impl Default for RetryPolicy {
 /// store's canonical URL for messages.
 pub(crate) struct Backend {
     pub store: Arc<dyn ObjectStore>,
+    /// The same S3 client, for presigned links (`None` on a local folder).
+    pub s3: Option<object_store::aws::AmazonS3>,
     pub root: ObjectPath,
     pub url: String,
     /// Said after unexplained S3 failures when no access key is configured: the credentials
@@ -138,6 +140,7 @@ fn open_local(dir: &Path) -> StoreResult<Backend> {
     // to exist, and listing a store that was never written to should just be empty.
     let store = LocalFileSystem::new().with_automatic_cleanup(true);
     Ok(Backend {
+        s3: None,
         store: Arc::new(store),
         root,
         url: format!("file://{}", absolute.display()),
@@ -169,6 +172,7 @@ fn open_s3(
         reason: e.to_string(),
     })?;
     Ok(Backend {
+        s3: Some(store.clone()),
         store: Arc::new(store),
         root,
         url,

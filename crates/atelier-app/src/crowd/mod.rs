@@ -63,8 +63,12 @@ pub struct ExportRequest {
     pub votes: i64,
     /// Share of the batch's tasks that are gold questions (0 to under 1).
     pub gold: f64,
-    /// The address workers reach `atelier serve` at (`https://atelier.example.com`).
-    pub base_url: String,
+    /// The address workers reach `atelier serve` at (`https://atelier.example.com`): image
+    /// links are the app's signed links below it...
+    pub base_url: Option<String>,
+    /// ... or, instead, copies of the photos in this S3 store (`s3://bucket/prefix`), shown
+    /// through presigned links.
+    pub publish_images: Option<String>,
     /// How long the image URLs stay valid.
     pub expires_in: Duration,
     pub created_by: String,
@@ -130,11 +134,10 @@ pub async fn export(catalog: &Catalog, request: &ExportRequest) -> Result<Export
         })
         .await?;
     let expires_at = unix_seconds() + request.expires_in.as_secs() as i64;
-    let key = url_key(catalog).await?;
-    let mut csv = String::from("task_id,facet,labels,image_url\n");
     let stored = catalog.crowd_tasks(batch).await?;
-    for task in &stored {
-        let url = image_url(&key, &request.base_url, &task.token, expires_at);
+    let urls = task_urls(catalog, request, batch, &stored, expires_at).await?;
+    let mut csv = String::from("task_id,facet,labels,image_url\n");
+    for (task, url) in stored.iter().zip(urls) {
         csv.push_str(&format!(
             "{},{},{},{}\n",
             task.token,
@@ -153,6 +156,41 @@ pub async fn export(catalog: &Catalog, request: &ExportRequest) -> Result<Export
     })
 }
 
+/// Each task's image link: the app's signed link, or a presigned link to a copy in S3.
+async fn task_urls(
+    catalog: &Catalog,
+    request: &ExportRequest,
+    batch: i64,
+    tasks: &[atelier_catalog::CrowdTask],
+    expires_at: i64,
+) -> Result<Vec<String>, AppError> {
+    let Some(store) = &request.publish_images else {
+        let key = url_key(catalog).await?;
+        let base = request.base_url.as_deref().unwrap_or_default();
+        return Ok(tasks
+            .iter()
+            .map(|task| image_url(&key, base, &task.token, expires_at))
+            .collect());
+    };
+    let store = crate::models::open_store(store)?;
+    let images: Vec<(&str, &str)> = tasks
+        .iter()
+        .map(|t| (t.uri.as_str(), t.image_id.as_str()))
+        .collect();
+    let paths = crate::images::resolver().resolve(&images).await?;
+    let mut urls = Vec::with_capacity(tasks.len());
+    for (task, path) in tasks.iter().zip(paths) {
+        let path = path.map_err(|e| AppError::Invalid(format!("{}: {e}", task.uri)))?;
+        let bytes = tokio::fs::read(&path)
+            .await
+            .map_err(|e| AppError::io(&path, e))?;
+        let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("img");
+        let key = format!("crowd/batch-{batch}/{}.{extension}", task.token);
+        urls.push(store.share(&key, bytes, request.expires_in).await?);
+    }
+    Ok(urls)
+}
+
 fn check_request(request: &ExportRequest) -> Result<(), AppError> {
     if !(0.0..1.0).contains(&request.gold) {
         return Err(AppError::Invalid(format!(
@@ -165,13 +203,31 @@ fn check_request(request: &ExportRequest) -> Result<(), AppError> {
             "votes per task must be at least 1".into(),
         ));
     }
-    let base = request.base_url.trim_end_matches('/');
-    if !(base.starts_with("https://") || base.starts_with("http://")) || base.contains('?') {
-        return Err(AppError::Invalid(format!(
-            "base URL {:?}: give the address workers reach the app at, such as \
-             https://atelier.example.com",
-            request.base_url
-        )));
+    match (&request.base_url, &request.publish_images) {
+        (Some(base), None) => {
+            let base = base.trim_end_matches('/');
+            if !(base.starts_with("https://") || base.starts_with("http://")) || base.contains('?')
+            {
+                return Err(AppError::Invalid(format!(
+                    "base URL {base:?}: give the address workers reach the app at, such as \
+                     https://atelier.example.com"
+                )));
+            }
+        }
+        (None, Some(store)) if store.starts_with("s3://") => {}
+        (None, Some(store)) => {
+            return Err(AppError::Invalid(format!(
+                "images can be published to an S3 store only ({store:?}): give \
+                 s3://bucket/prefix, or a base URL for the app's signed links"
+            )));
+        }
+        _ => {
+            return Err(AppError::Invalid(
+                "give a base URL for the app's signed image links, or an S3 store to publish \
+                 the photos to (one of the two)"
+                    .into(),
+            ));
+        }
     }
     Ok(())
 }

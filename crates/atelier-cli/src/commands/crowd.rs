@@ -22,6 +22,7 @@ pub async fn run(catalog: &Catalog, args: &CrowdArgs, json: bool) -> CliResult {
             votes,
             gold,
             base_url,
+            publish_images,
             expires_days,
             out,
         } => {
@@ -39,6 +40,7 @@ pub async fn run(catalog: &Catalog, args: &CrowdArgs, json: bool) -> CliResult {
                 votes: *votes,
                 gold: *gold,
                 base_url: base_url.clone(),
+                publish_images: publish_images.clone(),
                 expires_in: Duration::from_secs(expires_days * 24 * 3600),
                 created_by: "cli".into(),
             };

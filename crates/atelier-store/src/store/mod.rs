@@ -9,6 +9,7 @@
 //! NAME/VERSION/manifest.json   written last, create-if-absent: the version exists once it does
 //! NAME/tags/TAG.json           {"version": N}, overwritten by promote
 //! _mirrors/KEY/...             folders mirrored as they are (a run's checkpoints: `mirror`)
+//! KEY                           files shared through presigned links (`share`, S3 only)
 //! ```
 //!
 //! A publisher takes the version after the highest it sees and claims it with a
@@ -33,6 +34,7 @@ mod publish;
 mod pull;
 mod read;
 mod remove;
+mod share;
 mod tags;
 
 pub use format::{MANIFEST_FILE, Manifest, Part};
