@@ -25,18 +25,7 @@ async fn export_then_import_batch_results() {
         let id = image["id"].as_str().unwrap();
         let given = image["labels"]["silhouette"].as_str().unwrap();
         let label = names.iter().find(|l| **l != given).unwrap();
-        catalog
-            .set_labels(&[LabelEdit {
-                image: id.into(),
-                facet: "silhouette".into(),
-                label: Some(label.to_string()),
-                expected_version: 1,
-                actor: "rita".into(),
-                reason: Some("checked".into()),
-                run_id: None,
-            }])
-            .await
-            .unwrap();
+        retag(&catalog, id, label, 1).await;
     }
 
     let out = workspace.root.join("batch");
@@ -145,18 +134,8 @@ async fn export_then_import_batch_results() {
         .iter()
         .find(|l| **l != retagged["label"] && **l != retagged["current_label"])
         .unwrap();
-    catalog
-        .set_labels(&[LabelEdit {
-            image: image.into(),
-            facet: "silhouette".into(),
-            label: Some(other.to_string()),
-            expected_version: retagged["label_version"].as_i64().unwrap(),
-            actor: "rita".into(),
-            reason: None,
-            run_id: None,
-        }])
-        .await
-        .unwrap();
+    let version = retagged["label_version"].as_i64().unwrap();
+    retag(&catalog, image, other, version).await;
     // Three workers on ten tasks: a low bar, so that most answers count.
     let apply = ["crowd", "apply", "1", "--min-posterior", "0.5", "--json"];
     let applied = json_of(&workspace.run(&apply));
@@ -402,4 +381,20 @@ async fn photos_can_be_published_to_s3_with_presigned_links() {
         out.to_str().unwrap(),
     ]);
     assert_eq!(refused.status.code(), Some(2));
+}
+
+/// Reviewer rita sets image `image`'s silhouette to `label`, from label version `version`.
+async fn retag(catalog: &Catalog, image: &str, label: &str, version: i64) {
+    catalog
+        .set_labels(&[LabelEdit {
+            image: image.into(),
+            facet: "silhouette".into(),
+            label: Some(label.to_string()),
+            expected_version: version,
+            actor: "rita".into(),
+            reason: None,
+            run_id: None,
+        }])
+        .await
+        .unwrap();
 }

@@ -86,18 +86,25 @@ fn percent_decode(text: &str) -> Result<String, WebError> {
 
 /// Optional numbers in forms arrive as strings ("" for none): reads both forms and JSON.
 pub mod loose {
+    use std::str::FromStr;
+
     use serde::{Deserialize, Deserializer};
 
     #[derive(Deserialize)]
     #[serde(untagged)]
-    enum NumberOrText {
-        Number(i64),
+    enum NumberOrText<T> {
+        Number(T),
         Text(String),
         Null,
     }
 
-    pub fn optional_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-        match Option::<NumberOrText>::deserialize(d)? {
+    /// A number, its text, or nothing ("", null, absent).
+    fn optional<'de, T, D>(d: D) -> Result<Option<T>, D::Error>
+    where
+        T: Deserialize<'de> + FromStr,
+        D: Deserializer<'de>,
+    {
+        match Option::<NumberOrText<T>>::deserialize(d)? {
             None | Some(NumberOrText::Null) => Ok(None),
             Some(NumberOrText::Number(n)) => Ok(Some(n)),
             Some(NumberOrText::Text(t)) if t.trim().is_empty() => Ok(None),
@@ -109,29 +116,16 @@ pub mod loose {
         }
     }
 
+    pub fn optional_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        optional(d)
+    }
+
     pub fn i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
         optional_i64(d)?.ok_or_else(|| serde::de::Error::custom("a number is required"))
     }
 
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum FloatOrText {
-        Number(f64),
-        Text(String),
-        Null,
-    }
-
     pub fn optional_f64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
-        match Option::<FloatOrText>::deserialize(d)? {
-            None | Some(FloatOrText::Null) => Ok(None),
-            Some(FloatOrText::Number(n)) => Ok(Some(n)),
-            Some(FloatOrText::Text(t)) if t.trim().is_empty() => Ok(None),
-            Some(FloatOrText::Text(t)) => t
-                .trim()
-                .parse()
-                .map(Some)
-                .map_err(|_| serde::de::Error::custom(format!("{t:?} is not a number"))),
-        }
+        optional(d)
     }
 }
 
