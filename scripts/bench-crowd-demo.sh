@@ -4,7 +4,7 @@
 # (`atelier crowd simulate`: 30 workers, two spammers and an adversary) from the renderer's
 # truth, 3 and then 5 votes a task; prints the aggregated accuracy (Dawid-Skene and majority
 # vote) and the precision of the changes `crowd apply` would make at posteriors 0.9 and 0.95.
-# crowd-kit's DawidSkene on the same votes: see the README (PyPI `crowd-kit`).
+# crowd-kit's DawidSkene and MajorityVote run on the same votes when it is installed.
 set -euo pipefail
 DEMO_DB="$(realpath "${1:?usage: scripts/bench-crowd-demo.sh ATELIER-DEMO/atelier.db [WORKDIR]}")"
 cd "$(dirname "$0")/.."
@@ -38,5 +38,27 @@ for th in (0.9, 0.95):
     right = sum(1 for t in applied if truth.get((t["image_id"], t["facet"])) == t["label"])
     fixed = sum(1 for t in applied if truth.get((t["image_id"], t["facet"])) == t["label"] and t in flipped)
     print(f"  posterior >= {th}: {len(applied)} changes, precision {right/max(1,len(applied)):.3f}, fixes {fixed} of {len(flipped)} wrong labels")
+PY
+  # crowd-kit's DawidSkene and MajorityVote on the same votes (PyPI `crowd-kit`), facet by facet.
+  python3 - $W/c$votes.db $W/r$votes.csv $W/agg$votes.json <<'PY' 2>/dev/null || echo "  (crowd-kit not installed: python3 -m pip install crowd-kit)"
+import csv, json, sqlite3, sys
+import pandas as pd
+from crowdkit.aggregation import DawidSkene, MajorityVote
+db, results, agg = sys.argv[1:4]
+c = sqlite3.connect(db)
+truth = {(i, f): l for i, f, l in c.execute(
+    "select t.image_id, f.name, fl.label from truth_labels t join facets f on f.id=t.facet_id join facet_labels fl on fl.id=t.label_id")}
+tasks = {t["token"]: t for t in json.load(open(agg))["tasks"]}
+rows = list(csv.DictReader(open(results)))
+total = ok_ds = ok_mv = 0
+for facet in sorted({t["facet"] for t in tasks.values()}):
+    df = pd.DataFrame([{"task": r["Input.task_id"], "worker": r["WorkerId"], "label": r["Answer.label"]}
+                       for r in rows if tasks[r["Input.task_id"]]["facet"] == facet])
+    ds = DawidSkene(n_iter=100).fit_predict(df)
+    mv = MajorityVote().fit_predict(df)
+    for task, label in ds.items():
+        right = truth.get((tasks[task]["image_id"], facet))
+        total += 1; ok_ds += label == right; ok_mv += mv[task] == right
+print(f"  crowd-kit: DS {ok_ds/total:.3f}, majority {ok_mv/total:.3f} over {total} tasks")
 PY
 done
