@@ -151,17 +151,33 @@ impl Catalog {
 
     /// Every batch, newest first, with its numbers of tasks and votes.
     pub async fn crowd_batches(&self) -> Result<Vec<CrowdBatch>, CatalogError> {
+        self.batches_where(None).await
+    }
+
+    /// Batch `batch`, if it exists.
+    pub async fn crowd_batch(&self, batch: i64) -> Result<Option<CrowdBatch>, CatalogError> {
+        Ok(self.batches_where(Some(batch)).await?.pop())
+    }
+
+    async fn batches_where(&self, batch: Option<i64>) -> Result<Vec<CrowdBatch>, CatalogError> {
         let context = "listing crowd batches";
-        let rows = sqlx::query(
+        let filter = if batch.is_some() {
+            "WHERE b.id = $1"
+        } else {
+            ""
+        };
+        let query = crate::sql::assembled(format!(
             "SELECT b.id, b.run_id, b.source, b.votes_per_task, b.created_by, b.created_at, \
              (SELECT COUNT(*) FROM crowd_tasks t WHERE t.batch_id = b.id) AS tasks, \
              (SELECT COUNT(*) FROM crowd_votes v JOIN crowd_tasks t ON t.id = v.task_id \
               WHERE t.batch_id = b.id) AS votes \
-             FROM crowd_batches b ORDER BY b.id DESC",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db(context))?;
+             FROM crowd_batches b {filter} ORDER BY b.id DESC"
+        ));
+        let query = match batch {
+            Some(batch) => query.bind(batch),
+            None => query,
+        };
+        let rows = query.fetch_all(&self.pool).await.map_err(db(context))?;
         rows.iter()
             .map(|row| {
                 Ok(CrowdBatch {
@@ -218,22 +234,13 @@ impl Catalog {
         let rows = query.fetch_all(&mut *conn).await.map_err(db(context))?;
         if rows.is_empty()
             && let Some(batch) = batch
-            && !self.crowd_batch_exists(batch).await?
+            && self.crowd_batch(batch).await?.is_none()
         {
             return Err(CatalogError::UnknownCrowdBatch(batch));
         }
         rows.iter()
             .map(|row| task_record(row, &vocabulary).map_err(db(context)))
             .collect()
-    }
-
-    async fn crowd_batch_exists(&self, batch: i64) -> Result<bool, CatalogError> {
-        Ok(sqlx::query("SELECT 1 FROM crowd_batches WHERE id = $1")
-            .bind(batch)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db("reading a crowd batch"))?
-            .is_some())
     }
 
     /// Stores votes in one transaction; a worker's second vote on a task is ignored. Each vote

@@ -142,45 +142,7 @@ pub struct CrowdArgs {
 pub enum CrowdAction {
     /// Choose tasks from a run's predictions, record the batch, and write `tasks.csv` (Mechanical
     /// Turk's bulk upload) and `question.html` (the question template) into --out.
-    Export {
-        #[arg(long)]
-        run: i64,
-        /// Only this facet (default: every facet of the run).
-        #[arg(long)]
-        facet: Option<String>,
-        /// Where the tasks come from.
-        #[arg(long, value_enum, default_value = "mistags")]
-        from: TaskSourceArg,
-        /// With false-negatives / false-positives: only this label.
-        #[arg(long)]
-        label: Option<String>,
-        /// Most tasks besides the gold questions.
-        #[arg(long, default_value_t = 500)]
-        limit: usize,
-        /// Workers asked per task.
-        #[arg(long, default_value_t = 3)]
-        votes: i64,
-        /// Share of the batch that is gold questions (labels reviewers set).
-        #[arg(long, default_value_t = 0.1)]
-        gold: f64,
-        /// The address workers reach `atelier serve` at; image URLs are signed links below it.
-        #[arg(
-            long,
-            required_unless_present = "publish_images",
-            conflicts_with = "publish_images"
-        )]
-        base_url: Option<String>,
-        /// Instead: copy the photos to this S3 store (`s3://bucket/prefix`) and link them with
-        /// presigned URLs (the app need not be reachable by workers).
-        #[arg(long, value_name = "S3_URL")]
-        publish_images: Option<String>,
-        /// Days the image URLs stay valid.
-        #[arg(long, default_value_t = 14)]
-        expires_days: u64,
-        /// The folder to write the two files into (created if missing).
-        #[arg(long)]
-        out: PathBuf,
-    },
+    Export(CrowdExportArgs),
     /// Read Mechanical Turk's batch-results CSV into votes (bad rows are named by line and
     /// skipped; reading a file twice adds nothing).
     Import { file: PathBuf },
@@ -214,6 +176,49 @@ pub enum CrowdAction {
         #[arg(long = "as", value_name = "USER", default_value = "crowd")]
         actor: String,
     },
+}
+
+/// `atelier crowd export`: which tasks, how many votes and gold questions, how workers see
+/// the photos, and where the files go.
+#[derive(Debug, Args)]
+pub struct CrowdExportArgs {
+    #[arg(long)]
+    pub run: i64,
+    /// Only this facet (default: every facet of the run).
+    #[arg(long)]
+    pub facet: Option<String>,
+    /// Where the tasks come from.
+    #[arg(long, value_enum, default_value = "mistags")]
+    pub from: TaskSourceArg,
+    /// With false-negatives / false-positives: only this label.
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Most tasks besides the gold questions.
+    #[arg(long, default_value_t = 500)]
+    pub limit: usize,
+    /// Workers asked per task.
+    #[arg(long, default_value_t = 3)]
+    pub votes: i64,
+    /// Share of the batch that is gold questions (labels reviewers set).
+    #[arg(long, default_value_t = 0.1)]
+    pub gold: f64,
+    /// The address workers reach `atelier serve` at; image URLs are signed links below it.
+    #[arg(
+        long,
+        required_unless_present = "publish_images",
+        conflicts_with = "publish_images"
+    )]
+    pub base_url: Option<String>,
+    /// Instead: copy the photos to this S3 store (`s3://bucket/prefix`) and link them with
+    /// presigned URLs (the app need not be reachable by workers).
+    #[arg(long, value_name = "S3_URL")]
+    pub publish_images: Option<String>,
+    /// Days the image URLs stay valid.
+    #[arg(long, default_value_t = 14)]
+    pub expires_days: u64,
+    /// The folder to write the two files into (created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// Where exported tasks come from.

@@ -2,7 +2,9 @@
 //! standard input), list and change them, then start the server on a free port and log in
 //! through it.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Output, Stdio};
 
@@ -97,16 +99,7 @@ fn users_are_managed_from_the_command_line_and_log_in_to_the_server() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let address = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
+    let address = common::served_address(&mut server);
     let body = r#"{"user":"ana","password":"secret-pass"}"#;
     let response = http(
         &address,

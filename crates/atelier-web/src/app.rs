@@ -182,96 +182,10 @@ fn routes(state: AppState) -> Router {
     let upload_limit = DefaultBodyLimit::max(state.config.max_upload_bytes);
     for prefix in ["", "/api"] {
         routes = routes
-            .route(
-                &format!("{prefix}/search"),
-                get(pages::search::show)
-                    .post(pages::search::upload)
-                    .layer(upload_limit),
-            )
-            .route(&format!("{prefix}/jobs"), get(pages::jobs::list))
-            .route(&format!("{prefix}/jobs/{{job}}"), get(pages::jobs::show))
-            .route(
-                &format!("{prefix}/jobs/{{job}}/cancel"),
-                post(pages::jobs::cancel),
-            )
-            .route(
-                &format!("{prefix}/jobs/{{job}}/retry"),
-                post(pages::jobs::retry),
-            )
-            .route(&format!("{prefix}/crowd"), get(pages::crowd_batches::list))
-            .route(
-                &format!("{prefix}/crowd/{{batch}}"),
-                get(pages::crowd_batches::show),
-            )
-            .route(
-                &format!("{prefix}/crowd/{{batch}}/apply"),
-                post(pages::crowd_batches::apply),
-            )
-            .route(
-                &format!("{prefix}/crowd/{{batch}}/answer"),
-                get(pages::crowd_batches::answer_form).post(pages::crowd_batches::answer),
-            )
-            .route(&format!("{prefix}/runs"), get(pages::runs::list))
-            .route(&format!("{prefix}/runs/compare"), get(pages::runs::compare))
-            .route(&format!("{prefix}/runs/{{run}}"), get(pages::runs::show))
-            .route(
-                &format!("{prefix}/runs/{{run}}/retrain"),
-                post(pages::runs::retrain),
-            )
-            .route(
-                &format!("{prefix}/runs/{{run}}/resume"),
-                post(pages::runs::resume),
-            )
-            .route(
-                &format!("{prefix}/runs/{{run}}/fail"),
-                post(pages::runs::mark_failed),
-            )
-            .route(
-                &format!("{prefix}/runs/{{run}}/facets/{{facet}}"),
-                get(pages::facet::show),
-            )
-            .route(
-                &format!("{prefix}/runs/{{run}}/facets/{{facet}}/review"),
-                get(pages::review::show),
-            )
-            .route(
-                &format!("{prefix}/runs/{{run}}/mistags"),
-                get(pages::mistags::show),
-            )
-            .route(&format!("{prefix}/images"), get(pages::catalogue::list))
-            .route(
-                &format!("{prefix}/triplets"),
-                get(pages::triplets::show).post(pages::triplets::add),
-            )
-            .route(
-                &format!("{prefix}/images/{{image}}"),
-                get(pages::image::show),
-            )
-            .route(
-                &format!("{prefix}/images/{{image}}/box"),
-                post(pages::boxes::set),
-            )
-            .route(&format!("{prefix}/boxes"), get(pages::boxes::queue))
-            .route(
-                &format!("{prefix}/duplicates"),
-                get(pages::duplicates::show),
-            )
-            .route(
-                &format!("{prefix}/duplicates/verdict"),
-                post(pages::duplicates::decide),
-            )
-            .route(
-                &format!("{prefix}/users"),
-                get(pages::users::list).post(pages::users::add),
-            )
-            .route(
-                &format!("{prefix}/users/{{name}}/role"),
-                post(pages::users::set_role),
-            )
-            .route(
-                &format!("{prefix}/users/{{name}}/remove"),
-                post(pages::users::remove),
-            );
+            .merge(run_pages(prefix))
+            .merge(catalogue_pages(prefix, upload_limit))
+            .merge(queue_pages(prefix))
+            .merge(user_pages(prefix));
     }
     routes
         .route("/", get(|| async { Redirect::to("/runs") }))
@@ -292,6 +206,116 @@ fn routes(state: AppState) -> Router {
         .layer(middleware::from_fn(html_errors))
         .layer(middleware::from_fn(security_headers))
         .with_state(state)
+}
+
+/// The runs, their facets' views, reviews and mistags, retrain, resume and fail.
+fn run_pages(prefix: &str) -> Router<AppState> {
+    Router::new()
+        .route(&format!("{prefix}/runs"), get(pages::runs::list))
+        .route(&format!("{prefix}/runs/compare"), get(pages::runs::compare))
+        .route(&format!("{prefix}/runs/{{run}}"), get(pages::runs::show))
+        .route(
+            &format!("{prefix}/runs/{{run}}/retrain"),
+            post(pages::runs::retrain),
+        )
+        .route(
+            &format!("{prefix}/runs/{{run}}/resume"),
+            post(pages::runs::resume),
+        )
+        .route(
+            &format!("{prefix}/runs/{{run}}/fail"),
+            post(pages::runs::mark_failed),
+        )
+        .route(
+            &format!("{prefix}/runs/{{run}}/facets/{{facet}}"),
+            get(pages::facet::show),
+        )
+        .route(
+            &format!("{prefix}/runs/{{run}}/facets/{{facet}}/review"),
+            get(pages::review::show),
+        )
+        .route(
+            &format!("{prefix}/runs/{{run}}/mistags"),
+            get(pages::mistags::show),
+        )
+}
+
+/// The catalogue browser, image pages and boxes, search, triplets and duplicates.
+fn catalogue_pages(prefix: &str, upload_limit: DefaultBodyLimit) -> Router<AppState> {
+    Router::new()
+        .route(
+            &format!("{prefix}/search"),
+            get(pages::search::show)
+                .post(pages::search::upload)
+                .layer(upload_limit),
+        )
+        .route(&format!("{prefix}/images"), get(pages::catalogue::list))
+        .route(
+            &format!("{prefix}/triplets"),
+            get(pages::triplets::show).post(pages::triplets::add),
+        )
+        .route(
+            &format!("{prefix}/images/{{image}}"),
+            get(pages::image::show),
+        )
+        .route(
+            &format!("{prefix}/images/{{image}}/box"),
+            post(pages::boxes::set),
+        )
+        .route(&format!("{prefix}/boxes"), get(pages::boxes::queue))
+        .route(
+            &format!("{prefix}/duplicates"),
+            get(pages::duplicates::show),
+        )
+        .route(
+            &format!("{prefix}/duplicates/verdict"),
+            post(pages::duplicates::decide),
+        )
+}
+
+/// The job queue and crowd batches.
+fn queue_pages(prefix: &str) -> Router<AppState> {
+    Router::new()
+        .route(&format!("{prefix}/jobs"), get(pages::jobs::list))
+        .route(&format!("{prefix}/jobs/{{job}}"), get(pages::jobs::show))
+        .route(
+            &format!("{prefix}/jobs/{{job}}/cancel"),
+            post(pages::jobs::cancel),
+        )
+        .route(
+            &format!("{prefix}/jobs/{{job}}/retry"),
+            post(pages::jobs::retry),
+        )
+        .route(&format!("{prefix}/crowd"), get(pages::crowd_batches::list))
+        .route(
+            &format!("{prefix}/crowd/{{batch}}"),
+            get(pages::crowd_batches::show),
+        )
+        .route(
+            &format!("{prefix}/crowd/{{batch}}/apply"),
+            post(pages::crowd_batches::apply),
+        )
+        .route(
+            &format!("{prefix}/crowd/{{batch}}/answer"),
+            get(pages::crowd_batches::answer_form).post(pages::crowd_batches::answer),
+        )
+}
+
+/// Users (admins).
+fn user_pages(prefix: &str) -> Router<AppState> {
+    Router::new()
+        .route(
+            &format!("{prefix}/users"),
+            get(pages::users::list).post(pages::users::add),
+        )
+        .route(
+            &format!("{prefix}/users/{{name}}/role"),
+            post(pages::users::set_role),
+        )
+        .route(
+            &format!("{prefix}/users/{{name}}/remove"),
+            post(pages::users::remove),
+        )
 }
 
 /// Serves the app on `addr` until the process is stopped.

@@ -207,11 +207,10 @@ pub async fn apply(
         )));
     }
     let run = catalog
-        .crowd_batches()
+        .crowd_batch(batch)
         .await?
-        .into_iter()
-        .find(|b| b.id == batch)
-        .and_then(|b| b.run_id);
+        .ok_or(CatalogError::UnknownCrowdBatch(batch))?
+        .run_id;
     let aggregation = aggregate(catalog, batch).await?;
     let mut report = ApplyReport {
         unanswered: aggregation.unanswered,

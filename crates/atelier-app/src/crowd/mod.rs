@@ -490,16 +490,18 @@ pub async fn next_task_for(
 ) -> Result<Option<atelier_catalog::CrowdTask>, AppError> {
     let tasks = catalog.crowd_tasks(batch).await?;
     let votes = catalog.crowd_votes(batch).await?;
-    let answered: HashSet<i64> = votes
-        .iter()
-        .filter(|v| v.worker == worker)
-        .map(|v| v.task_id)
-        .collect();
-    let count = |task: i64| votes.iter().filter(|v| v.task_id == task).count();
+    let mut counts: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
+    let mut answered = HashSet::new();
+    for vote in &votes {
+        *counts.entry(vote.task_id).or_default() += 1;
+        if vote.worker == worker {
+            answered.insert(vote.task_id);
+        }
+    }
     Ok(tasks
         .into_iter()
         .filter(|t| !answered.contains(&t.id))
-        .min_by_key(|t| (count(t.id), t.id)))
+        .min_by_key(|t| (counts.get(&t.id).copied().unwrap_or(0), t.id)))
 }
 
 /// The worker name a reviewer's answers are stored under.

@@ -176,3 +176,18 @@ pub fn assert_same_results(command: &dyn Fn(&[&str]) -> Command, a: i64, b: i64)
         .fold(0.0, f64::max);
     assert!(largest < 1e-5, "probabilities differ by {largest}");
 }
+
+/// The HOST:PORT that a starting `atelier serve` prints on the first line of its standard
+/// output (which must be piped).
+pub fn served_address(server: &mut std::process::Child) -> String {
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::BufReader::new(server.stdout.take().expect("a piped standard output"))
+        .read_line(&mut line)
+        .unwrap();
+    line.split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string()
+}
