@@ -375,33 +375,7 @@ pub async fn import_results(catalog: &Catalog, text: &str) -> Result<ResultsImpo
         .headers()
         .map_err(|e| AppError::Invalid(format!("the results file has no header row: {e}")))?
         .clone();
-    let column = |name: &str| headers.iter().position(|h| h == name);
-    let needed = [
-        "WorkerId",
-        "AssignmentStatus",
-        "Input.task_id",
-        "Answer.label",
-    ];
-    let missing: Vec<&str> = needed
-        .iter()
-        .copied()
-        .filter(|c| column(c).is_none())
-        .collect();
-    if !missing.is_empty() {
-        return Err(AppError::Invalid(format!(
-            "the results file lacks the column(s) {}: give Mechanical Turk's batch results CSV \
-             of a batch made from `atelier crowd export`'s files",
-            missing.join(", ")
-        )));
-    }
-    let at = |name: &str| column(name).unwrap_or(usize::MAX);
-    let (worker, status, task, answer) = (
-        at("WorkerId"),
-        at("AssignmentStatus"),
-        at("Input.task_id"),
-        at("Answer.label"),
-    );
-    let assignment = column("AssignmentId");
+    let columns = ResultColumns::find(&headers)?;
     let mut report = ResultsImport {
         rows: 0,
         added: 0,
@@ -413,45 +387,30 @@ pub async fn import_results(catalog: &Catalog, text: &str) -> Result<ResultsImpo
     for (n, record) in reader.records().enumerate() {
         let line = n + 2;
         report.rows += 1;
-        let record = match record {
-            Ok(record) => record,
-            Err(error) => {
-                report.problems.push(RowProblem {
-                    line,
-                    reason: format!("not a CSV row ({error})"),
-                });
+        let vote = match record {
+            Err(error) => Err(format!("not a CSV row ({error})")),
+            Ok(record) if record.len() != headers.len() => Err(format!(
+                "a malformed line: {} fields where the header has {}",
+                record.len(),
+                headers.len()
+            )),
+            Ok(record) => Ok(columns.vote(&record)),
+        };
+        let reason = match vote {
+            Ok(None) => {
+                report.rejected += 1;
                 continue;
             }
+            Ok(Some(vote)) => match check_vote(catalog, &vote).await? {
+                None => {
+                    votes.push(vote);
+                    continue;
+                }
+                Some(reason) => reason,
+            },
+            Err(reason) => reason,
         };
-        if record.len() != headers.len() {
-            report.problems.push(RowProblem {
-                line,
-                reason: format!(
-                    "a malformed line: {} fields where the header has {}",
-                    record.len(),
-                    headers.len()
-                ),
-            });
-            continue;
-        }
-        let field = |i: usize| record.get(i).map(str::trim).unwrap_or("");
-        if field(status).eq_ignore_ascii_case("Rejected") {
-            report.rejected += 1;
-            continue;
-        }
-        let vote = NewCrowdVote {
-            token: field(task).to_string(),
-            worker: field(worker).to_string(),
-            label: field(answer).to_string(),
-            assignment: assignment
-                .map(|i| field(i).to_string())
-                .filter(|a| !a.is_empty()),
-            at: atelier_catalog::now_millis(),
-        };
-        match check_vote(catalog, &vote).await? {
-            Some(reason) => report.problems.push(RowProblem { line, reason }),
-            None => votes.push(vote),
-        }
+        report.problems.push(RowProblem { line, reason });
     }
     let VotesStored {
         added,
@@ -460,6 +419,67 @@ pub async fn import_results(catalog: &Catalog, text: &str) -> Result<ResultsImpo
     report.added = added;
     report.already_stored = already_stored;
     Ok(report)
+}
+
+/// Where a results file keeps what a vote needs.
+struct ResultColumns {
+    worker: usize,
+    status: usize,
+    task: usize,
+    answer: usize,
+    assignment: Option<usize>,
+}
+
+impl ResultColumns {
+    /// The columns, or an error naming the missing ones.
+    fn find(headers: &csv::StringRecord) -> Result<ResultColumns, AppError> {
+        let column = |name: &str| headers.iter().position(|h| h == name);
+        let needed = [
+            "WorkerId",
+            "AssignmentStatus",
+            "Input.task_id",
+            "Answer.label",
+        ];
+        let found: Vec<Option<usize>> = needed.iter().map(|c| column(c)).collect();
+        let missing: Vec<&str> = needed
+            .iter()
+            .zip(&found)
+            .filter(|(_, at)| at.is_none())
+            .map(|(name, _)| *name)
+            .collect();
+        match found[..] {
+            [Some(worker), Some(status), Some(task), Some(answer)] => Ok(ResultColumns {
+                worker,
+                status,
+                task,
+                answer,
+                assignment: column("AssignmentId"),
+            }),
+            _ => Err(AppError::Invalid(format!(
+                "the results file lacks the column(s) {}: give Mechanical Turk's batch \
+                 results CSV of a batch made from `atelier crowd export`'s files",
+                missing.join(", ")
+            ))),
+        }
+    }
+
+    /// The vote of a row; `None` for an assignment the requester rejected.
+    fn vote(&self, record: &csv::StringRecord) -> Option<NewCrowdVote> {
+        let field = |i: usize| record.get(i).map(str::trim).unwrap_or("");
+        if field(self.status).eq_ignore_ascii_case("Rejected") {
+            return None;
+        }
+        Some(NewCrowdVote {
+            token: field(self.task).to_string(),
+            worker: field(self.worker).to_string(),
+            label: field(self.answer).to_string(),
+            assignment: self
+                .assignment
+                .map(|i| field(i).to_string())
+                .filter(|a| !a.is_empty()),
+            at: atelier_catalog::now_millis(),
+        })
+    }
 }
 
 /// Why a vote cannot be stored, if it cannot.
