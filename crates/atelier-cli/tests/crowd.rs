@@ -71,7 +71,8 @@ async fn export_then_import_batch_results() {
     }
 
     // Three workers answer every task; then a rejected assignment, an unknown task, a label
-    // outside the facet, a row without a worker, and a malformed line.
+    // outside the facet, a row without a worker, one in the name kept for the current labels,
+    // and a malformed line.
     let mut results = String::from(
         "HITId,AssignmentId,WorkerId,AssignmentStatus,Input.task_id,Input.facet,Answer.label\n",
     );
@@ -92,6 +93,9 @@ async fn export_then_import_batch_results() {
         "H0,AZ,W9,Submitted,{first},silhouette,ballgown-xl\n"
     ));
     results.push_str(&format!("H0,AW,,Submitted,{first},silhouette,sheath\n"));
+    results.push_str(&format!(
+        "H0,AV,(catalogue),Submitted,{first},silhouette,sheath\n"
+    ));
     results.push_str("\"unterminated,quote\n");
     let file = workspace.root.join("results.csv");
     std::fs::write(&file, &results).unwrap();
@@ -105,8 +109,10 @@ async fn export_then_import_batch_results() {
         .iter()
         .map(|p| p["line"].as_u64().unwrap())
         .collect();
-    assert_eq!(lines, [33, 34, 35, 36], "{imported}");
-    let malformed = imported["problems"][3]["reason"].as_str().unwrap();
+    assert_eq!(lines, [33, 34, 35, 36, 37], "{imported}");
+    let reserved = imported["problems"][3]["reason"].as_str().unwrap();
+    assert!(reserved.contains("reserved"), "{reserved}");
+    let malformed = imported["problems"][4]["reason"].as_str().unwrap();
     assert!(malformed.contains("malformed"), "{malformed}");
     let again = json_of(&workspace.run(&["crowd", "import", file_arg, "--json"]));
     assert_eq!(
@@ -120,7 +126,14 @@ async fn export_then_import_batch_results() {
     let aggregated = json_of(&workspace.run(&["crowd", "aggregate", "1", "--json"]));
     let answered = aggregated["tasks"].as_array().unwrap();
     assert_eq!(answered.len(), 10, "{aggregated}");
-    assert_eq!(aggregated["workers"].as_array().unwrap().len(), 3);
+    // The three workers, and the current labels counted as one more.
+    let workers: Vec<&str> = aggregated["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["worker"].as_str().unwrap())
+        .collect();
+    assert_eq!(workers, ["(catalogue)", "W1", "W2", "W3"], "{aggregated}");
     let retagged = answered
         .iter()
         .find(|t| {

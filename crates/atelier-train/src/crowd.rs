@@ -17,8 +17,13 @@
 //! differ only in the stopping rule ([`DawidSkeneConfig::tolerance`]); [`Smoothing`] offers
 //! Laplace's rule besides crowd-kit's.
 //!
-//! [`simulation`] draws a deterministic crowd with known confusion to measure both rules.
+//! [`pooled`] fits the same model over several facets at once, with each worker's confusion
+//! drawn towards their accuracy over all facets: what a batch with a few dozen votes per worker
+//! and facet needs for posteriors that can be trusted.
+//!
+//! [`simulation`] draws a deterministic crowd with known confusion to measure both.
 
+pub mod pooled;
 pub mod simulation;
 
 /// Why a vote set cannot be aggregated.
@@ -494,23 +499,29 @@ fn e_step(votes: &VoteSet, parameters: &Parameters, posterior: &mut [Vec<f64>]) 
                 *j += parameters.confusion[(vote.worker * k + truth) * k + vote.label].ln();
             }
         }
-        if let Some(label) = votes.gold[t] {
-            total += joint[label];
-            continue;
-        }
-        let top = joint.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let mut sum = 0.0;
-        for (p, j) in row.iter_mut().zip(&joint) {
-            *p = (j - top).exp();
-            sum += *p;
-        }
-        row.iter_mut().for_each(|p| *p /= sum);
-        total += top + sum.ln();
+        total += task_posterior(&joint, votes.gold[t], row);
     }
     if votes.gold.iter().any(Option::is_some) {
         fix_gold(votes, posterior);
     }
     total
+}
+
+/// A task's posterior from the log joint probability of each label and its votes, normalised
+/// from the largest term (left alone on a gold task, whose label is fixed); returns the log
+/// probability of the votes (under the gold label on a gold task).
+fn task_posterior(joint: &[f64], gold: Option<usize>, row: &mut [f64]) -> f64 {
+    if let Some(label) = gold {
+        return joint[label];
+    }
+    let top = joint.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut sum = 0.0;
+    for (p, j) in row.iter_mut().zip(joint) {
+        *p = (j - top).exp();
+        sum += *p;
+    }
+    row.iter_mut().for_each(|p| *p /= sum);
+    top + sum.ln()
 }
 
 /// Per-task labels and per-worker estimates from the final posteriors and parameters.

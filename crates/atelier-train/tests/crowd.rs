@@ -1,8 +1,10 @@
 //! Crowd vote aggregation ([`atelier_train::crowd`]): one EM step computed by hand, gold
 //! answers, spammers and adversaries, majority vote's tie rule, inputs that cannot be
 //! aggregated, crowd-kit's `DawidSkene` on the same votes (`fixtures/crowd/`, made by
-//! `fixtures/crowd/make_crowdkit_reference.py`) and the simulated crowd.
+//! `fixtures/crowd/make_crowdkit_reference.py`), the pooled model against an independent NumPy
+//! implementation (`fixtures/crowd/make_pooled_reference.py`) and the simulated crowd.
 
+use atelier_train::crowd::pooled::{PooledConfig, dawid_skene_pooled};
 use atelier_train::crowd::simulation::{SimulationConfig, WorkerKind, score, simulate};
 use atelier_train::crowd::{
     CrowdError, DawidSkene, DawidSkeneConfig, Smoothing, Vote, VoteSet, dawid_skene, majority_vote,
@@ -428,4 +430,141 @@ fn dawid_skene_beats_majority_vote_on_the_simulated_crowd() {
     );
     assert!(scores.applied_precision >= 0.97, "{scores:?}");
     assert!(scores.applied > 1_500, "{scores:?}");
+}
+
+/// The pooled model on the fixture's two facets (8 workers, gold answers on 5 tasks), 30
+/// iterations, against `fixtures/crowd/make_pooled_reference.py`'s NumPy implementation:
+/// posteriors, confusion matrices and priors agree to 1e-9.
+#[test]
+fn pooled_matches_the_numpy_reference() {
+    let reference: Value =
+        serde_json::from_str(include_str!("../fixtures/crowd/pooled_reference.json")).unwrap();
+    let workers = reference["workers"].as_u64().unwrap() as usize;
+    let sets: Vec<VoteSet> = reference["facets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|facet| {
+            let list: Vec<(usize, usize, usize)> =
+                serde_json::from_value(facet["votes"].clone()).unwrap();
+            let gold: Vec<Option<usize>> = serde_json::from_value(facet["gold"].clone()).unwrap();
+            let count = |key: &str| facet[key].as_u64().unwrap() as usize;
+            VoteSet::new(count("tasks"), workers, count("labels"), votes(&list))
+                .unwrap()
+                .with_gold(gold)
+                .unwrap()
+        })
+        .collect();
+    let config = PooledConfig {
+        strength: reference["strength"].as_f64().unwrap(),
+        max_iterations: reference["iterations"].as_u64().unwrap() as usize,
+        tolerance: None,
+    };
+    let fitted = dawid_skene_pooled(&sets, &config).unwrap();
+    for (f, (ds, theirs)) in fitted
+        .iter()
+        .zip(reference["fitted"].as_array().unwrap())
+        .enumerate()
+    {
+        assert_eq!(ds.iterations, config.max_iterations);
+        let posterior: Vec<Vec<f64>> = serde_json::from_value(theirs["posterior"].clone()).unwrap();
+        for (t, (task, row)) in ds.tasks.iter().zip(&posterior).enumerate() {
+            for (p, q) in task.posterior.iter().zip(row) {
+                close(*p, *q, 1e-9, &format!("facet {f}, task {t}"));
+            }
+        }
+        let confusion: Vec<Vec<Vec<f64>>> =
+            serde_json::from_value(theirs["confusion"].clone()).unwrap();
+        for (w, (worker, matrix)) in ds.workers.iter().zip(&confusion).enumerate() {
+            for (row, their_row) in worker.confusion.iter().zip(matrix) {
+                for (p, q) in row.iter().zip(their_row) {
+                    close(*p, *q, 1e-9, &format!("facet {f}, worker {w}"));
+                }
+            }
+        }
+        let priors: Vec<f64> = serde_json::from_value(theirs["priors"].clone()).unwrap();
+        for (p, q) in ds.priors.iter().zip(&priors) {
+            close(*p, *q, 1e-9, &format!("facet {f}, prior"));
+        }
+    }
+}
+
+/// Five facets of 300 tasks (4 to 8 labels), 3 votes a task from the simulated crowd: each
+/// worker has about 30 votes per facet. Fitted facet by facet, Dawid–Skene's posteriors are
+/// over-confident; pooled over the facets, more labels are right and those with a posterior
+/// of 0.9 are right more often.
+#[test]
+fn pooling_over_facets_beats_facet_by_facet_on_sparse_votes() {
+    let simulations: Vec<_> = [4, 5, 6, 6, 8]
+        .iter()
+        .enumerate()
+        .map(|(f, &labels)| {
+            simulate(&SimulationConfig {
+                tasks: 300,
+                labels,
+                votes_per_task: 3,
+                seed: 100 + f as u64,
+            })
+            .unwrap()
+        })
+        .collect();
+    let sets: Vec<VoteSet> = simulations.iter().map(|s| s.votes.clone()).collect();
+    let pooled = dawid_skene_pooled(&sets, &PooledConfig::default()).unwrap();
+    let mut alone = Vec::new();
+    let mut together = Vec::new();
+    for (simulation, pooled) in simulations.iter().zip(&pooled) {
+        let majority = majority_vote(&simulation.votes);
+        let ds = dawid_skene(&simulation.votes, &DawidSkeneConfig::default()).unwrap();
+        alone.push(score(&simulation.truth, &majority, &ds, 0.9));
+        together.push(score(&simulation.truth, &majority, pooled, 0.9));
+    }
+    let mean = |scores: &[_], pick: fn(&atelier_train::crowd::simulation::Scores) -> f64| {
+        scores.iter().map(pick).sum::<f64>() / scores.len() as f64
+    };
+    let accuracy = |s: &atelier_train::crowd::simulation::Scores| s.dawid_skene_accuracy;
+    let precision = |s: &atelier_train::crowd::simulation::Scores| s.applied_precision;
+    let majority = |s: &atelier_train::crowd::simulation::Scores| s.majority_accuracy;
+    eprintln!(
+        "accuracy: majority {:.3}, facet by facet {:.3}, pooled {:.3}; precision at 0.9: {:.3} and {:.3}",
+        mean(&alone, majority),
+        mean(&alone, accuracy),
+        mean(&together, accuracy),
+        mean(&alone, precision),
+        mean(&together, precision)
+    );
+    assert!(mean(&together, accuracy) > mean(&alone, accuracy) + 0.02);
+    assert!(mean(&together, precision) > mean(&alone, precision));
+    assert!(pooled.iter().all(|ds| ds.converged));
+}
+
+#[test]
+fn pooled_refuses_sets_of_different_crowds() {
+    let one = VoteSet::new(1, 2, 2, votes(&[(0, 0, 1)])).unwrap();
+    let other = VoteSet::new(1, 3, 2, votes(&[(0, 2, 1)])).unwrap();
+    let error = dawid_skene_pooled(&[one.clone(), other], &PooledConfig::default()).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            CrowdError::Setting {
+                field: "workers",
+                ..
+            }
+        ),
+        "{error}"
+    );
+    let weak = PooledConfig {
+        strength: 0.0,
+        ..PooledConfig::default()
+    };
+    assert!(matches!(
+        dawid_skene_pooled(&[one], &weak),
+        Err(CrowdError::Setting {
+            field: "strength",
+            ..
+        })
+    ));
+    assert_eq!(
+        dawid_skene_pooled(&[], &weak).unwrap_err(),
+        CrowdError::NoTasks
+    );
 }

@@ -112,7 +112,11 @@ async fn reviewers_answer_tasks_and_apply_a_batch() {
         .iter()
         .map(|w| w["worker"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["review:rita", "review:ron"], "{shown}");
+    assert_eq!(
+        names,
+        ["(catalogue)", "review:rita", "review:ron"],
+        "{shown}"
+    );
     assert_eq!(shown["aggregation"]["tasks"].as_array().unwrap().len(), 4);
     let html = get(&fx.app, &format!("/crowd/{batch}"), Some(&rita))
         .await

@@ -487,6 +487,12 @@ async fn check_vote(catalog: &Catalog, vote: &NewCrowdVote) -> Result<Option<Str
     if vote.worker.is_empty() {
         return Ok(Some("no WorkerId".into()));
     }
+    if vote.worker == aggregate::CATALOGUE_WORKER {
+        return Ok(Some(format!(
+            "WorkerId {:?} is reserved for the current labels",
+            aggregate::CATALOGUE_WORKER
+        )));
+    }
     let Some(task) = catalog.crowd_task(&vote.token).await? else {
         return Ok(Some(format!("no task {:?} in the catalogue", vote.token)));
     };

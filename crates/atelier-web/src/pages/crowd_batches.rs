@@ -100,7 +100,7 @@ fn render_batch(data: &BatchPage, user: &User) -> Markup {
     let body = html! {
         p.muted {
             (data.aggregation.tasks.len()) " answered tasks, " (data.aggregation.unanswered) " unanswered, "
-            (data.disputed) " disputed (posterior under 0.9). Labels are Dawid–Skene's: each worker's confusion is estimated, gold answers held fixed."
+            (data.disputed) " disputed (posterior under 0.9). Labels are Dawid–Skene's over all facets: each worker's confusion is estimated per facet, drawn towards their accuracy over every facet; the current labels count as one more worker, (catalogue); gold answers are held fixed."
         }
         @if user.role >= Role::Reviewer {
             p { a.button href=(format!("/crowd/{batch}/answer")) { "Answer tasks →" } }
