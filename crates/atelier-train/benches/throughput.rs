@@ -5,7 +5,7 @@
 //! vector, so it matches torchvision's `resnet18`/`resnet50` and `efficientnet_lite_pytorch`'s
 //! `efficientnet-lite0` with their classifiers. Inference runs on `Device::flex()`; a training
 //! step runs on `Device::flex().autodiff()`: forward, cross-entropy against random targets,
-//! backward, AdamW step, as `atelier_train::trainer` takes a step.
+//! backward, AdamW step (the trainer's `FusedAdamW`), as `atelier_train::trainer` takes a step.
 //!
 //! PyTorch's numbers come from `scripts/bench_pytorch.py`, run as a subprocess right after
 //! atelier's runs of each model (never at the same time, but close enough to see about the same
@@ -33,10 +33,11 @@ use std::time::{Duration, Instant};
 
 use atelier_models::{AnyBackbone, Backbone};
 use atelier_train::BackboneChoice;
+use atelier_train::fused_adamw::FusedAdamW;
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{Linear, LinearConfig};
-use burn::optim::{AdamWConfig, GradientsParams};
+use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use rand::{RngExt, SeedableRng};
@@ -230,7 +231,7 @@ fn bench_training(choice: BackboneChoice, settings: &Settings) -> (f64, Phases) 
         .collect();
     let targets = Tensor::<1, Int>::from_ints(targets.as_slice(), &device);
     let loss_fn = CrossEntropyLossConfig::new().init(&device);
-    let mut optim = AdamWConfig::new().init();
+    let mut optim = FusedAdamW::default().init();
     let mut total = Phases::default();
     let iterations = settings.iterations(Mode::Training);
     let rate = images_per_second(settings.warmup, iterations, settings.batch, |timed| {

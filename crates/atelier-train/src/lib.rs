@@ -45,6 +45,7 @@ pub mod facet_probe;
 pub mod features;
 pub mod folds;
 pub mod foreground;
+pub mod fused_adamw;
 pub mod hubness;
 pub mod init;
 pub mod input;

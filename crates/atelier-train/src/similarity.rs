@@ -15,7 +15,9 @@ use std::collections::BTreeMap;
 
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsParams, ModuleOptimizer};
+
+use crate::fused_adamw::FusedAdamW;
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 use rand::SeedableRng;
@@ -261,7 +263,7 @@ pub fn train_embedding(
         crate::init::materialize(&net);
         net
     });
-    let mut optimizer: ModuleOptimizer = AdamWConfig::new().with_weight_decay(1e-4).init();
+    let mut optimizer: ModuleOptimizer = FusedAdamW::default().init();
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     let mut stored = stored.to_vec();
     for epoch in 0..config.epochs {

@@ -17,8 +17,7 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::{
-    AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig, decay::WeightDecayConfig,
-    momentum::MomentumConfig,
+    GradientsParams, ModuleOptimizer, SgdConfig, decay::WeightDecayConfig, momentum::MomentumConfig,
 };
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
@@ -34,6 +33,7 @@ use crate::data::{Dataset, Part};
 use crate::error::TrainError;
 use crate::evaluate::{FacetEvaluation, Probabilities, evaluate, mean_macro_f1};
 use crate::features::{self, View, load_rgb};
+use crate::fused_adamw::FusedAdamW;
 use crate::init::{self, materialize};
 use crate::input::{InputConfig, augmentation_seed, eval_planes, to_batch, train_planes};
 use crate::loss::facet_loss;
@@ -428,9 +428,11 @@ struct FitContext<'a> {
 
 fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
     match config.optimizer {
-        OptimizerChoice::AdamW { weight_decay } => AdamWConfig::new()
-            .with_weight_decay(weight_decay as f32)
-            .init(),
+        OptimizerChoice::AdamW { weight_decay } => FusedAdamW {
+            weight_decay: weight_decay as f32,
+            ..FusedAdamW::default()
+        }
+        .init(),
         OptimizerChoice::Sgd {
             momentum,
             weight_decay,
