@@ -21,7 +21,7 @@ use burn::tensor::activation::{self, relu};
 use crate::backbone::{
     Backbone, BackboneFeatures, ConfigError, Normalization, global_average_pool,
 };
-use crate::pointwise::conv_forward;
+use crate::conv_bn::conv_bn;
 use crate::weights::{StateDictLayout, TorchWeights};
 
 const BATCH_NORM_EPSILON: f64 = 1e-3;
@@ -198,11 +198,11 @@ impl TorchWeights for EfficientNetLite {
 
 impl Backbone for EfficientNetLite {
     fn forward_features(&self, images: Tensor<4>) -> BackboneFeatures {
-        let mut x = relu6(self.bn0.forward(self.conv_stem.forward(images)));
+        let mut x = relu6(conv_bn(&self.conv_stem, &self.bn0, images));
         for block in &self.blocks {
             x = block.forward(x);
         }
-        let x = relu6(self.bn1.forward(conv_forward(&self.conv_head, x)));
+        let x = relu6(conv_bn(&self.conv_head, &self.bn1, x));
         BackboneFeatures {
             pooled: global_average_pool(x.clone()),
             feature_map: x,
@@ -213,7 +213,7 @@ impl Backbone for EfficientNetLite {
         if stride >= self.output_stride() {
             return self.forward_features(images).feature_map;
         }
-        let mut x = relu6(self.bn0.forward(self.conv_stem.forward(images)));
+        let mut x = relu6(conv_bn(&self.conv_stem, &self.bn0, images));
         let mut reached = 2;
         let block_strides =
             self.config.stages.iter().flat_map(|s| {
@@ -237,7 +237,7 @@ impl Backbone for EfficientNetLite {
             .iter()
             .map(|s| s.repeats)
             .sum();
-        let mut x = relu6(self.bn0.forward(self.conv_stem.forward(images)));
+        let mut x = relu6(conv_bn(&self.conv_stem, &self.bn0, images));
         for block in &self.blocks[..blocks] {
             x = block.forward(x);
         }
@@ -307,10 +307,10 @@ impl MbConvBlock {
     fn forward(&self, input: Tensor<4>) -> Tensor<4> {
         let mut x = input.clone();
         if let (Some(conv), Some(bn)) = (&self.expand_conv, &self.bn0) {
-            x = relu6(bn.forward(conv_forward(conv, x)));
+            x = relu6(conv_bn(conv, bn, x));
         }
-        let x = relu6(self.bn1.forward(self.depthwise_conv.forward(x)));
-        let x = self.bn2.forward(conv_forward(&self.project_conv, x));
+        let x = relu6(conv_bn(&self.depthwise_conv, &self.bn1, x));
+        let x = conv_bn(&self.project_conv, &self.bn2, x);
         if self.has_skip { x + input } else { x }
     }
 }

@@ -21,6 +21,7 @@
 //! `device.autodiff()` while their module is in training mode.
 
 pub mod backbone;
+mod conv_bn;
 pub mod efficientnet;
 pub mod imagenet;
 mod pointwise;

@@ -16,7 +16,7 @@ use burn::tensor::activation::relu;
 use crate::backbone::{
     Backbone, BackboneFeatures, ConfigError, Normalization, global_average_pool,
 };
-use crate::pointwise::conv_forward;
+use crate::conv_bn::conv_bn;
 use crate::weights::{StateDictLayout, TorchWeights};
 
 /// The residual block a ResNet is built from.
@@ -238,7 +238,7 @@ impl TorchWeights for ResNet {
 
 impl Backbone for ResNet {
     fn forward_features(&self, images: Tensor<4>) -> BackboneFeatures {
-        let x = relu(self.bn1.forward(self.conv1.forward(images)));
+        let x = relu(conv_bn(&self.conv1, &self.bn1, images));
         let mut x = self.maxpool.forward(x);
         for block in self
             .layer1
@@ -256,7 +256,7 @@ impl Backbone for ResNet {
     }
 
     fn forward_to_stride(&self, images: Tensor<4>, stride: usize) -> Tensor<4> {
-        let x = relu(self.bn1.forward(self.conv1.forward(images)));
+        let x = relu(conv_bn(&self.conv1, &self.bn1, images));
         let mut x = self.maxpool.forward(x);
         // layer1 keeps stride 4; layer2..4 each halve the resolution.
         for (layer, layer_stride) in [&self.layer1, &self.layer2, &self.layer3, &self.layer4]
@@ -274,7 +274,7 @@ impl Backbone for ResNet {
     }
 
     fn forward_to_stage(&self, images: Tensor<4>, stage: usize) -> Tensor<4> {
-        let x = relu(self.bn1.forward(self.conv1.forward(images)));
+        let x = relu(conv_bn(&self.conv1, &self.bn1, images));
         let mut x = self.maxpool.forward(x);
         let layers = [&self.layer1, &self.layer2, &self.layer3, &self.layer4];
         for layer in layers.into_iter().take(stage.max(1)) {
@@ -377,8 +377,8 @@ impl BasicBlock {
             Some(downsample) => downsample.forward(x.clone()),
             None => x.clone(),
         };
-        let y = relu(self.bn1.forward(conv_forward(&self.conv1, x)));
-        let y = self.bn2.forward(conv_forward(&self.conv2, y));
+        let y = relu(conv_bn(&self.conv1, &self.bn1, x));
+        let y = conv_bn(&self.conv2, &self.bn2, y);
         relu(y + shortcut)
     }
 }
@@ -400,9 +400,9 @@ impl Bottleneck {
             Some(downsample) => downsample.forward(x.clone()),
             None => x.clone(),
         };
-        let y = relu(self.bn1.forward(conv_forward(&self.conv1, x)));
-        let y = relu(self.bn2.forward(conv_forward(&self.conv2, y)));
-        let y = self.bn3.forward(conv_forward(&self.conv3, y));
+        let y = relu(conv_bn(&self.conv1, &self.bn1, x));
+        let y = relu(conv_bn(&self.conv2, &self.bn2, y));
+        let y = conv_bn(&self.conv3, &self.bn3, y);
         relu(y + shortcut)
     }
 }
@@ -416,7 +416,7 @@ pub struct Downsample {
 
 impl Downsample {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.bn.forward(conv_forward(&self.conv, x))
+        conv_bn(&self.conv, &self.bn, x)
     }
 }
 
