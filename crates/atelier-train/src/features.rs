@@ -21,6 +21,7 @@ use crate::config::TrainConfig;
 use crate::data::Example;
 use crate::error::TrainError;
 use crate::input::{InputConfig, eval_planes, to_batch};
+use crate::prefetch::pipelined;
 use crate::progress::Observer;
 
 /// One feature map per image, `[channels, height, width]` each, in example order.
@@ -273,18 +274,22 @@ pub fn extract(
     }
     let mut done = (examples.len() - missing.len()) as u64;
     observer.advance(done, None);
-    for chunk in missing.chunks(batch_size.max(1)) {
+    let decode = |chunk: Vec<usize>| {
+        let planes = chunk
+            .par_iter()
+            .map(|&i| view_planes(&examples[i], view, input))
+            .collect::<Result<Vec<_>, _>>();
+        (chunk, planes)
+    };
+    // The next batch's photos decode while the backbone runs on this one.
+    let chunks = missing.chunks(batch_size.max(1)).map(<[usize]>::to_vec);
+    pipelined(chunks, decode, |(chunk, planes)| {
         if observer.stop_requested() {
             return Err(TrainError::Stopped {
                 completed_epochs: 0,
             });
         }
-        let refs: Vec<&Example> = chunk.iter().map(|&i| &examples[i]).collect();
-        let planes = refs
-            .par_iter()
-            .map(|example| view_planes(example, view, input))
-            .collect::<Result<Vec<_>, _>>()?;
-        let map = forward_map(backbone, to_batch(&planes, device), tap, pool);
+        let map = forward_map(backbone, to_batch(&planes?, device), tap, pool);
         let values = map.into_data().try_into_vec::<f32>().map_err(|error| {
             TrainError::Config(format!("backbone output is not float32: {error:?}"))
         })?;
@@ -297,7 +302,8 @@ pub fn extract(
         }
         done += chunk.len() as u64;
         observer.advance(done, None);
-    }
+        Ok(())
+    })?;
     observer.phase_end();
     Ok(FeatureTable { dims, data })
 }

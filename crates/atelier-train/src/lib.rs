@@ -56,6 +56,7 @@ pub mod metric;
 pub mod metrics;
 pub mod mistags;
 pub mod model;
+pub mod prefetch;
 pub mod progress;
 pub mod schedule;
 pub mod similarity;

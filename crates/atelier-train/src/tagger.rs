@@ -2,6 +2,7 @@
 //! label's probability in the facet's order. A file that cannot be decoded gets its own error
 //! and does not stop the others.
 
+use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
@@ -14,6 +15,7 @@ use crate::error::TrainError;
 use crate::evaluate::argmax;
 use crate::features::load_rgb;
 use crate::model::FacetNet;
+use crate::prefetch::pipelined;
 
 /// One facet's prediction for one image.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +42,16 @@ pub struct Tagger {
     device: Device,
 }
 
+/// A batch of photo files decoded in parallel (an error message for each that fails), with
+/// their paths.
+fn decode_batch(paths: &[PathBuf]) -> (&[PathBuf], Vec<Result<RgbImage, String>>) {
+    let photos = paths
+        .par_iter()
+        .map(|path| load_rgb(path).map_err(|error| error.to_string()))
+        .collect();
+    (paths, photos)
+}
+
 impl Tagger {
     pub fn load(model_dir: &Path, device: &Device) -> Result<Self, TrainError> {
         let (manifest, net) = load_model(model_dir, device)?;
@@ -50,20 +62,24 @@ impl Tagger {
         })
     }
 
-    /// Tags `paths` in batches of `batch_size`, returning one result per path in order.
+    /// Tags `paths` in batches of `batch_size`, returning one result per path in order; the
+    /// next batch's photos decode while the network runs on this one.
     pub fn tag(&self, paths: &[PathBuf], batch_size: usize) -> Vec<TagResult> {
         let mut results = Vec::with_capacity(paths.len());
-        for chunk in paths.chunks(batch_size.max(1)) {
-            results.extend(self.tag_batch(chunk));
-        }
+        let batches = paths.chunks(batch_size.max(1));
+        let tagged: Result<(), Infallible> = pipelined(batches, decode_batch, |(batch, photos)| {
+            results.extend(self.tag_batch(batch, photos));
+            Ok(())
+        });
+        let Ok(()) = tagged;
         results
     }
 
-    fn tag_batch(&self, paths: &[PathBuf]) -> Vec<TagResult> {
-        let photos: Vec<Result<_, String>> = paths
-            .par_iter()
-            .map(|path| load_rgb(path).map_err(|error| error.to_string()))
-            .collect();
+    fn tag_batch(
+        &self,
+        paths: &[PathBuf],
+        photos: Vec<Result<RgbImage, String>>,
+    ) -> Vec<TagResult> {
         let good: Vec<_> = photos
             .iter()
             .filter_map(|p| p.as_ref().ok())
