@@ -4,6 +4,7 @@
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use image::RgbImage;
+use rayon::prelude::*;
 
 use crate::backbone::Backbone;
 use crate::preprocess::{EvalTransform, PreprocessError};
@@ -46,7 +47,7 @@ pub enum DiagnosticError {
 /// Classifies each image with the model's ImageNet head and returns its five most probable
 /// classes, most probable first.
 ///
-/// Each image goes through [`EvalTransform::imagenet`] with the model's own normalisation:
+/// Each image goes through [`EvalTransform::imagenet`] (in parallel) with the model's own normalisation:
 /// shorter side resized to 256 (antialiased bilinear), centre crop 224, scale to 0..=1,
 /// normalise. Probabilities are the softmax of the logits.
 pub fn imagenet_top5<M: Backbone>(
@@ -64,7 +65,7 @@ pub fn imagenet_top5<M: Backbone>(
     }
     let transform = EvalTransform::imagenet(model.normalization());
     let planes = images
-        .iter()
+        .par_iter()
         .enumerate()
         .map(|(index, image)| {
             transform

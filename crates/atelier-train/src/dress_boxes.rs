@@ -382,7 +382,6 @@ pub(crate) fn view_maps(
         &dataset.examples,
         view,
         &input,
-        config.batch_size,
         config.feature_tap(),
         false,
         cache.as_ref(),

@@ -278,7 +278,6 @@ fn extract_views(
             &context.dataset.examples,
             view,
             input,
-            config.batch_size,
             config.feature_tap(),
             pool_features,
             cache.as_ref(),

@@ -4,9 +4,12 @@
 use std::path::{Path, PathBuf};
 
 use atelier_models::TorchWeights;
+use atelier_models::imagenet::Prediction;
 use atelier_models::pretrained::{self, EFFICIENTNET_LITE0};
 use atelier_models::{Device, EfficientNetLiteConfig, imagenet_top5};
-use atelier_vision::decode::{DecodeLimits, decode_file};
+use atelier_train::prefetch::pipelined;
+use atelier_vision::decode::{DecodeError, DecodeLimits, DecodedImage, decode_file};
+use rayon::prelude::*;
 use serde_json::json;
 
 use crate::args::{BackboneAction, BackboneArgs};
@@ -69,7 +72,12 @@ pub async fn run(args: &BackboneArgs, json: bool) -> CliResult {
     Ok(())
 }
 
-/// One output line per image, in the order given, and how many images failed.
+/// Images classified together: the batch of the frozen-feature pass.
+const PREDICT_BATCH: usize = atelier_train::features::FEATURE_BATCH;
+
+/// One output line per image, in the order given, and how many images failed. Images go
+/// through the network in batches of [`PREDICT_BATCH`], and the next batch decodes (in
+/// parallel) while the network runs on this one.
 fn predict_all(weights: &Path, paths: &[PathBuf]) -> CliResult<(Vec<serde_json::Value>, usize)> {
     let device = Device::flex();
     let mut model = EfficientNetLiteConfig::lite0()
@@ -78,37 +86,47 @@ fn predict_all(weights: &Path, paths: &[PathBuf]) -> CliResult<(Vec<serde_json::
     model
         .load_weights(weights)
         .map_err(|e| CliError::bad_input(e.to_string()))?;
+    let mut lines = Vec::with_capacity(paths.len());
+    let mut failures = 0;
+    pipelined(
+        paths.chunks(PREDICT_BATCH),
+        decode_batch,
+        |(batch, decoded)| {
+            let good: Vec<_> = decoded.iter().flatten().map(|d| &d.rgb).collect();
+            let mut predictions = imagenet_top5(&model, &good, &device)
+                .map_err(|e| CliError::internal(e.to_string()))?
+                .into_iter();
+            for (path, outcome) in batch.iter().zip(&decoded) {
+                lines.push(match outcome {
+                    Ok(_) => prediction_line(path, &predictions.next().unwrap_or_default()),
+                    Err(e) => {
+                        failures += 1;
+                        json!({"path": path, "ok": false, "error": e.to_string()})
+                    }
+                });
+            }
+            Ok::<(), CliError>(())
+        },
+    )?;
+    Ok((lines, failures))
+}
 
-    let decoded: Vec<_> = paths
-        .iter()
+/// A batch of image files decoded in parallel, with their paths.
+fn decode_batch(paths: &[PathBuf]) -> (&[PathBuf], Vec<Result<DecodedImage, DecodeError>>) {
+    let decoded = paths
+        .par_iter()
         .map(|path| decode_file(path, &DecodeLimits::default()))
         .collect();
-    let good: Vec<_> = decoded.iter().flatten().map(|d| &d.rgb).collect();
-    let mut predictions = imagenet_top5(&model, &good, &device)
-        .map_err(|e| CliError::internal(e.to_string()))?
-        .into_iter();
+    (paths, decoded)
+}
 
-    let mut failures = 0;
-    let lines = paths
-        .iter()
-        .zip(&decoded)
-        .map(|(path, outcome)| match outcome {
-            Ok(_) => {
-                let top5 = predictions.next().unwrap_or_default();
-                json!({
-                    "path": path,
-                    "top5": top5.iter().map(|p| json!({
-                        "index": p.class_index,
-                        "label": p.class_name,
-                        "probability": p.probability,
-                    })).collect::<Vec<_>>(),
-                })
-            }
-            Err(e) => {
-                failures += 1;
-                json!({"path": path, "ok": false, "error": e.to_string()})
-            }
-        })
-        .collect();
-    Ok((lines, failures))
+fn prediction_line(path: &Path, top5: &[Prediction]) -> serde_json::Value {
+    json!({
+        "path": path,
+        "top5": top5.iter().map(|p| json!({
+            "index": p.class_index,
+            "label": p.class_name,
+            "probability": p.probability,
+        })).collect::<Vec<_>>(),
+    })
 }
