@@ -111,6 +111,7 @@ fn render_batch(data: &BatchPage, user: &User) -> Markup {
             }
         }
         h2 { "Workers" }
+        p.muted { code { "(catalogue)" } " is the batch's current labels counted as one more worker: its estimated accuracy says how often they are right (low for a batch taken from the top of the mistag queue)." }
         table.workers {
             thead { tr { th { "Worker" } th { "Facet" } th { "Votes" } th { "Estimated accuracy" } th { "Gold accuracy" } th { "Agreement" } } }
             tbody {
