@@ -5,7 +5,7 @@
 //! implementation (`fixtures/crowd/make_pooled_reference.py`) and the simulated crowd.
 
 use atelier_train::crowd::pooled::{PooledConfig, dawid_skene_pooled};
-use atelier_train::crowd::simulation::{SimulationConfig, WorkerKind, score, simulate};
+use atelier_train::crowd::simulation::{Scores, SimulationConfig, WorkerKind, score, simulate};
 use atelier_train::crowd::{
     CrowdError, DawidSkene, DawidSkeneConfig, Smoothing, Vote, VoteSet, dawid_skene, majority_vote,
 };
@@ -518,12 +518,12 @@ fn pooling_over_facets_beats_facet_by_facet_on_sparse_votes() {
         alone.push(score(&simulation.truth, &majority, &ds, 0.9));
         together.push(score(&simulation.truth, &majority, pooled, 0.9));
     }
-    let mean = |scores: &[_], pick: fn(&atelier_train::crowd::simulation::Scores) -> f64| {
+    let mean = |scores: &[Scores], pick: fn(&Scores) -> f64| {
         scores.iter().map(pick).sum::<f64>() / scores.len() as f64
     };
-    let accuracy = |s: &atelier_train::crowd::simulation::Scores| s.dawid_skene_accuracy;
-    let precision = |s: &atelier_train::crowd::simulation::Scores| s.applied_precision;
-    let majority = |s: &atelier_train::crowd::simulation::Scores| s.majority_accuracy;
+    let accuracy = |s: &Scores| s.dawid_skene_accuracy;
+    let precision = |s: &Scores| s.applied_precision;
+    let majority = |s: &Scores| s.majority_accuracy;
     eprintln!(
         "accuracy: majority {:.3}, facet by facet {:.3}, pooled {:.3}; precision at 0.9: {:.3} and {:.3}",
         mean(&alone, majority),

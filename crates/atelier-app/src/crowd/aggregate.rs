@@ -205,27 +205,23 @@ impl<'a> FacetVotes<'a> {
                 agreement: agreeing as f64 / votes.len() as f64,
             });
         }
-        for (w, worker) in workers.iter().enumerate() {
-            let theirs: Vec<&Vote> = self
-                .with_catalogue
-                .votes()
-                .iter()
-                .filter(|v| v.worker == w)
-                .collect();
-            if theirs.is_empty() {
+        let mut agreeing = vec![0usize; workers.len()];
+        for vote in self.with_catalogue.votes() {
+            if vote.label == estimate.tasks[vote.task].label {
+                agreeing[vote.worker] += 1;
+            }
+        }
+        for ((worker, estimated), agreeing) in workers.iter().zip(&estimate.workers).zip(agreeing) {
+            if estimated.votes == 0 {
                 continue;
             }
-            let agreeing = theirs
-                .iter()
-                .filter(|v| v.label == estimate.tasks[v.task].label)
-                .count();
             into.workers.push(WorkerAggregate {
                 worker: worker.clone(),
                 facet: self.facet.to_string(),
-                votes: theirs.len(),
-                accuracy: estimate.workers[w].accuracy,
-                gold_accuracy: estimate.workers[w].gold_accuracy,
-                agreement: agreeing as f64 / theirs.len() as f64,
+                votes: estimated.votes,
+                accuracy: estimated.accuracy,
+                gold_accuracy: estimated.gold_accuracy,
+                agreement: agreeing as f64 / estimated.votes as f64,
             });
         }
     }
