@@ -20,6 +20,7 @@ use burn::nn::BatchNorm;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 
+use crate::flex_batch_norm::batch_norm;
 use crate::pointwise::conv_forward;
 
 /// `bn(conv(x))`, folded into one convolution when batch norm uses its running statistics and
@@ -27,9 +28,9 @@ use crate::pointwise::conv_forward;
 pub(crate) fn conv_bn(conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
     let batch_statistics = x.device().is_autodiff() && bn.training.is_enabled();
     if batch_statistics || conv.weight.val().is_require_grad() {
-        return bn.forward(conv_forward(conv, x));
+        return batch_norm(bn, conv_forward(conv, x));
     }
-    folded(conv, bn).forward(x)
+    conv_forward(&folded(conv, bn), x)
 }
 
 /// `conv` with `bn`'s running-statistics affine map folded into its weights and bias.

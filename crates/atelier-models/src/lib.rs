@@ -23,6 +23,9 @@
 pub mod backbone;
 mod conv_bn;
 pub mod efficientnet;
+mod flex_batch_norm;
+mod flex_conv;
+mod flex_max_pool;
 pub mod imagenet;
 mod pointwise;
 pub mod preprocess;
@@ -44,3 +47,14 @@ pub use resnet::{BlockKind, ResNet, ResNetConfig};
 pub use spatial_transformer::{SpatialTransformer, SpatialTransformerConfig};
 pub use tiny::{TinyCnn, TinyCnnConfig};
 pub use weights::{StateDictLayout, TorchWeights, WeightsError, WeightsFormat};
+
+/// `conv` applied to `x` (`[batch, channels, height, width]`) the way the backbones run their
+/// convolutions: learning 1×1 layers as matrix products, dense and depthwise layers on the CPU
+/// backend through atelier's own im2col products and weight gradients, anything else with
+/// burn's `Conv2d::forward`. The values and gradients are burn's up to rounding.
+pub fn conv2d(
+    conv: &burn::nn::conv::Conv2d,
+    x: burn::prelude::Tensor<4>,
+) -> burn::prelude::Tensor<4> {
+    pointwise::conv_forward(conv, x)
+}

@@ -23,12 +23,17 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 
+use crate::flex_conv;
+
 /// `conv` applied to `x` (`[batch, channels, height, width]`): as a matrix product when it is
-/// a 1×1 convolution without padding, dilation or groups whose weights learn, else with burn's
-/// `conv2d`.
+/// a 1×1 convolution without padding, dilation or groups whose weights learn; through
+/// [`flex_conv`] when another dense or depthwise convolution learns on flex; else with
+/// burn's `conv2d`.
 pub(crate) fn conv_forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     if is_pointwise(conv) && conv.weight.val().is_require_grad() {
         pointwise(conv, x)
+    } else if flex_conv::applies(conv, &x) {
+        flex_conv::forward(conv, x)
     } else {
         conv.forward(x)
     }

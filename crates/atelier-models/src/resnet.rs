@@ -17,6 +17,7 @@ use crate::backbone::{
     Backbone, BackboneFeatures, ConfigError, Normalization, global_average_pool,
 };
 use crate::conv_bn::conv_bn;
+use crate::flex_max_pool::max_pool;
 use crate::weights::{StateDictLayout, TorchWeights};
 
 /// The residual block a ResNet is built from.
@@ -239,7 +240,7 @@ impl TorchWeights for ResNet {
 impl Backbone for ResNet {
     fn forward_features(&self, images: Tensor<4>) -> BackboneFeatures {
         let x = relu(conv_bn(&self.conv1, &self.bn1, images));
-        let mut x = self.maxpool.forward(x);
+        let mut x = max_pool(&self.maxpool, x);
         for block in self
             .layer1
             .iter()
@@ -257,7 +258,7 @@ impl Backbone for ResNet {
 
     fn forward_to_stride(&self, images: Tensor<4>, stride: usize) -> Tensor<4> {
         let x = relu(conv_bn(&self.conv1, &self.bn1, images));
-        let mut x = self.maxpool.forward(x);
+        let mut x = max_pool(&self.maxpool, x);
         // layer1 keeps stride 4; layer2..4 each halve the resolution.
         for (layer, layer_stride) in [&self.layer1, &self.layer2, &self.layer3, &self.layer4]
             .into_iter()
@@ -275,7 +276,7 @@ impl Backbone for ResNet {
 
     fn forward_to_stage(&self, images: Tensor<4>, stage: usize) -> Tensor<4> {
         let x = relu(conv_bn(&self.conv1, &self.bn1, images));
-        let mut x = self.maxpool.forward(x);
+        let mut x = max_pool(&self.maxpool, x);
         let layers = [&self.layer1, &self.layer2, &self.layer3, &self.layer4];
         for layer in layers.into_iter().take(stage.max(1)) {
             for block in layer {
