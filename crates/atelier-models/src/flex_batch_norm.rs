@@ -196,14 +196,10 @@ impl Forward {
                     *o = v * scale + shift;
                 }
             });
-        let per_channel = |pick: fn(&(f64, f64)) -> f64| {
-            let values: Vec<f32> = statistics.iter().map(|s| pick(s) as f32).collect();
-            FlexTensor::from_data(TensorData::new(values, [shape.c]))
-        };
         Self {
             output: FlexTensor::from_data(TensorData::new(output, x.layout().shape().to_vec())),
-            mean: per_channel(|s| s.0),
-            variance: per_channel(|s| s.1),
+            mean: per_channel(&statistics, |s| s.0),
+            variance: per_channel(&statistics, |s| s.1),
         }
     }
 }
@@ -309,15 +305,17 @@ fn backward(
                 *o = scale * (g - mean_grad - (v - m) * s * mean_projection);
             }
         });
-    let per_channel = |pick: fn(&(f64, f64)) -> f64| {
-        let values: Vec<f32> = sums.iter().map(|s| pick(s) as f32).collect();
-        FlexTensor::from_data(TensorData::new(values, [shape.c]))
-    };
     Gradients3 {
         x: FlexTensor::from_data(TensorData::new(dx, x.layout().shape().to_vec())),
-        gamma: per_channel(|s| s.1),
-        beta: per_channel(|s| s.0),
+        gamma: per_channel(&sums, |s| s.1),
+        beta: per_channel(&sums, |s| s.0),
     }
+}
+
+/// One value per channel, picked from each channel's pair, as a `[channels]` tensor.
+fn per_channel(pairs: &[(f64, f64)], pick: fn(&(f64, f64)) -> f64) -> FlexTensor {
+    let values: Vec<f32> = pairs.iter().map(|pair| pick(pair) as f32).collect();
+    FlexTensor::from_data(TensorData::new(values, [pairs.len()]))
 }
 
 #[cfg(test)]

