@@ -16,7 +16,7 @@ use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::activation::{self, relu};
+use burn::tensor::activation::relu;
 
 use crate::backbone::{
     Backbone, BackboneFeatures, ConfigError, Normalization, global_average_pool,
@@ -339,7 +339,7 @@ fn relu6(x: Tensor<4>) -> Tensor<4> {
     if x.is_tracked() {
         relu(x.clone()) - relu(x - 6.0)
     } else {
-        activation::relu6(x)
+        crate::flex_activation::relu6(x)
     }
 }
 

@@ -27,6 +27,7 @@
 pub mod backbone;
 mod conv_bn;
 pub mod efficientnet;
+mod flex_activation;
 mod flex_batch_norm;
 mod flex_conv;
 mod flex_max_pool;
