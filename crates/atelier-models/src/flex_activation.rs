@@ -42,7 +42,7 @@ impl FlexActivationBackend for Flex {
 /// tensor on flex without autodiff, else burn's `activation::relu6`.
 pub(crate) fn relu6(x: Tensor<4>) -> Tensor<4> {
     let device = x.device();
-    if device.is_autodiff() || device != Device::flex() || x.dtype() != DType::F32 {
+    if device.is_autodiff() || !crate::on_flex(&device) || x.dtype() != DType::F32 {
         return burn::tensor::activation::relu6(x);
     }
     let output = <Dispatch as FlexActivationBackend>::flex_relu6(x.into_dispatch());

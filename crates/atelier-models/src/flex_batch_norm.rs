@@ -105,7 +105,7 @@ pub(crate) fn batch_norm(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
     let device = x.device();
     let fused = device.is_autodiff()
         && bn.training.is_enabled()
-        && device.clone().without_autodiff() == Device::flex()
+        && crate::on_flex(&device)
         && x.dtype() == DType::F32;
     if !fused {
         return bn.forward(x);
@@ -326,19 +326,10 @@ mod tests {
 
     use super::*;
 
-    fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
-        tensor.into_data().try_to_vec::<f32>().unwrap()
-    }
+    use crate::testing::values;
 
     fn assert_close(a: Vec<f32>, b: Vec<f32>, what: &str) {
-        assert_eq!(a.len(), b.len(), "{what}");
-        let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
-        for (index, (x, y)) in a.iter().zip(&b).enumerate() {
-            assert!(
-                (x - y).abs() <= 2e-4 * scale,
-                "{what}: element {index}: {x} vs {y}"
-            );
-        }
+        crate::testing::assert_close(a, b, 2e-4, what);
     }
 
     /// Output, input/gamma/beta gradients and the running statistics after one step, against

@@ -117,8 +117,7 @@ pub(crate) fn applies(conv: &Conv2d, x: &Tensor<4>) -> bool {
     let [out_channels, ..] = conv.weight.dims();
     let dense = conv.groups == 1 && conv.kernel_size != [1, 1];
     let depthwise = conv.groups == channels && out_channels == channels;
-    (dense || (depthwise && conv.weight.val().is_require_grad()))
-        && x.device().without_autodiff() == Device::flex()
+    (dense || (depthwise && conv.weight.val().is_require_grad())) && crate::on_flex(&x.device())
 }
 
 /// `conv` applied to `x` through [`FlexConvBackend`], plus the bias.
@@ -975,16 +974,7 @@ mod tests {
     use super::*;
 
     fn assert_close(a: Tensor<4>, b: Tensor<4>, what: &str) {
-        let a: Vec<f32> = a.into_data().try_to_vec::<f32>().unwrap();
-        let b: Vec<f32> = b.into_data().try_to_vec::<f32>().unwrap();
-        assert_eq!(a.len(), b.len(), "{what}");
-        let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
-        for (index, (x, y)) in a.iter().zip(&b).enumerate() {
-            assert!(
-                (x - y).abs() <= 1e-4 * scale,
-                "{what}: element {index}: {x} vs {y}"
-            );
-        }
+        crate::testing::assert_tensors_close(a, b, 1e-4, what);
     }
 
     /// Output, input gradient, weight gradient and bias gradient against burn's `Conv2d`
@@ -995,8 +985,15 @@ mod tests {
     /// and images large enough for many tiles that end mid-row.
     #[test]
     fn matches_burn_conv2d_forward_and_backward() {
-        let device = Device::flex().autodiff();
-        let cases = [
+        for (what, config, shape) in cases() {
+            check_against_burn(what, config, shape);
+        }
+    }
+
+    /// The shapes [`matches_burn_conv2d_forward_and_backward`] checks: name, configuration and
+    /// input `[batch, height, width]`.
+    fn cases() -> Vec<(&'static str, Conv2dConfig, [usize; 3])> {
+        vec![
             (
                 "3x3 s1",
                 Conv2dConfig::new([5, 6], [3, 3])
@@ -1064,47 +1061,51 @@ mod tests {
                     .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)),
                 [9, 120, 130],
             ),
-        ];
-        for (what, config, [batch, height, width]) in cases {
-            let conv = config.init(&device);
-            let channels = conv.weight.dims()[1] * conv.groups;
-            let input = Tensor::<4>::random(
-                [batch, channels, height, width],
-                Distribution::Normal(0.0, 1.0),
-                &device,
-            )
-            .require_grad();
-            let x = input.clone();
-            assert!(applies(&conv, &x), "{what}");
-            let ours = forward(&conv, x.clone());
-            let reference = conv.forward(x);
-            let weighting =
-                Tensor::<4>::random(reference.dims(), Distribution::Normal(0.0, 1.0), &device);
-            assert_close(ours.clone(), reference.clone(), &format!("{what}: output"));
-            let ours = (ours * weighting.clone()).sum().backward();
-            let reference = (reference * weighting).sum().backward();
-            let grad = |grads: &_, tensor: &Tensor<4>| tensor.grad(grads).unwrap();
-            let weight = conv.weight.val();
-            assert_close(
-                grad(&ours, &input),
-                grad(&reference, &input),
-                &format!("{what}: input gradient"),
-            );
-            assert_close(
-                grad(&ours, &weight),
-                grad(&reference, &weight),
-                &format!("{what}: weight gradient"),
-            );
-            if let Some(bias) = &conv.bias {
-                let [out_channels] = bias.dims();
-                let of = |grads| {
-                    bias.val()
-                        .grad(grads)
-                        .unwrap()
-                        .reshape([1, out_channels, 1, 1])
-                };
-                assert_close(of(&ours), of(&reference), &format!("{what}: bias gradient"));
-            }
+        ]
+    }
+
+    /// One case of [`matches_burn_conv2d_forward_and_backward`]: output and gradients against
+    /// burn's `Conv2d` on the same input and output weighting.
+    fn check_against_burn(what: &str, config: Conv2dConfig, [batch, height, width]: [usize; 3]) {
+        let device = Device::flex().autodiff();
+        let conv = config.init(&device);
+        let channels = conv.weight.dims()[1] * conv.groups;
+        let input = Tensor::<4>::random(
+            [batch, channels, height, width],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        )
+        .require_grad();
+        let x = input.clone();
+        assert!(applies(&conv, &x), "{what}");
+        let ours = forward(&conv, x.clone());
+        let reference = conv.forward(x);
+        let weighting =
+            Tensor::<4>::random(reference.dims(), Distribution::Normal(0.0, 1.0), &device);
+        assert_close(ours.clone(), reference.clone(), &format!("{what}: output"));
+        let ours = (ours * weighting.clone()).sum().backward();
+        let reference = (reference * weighting).sum().backward();
+        let grad = |grads: &_, tensor: &Tensor<4>| tensor.grad(grads).unwrap();
+        let weight = conv.weight.val();
+        assert_close(
+            grad(&ours, &input),
+            grad(&reference, &input),
+            &format!("{what}: input gradient"),
+        );
+        assert_close(
+            grad(&ours, &weight),
+            grad(&reference, &weight),
+            &format!("{what}: weight gradient"),
+        );
+        if let Some(bias) = &conv.bias {
+            let [out_channels] = bias.dims();
+            let of = |grads| {
+                bias.val()
+                    .grad(grads)
+                    .unwrap()
+                    .reshape([1, out_channels, 1, 1])
+            };
+            assert_close(of(&ours), of(&reference), &format!("{what}: bias gradient"));
         }
     }
 

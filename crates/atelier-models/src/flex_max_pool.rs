@@ -84,7 +84,7 @@ pub(crate) fn max_pool(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
     let fits = pool.dilation == [1, 1]
         && !pool.ceil_mode
         && x.dtype() == DType::F32
-        && x.device().without_autodiff() == Device::flex();
+        && crate::on_flex(&x.device());
     match explicit.filter(|_| fits) {
         Some([rows, columns]) => {
             let window = [
@@ -230,9 +230,7 @@ mod tests {
 
     use super::*;
 
-    fn values(tensor: Tensor<4>) -> Vec<f32> {
-        tensor.into_data().try_to_vec::<f32>().unwrap()
-    }
+    use crate::testing::values;
 
     /// Output and input gradient against burn's `MaxPool2d` (the independent reference): the
     /// ResNet stem's 3×3 stride-2 pool with padding 1 on odd and even sizes, a 2×2 stride-2

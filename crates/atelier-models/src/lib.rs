@@ -37,6 +37,8 @@ pub mod preprocess;
 pub mod pretrained;
 pub mod resnet;
 pub mod spatial_transformer;
+#[cfg(test)]
+mod testing;
 pub mod tiny;
 pub mod weights;
 
@@ -62,4 +64,10 @@ pub fn conv2d(
     x: burn::prelude::Tensor<4>,
 ) -> burn::prelude::Tensor<4> {
     pointwise::conv_forward(conv, x)
+}
+
+/// Whether `device` is burn's flex CPU backend, with or without autodiff: where the crate's own
+/// kernels (`flex_conv`, `flex_batch_norm`, `flex_max_pool`) run.
+fn on_flex(device: &burn::prelude::Device) -> bool {
+    device.clone().without_autodiff() == burn::prelude::Device::flex()
 }

@@ -78,13 +78,7 @@ mod tests {
     use super::*;
 
     fn assert_close(a: Tensor<4>, b: Tensor<4>, what: &str) {
-        let a: Vec<f32> = a.into_data().try_to_vec::<f32>().unwrap();
-        let b: Vec<f32> = b.into_data().try_to_vec::<f32>().unwrap();
-        assert_eq!(a.len(), b.len(), "{what}");
-        let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
-        for (x, y) in a.iter().zip(&b) {
-            assert!((x - y).abs() <= 1e-4 * scale, "{what}: {x} vs {y}");
-        }
+        crate::testing::assert_tensors_close(a, b, 1e-4, what);
     }
 
     /// Forward values and the gradients of input, weight and bias against burn's `conv2d`
