@@ -149,6 +149,7 @@ fn train_kind(error: &TrainError) -> ErrorKind {
         | E::Setting { .. }
         | E::Image { .. }
         | E::EmptyDataset { .. }
+        | E::Device { .. }
         | E::Weights(_)
         | E::Artifact { .. } => ErrorKind::Invalid,
         E::Stopped { .. } => ErrorKind::Conflict,

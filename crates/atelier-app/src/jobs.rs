@@ -92,14 +92,6 @@ impl WorkerConfig {
     }
 }
 
-/// How a device is named in a job's row.
-fn device_name(device: DeviceChoice) -> &'static str {
-    match device {
-        DeviceChoice::Cpu => "cpu",
-        DeviceChoice::Vulkan => "vulkan",
-    }
-}
-
 /// The device recorded run `record` trains on.
 fn run_device(record: &atelier_catalog::RunRecord) -> Result<DeviceChoice, AppError> {
     Ok(match record.kind.as_str() {
@@ -120,7 +112,7 @@ pub async fn queue_run(catalog: &Catalog, run: i64, requested_by: &str) -> Resul
             params: json!({ "run": run }),
             run_id: Some(run),
             requested_by: requested_by.into(),
-            device: Some(device_name(device).into()),
+            device: Some(device.name().into()),
             run_holder: Some(lease::owner().to_string()),
         })
         .await?)
@@ -255,7 +247,7 @@ pub async fn run_next(
     config: &WorkerConfig,
 ) -> Result<Option<JobRecord>, AppError> {
     let kinds: Vec<String> = config.kinds.iter().map(|k| k.as_str().into()).collect();
-    let device = device_name(config.device);
+    let device = config.device.name();
     let Some(job) = catalog
         .claim_job(
             lease::owner(),
@@ -338,7 +330,8 @@ async fn execute(
         Some(JobKind::Train) => train(catalog, config, job, flags).await,
         Some(JobKind::Index) => {
             let run = job.params["run"].as_i64();
-            let report = similar::index(catalog, run, config.index_files.as_ref()).await?;
+            let report =
+                similar::index(catalog, run, config.index_files.as_ref(), config.device).await?;
             Ok(serde_json::to_value(report).unwrap_or_default())
         }
         Some(JobKind::Check) => {

@@ -15,10 +15,10 @@ use atelier_app::similarity::{
 };
 use atelier_catalog::{CheckOutcome, CheckedImage, LabelEdit, RunStatus};
 use atelier_search::HnswParams;
-use atelier_train::BackboneChoice;
 use atelier_train::progress::Silent;
 use atelier_train::similarity::SimilarityConfig;
 use atelier_train::similarity_run::SimilarityRunConfig;
+use atelier_train::{BackboneChoice, DeviceChoice};
 use atelier_vision::synth::SynthOptions;
 
 fn tiny_config() -> SimilarityRunConfig {
@@ -269,7 +269,9 @@ async fn a_similarity_run_answers_filtered_queries_that_follow_the_catalogue() {
         .await
         .unwrap();
     assert_eq!(ids(&approximate), ids(&after));
-    let report = similar::index(catalog, None, Some(&files)).await.unwrap();
+    let report = similar::index(catalog, None, Some(&files), DeviceChoice::Cpu)
+        .await
+        .unwrap();
     assert_eq!((report.added, report.removed, report.kept), (0, 1, 59));
     assert!(report.approximate_index);
     // The saved index followed the removal.
@@ -362,7 +364,9 @@ async fn a_similarity_run_answers_filtered_queries_that_follow_the_catalogue() {
         }])
         .await
         .unwrap();
-    let report = similar::index(catalog, None, None).await.unwrap();
+    let report = similar::index(catalog, None, None, DeviceChoice::Cpu)
+        .await
+        .unwrap();
     assert_eq!(report.added, 1);
     // Its hubness bias: its mean cosine with its nearest active photos against the mean the
     // run measured, as the saved model states them.

@@ -86,6 +86,9 @@ pub enum Command {
     Weights(WeightsArgs),
     /// Backbone diagnostics.
     Backbone(BackboneArgs),
+    /// The devices this build can run networks on (cpu, cuda, vulkan) and whether this
+    /// machine has them.
+    Devices,
     /// Train a model (`atelier train facets ...`, `atelier train similarity ...`).
     Train(TrainArgs),
     /// Dresses most similar to a photo, with facet filters, or the same dress with another
@@ -520,6 +523,10 @@ pub struct TrainSimilarityArgs {
     pub hub_neighbours: Option<usize>,
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Where the backbone's features and the embedding network are computed (cuda and vulkan
+    /// need a build with that feature).
+    #[arg(long, value_enum)]
+    pub device: Option<DeviceChoice>,
     /// Where runs keep their checkpoints.
     #[arg(long, default_value = "checkpoints")]
     pub checkpoint_dir: PathBuf,
@@ -613,6 +620,9 @@ pub struct IndexArgs {
     /// Queue it for a worker instead of doing it here; prints the job id.
     #[arg(long)]
     pub queue: bool,
+    /// Where the photos are embedded (cuda and vulkan need a build with that feature).
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceChoice,
     #[command(flatten)]
     pub ann: AnnArgs,
 }
@@ -844,6 +854,9 @@ pub struct TagArgs {
     pub model: Option<String>,
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
+    /// Where the network runs (cuda and vulkan need a build with that feature).
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceChoice,
 }
 
 #[derive(Debug, Args)]
@@ -1050,4 +1063,8 @@ pub struct DemoArgs {
     /// Network input size in pixels.
     #[arg(long, default_value_t = 224)]
     pub image_size: u32,
+    /// Where the networks run: feature passes, training and tagging (cuda and vulkan need a
+    /// build with that feature).
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceChoice,
 }

@@ -56,6 +56,44 @@ fn missing_manifest_is_bad_input_with_one_line() {
 }
 
 #[test]
+fn devices_say_what_this_build_and_machine_have() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("c.db").display());
+    let output = atelier(&db, &["--json", "devices"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let lines: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let names: Vec<&str> = lines
+        .iter()
+        .map(|l| l["device"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["cpu", "cuda", "vulkan"]);
+    assert_eq!(lines[0]["available"], true);
+    // The test build has no GPU backend: each says which feature adds it.
+    for line in &lines[1..] {
+        let device = line["device"].as_str().unwrap();
+        assert_eq!(line["built"], false, "{line}");
+        assert_eq!(line["available"], false, "{line}");
+        let problem = line["problem"].as_str().unwrap();
+        assert!(
+            problem.contains(&format!("--features {device}")),
+            "{problem}"
+        );
+    }
+    // A command asked to run on a device this build lacks stops with that fix, exit 2.
+    let train = atelier(
+        &db,
+        &["train", "facets", "--backbone", "tiny", "--device", "cuda"],
+    );
+    assert_eq!(train.status.code(), Some(2), "{}", stderr_of(&train));
+    let stderr = stderr_of(&train);
+    assert!(stderr.contains("--features cuda"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
 fn bad_option_values_are_bad_input() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("c.db").display());

@@ -1,11 +1,13 @@
 //! Images per second of inference and of one training step for the full-size backbones on the
-//! pure-Rust CPU backend, side by side with PyTorch on the same machine and thread count.
+//! pure-Rust CPU backend (or a GPU), side by side with PyTorch on the same machine, device and
+//! thread count.
 //!
 //! Each model is the backbone (random weights) plus a 1000-class linear head on the pooled
 //! vector, so it matches torchvision's `resnet18`/`resnet50` and `efficientnet_lite_pytorch`'s
-//! `efficientnet-lite0` with their classifiers. Inference runs on `Device::flex()`; a training
-//! step runs on `Device::flex().autodiff()`: forward, cross-entropy against random targets,
-//! backward, AdamW step (the trainer's `FusedAdamW`), as `atelier_train::trainer` takes a step.
+//! `efficientnet-lite0` with their classifiers. Inference runs on the device (`Device::flex()`
+//! by default); a training step runs on its autodiff twin: forward, cross-entropy against
+//! random targets, backward, AdamW step (the trainer's `FusedAdamW`), as
+//! `atelier_train::trainer` takes a step.
 //!
 //! PyTorch's numbers come from `scripts/bench_pytorch.py`, run as a subprocess right after
 //! atelier's runs of each model (never at the same time, but close enough to see about the same
@@ -22,6 +24,15 @@
 //! - `ATELIER_BENCH_BATCH` (default 8), `ATELIER_BENCH_SIZE` (default 224);
 //! - `ATELIER_BENCH_PYTHON`: the interpreter (default `python3`); `ATELIER_BENCH_PYTORCH=0`
 //!   skips PyTorch;
+//! - `ATELIER_BENCH_DEVICE`: `cpu` (default), `cuda` or `vulkan` (a build with that feature);
+//!   PyTorch runs on the same device (`vulkan`: PyTorch's CUDA);
+//! - `ATELIER_BENCH_PRECISIONS`: PyTorch's precisions, `fp32` (default) and, on CUDA, `bf16`
+//!   (autocast to bfloat16 with channels-last tensors); atelier runs in fp32;
+//! - `ATELIER_BENCH_LOSS_CHECK=N`: before timing, train each model N steps (SGD) on the CPU and
+//!   on the device from the same weights and batch, print both losses and exit with 1 if they
+//!   differ by more than `ATELIER_BENCH_LOSS_TOLERANCE` (relative, default 0.02);
+//! - `ATELIER_BENCH_PYTORCH_SCRIPT`: `scripts/bench_pytorch.py` elsewhere than in this
+//!   checkout (a prepared binary run on another machine);
 //! - `RAYON_NUM_THREADS`: the thread count for both sides;
 //! - `OMP_WAIT_POLICY=passive` (passed on to PyTorch): use it on a machine busy with other work,
 //!   where PyTorch's spinning OpenMP threads otherwise lose most of their speed.
@@ -32,12 +43,12 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use atelier_models::{AnyBackbone, Backbone};
-use atelier_train::BackboneChoice;
 use atelier_train::fused_adamw::FusedAdamW;
+use atelier_train::{BackboneChoice, DeviceChoice};
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{Linear, LinearConfig};
-use burn::optim::GradientsParams;
+use burn::optim::{GradientsParams, SgdConfig};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use rand::{RngExt, SeedableRng};
@@ -83,6 +94,14 @@ impl FromStr for Mode {
 }
 
 struct Settings {
+    /// Where atelier's side runs (PyTorch's runs on the matching device).
+    device_choice: DeviceChoice,
+    device: Device,
+    /// PyTorch's precisions (`fp32`, `bf16`).
+    precisions: Vec<String>,
+    /// Training steps of the CPU-vs-device loss check (0: none) and its relative tolerance.
+    loss_check: usize,
+    loss_tolerance: f64,
     models: Vec<BackboneChoice>,
     modes: Vec<Mode>,
     /// Timed batches; `None` means the per-mode default.
@@ -120,7 +139,35 @@ impl Settings {
                     .into(),
             );
         }
+        let device_choice = device_choice()?;
+        let device = atelier_train::device::device_for(device_choice)
+            .map_err(|e| format!("ATELIER_BENCH_DEVICE: {e}"))?;
+        let precisions = list("ATELIER_BENCH_PRECISIONS", "fp32");
+        if let Some(bad) = precisions
+            .iter()
+            .find(|p| !["fp32", "bf16"].contains(&p.as_str()))
+        {
+            return Err(format!(
+                "ATELIER_BENCH_PRECISIONS: unknown precision `{bad}`; use fp32, bf16 or both"
+            ));
+        }
+        let loss_tolerance = match std::env::var("ATELIER_BENCH_LOSS_TOLERANCE") {
+            Err(_) => 0.02,
+            Ok(text) => text
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|t| *t > 0.0)
+                .ok_or_else(|| {
+                    format!("ATELIER_BENCH_LOSS_TOLERANCE={text:?}: expected a positive number")
+                })?,
+        };
         Ok(Self {
+            device_choice,
+            device,
+            precisions,
+            loss_check: number("ATELIER_BENCH_LOSS_CHECK", 1)?.unwrap_or(0),
+            loss_tolerance,
             models,
             modes,
             iterations: number("ATELIER_BENCH_ITERS", 1)?,
@@ -140,6 +187,15 @@ impl Settings {
             Mode::Training => 3,
         })
     }
+}
+
+/// `ATELIER_BENCH_DEVICE`, CPU when unset.
+fn device_choice() -> Result<DeviceChoice, String> {
+    let name = std::env::var("ATELIER_BENCH_DEVICE").unwrap_or_else(|_| "cpu".into());
+    [DeviceChoice::Cpu, DeviceChoice::Cuda, DeviceChoice::Vulkan]
+        .into_iter()
+        .find(|choice| choice.name() == name.trim())
+        .ok_or_else(|| format!("ATELIER_BENCH_DEVICE={name:?}: use cpu, cuda or vulkan"))
 }
 
 /// An unsigned environment setting of at least `min`, or `None` when unset.
@@ -195,7 +251,7 @@ fn images_per_second(
 }
 
 fn bench_inference(choice: BackboneChoice, settings: &Settings) -> f64 {
-    let device = Device::flex();
+    let device = settings.device.clone();
     device.seed(7);
     let model = Classifier::new(choice, &device);
     let images = random_images(settings, &device);
@@ -221,7 +277,7 @@ struct Phases {
 }
 
 fn bench_training(choice: BackboneChoice, settings: &Settings) -> (f64, Phases) {
-    let device = Device::flex().autodiff();
+    let device = settings.device.clone().autodiff();
     device.seed(7);
     let mut model = Some(Classifier::new(choice, &device));
     let images = random_images(settings, &device);
@@ -266,17 +322,106 @@ fn bench_training(choice: BackboneChoice, settings: &Settings) -> (f64, Phases) 
 }
 
 fn random_images(settings: &Settings, device: &Device) -> Tensor<4> {
+    random_batch(settings.batch, settings.size, device)
+}
+
+fn random_batch(batch: usize, size: usize, device: &Device) -> Tensor<4> {
     Tensor::<4>::random(
-        [settings.batch, 3, settings.size, settings.size],
+        [batch, 3, size, size],
         Distribution::Normal(0.0, 1.0),
         device,
     )
+}
+
+/// The loss check's batch: small enough for the CPU side to take a few seconds a step.
+const LOSS_CHECK_BATCH: usize = 16;
+
+/// The losses of `steps` SGD steps of one model on the CPU and on the benchmark's device, from
+/// the same initial weights, images and targets.
+fn loss_curves(choice: BackboneChoice, settings: &Settings, steps: usize) -> [Vec<f32>; 2] {
+    let cpu = Device::flex().autodiff();
+    cpu.seed(5);
+    let model = Classifier::new(choice, &cpu);
+    let batch = settings.batch.min(LOSS_CHECK_BATCH);
+    let images = random_batch(batch, settings.size, &cpu);
+    let mut rng = ChaCha8Rng::seed_from_u64(13);
+    let targets: Vec<i64> = (0..batch)
+        .map(|_| rng.random_range(0..CLASSES as i64))
+        .collect();
+    let targets = Tensor::<1, Int>::from_ints(targets.as_slice(), &cpu);
+    let device = settings.device.clone().autodiff();
+    // `fork` gives each copy its own autodiff graph (even on the same device), so the two
+    // trainings share nothing but the starting values.
+    let on_device = sgd_losses(
+        model.clone().fork(&device),
+        images.clone().to_device(&device),
+        targets.clone().to_device(&device),
+        steps,
+    );
+    [
+        sgd_losses(model.fork(&cpu), images, targets, steps),
+        on_device,
+    ]
+}
+
+/// Each step's loss (read before the step) over `steps` plain SGD steps on one batch.
+fn sgd_losses(
+    mut model: Classifier,
+    images: Tensor<4>,
+    targets: Tensor<1, Int>,
+    steps: usize,
+) -> Vec<f32> {
+    let loss_fn = CrossEntropyLossConfig::new().init(&images.device());
+    let mut optim = SgdConfig::new().init();
+    let mut losses = Vec::with_capacity(steps);
+    for _ in 0..steps {
+        let loss = loss_fn.forward(model.forward(images.clone()), targets.clone());
+        losses.push(loss.clone().into_scalar::<f32>());
+        let gradients = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(0.01, model, gradients);
+    }
+    losses
+}
+
+/// Runs the loss check for every model; `false` when a model's losses part by more than the
+/// tolerance.
+fn check_losses(settings: &Settings) -> bool {
+    let steps = settings.loss_check;
+    println!(
+        "loss check: {steps} SGD steps, batch {}, CPU vs {}, relative tolerance {}",
+        settings.batch.min(LOSS_CHECK_BATCH),
+        settings.device_choice.name(),
+        settings.loss_tolerance
+    );
+    let mut all_agree = true;
+    for &choice in &settings.models {
+        let [cpu, device] = loss_curves(choice, settings, steps);
+        let worst = cpu
+            .iter()
+            .zip(&device)
+            .map(|(a, b)| ((a - b).abs() / a.abs().max(1e-6)) as f64)
+            .fold(0.0, f64::max);
+        let agree = worst <= settings.loss_tolerance && device.iter().all(|l| l.is_finite());
+        all_agree &= agree;
+        println!(
+            "loss check {:<20} cpu {:?} {} {:?} worst relative difference {worst:.2e}: {}",
+            choice.name(),
+            cpu,
+            settings.device_choice.name(),
+            device,
+            if agree { "ok" } else { "FAILED" }
+        );
+    }
+    all_agree
 }
 
 /// What `scripts/bench_pytorch.py` prints.
 #[derive(Debug, Deserialize)]
 struct PytorchReport {
     torch: String,
+    /// `cpu`, or the GPU's name.
+    #[serde(default)]
+    device: String,
     threads: usize,
     results: Vec<PytorchResult>,
 }
@@ -285,12 +430,23 @@ struct PytorchReport {
 struct PytorchResult {
     model: String,
     mode: String,
+    #[serde(default = "fp32")]
+    precision: String,
     images_per_second: Option<f64>,
     #[serde(default)]
     error: Option<String>,
     /// Training only.
     #[serde(default)]
     phases: Option<Phases>,
+}
+
+fn fp32() -> String {
+    "fp32".into()
+}
+
+/// PyTorch's side of the benchmark: `ATELIER_BENCH_PYTORCH_SCRIPT` or this checkout's.
+fn pytorch_script() -> String {
+    std::env::var("ATELIER_BENCH_PYTORCH_SCRIPT").unwrap_or_else(|_| PYTORCH_SCRIPT.into())
 }
 
 /// The interpreter to run `scripts/bench_pytorch.py` with, or why PyTorch is left out.
@@ -319,9 +475,16 @@ fn run_pytorch(
     settings: &Settings,
 ) -> Result<PytorchReport, String> {
     let modes: Vec<&str> = settings.modes.iter().map(|m| m.name()).collect();
+    let script = pytorch_script();
+    let torch_device = match settings.device_choice {
+        DeviceChoice::Cpu => "cpu",
+        DeviceChoice::Cuda | DeviceChoice::Vulkan => "cuda",
+    };
     let mut command = Command::new(python);
     command
-        .arg(PYTORCH_SCRIPT)
+        .arg(&script)
+        .args(["--device", torch_device])
+        .args(["--precisions", &settings.precisions.join(",")])
         .args(["--models", choice.name()])
         .args(["--modes", &modes.join(",")])
         .args(["--threads", &settings.threads.to_string()])
@@ -334,17 +497,17 @@ fn run_pytorch(
     }
     let output = command
         .output()
-        .map_err(|e| format!("running {PYTORCH_SCRIPT}: {e}"))?;
+        .map_err(|e| format!("running {script}: {e}"))?;
     if !output.status.success() {
         return Err(format!(
-            "{PYTORCH_SCRIPT} failed ({}): {}",
+            "{script} failed ({}): {}",
             output.status,
             String::from_utf8_lossy(&output.stderr).trim()
         ));
     }
     serde_json::from_slice(&output.stdout).map_err(|e| {
         format!(
-            "{PYTORCH_SCRIPT} printed something other than its JSON report ({e}): {}",
+            "{script} printed something other than its JSON report ({e}): {}",
             String::from_utf8_lossy(&output.stdout).trim()
         )
     })
@@ -379,18 +542,11 @@ fn main() {
         eprintln!("{e}");
         std::process::exit(2);
     });
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("machine: {} ({cores} cores available)", cpu_model());
-    println!(
-        "threads {}, batch {}, {}x{} px, warm-up {}, load average at start {}",
-        settings.threads,
-        settings.batch,
-        settings.size,
-        settings.size,
-        settings.warmup,
-        load_average()
-    );
-
+    print_header(&settings);
+    if settings.loss_check > 0 && !check_losses(&settings) {
+        eprintln!("the loss check failed: the device's training steps disagree with the CPU's");
+        std::process::exit(1);
+    }
     let python = pytorch_python();
     match &python {
         Err(why) => println!("PyTorch: {why}; atelier's numbers only"),
@@ -402,75 +558,126 @@ fn main() {
                 .unwrap_or_else(|_| "(unset: PyTorch's default)".into())
         ),
     }
-    // PyTorch measures each model right after atelier does, so both see about the same load
-    // from whatever else the machine is running.
     let mut ours: Vec<Measured> = Vec::new();
-    let mut theirs: HashMap<(String, String), Result<Measured, String>> = HashMap::new();
+    let mut theirs = Theirs::new();
     let mut torch_version = None;
     for &choice in &settings.models {
-        for &mode in &settings.modes {
-            let (rate, phases) = match mode {
-                Mode::Inference => (bench_inference(choice, &settings), None),
-                Mode::Training => {
-                    let (rate, phases) = bench_training(choice, &settings);
-                    (rate, Some(phases))
-                }
-            };
-            eprintln!("atelier {choice} {}: {rate:.2} img/s", mode.name());
-            ours.push(Measured {
-                model: choice.name().to_string(),
-                mode: mode.name().to_string(),
-                rate,
-                phases,
-            });
-        }
+        ours.extend(measure_atelier(choice, &settings));
+        // PyTorch measures each model right after atelier does, so both see about the same
+        // load from whatever else the machine is running.
         let Ok(python) = &python else { continue };
-        match run_pytorch(python, choice, &settings) {
-            Ok(report) => {
-                torch_version = Some(format!(
-                    "PyTorch {} with {} threads",
-                    report.torch, report.threads
-                ));
-                for result in report.results {
-                    let key = (result.model.clone(), result.mode.clone());
-                    let value = match result.images_per_second {
-                        Some(rate) => {
-                            eprintln!("PyTorch {} {}: {rate:.2} img/s", key.0, key.1);
-                            Ok(Measured {
-                                model: result.model,
-                                mode: result.mode,
-                                rate,
-                                phases: result.phases,
-                            })
-                        }
-                        None => {
-                            let why = result.error.unwrap_or_else(|| "gave no number".into());
-                            eprintln!("PyTorch {} {}: {why}", key.0, key.1);
-                            Err(why)
-                        }
-                    };
-                    theirs.insert(key, value);
-                }
-            }
-            Err(why) => {
-                for mode in &settings.modes {
-                    theirs.insert(
-                        (choice.name().to_string(), mode.name().to_string()),
-                        Err(why.clone()),
-                    );
-                }
-            }
+        if let Some(version) = measure_pytorch(python, choice, &settings, &mut theirs) {
+            torch_version = Some(version);
         }
     }
     println!("load average at the end {}", load_average());
     if let Some(version) = torch_version {
         println!("{version}");
     }
-    print_tables(&ours, &theirs);
+    print_tables(&ours, &theirs, &settings.precisions);
+}
+
+fn print_header(settings: &Settings) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("machine: {} ({cores} cores available)", cpu_model());
+    let device = match atelier_train::device::describe(settings.device_choice) {
+        Ok(Some(name)) => format!("{} ({name})", settings.device_choice.name()),
+        _ => settings.device_choice.name().to_string(),
+    };
+    println!(
+        "device {device}, threads {}, batch {}, {}x{} px, warm-up {}, load average at start {}",
+        settings.threads,
+        settings.batch,
+        settings.size,
+        settings.size,
+        settings.warmup,
+        load_average()
+    );
+}
+
+/// atelier's rate (and training phases) for each mode of one model.
+fn measure_atelier(choice: BackboneChoice, settings: &Settings) -> Vec<Measured> {
+    settings
+        .modes
+        .iter()
+        .map(|&mode| {
+            let (rate, phases) = match mode {
+                Mode::Inference => (bench_inference(choice, settings), None),
+                Mode::Training => {
+                    let (rate, phases) = bench_training(choice, settings);
+                    (rate, Some(phases))
+                }
+            };
+            eprintln!("atelier {choice} {}: {rate:.2} img/s", mode.name());
+            Measured {
+                model: choice.name().to_string(),
+                mode: mode.name().to_string(),
+                rate,
+                phases,
+            }
+        })
+        .collect()
+}
+
+/// PyTorch's results by (model, mode, precision), or why there are none.
+type Theirs = HashMap<(String, String, String), Result<Measured, String>>;
+
+/// Runs PyTorch's side for one model into `theirs`; returns its version line.
+fn measure_pytorch(
+    python: &str,
+    choice: BackboneChoice,
+    settings: &Settings,
+    theirs: &mut Theirs,
+) -> Option<String> {
+    let report = match run_pytorch(python, choice, settings) {
+        Ok(report) => report,
+        Err(why) => {
+            for mode in &settings.modes {
+                for precision in &settings.precisions {
+                    let key = (choice.name().into(), mode.name().into(), precision.clone());
+                    theirs.insert(key, Err(why.clone()));
+                }
+            }
+            return None;
+        }
+    };
+    for result in report.results {
+        let key = (
+            result.model.clone(),
+            result.mode.clone(),
+            result.precision.clone(),
+        );
+        let value = match result.images_per_second {
+            Some(rate) => {
+                eprintln!("PyTorch {} {} {}: {rate:.2} img/s", key.0, key.1, key.2);
+                Ok(Measured {
+                    model: result.model,
+                    mode: result.mode,
+                    rate,
+                    phases: result.phases,
+                })
+            }
+            None => {
+                let why = result.error.unwrap_or_else(|| "gave no number".into());
+                eprintln!("PyTorch {} {} {}: {why}", key.0, key.1, key.2);
+                Err(why)
+            }
+        };
+        theirs.insert(key, value);
+    }
+    Some(format!(
+        "PyTorch {} on {} with {} threads",
+        report.torch, report.device, report.threads
+    ))
 }
 
 fn smoke_test() {
     let settings = Settings {
+        device_choice: DeviceChoice::Cpu,
+        device: Device::flex(),
+        precisions: vec![fp32()],
+        loss_check: 2,
+        loss_tolerance: 0.02,
         models: vec![BackboneChoice::Tiny],
         modes: vec![Mode::Inference, Mode::Training],
         iterations: Some(1),
@@ -490,6 +697,12 @@ fn smoke_test() {
         "training rate {training}"
     );
     assert!(phases.forward > 0.0 && phases.backward > 0.0, "{phases:?}");
+    // The CPU against itself: the same weights, batch and steps give the same losses.
+    let [first, second] = loss_curves(BackboneChoice::Tiny, &settings, 2);
+    assert_eq!(first.len(), 2);
+    assert!(first.iter().all(|l| l.is_finite()), "{first:?}");
+    assert_eq!(first, second);
+    assert!(check_losses(&settings));
     println!(
         "throughput smoke test passed; `cargo bench -p atelier-train --bench throughput` measures"
     );
@@ -503,40 +716,49 @@ struct Measured {
     phases: Option<Phases>,
 }
 
-fn print_tables(ours: &[Measured], theirs: &HashMap<(String, String), Result<Measured, String>>) {
-    let find = |row: &Measured| theirs.get(&(row.model.clone(), row.mode.clone()));
+fn print_tables(ours: &[Measured], theirs: &Theirs, precisions: &[String]) {
     println!();
-    println!(
-        "{:<20} {:<10} {:>14} {:>14} {:>8}",
-        "model", "mode", "atelier img/s", "PyTorch img/s", "ratio"
-    );
+    let mut header = format!("{:<20} {:<10} {:>14}", "model", "mode", "atelier img/s");
+    for precision in precisions {
+        header += &format!(" {:>14} {:>8}", format!("PyTorch {precision}"), "ratio");
+    }
+    println!("{header}");
     let mut notes = Vec::new();
     for row in ours {
-        let (other, ratio) = match find(row) {
-            Some(Ok(other)) => (
-                format!("{:.2}", other.rate),
-                format!("{:.2}", row.rate / other.rate),
-            ),
-            Some(Err(why)) => {
-                let note = format!("{}: PyTorch {why}", row.model);
-                if !notes.contains(&note) {
-                    notes.push(note);
+        let mut line = format!("{:<20} {:<10} {:>14.2}", row.model, row.mode, row.rate);
+        for precision in precisions {
+            let key = (row.model.clone(), row.mode.clone(), precision.clone());
+            let (other, ratio) = match theirs.get(&key) {
+                Some(Ok(other)) => (
+                    format!("{:.2}", other.rate),
+                    format!("{:.2}", row.rate / other.rate),
+                ),
+                Some(Err(why)) => {
+                    let note = format!("{} {precision}: PyTorch {why}", row.model);
+                    if !notes.contains(&note) {
+                        notes.push(note);
+                    }
+                    ("-".into(), "-".into())
                 }
-                ("-".into(), "-".into())
-            }
-            None => ("-".into(), "-".into()),
-        };
-        println!(
-            "{:<20} {:<10} {:>14.2} {:>14} {:>8}",
-            row.model, row.mode, row.rate, other, ratio
-        );
+                None => ("-".into(), "-".into()),
+            };
+            line += &format!(" {other:>14} {ratio:>8}");
+        }
+        println!("{line}");
     }
     for note in notes {
         println!("note: {note}");
     }
-    println!("ratio = atelier / PyTorch speed (above 1 atelier is faster; 1.00 is parity)");
+    println!(
+        "ratio = atelier / PyTorch speed (above 1 atelier is faster; 1.00 is parity); PyTorch \
+         img/s in images per second"
+    );
+    print_phases(ours, theirs);
+}
 
-    // Where a training step's time goes, to point at the phase with the largest gap.
+/// Where a training step's time goes (against PyTorch in fp32), to point at the phase with the
+/// largest gap.
+fn print_phases(ours: &[Measured], theirs: &Theirs) {
     let split: Vec<(&Measured, Phases)> = ours
         .iter()
         .filter_map(|row| row.phases.map(|phases| (row, phases)))
@@ -550,7 +772,8 @@ fn print_tables(ours: &[Measured], theirs: &HashMap<(String, String), Result<Mea
         "training step", "phase", "atelier ms", "PyTorch ms", "ratio"
     );
     for (row, phases) in split {
-        let other = match find(row) {
+        let key = (row.model.clone(), row.mode.clone(), fp32());
+        let other = match theirs.get(&key) {
             Some(Ok(other)) => other.phases,
             _ => None,
         };
@@ -567,5 +790,5 @@ fn print_tables(ours: &[Measured], theirs: &HashMap<(String, String), Result<Mea
             );
         }
     }
-    println!("ms per batch; ratio = PyTorch ms / atelier ms (the same sense as above)");
+    println!("ms per batch; ratio = PyTorch fp32 ms / atelier ms (the same sense as above)");
 }

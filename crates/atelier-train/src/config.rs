@@ -19,14 +19,35 @@ use crate::input::Augmentation;
 use crate::loss::{ClassWeighting, TargetLoss};
 use crate::schedule::{OptimizerChoice, Schedule};
 
-/// Where tensors live: `Cpu` is burn's pure-Rust `flex` backend; `Vulkan` needs the `vulkan`
-/// cargo feature.
+/// Where tensors live: `Cpu` is burn's pure-Rust `flex` backend; `Cuda` (NVIDIA, first GPU)
+/// and `Vulkan` (wgpu, default adapter) need the cargo features of the same names.
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceChoice {
     Cpu,
+    Cuda,
     Vulkan,
+}
+
+impl DeviceChoice {
+    /// The name the CLI, the configuration files and the job queue use.
+    pub fn name(self) -> &'static str {
+        match self {
+            DeviceChoice::Cpu => "cpu",
+            DeviceChoice::Cuda => "cuda",
+            DeviceChoice::Vulkan => "vulkan",
+        }
+    }
+
+    /// Whether this build has the backend (the device may still be missing at run time).
+    pub fn is_built(self) -> bool {
+        match self {
+            DeviceChoice::Cpu => true,
+            DeviceChoice::Cuda => cfg!(feature = "cuda"),
+            DeviceChoice::Vulkan => cfg!(feature = "vulkan"),
+        }
+    }
 }
 
 /// How the heads read the feature map.
@@ -460,15 +481,9 @@ impl TrainConfig {
     }
 
     fn validate_device(&self) -> Result<(), TrainError> {
-        require(
-            self.device == DeviceChoice::Cpu || cfg!(feature = "vulkan"),
-            "device",
-            || {
-                "vulkan needs a build with the `vulkan` feature: cargo build --release -p \
-                 atelier-cli --features vulkan"
-                    .into()
-            },
-        )
+        require(self.device.is_built(), "device", || {
+            crate::device::not_built(self.device)
+        })
     }
 }
 

@@ -22,6 +22,13 @@ pub enum TrainError {
         .path.display()
     )]
     Image { path: PathBuf, reason: String },
+    /// The device asked for is not in this build or not on this machine; `problem` says why
+    /// and what to do.
+    #[error("device {device}: {problem}")]
+    Device {
+        device: &'static str,
+        problem: String,
+    },
     #[error("the dataset has no {what}: {fix}")]
     EmptyDataset { what: String, fix: String },
     #[error(transparent)]

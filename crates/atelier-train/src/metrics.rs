@@ -281,12 +281,14 @@ mod tests {
     #[test]
     #[should_panic(expected = "3 true labels but 2 predictions")]
     fn mismatched_lengths_panic() {
+        let _quiet = crate::device::tests::PANICKING.lock();
         classification_report(&labels(&["a", "b"]), &[0, 1, 1], &[0, 1]);
     }
 
     #[test]
     #[should_panic(expected = "sample 1 has true class 0 and predicted class 2")]
     fn out_of_range_index_panics() {
+        let _quiet = crate::device::tests::PANICKING.lock();
         classification_report(&labels(&["a", "b"]), &[0, 0], &[0, 2]);
     }
 

@@ -44,7 +44,15 @@ pub(super) async fn explain(
 
 /// The CPU and a similarity run's saved model on it.
 fn cpu_model(model_dir: &Path) -> Result<(Device, SimilarityManifest, SimilarityNet), AppError> {
-    let device = device_for(DeviceChoice::Cpu)?;
+    model_on(model_dir, DeviceChoice::Cpu)
+}
+
+/// A similarity run's saved model on `choice`'s device, and the device.
+fn model_on(
+    model_dir: &Path,
+    choice: DeviceChoice,
+) -> Result<(Device, SimilarityManifest, SimilarityNet), AppError> {
+    let device = device_for(choice)?;
     let (manifest, net) = load_similarity_model(model_dir, &device)?;
     Ok((device, manifest, net))
 }
@@ -75,22 +83,23 @@ pub(super) async fn saved_hubness(record: &RunRecord) -> Result<Option<Hubness>,
 
 /// Embeds one photo file with the run's saved model.
 pub async fn embed_file(record: &RunRecord, path: &Path) -> Result<PhotoEmbedding, AppError> {
-    let embedded = embed_files(record, &[path.to_path_buf()]).await?;
+    let embedded = embed_files(record, &[path.to_path_buf()], DeviceChoice::Cpu).await?;
     Ok(embedded
         .into_iter()
         .next()
         .expect("one photo, one embedding"))
 }
 
-/// Embeds photo files with the run's saved model, off the async runtime.
+/// Embeds photo files with the run's saved model on `device`, off the async runtime.
 pub async fn embed_files(
     record: &RunRecord,
     paths: &[PathBuf],
+    device: DeviceChoice,
 ) -> Result<Vec<PhotoEmbedding>, AppError> {
     let model_dir = model_dir(record).await?;
     let paths = paths.to_vec();
     tokio::task::spawn_blocking(move || {
-        let (device, manifest, net) = cpu_model(&model_dir)?;
+        let (device, manifest, net) = model_on(&model_dir, device)?;
         let mut embedded = Vec::with_capacity(paths.len());
         for chunk in paths.chunks(16) {
             embedded.extend(net.embed_photos(&manifest, &decoded(chunk)?, &device));
@@ -160,7 +169,9 @@ pub async fn locate_files(
         .filter(|(_, read)| read.is_ok())
         .map(|((path, _), _)| path.clone())
         .collect();
-    let mut embedded = embed_files(&record, &good).await?.into_iter();
+    let mut embedded = embed_files(&record, &good, DeviceChoice::Cpu)
+        .await?
+        .into_iter();
     Ok(paths
         .iter()
         .zip(readable)

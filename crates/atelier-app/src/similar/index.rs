@@ -117,11 +117,13 @@ pub struct IndexReport {
 /// Brings a similarity run's stored embeddings in step with the catalogue: embeds the active
 /// photos that have none (with the run's model) and deletes those of photos that are no longer
 /// active; with `files`, the run's approximate indexes follow (when the run is large enough
-/// for them). Labels are read at query time, so a retag needs nothing here.
+/// for them). Labels are read at query time, so a retag needs nothing here. The photos are
+/// embedded on `device`.
 pub async fn index(
     catalog: &Catalog,
     run: Option<i64>,
     files: Option<&IndexFiles>,
+    device: DeviceChoice,
 ) -> Result<IndexReport, AppError> {
     let record = similarity_run(catalog, run).await?;
     let (key, plain_key) = (embedding_key(record.id), off_the_shelf_key(record.id));
@@ -148,7 +150,7 @@ pub async fn index(
     missing.sort();
     if !missing.is_empty() {
         let paths = local_files(&missing).await?;
-        let photos = embed_files(&record, &paths).await?;
+        let photos = embed_files(&record, &paths, device).await?;
         let ids = missing.iter().map(|(id, _)| (*id).clone());
         let trained: Vec<_> = ids
             .clone()

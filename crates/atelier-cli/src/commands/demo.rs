@@ -58,6 +58,7 @@ struct DemoOutcome {
 
 pub async fn run(args: &DemoArgs, global: &GlobalArgs) -> CliResult {
     let started = Instant::now();
+    crate::commands::train::check_device(args.device)?;
     std::fs::create_dir_all(&args.dir)?;
     let db_url = match &global.db {
         Some(url) => url.clone(),
@@ -98,7 +99,8 @@ pub async fn run(args: &DemoArgs, global: &GlobalArgs) -> CliResult {
                 .with_file_name(format!("images/{i:06}.jpg"))
         })
         .collect();
-    let (_, tagged) = crate::commands::tag::tag_files(&trained.model_dir, &sample, 16).await?;
+    let (_, tagged) =
+        crate::commands::tag::tag_files(&trained.model_dir, &sample, 16, args.device).await?;
     steps.done("tag");
     let similarity = steps.similarity(&catalog, args, &train_global).await?;
     let outcome = DemoOutcome {
@@ -232,6 +234,7 @@ impl Steps {
         );
         let config = SimilarityRunConfig {
             image_size: args.image_size,
+            device: args.device,
             ..SimilarityRunConfig::default()
         };
         let paths = train::run_paths(&args.dir.join("checkpoints"), &global.store)?;
@@ -575,6 +578,7 @@ fn demo_config(args: &DemoArgs) -> TrainConfig {
     config.epochs = args.epochs;
     config.image_size = args.image_size;
     config.set_folds(args.folds);
+    config.device = args.device;
     config
 }
 

@@ -31,7 +31,7 @@ pub async fn worker(catalog: &Catalog, args: &WorkerArgs, global: &GlobalArgs) -
     }
     config.poll = Duration::from_secs_f64(args.poll);
     // A device this build cannot use is refused now, not at the first job.
-    atelier_train::device::device_for(args.device).map_err(atelier_app::AppError::from)?;
+    crate::commands::train::check_device(args.device)?;
     config.device = args.device;
     let kinds: Vec<&str> = config.kinds.iter().map(|k| k.as_str()).collect();
     eprintln!(

@@ -5,6 +5,7 @@ mod boxes;
 mod check;
 mod crowd;
 mod demo;
+mod devices;
 mod duplicates;
 mod eval;
 mod facets;
@@ -48,6 +49,7 @@ pub async fn run(cli: &Cli) -> CliResult {
         }
         Command::Demo(args) => demo::run(args, global).await,
         Command::Weights(args) => weights::run(args, global.json),
+        Command::Devices => devices::run(global.json),
         Command::Backbone(args) => backbone::run(args, global.json).await,
         Command::Train(args) => match &args.what {
             TrainWhat::Facets(facets) => {

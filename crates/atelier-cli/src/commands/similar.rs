@@ -150,7 +150,7 @@ pub async fn index(catalog: &Catalog, db_url: &str, args: &IndexArgs, json: bool
         return crate::commands::jobs::print_queued(job, None, json);
     }
     let files = index_files(db_url, &args.ann);
-    let report = similar::index(catalog, args.run, Some(&files)).await?;
+    let report = similar::index(catalog, args.run, Some(&files), args.device).await?;
     if json {
         return print_json(&report);
     }

@@ -20,6 +20,9 @@ pub async fn run(args: &TrainSimilarityArgs, global: &GlobalArgs) -> CliResult {
     }
     let catalog = open_catalog(global.db_url()).await?;
     let paths = run_paths(&args.checkpoint_dir, &global.store)?;
+    if !args.queue {
+        crate::commands::train::check_device(config.device)?;
+    }
     let run = create_similarity_run(&catalog, &config, &paths, args.publish.as_deref()).await?;
     if args.queue {
         let job = atelier_app::jobs::queue_run(&catalog, run, "cli").await?;
@@ -70,6 +73,7 @@ pub fn configure(args: &TrainSimilarityArgs) -> CliResult<SimilarityRunConfig> {
     }
     config.image_size = args.image_size.unwrap_or(config.image_size);
     config.feature_stage = args.feature_stage.or(config.feature_stage);
+    config.device = args.device.unwrap_or(config.device);
     let similarity = &mut config.similarity;
     similarity.epochs = args.epochs.unwrap_or(similarity.epochs);
     similarity.margin = args.margin.unwrap_or(similarity.margin);

@@ -5,7 +5,7 @@
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
-use atelier_models::Device;
+use atelier_train::DeviceChoice;
 use atelier_train::tagger::Tagger;
 use serde_json::{Map, Value, json};
 
@@ -30,7 +30,7 @@ pub async fn run(args: &TagArgs, global: &GlobalArgs) -> CliResult {
     let paths: Vec<PathBuf> = local.iter().map(|(path, _)| path.clone()).collect();
     let batch_size = args.batch_size;
     let json = global.json;
-    let (tagger, mut results) = tag_files(&model_dir, &paths, batch_size).await?;
+    let (tagger, mut results) = tag_files(&model_dir, &paths, batch_size, args.device).await?;
     // Each result names the path as given; an object that could not be fetched says why.
     for (result, (given, (_, unreadable))) in results.iter_mut().zip(given.iter().zip(local)) {
         result.path = given.clone();
@@ -100,10 +100,12 @@ pub async fn tag_files(
     model_dir: &Path,
     paths: &[PathBuf],
     batch_size: usize,
+    device: DeviceChoice,
 ) -> CliResult<(Tagger, Vec<atelier_train::tagger::TagResult>)> {
     let (model_dir, paths) = (model_dir.to_path_buf(), paths.to_vec());
     let tagged = tokio::task::spawn_blocking(move || {
-        Tagger::load(&model_dir, &Device::flex()).map(|tagger| {
+        let device = atelier_train::device::device_for(device)?;
+        Tagger::load(&model_dir, &device).map(|tagger| {
             let results = tagger.tag(&paths, batch_size);
             (tagger, results)
         })

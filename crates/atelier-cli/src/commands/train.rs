@@ -64,8 +64,18 @@ pub async fn train_facets(
     global: &GlobalArgs,
 ) -> CliResult<TrainedRun> {
     let paths = run_paths(&args.checkpoint_dir, &global.store)?;
+    if args.resume.is_none() {
+        // This process trains the run, so its device must work before the run is recorded.
+        check_device(configure(args)?.device)?;
+    }
     let run = record_facets_run(catalog, args, &paths).await?;
     execute(catalog, run, &paths, global).await
+}
+
+/// Starts `device` (once per process) or says why it cannot be used.
+pub fn check_device(device: atelier_train::DeviceChoice) -> CliResult {
+    atelier_train::device::device_for(device).map_err(atelier_app::AppError::from)?;
+    Ok(())
 }
 
 /// The run to train: the `--resume`d one, or a new one recorded from the options.

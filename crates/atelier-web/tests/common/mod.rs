@@ -9,6 +9,7 @@ use atelier_catalog::{
     Catalog, CheckOutcome, CheckedImage, ImportOptions, NewRun, PredictionRow, Role,
     RunFacetResult, RunFinish, RunStatus, Split,
 };
+use atelier_train::DeviceChoice;
 use atelier_train::metrics::classification_report;
 use atelier_web::{AppConfig, hash_password, router};
 use axum::Router;
@@ -496,7 +497,7 @@ pub async fn record_model_similarity_run(fx: &Fixture) -> i64 {
         Some(model_dir.display().to_string()),
     )
     .await;
-    atelier_app::similar::index(&fx.catalog, Some(run), None)
+    atelier_app::similar::index(&fx.catalog, Some(run), None, DeviceChoice::Cpu)
         .await
         .unwrap();
     run

@@ -1,0 +1,3 @@
+//! NVPTX-specific names.
+
+pub mod ptx_version;
