@@ -20,6 +20,7 @@ pub use error::CliError;
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
+    atelier_models::keep_freed_memory();
     let cli = Cli::parse();
     init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

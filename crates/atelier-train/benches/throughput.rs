@@ -534,6 +534,8 @@ fn load_average() -> String {
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` does not, and then one quick step
     // of the small test network shows the bench still runs without taking minutes.
+    // As the `atelier` binary does.
+    atelier_models::keep_freed_memory();
     if !std::env::args().any(|arg| arg == "--bench") {
         smoke_test();
         return;
