@@ -158,11 +158,9 @@ fn conv_output(x: FlexTensor, weight: FlexTensor, options: ConvOptions<2>) -> Fl
     if let Some(dense) = Dense::new(&x, &weight, &options) {
         return dense.forward();
     }
-    let geometry = Geometry::new(x.layout().shape(), weight.layout().shape(), &options);
-    let f32s = x.dtype() == DType::F32 && weight.dtype() == DType::F32;
-    if !(f32s && geometry.is_depthwise(&weight, &options)) {
+    let Some(geometry) = depthwise_geometry(&x, &weight, &options) else {
         return Flex::conv2d(x, weight, None, options);
-    }
+    };
     let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
     let y = depthwise_forward(x.storage::<f32>(), weight.storage::<f32>(), &geometry);
     FlexTensor::from_data(TensorData::new(
@@ -184,20 +182,29 @@ fn input_gradient(
     if let Some(dense) = Dense::new(x, weight, options) {
         return Some(dense.input_gradient(output_grad));
     }
+    let geometry = depthwise_geometry(x, weight, options)?;
+    let (weight, output_grad) = (weight.to_contiguous(), output_grad.to_contiguous());
+    let dx = depthwise_input_gradient(
+        weight.storage::<f32>(),
+        output_grad.storage::<f32>(),
+        &geometry,
+    );
+    Some(FlexTensor::from_data(TensorData::new(
+        dx,
+        [geometry.n, geometry.c, geometry.h, geometry.w],
+    )))
+}
+
+/// The geometry of a depthwise f32 convolution, or `None` for any other (the counterpart of
+/// [`Dense::new`]).
+fn depthwise_geometry(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    options: &ConvOptions<2>,
+) -> Option<Geometry> {
     let geometry = Geometry::new(x.layout().shape(), weight.layout().shape(), options);
     let f32s = x.dtype() == DType::F32 && weight.dtype() == DType::F32;
-    (f32s && geometry.is_depthwise(weight, options)).then(|| {
-        let (weight, output_grad) = (weight.to_contiguous(), output_grad.to_contiguous());
-        let dx = depthwise_input_gradient(
-            weight.storage::<f32>(),
-            output_grad.storage::<f32>(),
-            &geometry,
-        );
-        FlexTensor::from_data(TensorData::new(
-            dx,
-            [geometry.n, geometry.c, geometry.h, geometry.w],
-        ))
-    })
+    (f32s && geometry.is_depthwise(weight, options)).then_some(geometry)
 }
 
 /// A dense (one group) f32 convolution's contiguous input and weights, and its geometry.

@@ -45,17 +45,17 @@ pub fn run(json: bool) -> CliResult {
         if json {
             print_json(&line)?;
         } else {
-            print_line(&line);
+            print_line(choice, &line);
         }
     }
     Ok(())
 }
 
-fn print_line(line: &DeviceLine) {
+fn print_line(choice: DeviceChoice, line: &DeviceLine) {
     let state = match (&line.name, &line.problem) {
         (_, Some(problem)) => problem.clone(),
         (Some(name), None) => format!("available: {name}"),
-        (None, None) if line.device == "cpu" => format!(
+        (None, None) if choice == DeviceChoice::Cpu => format!(
             "available: burn's flex backend on {} threads",
             rayon::current_num_threads()
         ),
