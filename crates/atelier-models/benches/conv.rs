@@ -83,6 +83,7 @@ fn training(conv: &Conv2d, x: &Tensor<4>, ours: bool) -> Duration {
 }
 
 fn main() {
+    atelier_models::keep_freed_memory();
     let iterations: usize = std::env::var("ATELIER_BENCH_ITERATIONS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -19,6 +19,9 @@
 //!   from 34 to 51 images/s at batch 8 on 2 cores), and the depthwise input gradient, each
 //!   plane's taps added straight into it.
 //!
+//! 3×3 stride-1 layers with at least 16 channels each way on planes of 14 pixels and up
+//! (ResNet's) take Winograd's transforms instead, forward and backward ([`crate::winograd`]).
+//!
 //! The products go to the `gemm` crate (the one flex uses) on chunks of images whose im2col
 //! buffer stays near 32 MB. The operation is a burn backend extension ([`FlexConvBackend`])
 //! with a handwritten autodiff rule; the tests below check the output and the input, weight
@@ -38,6 +41,8 @@ use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 use burn::tensor::{DType, TensorData};
 use rayon::prelude::*;
+
+use crate::winograd;
 
 /// A convolution without bias, computed by this module where it can (see the module
 /// documentation). Implemented for flex, with and without autodiff.
@@ -229,9 +234,15 @@ impl Dense {
         })
     }
 
-    /// `Y[image] = W · im2col(X[image])`.
+    /// `Y[image] = W · im2col(X[image])`, or Winograd's transforms for 3×3 stride-1 layers
+    /// where they pay.
     fn forward(&self) -> FlexTensor {
         let g = &self.geometry;
+        if let Some(shape) = g.winograd() {
+            let (x, w) = (self.x.storage::<f32>(), self.weight.storage::<f32>());
+            let y = winograd::forward(x, w, &shape);
+            return FlexTensor::from_data(TensorData::new(y, [g.n, g.co, g.ho, g.wo]));
+        }
         if !g.tiled() {
             self.forward_chunked()
         } else {
@@ -301,7 +312,9 @@ impl Dense {
         let g = &self.geometry;
         let output_grad = output_grad.to_contiguous();
         let dy = output_grad.storage::<f32>();
-        let dx = if g.tiled() && g.n >= rayon::current_num_threads() {
+        let dx = if let Some(shape) = g.winograd() {
+            winograd::input_gradient(dy, self.weight.storage::<f32>(), &shape)
+        } else if g.tiled() && g.n >= rayon::current_num_threads() {
             self.input_gradient_tiled(dy)
         } else {
             self.input_gradient_chunked(dy)
@@ -589,6 +602,24 @@ impl Geometry {
         }
     }
 
+    /// The convolution as a [`winograd::Shape`], if it is one that [`winograd`] computes
+    /// faster: 3×3, stride 1, no dilation, and [`winograd::Shape::worthwhile`].
+    fn winograd(&self) -> Option<winograd::Shape> {
+        let plain =
+            [self.kh, self.kw] == [3, 3] && self.stride == [1, 1] && self.dilation == [1, 1];
+        let shape = winograd::Shape {
+            n: self.n,
+            c: self.c,
+            h: self.h,
+            w: self.w,
+            co: self.co,
+            ho: self.ho,
+            wo: self.wo,
+            pad: self.pad,
+        };
+        (plain && shape.worthwhile()).then_some(shape)
+    }
+
     /// Whether the convolution has one group per input channel and one output channel per
     /// group.
     fn is_depthwise(&self, weight: &FlexTensor, options: &ConvOptions<2>) -> bool {
@@ -706,7 +737,9 @@ fn weight_gradient(
     let (x, output_grad) = (x.to_contiguous(), output_grad.to_contiguous());
     let geometry = Geometry::new(x.layout().shape(), &weight_shape, options);
     let (x, dy) = (x.storage::<f32>(), output_grad.storage::<f32>());
-    let values = if options.groups == 1 {
+    let values = if let Some(shape) = geometry.winograd().filter(|_| options.groups == 1) {
+        winograd::weight_gradient(x, dy, &shape)
+    } else if options.groups == 1 {
         dense_weight_gradient(x, dy, &geometry)
     } else if geometry.is_depthwise(weight, options) {
         depthwise_weight_gradient(x, dy, &geometry)
@@ -1188,6 +1221,18 @@ mod tests {
                 [2, 7, 6],
             ),
             (
+                "3x3 s1 by Winograd, tiles cut at both edges",
+                Conv2dConfig::new([16, 18], [3, 3])
+                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                    .with_bias(true),
+                [2, 17, 15],
+            ),
+            (
+                "3x3 s1 by Winograd, same padding",
+                Conv2dConfig::new([20, 16], [3, 3]).with_padding(PaddingConfig2d::Same),
+                [1, 14, 19],
+            ),
+            (
                 "many tiles",
                 Conv2dConfig::new([40, 3], [3, 3])
                     .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)),
@@ -1287,7 +1332,8 @@ mod tests {
     }
 
     /// Which layers take this module's path: dense ones other than 1×1 and depthwise ones, on
-    /// flex with or without autodiff, never other groupings.
+    /// flex with or without autodiff, never other groupings; and which dense ones go to
+    /// Winograd's transforms.
     #[test]
     fn which_convolutions_take_this_path() {
         let plain = Device::flex();
@@ -1298,6 +1344,21 @@ mod tests {
             .init(&plain);
         let pointwise = Conv2dConfig::new([4, 4], [1, 1]).init(&plain);
         assert!(applies(&dense, &x), "dense, inference");
+        let geometry = |conv: &Conv2d, [n, c, h, w]: [usize; 4]| {
+            let options = ConvOptions::new([1, 1], conv.kernel_size.map(|k| k / 2), [1, 1], 1);
+            Geometry::new(&[n, c, h, w], &conv.weight.dims(), &options)
+        };
+        let wide = Conv2dConfig::new([64, 64], [3, 3]).init(&plain);
+        assert!(
+            geometry(&wide, [8, 64, 56, 56]).winograd().is_some(),
+            "ResNet's 3x3 64"
+        );
+        assert!(
+            geometry(&wide, [8, 64, 7, 7]).winograd().is_none(),
+            "7x7 planes"
+        );
+        let five = Conv2dConfig::new([64, 64], [5, 5]).init(&plain);
+        assert!(geometry(&five, [8, 64, 56, 56]).winograd().is_none(), "5x5");
         assert!(applies(&depthwise, &x), "depthwise, inference");
         assert!(!applies(&pointwise, &x), "1x1");
         let autodiff = Device::flex().autodiff();

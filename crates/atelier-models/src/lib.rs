@@ -41,6 +41,7 @@ pub mod spatial_transformer;
 mod testing;
 pub mod tiny;
 pub mod weights;
+mod winograd;
 
 pub use backbone::{
     AnyBackbone, Backbone, BackboneFeatures, ConfigError, FeatureTap, Normalization,

@@ -1,0 +1,36 @@
+//! atelier's 3×3 stride-1 convolution, which takes Winograd's transforms on the CPU, against
+//! PyTorch's `conv2d`: the output and the input, weight and bias gradients for one output
+//! weighting. The fixture comes from `fixtures/make_conv_fixture.py`.
+
+mod common;
+
+use burn::module::Param;
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2dConfig;
+use burn::prelude::*;
+use common::{assert_close, fixture, read_safetensors};
+
+#[test]
+fn winograd_convolution_and_its_gradients_match_pytorch() {
+    let io = read_safetensors(&fixture("conv3x3_io.safetensors"));
+    let device = Device::flex().autodiff();
+    let mut conv = Conv2dConfig::new([16, 24], [3, 3])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .init(&device);
+    conv.weight = Param::from_tensor(io["weight"].to_device::<4>(&device));
+    conv.bias = Some(Param::from_tensor(io["bias"].to_device::<1>(&device)));
+    let x = io["input"].to_device::<4>(&device).require_grad();
+    let y = atelier_models::conv2d(&conv, x.clone());
+    assert_close("output", y.clone(), &io["output"]);
+    let weighting = io["output_grad"].to_device::<4>(&device);
+    let grads = (y * weighting).sum().backward();
+    assert_close("input gradient", x.grad(&grads).unwrap(), &io["input_grad"]);
+    let weight_grad = conv.weight.val().grad(&grads).unwrap();
+    assert_close("weight gradient", weight_grad, &io["weight_grad"]);
+    let bias = conv.bias.as_ref().unwrap().val();
+    assert_close(
+        "bias gradient",
+        bias.grad(&grads).unwrap(),
+        &io["bias_grad"],
+    );
+}
