@@ -280,10 +280,19 @@ impl Dense {
     /// in parallel, each built and multiplied by one thread.
     fn forward_tiled(&self) -> FlexTensor {
         let g = &self.geometry;
+        let pixels = g.pixels();
+        // SAFETY: the tiles cover every output pixel of every image once, and `gemm` writes
+        // its destination without reading it (`accumulate` is false).
+        let y =
+            unsafe { crate::buffer::filled(g.n * g.co * pixels, |y| self.fill_tiles(y as usize)) };
+        FlexTensor::from_data(TensorData::new(y, [g.n, g.co, g.ho, g.wo]))
+    }
+
+    /// [`Dense::forward_tiled`]'s products into the output at `y_address`.
+    fn fill_tiles(&self, y_address: usize) {
+        let g = &self.geometry;
         let (x, w) = (self.x.storage::<f32>(), self.weight.storage::<f32>());
         let (depth, pixels) = (g.depth(), g.pixels());
-        let mut y = vec![0.0f32; g.n * g.co * pixels];
-        let y_address = y.as_mut_ptr() as usize;
         (0..g.tiles())
             .into_par_iter()
             .for_each_init(Vec::new, |cols, tile| {
@@ -304,7 +313,6 @@ impl Dense {
                     )
                 };
             });
-        FlexTensor::from_data(TensorData::new(y, [g.n, g.co, g.ho, g.wo]))
     }
 
     /// `dX = col2im(Wᵀ · dY)`.

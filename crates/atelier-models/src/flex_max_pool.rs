@@ -138,7 +138,7 @@ impl Window {
 /// Whether `candidate` replaces `best` as a window's maximum: larger, or NaN (NaN wins, as in
 /// burn and PyTorch).
 fn wins(candidate: f32, best: f32) -> bool {
-    candidate > best || candidate.is_nan()
+    (candidate > best) | candidate.is_nan()
 }
 
 fn forward(x: &FlexTensor, window: Window) -> FlexTensor {
@@ -153,10 +153,9 @@ fn forward(x: &FlexTensor, window: Window) -> FlexTensor {
             for oh in 0..ho {
                 rows_max.fill(f32::NEG_INFINITY);
                 for ih in window.range(0, oh, h) {
+                    // A select rather than a branch, so that the loop is vectorised.
                     for (best, &v) in rows_max.iter_mut().zip(&input[ih * w..][..w]) {
-                        if wins(v, *best) {
-                            *best = v;
-                        }
+                        *best = if wins(v, *best) { v } else { *best };
                     }
                 }
                 for (ow, target) in out[oh * wo..][..wo].iter_mut().enumerate() {

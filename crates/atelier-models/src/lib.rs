@@ -25,6 +25,7 @@
 //! `device.autodiff()` while their module is in training mode.
 
 pub mod backbone;
+mod buffer;
 mod conv_bn;
 pub mod efficientnet;
 mod flex_activation;

@@ -104,25 +104,33 @@ pub(crate) fn forward(x: &[f32], weight: &[f32], shape: &Shape) -> Vec<f32> {
     assert_eq!(x.len(), shape.n * shape.c * shape.h * shape.w);
     assert_eq!(weight.len(), shape.co * shape.c * 9);
     let kernels = transform_weights(weight, shape.co, shape.c);
-    let mut y = Vec::with_capacity(shape.n * shape.co * shape.ho * shape.wo);
-    y.resize(y.capacity(), 0.0f32);
-    let y_address = y.as_mut_ptr() as usize;
     let block = shape.block_tiles();
     let blocks = shape.tiles().div_ceil(block);
-    (0..blocks)
-        .into_par_iter()
-        .for_each_init(Scratch::default, |scratch, index| {
-            let first = index * block;
-            let tiles = first..(first + block).min(shape.tiles());
-            scratch.origins.clear();
-            scratch.origins.extend(tiles.map(|tile| shape.tile(tile)));
-            transform_inputs(x, shape, scratch);
-            multiply(&kernels, shape, scratch);
-            // SAFETY: output tiles do not overlap, so every block writes its own pixels of `y`,
-            // which outlives the parallel loop; `restore` stays inside `[n, co, ho, wo]`.
-            unsafe { restore(scratch, shape, y_address as *mut f32) };
-        });
-    y
+    let pixels = shape.n * shape.co * shape.ho * shape.wo;
+    // SAFETY: the output tiles cover every pixel of `[n, co, ho, wo]` once, each block writes
+    // its own tiles' pixels and nothing reads them before the loop ends.
+    unsafe {
+        crate::buffer::filled(pixels, |y| {
+            let y = y as usize;
+            (0..blocks).into_par_iter().for_each(|index| {
+                SCRATCH.with_borrow_mut(|scratch| {
+                    let first = index * block;
+                    let tiles = first..(first + block).min(shape.tiles());
+                    scratch.origins.clear();
+                    scratch.origins.extend(tiles.map(|tile| shape.tile(tile)));
+                    transform_inputs(x, shape, scratch);
+                    multiply(&kernels, shape, scratch);
+                    restore(scratch, shape, y as *mut f32);
+                })
+            });
+        })
+    }
+}
+
+thread_local! {
+    /// Each thread's buffers for [`forward`]'s blocks, kept between calls (at most about
+    /// [`BLOCK_VALUES`] values each) so that they are not allocated and cleared per block.
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
 }
 
 /// The gradient of [`forward`]'s `x` given the gradient of its output `dy` (`[n, co, ho, wo]`):
@@ -205,9 +213,18 @@ impl Scratch {
 /// `G·g·Gᵀ` for every kernel, as `[position][co][c]`: the left operand of each position's
 /// product.
 fn transform_weights(weight: &[f32], co: usize, c: usize) -> Vec<f32> {
-    let mut kernels = Vec::with_capacity(POSITIONS * co * c);
-    kernels.resize(kernels.capacity(), 0.0f32);
-    let address = kernels.as_mut_ptr() as usize;
+    // SAFETY: every output channel's item writes its row of all 36 positions' co × c
+    // matrices, so every value once.
+    unsafe {
+        crate::buffer::filled(POSITIONS * co * c, |first| {
+            fill_kernels(weight, co, c, first)
+        })
+    }
+}
+
+/// [`transform_weights`] into `first`, the start of `[position][co][c]`.
+fn fill_kernels(weight: &[f32], co: usize, c: usize, first: *mut f32) {
+    let address = first as usize;
     (0..co)
         .into_par_iter()
         .for_each_init(Vec::new, |local: &mut Vec<f32>, o| {
@@ -233,7 +250,6 @@ fn transform_weights(weight: &[f32], co: usize, c: usize) -> Vec<f32> {
                 }
             }
         });
-    kernels
 }
 
 /// `G·g` for three kernel taps: six values.

@@ -56,8 +56,9 @@ impl ForegroundLocator {
     /// Foreground logits `[batch, h, w]` and edge distances `[batch, 4, h, w]` (left, top,
     /// right, bottom from the cell's centre, in fractions of the square; never negative).
     pub fn forward(&self, feature_map: Tensor<4>) -> (Tensor<3>, Tensor<4>) {
-        let squeezed = relu(self.squeeze.forward(feature_map));
-        let out = self.head.forward(relu(self.context.forward(squeezed)));
+        let squeezed = relu(atelier_models::conv2d(&self.squeeze, feature_map));
+        let context = relu(atelier_models::conv2d(&self.context, squeezed));
+        let out = atelier_models::conv2d(&self.head, context);
         let [batch, _, h, w] = out.dims();
         let logits = out.clone().narrow(1, 0, 1).reshape([batch, h, w]);
         let edges = softplus(out.narrow(1, 1, 4), 1.0);

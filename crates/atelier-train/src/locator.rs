@@ -52,7 +52,7 @@ impl DressLocator {
 
     /// `[batch, 4]` boxes in fractions of the square for feature maps `[batch, c, h, w]`.
     pub fn forward(&self, feature_map: Tensor<4>) -> Tensor<2> {
-        let squeezed = relu(self.squeeze.forward(feature_map));
+        let squeezed = relu(atelier_models::conv2d(&self.squeeze, feature_map));
         let [batch, c, h, w] = squeezed.dims();
         sigmoid(self.regress.forward(squeezed.reshape([batch, c * h * w])))
     }

@@ -110,7 +110,7 @@ impl FacetHeads {
                 .mean_dim(2)
                 .reshape([batch, channels]),
             Some(squeeze) => {
-                let squeezed = relu(squeeze.forward(feature_map));
+                let squeezed = relu(atelier_models::conv2d(squeeze, feature_map));
                 let [_, c, h, w] = squeezed.dims();
                 squeezed.reshape([batch, c * h * w])
             }
