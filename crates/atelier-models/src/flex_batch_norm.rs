@@ -332,6 +332,33 @@ mod tests {
         crate::testing::assert_close(a, b, 2e-4, what);
     }
 
+    /// Output and input, gamma and beta gradients against PyTorch's `batch_norm` in training
+    /// (`fixtures/make_layers_fixture.py`, computed in float64).
+    #[test]
+    fn matches_pytorch_batch_norm_in_training() {
+        use crate::testing::layers_fixture_tensor as fixture;
+        let device = Device::flex().autodiff();
+        let mut bn = BatchNormConfig::new(4).with_epsilon(1e-5).init(&device);
+        bn.gamma = Param::from_tensor(fixture::<1>("batch_norm.gamma", &device).require_grad());
+        bn.beta = Param::from_tensor(fixture::<1>("batch_norm.beta", &device).require_grad());
+        let x = fixture::<4>("batch_norm.input", &device).require_grad();
+        let y = batch_norm(&bn, x.clone());
+        let expected = |what: &str| crate::testing::layers_fixture(&format!("batch_norm.{what}")).1;
+        assert_close(values(y.clone()), expected("output"), "output");
+        let grads = (y * fixture::<4>("batch_norm.output_grad", &device))
+            .sum()
+            .backward();
+        assert_close(
+            values(x.grad(&grads).unwrap()),
+            expected("input_grad"),
+            "input gradient",
+        );
+        let gamma = values(bn.gamma.val().grad(&grads).unwrap());
+        assert_close(gamma, expected("gamma_grad"), "gamma gradient");
+        let beta = values(bn.beta.val().grad(&grads).unwrap());
+        assert_close(beta, expected("beta_grad"), "beta gradient");
+    }
+
     /// Output, input/gamma/beta gradients and the running statistics after one step, against
     /// burn's `BatchNorm` in training (the independent reference), on an activation far from
     /// zero mean and unit variance with a plane size that is not a multiple of 8.

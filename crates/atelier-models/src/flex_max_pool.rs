@@ -231,6 +231,27 @@ mod tests {
 
     use crate::testing::values;
 
+    /// ResNet's stem pool (3×3, stride 2, padding 1) against PyTorch's `max_pool2d`, output
+    /// and input gradient (`fixtures/make_layers_fixture.py`; no ties in the input).
+    #[test]
+    fn matches_pytorch_max_pool() {
+        use crate::testing::layers_fixture_tensor as fixture;
+        let device = Device::flex().autodiff();
+        let layer = MaxPool2dConfig::new([3, 3])
+            .with_strides([2, 2])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .init();
+        let x = fixture::<4>("max_pool.input", &device).require_grad();
+        let y = max_pool(&layer, x.clone());
+        let expected = |what: &str| crate::testing::layers_fixture(&format!("max_pool.{what}")).1;
+        assert_eq!(values(y.clone()), expected("output"), "output");
+        let grads = (y * fixture::<4>("max_pool.output_grad", &device))
+            .sum()
+            .backward();
+        let ours = values(x.grad(&grads).unwrap());
+        crate::testing::assert_close(ours, expected("input_grad"), 1e-6, "input gradient");
+    }
+
     /// Output and input gradient against burn's `MaxPool2d` (the independent reference): the
     /// ResNet stem's 3×3 stride-2 pool with padding 1 on odd and even sizes, a 2×2 stride-2
     /// pool, and ties (values rounded to a few levels, so windows hold equal maxima).

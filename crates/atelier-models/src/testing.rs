@@ -29,3 +29,25 @@ pub(crate) fn assert_tensors_close(
 ) {
     assert_close(values(ours), values(reference), tolerance, what);
 }
+
+/// Tensor `name` of `fixtures/layers_io.safetensors` (made by `make_layers_fixture.py`): its
+/// shape and values.
+pub(crate) fn layers_fixture(name: &str) -> (Vec<usize>, Vec<f32>) {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/layers_io.safetensors");
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let file = safetensors::SafeTensors::deserialize(&bytes).expect("valid safetensors fixture");
+    let view = file.tensor(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let values = view
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    (view.shape().to_vec(), values)
+}
+
+/// [`layers_fixture`] as a tensor on `device`.
+pub(crate) fn layers_fixture_tensor<const D: usize>(name: &str, device: &Device) -> Tensor<D> {
+    let (shape, values) = layers_fixture(name);
+    Tensor::from_data(TensorData::new(values, shape), device)
+}

@@ -34,3 +34,49 @@ fn winograd_convolution_and_its_gradients_match_pytorch() {
         &io["bias_grad"],
     );
 }
+
+/// The other convolutions atelier computes itself on the CPU (`fixtures/make_layers_fixture.py`):
+/// a 3×3 stride-2 convolution (im2col products), a 3×3 stride-2 depthwise one (the phase-split
+/// kernel) and a 5×5 stride-1 depthwise one, each forward and backward.
+#[test]
+fn strided_and_depthwise_convolutions_and_their_gradients_match_pytorch() {
+    let io = read_safetensors(&fixture("layers_io.safetensors"));
+    let device = Device::flex().autodiff();
+    // name, stride, padding, groups
+    for (case, stride, padding, groups) in [
+        ("dense_s2", 2, 1, 1),
+        ("depthwise_s2", 2, 1, 6),
+        ("depthwise_5x5", 1, 2, 4),
+    ] {
+        let tensor = |what: &str| &io[&format!("{case}.{what}")];
+        let weight = tensor("weight").to_device::<4>(&device);
+        let [out_channels, per_group, kernel, _] = weight.dims();
+        let mut conv = Conv2dConfig::new([per_group * groups, out_channels], [kernel, kernel])
+            .with_stride([stride, stride])
+            .with_groups(groups)
+            .with_padding(PaddingConfig2d::Explicit(
+                padding, padding, padding, padding,
+            ))
+            .with_bias(false)
+            .init(&device);
+        conv.weight = Param::from_tensor(weight);
+        let x = tensor("input").to_device::<4>(&device).require_grad();
+        let y = atelier_models::conv2d(&conv, x.clone());
+        assert_close(&format!("{case}: output"), y.clone(), tensor("output"));
+        let grads = (y * tensor("output_grad").to_device::<4>(&device))
+            .sum()
+            .backward();
+        let input_grad = x.grad(&grads).unwrap();
+        assert_close(
+            &format!("{case}: input gradient"),
+            input_grad,
+            tensor("input_grad"),
+        );
+        let weight_grad = conv.weight.val().grad(&grads).unwrap();
+        assert_close(
+            &format!("{case}: weight gradient"),
+            weight_grad,
+            tensor("weight_grad"),
+        );
+    }
+}
