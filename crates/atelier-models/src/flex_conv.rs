@@ -42,6 +42,7 @@ use burn::prelude::*;
 use burn::tensor::{DType, TensorData};
 use rayon::prelude::*;
 
+use crate::simd::with_simd;
 use crate::winograd;
 
 /// A convolution without bias, computed by this module where it can (see the module
@@ -536,6 +537,7 @@ pub(crate) fn written_zeros(n: usize) -> Vec<f32> {
 }
 
 /// `target[first + k·stride] += scale · source[k]` for every `k`.
+#[inline(always)]
 fn add_scaled(target: &mut [f32], first: usize, stride: usize, source: &[f32], scale: f32) {
     if stride == 1 {
         for (t, s) in target[first..][..source.len()].iter_mut().zip(source) {
@@ -963,16 +965,21 @@ fn depthwise_weight_gradient(x: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
     let mut grad = written_zeros(g.c * taps);
     grad.par_chunks_mut(taps)
         .enumerate()
-        .for_each(|(channel, sums)| {
-            for image in 0..g.n {
-                let plane = &x[(image * g.c + channel) * g.h * g.w..][..g.h * g.w];
-                let out = &dy[(image * g.c + channel) * g.pixels()..][..g.pixels()];
-                for (tap, sum) in sums.iter_mut().enumerate() {
-                    *sum += tap_sum(plane, out, g, tap / g.kw, tap % g.kw);
-                }
-            }
-        });
+        .for_each(|(channel, sums)| channel_tap_sums(x, dy, g, channel, sums));
     grad
+}
+
+with_simd! {
+    /// Adds channel `channel`'s weight gradient, one sum per tap over every image, to `sums`.
+    fn channel_tap_sums(x: &[f32], dy: &[f32], g: &Geometry, channel: usize, sums: &mut [f32]) {
+        for image in 0..g.n {
+            let plane = &x[(image * g.c + channel) * g.h * g.w..][..g.h * g.w];
+            let out = &dy[(image * g.c + channel) * g.pixels()..][..g.pixels()];
+            for (tap, sum) in sums.iter_mut().enumerate() {
+                *sum += tap_sum(plane, out, g, tap / g.kw, tap % g.kw);
+            }
+        }
+    }
 }
 
 /// `Y[image, c, oh, ow] = Σ_taps W[c, i, j] · X[image, c, ih, iw]`, planes in parallel. Each
@@ -983,6 +990,7 @@ fn depthwise_weight_gradient(x: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
 fn depthwise_forward(x: &[f32], w: &[f32], g: &Geometry) -> Vec<f32> {
     let shape = PhaseShape::new(g);
     let (plane_size, pixels, taps) = (g.h * g.w, g.pixels(), g.kh * g.kw);
+    let offsets: Vec<usize> = (0..taps).map(|tap| shape.tap_offset(tap, g)).collect();
     let mut y = written_zeros(g.n * g.c * pixels);
     y.par_chunks_mut(pixels).enumerate().for_each_init(
         || (Vec::new(), Vec::new()),
@@ -991,12 +999,7 @@ fn depthwise_forward(x: &[f32], w: &[f32], g: &Geometry) -> Vec<f32> {
             shape.split(&x[plane_index * plane_size..][..plane_size], g, phases);
             sums.clear();
             sums.resize(g.ho * shape.width, 0.0);
-            for (tap, &weight) in w[channel * taps..][..taps].iter().enumerate() {
-                let source = &phases[shape.tap_offset(tap, g)..][..sums.len()];
-                for (sum, value) in sums.iter_mut().zip(source) {
-                    *sum += weight * value;
-                }
-            }
+            add_taps(sums, phases, &w[channel * taps..][..taps], &offsets);
             for (row, sums) in out
                 .chunks_exact_mut(g.wo)
                 .zip(sums.chunks_exact(shape.width))
@@ -1006,6 +1009,19 @@ fn depthwise_forward(x: &[f32], w: &[f32], g: &Geometry) -> Vec<f32> {
         },
     );
     y
+}
+
+with_simd! {
+    /// `sums[k] += weights[t] · phases[offsets[t] + k]` for every tap `t`: one multiply-add
+    /// pass over the plane per tap.
+    fn add_taps(sums: &mut [f32], phases: &[f32], weights: &[f32], offsets: &[usize]) {
+        for (&weight, &offset) in weights.iter().zip(offsets) {
+            let source = &phases[offset..][..sums.len()];
+            for (sum, value) in sums.iter_mut().zip(source) {
+                *sum += weight * value;
+            }
+        }
+    }
 }
 
 /// The layout of one plane's padded phases: `stride[0] × stride[1]` phases of `rows` rows of
@@ -1080,21 +1096,29 @@ fn depthwise_input_gradient(w: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
         .for_each(|(plane_index, plane)| {
             let channel = plane_index % g.c;
             let out = &dy[plane_index * pixels..][..pixels];
-            for tap in 0..taps {
-                let (i, j) = (tap / g.kw, tap % g.kw);
-                let weight = w[channel * taps + tap];
-                let (first, end, first_column) = g.column_span(j);
-                for (oh, ih) in g.rows_read(i) {
-                    let source = &out[oh * g.wo..][first..end];
-                    let target = &mut plane[ih * g.w..][..g.w];
-                    add_scaled(target, first_column, g.stride[1], source, weight);
-                }
-            }
+            plane_input_gradient(plane, out, &w[channel * taps..][..taps], g);
         });
     dx
 }
 
+with_simd! {
+    /// Adds to `plane` what each of its pixels' taps (`weights`) contributed to the output
+    /// gradient `out` of its channel.
+    fn plane_input_gradient(plane: &mut [f32], out: &[f32], weights: &[f32], g: &Geometry) {
+        for (tap, &weight) in weights.iter().enumerate() {
+            let (i, j) = (tap / g.kw, tap % g.kw);
+            let (first, end, first_column) = g.column_span(j);
+            for (oh, ih) in g.rows_read(i) {
+                let source = &out[oh * g.wo..][first..end];
+                let target = &mut plane[ih * g.w..][..g.w];
+                add_scaled(target, first_column, g.stride[1], source, weight);
+            }
+        }
+    }
+}
+
 /// `Σ_(oh, ow) dY[oh, ow] · X[ih, iw]` over one image's plane for kernel tap `(i, j)`.
+#[inline(always)]
 fn tap_sum(plane: &[f32], out: &[f32], g: &Geometry, i: usize, j: usize) -> f32 {
     let (first, end, first_column) = g.column_span(j);
     let mut lanes = [0.0f32; 8];

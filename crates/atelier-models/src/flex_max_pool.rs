@@ -23,6 +23,7 @@ use burn::tensor::{DType, TensorData};
 use rayon::prelude::*;
 
 use crate::flex_conv::written_zeros;
+use crate::simd::with_simd;
 
 /// Max pooling without dilation, `[kernel, stride, padding]` per axis (rows, then columns).
 /// Implemented for flex, with and without autodiff.
@@ -128,6 +129,7 @@ impl Window {
     }
 
     /// The input positions `[first, end)` that output position `o` of `axis` covers.
+    #[inline(always)]
     fn range(&self, axis: usize, o: usize, size: usize) -> std::ops::Range<usize> {
         let [kernel, stride, padding] = self.axes[axis];
         let start = o * stride;
@@ -135,8 +137,32 @@ impl Window {
     }
 }
 
+with_simd! {
+    /// One plane's maxima: per output row, the maximum over the window's input rows in one
+    /// pass over whole rows (into `rows_max`), then over each window's columns.
+    fn pool_plane(input: &[f32], out: &mut [f32], rows_max: &mut [f32], window: &Window) {
+        let Window { h, w, ho, wo, .. } = *window;
+        for oh in 0..ho {
+            rows_max.fill(f32::NEG_INFINITY);
+            for ih in window.range(0, oh, h) {
+                // A select rather than a branch, so that the loop is vectorised.
+                for (best, &v) in rows_max.iter_mut().zip(&input[ih * w..][..w]) {
+                    *best = if wins(v, *best) { v } else { *best };
+                }
+            }
+            for (ow, target) in out[oh * wo..][..wo].iter_mut().enumerate() {
+                *target = rows_max[window.range(1, ow, w)].iter().fold(
+                    f32::NEG_INFINITY,
+                    |best, &v| if wins(v, best) { v } else { best },
+                );
+            }
+        }
+    }
+}
+
 /// Whether `candidate` replaces `best` as a window's maximum: larger, or NaN (NaN wins, as in
 /// burn and PyTorch).
+#[inline(always)]
 fn wins(candidate: f32, best: f32) -> bool {
     (candidate > best) | candidate.is_nan()
 }
@@ -149,22 +175,7 @@ fn forward(x: &FlexTensor, window: Window) -> FlexTensor {
     output.par_chunks_mut(ho * wo).enumerate().for_each_init(
         || vec![f32::NEG_INFINITY; w],
         |rows_max, (plane, out)| {
-            let input = &values[plane * h * w..][..h * w];
-            for oh in 0..ho {
-                rows_max.fill(f32::NEG_INFINITY);
-                for ih in window.range(0, oh, h) {
-                    // A select rather than a branch, so that the loop is vectorised.
-                    for (best, &v) in rows_max.iter_mut().zip(&input[ih * w..][..w]) {
-                        *best = if wins(v, *best) { v } else { *best };
-                    }
-                }
-                for (ow, target) in out[oh * wo..][..wo].iter_mut().enumerate() {
-                    *target = rows_max[window.range(1, ow, w)].iter().fold(
-                        f32::NEG_INFINITY,
-                        |best, &v| if wins(v, best) { v } else { best },
-                    );
-                }
-            }
+            pool_plane(&values[plane * h * w..][..h * w], out, rows_max, &window);
         },
     );
     let [n, c, ..] = x.layout().shape()[..] else {

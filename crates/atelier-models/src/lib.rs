@@ -37,6 +37,7 @@ mod pointwise;
 pub mod preprocess;
 pub mod pretrained;
 pub mod resnet;
+mod simd;
 pub mod spatial_transformer;
 #[cfg(test)]
 mod testing;

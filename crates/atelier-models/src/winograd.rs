@@ -13,6 +13,8 @@
 
 use rayon::prelude::*;
 
+use crate::simd::with_simd;
+
 /// A 3×3 stride-1 convolution: input `[n, c, h, w]`, output `[n, co, ho, wo]`, `pad` rows and
 /// columns of zeros before the input's first row and column (those after its end follow from
 /// the output's size).
@@ -265,6 +267,7 @@ fn kernel_rows([g0, g1, g2]: [f32; 3]) -> [f32; PATCH] {
 }
 
 /// `Bᵀ·d` for six input values per lane.
+#[inline(always)]
 fn input_rows(d: [&Lanes; PATCH]) -> [Lanes; PATCH] {
     let mut out = [[0.0f32; LANES]; PATCH];
     for l in 0..LANES {
@@ -280,6 +283,7 @@ fn input_rows(d: [&Lanes; PATCH]) -> [Lanes; PATCH] {
 }
 
 /// `Aᵀ·m` for six transformed values per lane: four output values.
+#[inline(always)]
 fn output_rows(m: [&Lanes; PATCH]) -> [Lanes; TILE] {
     let mut out = [[0.0f32; LANES]; TILE];
     for l in 0..LANES {
@@ -293,9 +297,17 @@ fn output_rows(m: [&Lanes; PATCH]) -> [Lanes; TILE] {
     out
 }
 
-/// `Bᵀ·d·B` for the 6×6 input patch of every tile of the block and every channel, into
-/// `inputs[position][channel][slot]`, a group of [`LANES`] tiles at a time.
-fn transform_inputs(x: &[f32], s: &Shape, scratch: &mut Scratch) {
+with_simd! {
+    /// `Bᵀ·d·B` for the 6×6 input patch of every tile of the block and every channel, into
+    /// `inputs[position][channel][slot]`, a group of [`LANES`] tiles at a time.
+    fn transform_inputs(x: &[f32], s: &Shape, scratch: &mut Scratch) {
+        inputs_into(x, s, scratch)
+    }
+}
+
+/// [`transform_inputs`]' body.
+#[inline(always)]
+fn inputs_into(x: &[f32], s: &Shape, scratch: &mut Scratch) {
     let width = scratch.width();
     scratch.inputs.resize(POSITIONS * s.c * width, 0.0);
     let plane = s.h * s.w;
@@ -325,6 +337,7 @@ fn transform_inputs(x: &[f32], s: &Shape, scratch: &mut Scratch) {
 /// Hands `set(r, j, value)` the pixels of the 6×6 input patch that output pixels
 /// `(row..row + 4, column..column + 4)` read and that lie inside the input (the rest are the
 /// padding's zeros).
+#[inline(always)]
 fn read_patch(
     plane: &[f32],
     s: &Shape,
@@ -349,9 +362,17 @@ fn read_patch(
     }
 }
 
-/// `A·dy·Aᵀ` for the 4×4 output-gradient tile of every tile of the block and every output
-/// channel, into `products[position][channel][slot]` (zeros past the output's edge).
-fn transform_output_grads(dy: &[f32], s: &Shape, scratch: &mut Scratch) {
+with_simd! {
+    /// `A·dy·Aᵀ` for the 4×4 output-gradient tile of every tile of the block and every output
+    /// channel, into `products[position][channel][slot]` (zeros past the output's edge).
+    fn transform_output_grads(dy: &[f32], s: &Shape, scratch: &mut Scratch) {
+        output_grads_into(dy, s, scratch)
+    }
+}
+
+/// [`transform_output_grads`]' body.
+#[inline(always)]
+fn output_grads_into(dy: &[f32], s: &Shape, scratch: &mut Scratch) {
     let width = scratch.width();
     scratch.products.resize(POSITIONS * s.co * width, 0.0);
     let plane = s.ho * s.wo;
@@ -384,6 +405,7 @@ fn transform_output_grads(dy: &[f32], s: &Shape, scratch: &mut Scratch) {
 }
 
 /// `A·y` for four output-gradient values per lane: six values.
+#[inline(always)]
 fn gradient_rows(y: [&Lanes; TILE]) -> [Lanes; PATCH] {
     let mut out = [[0.0f32; LANES]; PATCH];
     for l in 0..LANES {
@@ -509,6 +531,20 @@ fn multiply(kernels: &[f32], s: &Shape, scratch: &mut Scratch) {
 /// `y` must point at the `[n, co, ho, wo]` output, and nothing else may write these tiles'
 /// pixels meanwhile.
 unsafe fn restore(scratch: &Scratch, s: &Shape, y: *mut f32) {
+    restore_at(scratch, s, y as usize)
+}
+
+with_simd! {
+    /// [`restore`] with the output's address as a number, for [`with_simd!`]; only
+    /// [`restore`] calls it, under its contract.
+    fn restore_at(scratch: &Scratch, s: &Shape, y: usize) {
+        restore_body(scratch, s, y as *mut f32)
+    }
+}
+
+/// [`restore`]'s body.
+#[inline(always)]
+fn restore_body(scratch: &Scratch, s: &Shape, y: *mut f32) {
     let width = scratch.width();
     let plane = s.ho * s.wo;
     for channel in 0..s.co {
@@ -527,7 +563,7 @@ unsafe fn restore(scratch: &Scratch, s: &Shape, y: *mut f32) {
                 for (r, values) in rows.iter().take(TILE.min(s.ho - row)).enumerate() {
                     let offset = (image * s.co + channel) * plane + (row + r) * s.wo + column;
                     for (k, value) in values.iter().take(cut).enumerate() {
-                        // SAFETY: the caller's contract; `cut` keeps the row inside the output.
+                        // SAFETY: `restore`'s contract; `cut` keeps the row inside the output.
                         unsafe { *y.add(offset + k) = value[lane] };
                     }
                 }

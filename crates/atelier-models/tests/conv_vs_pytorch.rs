@@ -37,7 +37,8 @@ fn winograd_convolution_and_its_gradients_match_pytorch() {
 
 /// The other convolutions atelier computes itself on the CPU (`fixtures/make_layers_fixture.py`):
 /// a 3×3 stride-2 convolution (im2col products), a 3×3 stride-2 depthwise one (the phase-split
-/// kernel) and a 5×5 stride-1 depthwise one, each forward and backward.
+/// kernel), a 5×5 stride-1 depthwise one and 1×1 ones at strides 1 and 2 whose weights learn
+/// (matrix products), each forward and backward.
 #[test]
 fn strided_and_depthwise_convolutions_and_their_gradients_match_pytorch() {
     let io = read_safetensors(&fixture("layers_io.safetensors"));
@@ -47,6 +48,8 @@ fn strided_and_depthwise_convolutions_and_their_gradients_match_pytorch() {
         ("dense_s2", 2, 1, 1),
         ("depthwise_s2", 2, 1, 6),
         ("depthwise_5x5", 1, 2, 4),
+        ("pointwise", 1, 0, 1),
+        ("pointwise_s2", 2, 0, 1),
     ] {
         let tensor = |what: &str| &io[&format!("{case}.{what}")];
         let weight = tensor("weight").to_device::<4>(&device);
