@@ -42,6 +42,7 @@ use burn::prelude::*;
 use burn::tensor::{DType, TensorData};
 use rayon::prelude::*;
 
+use crate::matrix::serial_product;
 use crate::simd::with_simd;
 use crate::winograd;
 
@@ -395,9 +396,6 @@ impl Dense {
 /// Columns of `dst` per single-threaded `gemm` call in [`product`].
 const PRODUCT_TILE: usize = 256;
 
-/// A matrix operand: its first value and its `[row, column]` strides.
-type Operand = (*const f32, [usize; 2]);
-
 /// `dst[m × n] (+)= lhs[m × k] · rhs[k × n]` with `gemm`. Each operand comes with its
 /// `[row, column]` strides; `accumulate` adds to `dst` instead of overwriting it.
 ///
@@ -444,43 +442,6 @@ unsafe fn product(
             )
         }
     });
-}
-
-/// One single-threaded `gemm` call: `dst[m × n] (+)= lhs[m × k] · rhs[k × n]`.
-///
-/// # Safety
-/// Every index the strides reach must be inside the three buffers, and nothing else may use
-/// `dst`'s values meanwhile.
-unsafe fn serial_product(
-    [m, n, k]: [usize; 3],
-    (dst, [dst_rs, dst_cs], accumulate): (*mut f32, [usize; 2], bool),
-    (lhs, [lhs_rs, lhs_cs]): Operand,
-    (rhs, [rhs_rs, rhs_cs]): Operand,
-) {
-    // SAFETY: the caller's contract.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst,
-            dst_cs as isize,
-            dst_rs as isize,
-            accumulate,
-            lhs,
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs,
-            rhs_cs as isize,
-            rhs_rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        )
-    }
 }
 
 /// Copies `rows[channel][slot·P + p]` (a chunk's product) to `y[image][channel][p]`.

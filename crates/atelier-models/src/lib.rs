@@ -33,6 +33,7 @@ mod flex_batch_norm;
 mod flex_conv;
 mod flex_max_pool;
 pub mod imagenet;
+mod matrix;
 mod pointwise;
 pub mod preprocess;
 pub mod pretrained;

@@ -13,6 +13,7 @@
 
 use rayon::prelude::*;
 
+use crate::matrix::serial_product;
 use crate::simd::with_simd;
 
 /// A 3×3 stride-1 convolution: input `[n, c, h, w]`, output `[n, co, ho, wo]`, `pad` rows and
@@ -76,7 +77,7 @@ impl Shape {
     }
 
     /// Tile `index`'s image and first output row and column.
-    fn tile(&self, index: usize) -> (usize, usize, usize) {
+    fn tile(&self, index: usize) -> Origin {
         let per_image = self.tiles_down() * self.tiles_across();
         let (image, within) = (index / per_image, index % per_image);
         let across = self.tiles_across();
@@ -195,12 +196,15 @@ const LANES: usize = 8;
 /// One value per tile of a group.
 type Lanes = [f32; LANES];
 
+/// A tile's image and first output row and column.
+type Origin = (usize, usize, usize);
+
 /// A thread's buffers: the block's tiles (image, first output row and column), transformed
 /// input (`[position][c][slot]`) and product (`[position][co][slot]`), with room for a
 /// whole number of [`LANES`] slots.
 #[derive(Default)]
 struct Scratch {
-    origins: Vec<(usize, usize, usize)>,
+    origins: Vec<Origin>,
     inputs: Vec<f32>,
     products: Vec<f32>,
 }
@@ -301,35 +305,51 @@ with_simd! {
     /// `Bᵀ·d·B` for the 6×6 input patch of every tile of the block and every channel, into
     /// `inputs[position][channel][slot]`, a group of [`LANES`] tiles at a time.
     fn transform_inputs(x: &[f32], s: &Shape, scratch: &mut Scratch) {
-        inputs_into(x, s, scratch)
+        let width = scratch.width();
+        scratch.inputs.resize(POSITIONS * s.c * width, 0.0);
+        let plane = s.h * s.w;
+        for channel in 0..s.c {
+            for (first, group) in groups(&scratch.origins) {
+                // patch[r][j][lane]: the input pixels of each tile of the group.
+                let mut patch = [[[0.0f32; LANES]; PATCH]; PATCH];
+                for (lane, &(image, row, column)) in group.iter().enumerate() {
+                    let source = &x[(image * s.c + channel) * plane..][..plane];
+                    read_patch(source, s, (row, column), |r, j, v| patch[r][j][lane] = v);
+                }
+                let columns: [[Lanes; PATCH]; PATCH] =
+                    std::array::from_fn(|j| input_rows(std::array::from_fn(|r| &patch[r][j])));
+                let rows: [[Lanes; PATCH]; PATCH] =
+                    std::array::from_fn(|r| input_rows(std::array::from_fn(|j| &columns[j][r])));
+                store_positions(&rows, &mut scratch.inputs, [s.c, channel], width, first);
+            }
+        }
     }
 }
 
-/// [`transform_inputs`]' body.
+/// The block's tiles in groups of [`LANES`] (the last one shorter), each with the slot of its
+/// first tile.
 #[inline(always)]
-fn inputs_into(x: &[f32], s: &Shape, scratch: &mut Scratch) {
-    let width = scratch.width();
-    scratch.inputs.resize(POSITIONS * s.c * width, 0.0);
-    let plane = s.h * s.w;
-    for channel in 0..s.c {
-        for first in (0..scratch.origins.len()).step_by(LANES) {
-            let group = &scratch.origins[first..(first + LANES).min(scratch.origins.len())];
-            // patch[r][j][lane]: the input pixels of each tile of the group.
-            let mut patch = [[[0.0f32; LANES]; PATCH]; PATCH];
-            for (lane, &(image, row, column)) in group.iter().enumerate() {
-                let source = &x[(image * s.c + channel) * plane..][..plane];
-                read_patch(source, s, (row, column), |r, j, v| patch[r][j][lane] = v);
-            }
-            let columns: [[Lanes; PATCH]; PATCH] =
-                std::array::from_fn(|j| input_rows(std::array::from_fn(|r| &patch[r][j])));
-            let rows: [[Lanes; PATCH]; PATCH] =
-                std::array::from_fn(|r| input_rows(std::array::from_fn(|j| &columns[j][r])));
-            for (r, row) in rows.iter().enumerate() {
-                for (q, values) in row.iter().enumerate() {
-                    let offset = ((r * PATCH + q) * s.c + channel) * width + first;
-                    scratch.inputs[offset..offset + LANES].copy_from_slice(values);
-                }
-            }
+fn groups(origins: &[Origin]) -> impl Iterator<Item = (usize, &[Origin])> {
+    origins
+        .chunks(LANES)
+        .enumerate()
+        .map(|(index, group)| (index * LANES, group))
+}
+
+/// Writes a group's 36 transformed values per lane to `buffer[position][channel][slot]`
+/// (`channels` rows per position, `width` slots per row, the group's from `first`).
+#[inline(always)]
+fn store_positions(
+    rows: &[[Lanes; PATCH]; PATCH],
+    buffer: &mut [f32],
+    [channels, channel]: [usize; 2],
+    width: usize,
+    first: usize,
+) {
+    for (r, row) in rows.iter().enumerate() {
+        for (q, values) in row.iter().enumerate() {
+            let offset = ((r * PATCH + q) * channels + channel) * width + first;
+            buffer[offset..offset + LANES].copy_from_slice(values);
         }
     }
 }
@@ -366,39 +386,28 @@ with_simd! {
     /// `A·dy·Aᵀ` for the 4×4 output-gradient tile of every tile of the block and every output
     /// channel, into `products[position][channel][slot]` (zeros past the output's edge).
     fn transform_output_grads(dy: &[f32], s: &Shape, scratch: &mut Scratch) {
-        output_grads_into(dy, s, scratch)
-    }
-}
-
-/// [`transform_output_grads`]' body.
-#[inline(always)]
-fn output_grads_into(dy: &[f32], s: &Shape, scratch: &mut Scratch) {
-    let width = scratch.width();
-    scratch.products.resize(POSITIONS * s.co * width, 0.0);
-    let plane = s.ho * s.wo;
-    for channel in 0..s.co {
-        for first in (0..scratch.origins.len()).step_by(LANES) {
-            let group = &scratch.origins[first..(first + LANES).min(scratch.origins.len())];
-            let mut tile = [[[0.0f32; LANES]; TILE]; TILE];
-            for (lane, &(image, row, column)) in group.iter().enumerate() {
-                let source = &dy[(image * s.co + channel) * plane..][..plane];
-                let cut = TILE.min(s.wo - column);
-                for (r, target) in tile.iter_mut().take(TILE.min(s.ho - row)).enumerate() {
-                    let values = &source[(row + r) * s.wo + column..][..cut];
-                    for (k, &value) in values.iter().enumerate() {
-                        target[k][lane] = value;
+        let width = scratch.width();
+        scratch.products.resize(POSITIONS * s.co * width, 0.0);
+        let plane = s.ho * s.wo;
+        for channel in 0..s.co {
+            for (first, group) in groups(&scratch.origins) {
+                let mut tile = [[[0.0f32; LANES]; TILE]; TILE];
+                for (lane, &(image, row, column)) in group.iter().enumerate() {
+                    let source = &dy[(image * s.co + channel) * plane..][..plane];
+                    let cut = TILE.min(s.wo - column);
+                    for (r, target) in tile.iter_mut().take(TILE.min(s.ho - row)).enumerate() {
+                        let values = &source[(row + r) * s.wo + column..][..cut];
+                        for (k, &value) in values.iter().enumerate() {
+                            target[k][lane] = value;
+                        }
                     }
                 }
-            }
-            let columns: [[Lanes; PATCH]; TILE] =
-                std::array::from_fn(|j| gradient_rows(std::array::from_fn(|r| &tile[r][j])));
-            let rows: [[Lanes; PATCH]; PATCH] =
-                std::array::from_fn(|k| gradient_rows(std::array::from_fn(|j| &columns[j][k])));
-            for (k, row) in rows.iter().enumerate() {
-                for (q, values) in row.iter().enumerate() {
-                    let offset = ((k * PATCH + q) * s.co + channel) * width + first;
-                    scratch.products[offset..offset + LANES].copy_from_slice(values);
-                }
+                let columns: [[Lanes; PATCH]; TILE] =
+                    std::array::from_fn(|j| gradient_rows(std::array::from_fn(|r| &tile[r][j])));
+                let rows: [[Lanes; PATCH]; PATCH] = std::array::from_fn(|k| {
+                    gradient_rows(std::array::from_fn(|j| &columns[j][k]))
+                });
+                store_positions(&rows, &mut scratch.products, [s.co, channel], width, first);
             }
         }
     }
@@ -432,26 +441,11 @@ fn add_products(scratch: &Scratch, s: &Shape, sums: &mut [f32]) {
         // SAFETY: `dst` is co × c, `lhs` co × width (row-major) and `rhs` read as the
         // transpose of its c × width rows, each exactly as long as its slice.
         unsafe {
-            gemm::gemm(
-                co,
-                c,
-                width,
-                dst.as_mut_ptr(),
-                1,
-                c as isize,
-                true,
-                lhs.as_ptr(),
-                1,
-                width as isize,
-                rhs.as_ptr(),
-                width as isize,
-                1,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
+            serial_product(
+                [co, c, width],
+                (dst.as_mut_ptr(), [c, 1], true),
+                (lhs.as_ptr(), [width, 1]),
+                (rhs.as_ptr(), [1, width]),
             )
         }
     }
@@ -499,26 +493,11 @@ fn multiply(kernels: &[f32], s: &Shape, scratch: &mut Scratch) {
         // SAFETY: `dst` is co × width, `lhs` co × c and `rhs` c × width, each row-major and
         // exactly as long as its slice.
         unsafe {
-            gemm::gemm(
-                co,
-                width,
-                c,
-                dst.as_mut_ptr(),
-                1,
-                width as isize,
-                false,
-                lhs.as_ptr(),
-                1,
-                c as isize,
-                rhs.as_ptr(),
-                1,
-                width as isize,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
+            serial_product(
+                [co, width, c],
+                (dst.as_mut_ptr(), [width, 1], false),
+                (lhs.as_ptr(), [c, 1]),
+                (rhs.as_ptr(), [width, 1]),
             )
         }
     }
@@ -538,33 +517,30 @@ with_simd! {
     /// [`restore`] with the output's address as a number, for [`with_simd!`]; only
     /// [`restore`] calls it, under its contract.
     fn restore_at(scratch: &Scratch, s: &Shape, y: usize) {
-        restore_body(scratch, s, y as *mut f32)
-    }
-}
-
-/// [`restore`]'s body.
-#[inline(always)]
-fn restore_body(scratch: &Scratch, s: &Shape, y: *mut f32) {
-    let width = scratch.width();
-    let plane = s.ho * s.wo;
-    for channel in 0..s.co {
-        for first in (0..scratch.origins.len()).step_by(LANES) {
-            let m: [&Lanes; POSITIONS] = std::array::from_fn(|p| {
-                let offset = (p * s.co + channel) * width + first;
-                scratch.products[offset..offset + LANES].try_into().unwrap()
-            });
-            let columns: [[Lanes; TILE]; PATCH] =
-                std::array::from_fn(|j| output_rows(std::array::from_fn(|r| m[r * PATCH + j])));
-            let rows: [[Lanes; TILE]; TILE] =
-                std::array::from_fn(|r| output_rows(std::array::from_fn(|j| &columns[j][r])));
-            let group = &scratch.origins[first..(first + LANES).min(scratch.origins.len())];
-            for (lane, &(image, row, column)) in group.iter().enumerate() {
-                let cut = TILE.min(s.wo - column);
-                for (r, values) in rows.iter().take(TILE.min(s.ho - row)).enumerate() {
-                    let offset = (image * s.co + channel) * plane + (row + r) * s.wo + column;
-                    for (k, value) in values.iter().take(cut).enumerate() {
-                        // SAFETY: `restore`'s contract; `cut` keeps the row inside the output.
-                        unsafe { *y.add(offset + k) = value[lane] };
+        let y = y as *mut f32;
+        let width = scratch.width();
+        let plane = s.ho * s.wo;
+        for channel in 0..s.co {
+            for (first, group) in groups(&scratch.origins) {
+                let m: [&Lanes; POSITIONS] = std::array::from_fn(|p| {
+                    let offset = (p * s.co + channel) * width + first;
+                    scratch.products[offset..offset + LANES].try_into().unwrap()
+                });
+                let columns: [[Lanes; TILE]; PATCH] = std::array::from_fn(|j| {
+                    output_rows(std::array::from_fn(|r| m[r * PATCH + j]))
+                });
+                let rows: [[Lanes; TILE]; TILE] = std::array::from_fn(|r| {
+                    output_rows(std::array::from_fn(|j| &columns[j][r]))
+                });
+                for (lane, &(image, row, column)) in group.iter().enumerate() {
+                    let cut = TILE.min(s.wo - column);
+                    for (r, values) in rows.iter().take(TILE.min(s.ho - row)).enumerate() {
+                        let offset = (image * s.co + channel) * plane + (row + r) * s.wo + column;
+                        for (k, value) in values.iter().take(cut).enumerate() {
+                            // SAFETY: `restore`'s contract; `cut` keeps the row inside the
+                            // output.
+                            unsafe { *y.add(offset + k) = value[lane] };
+                        }
                     }
                 }
             }
