@@ -15,7 +15,7 @@ same data set (`rust.json`) are printed first.
 
 DIR is the bench's --out folder (every data set in it) or one data set folder
 (`<data>-<n>-<dim>/` holding base.npy, queries.npy, truth.npy). HNSW parameters default to the
-Rust index's (M 16, efConstruction 128, efSearch 256; a list such as 64,128,256 measures each on
+Rust index's (M 32, efConstruction 128, efSearch 128; a list such as 64,128,256 measures each on
 one graph, like the Rust bench's --ef-search); --threads is the build's thread count
 (queries always run on one). Memory is the vectors for flat and the serialised index for HNSW.
 Python adds a few microseconds to every query call.
@@ -35,12 +35,12 @@ def parse_args():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("dir", type=pathlib.Path)
     p.add_argument("--threads", type=int, default=0, help="build threads (0: all cores)")
-    p.add_argument("--m", type=int, default=16)
+    p.add_argument("--m", type=int, default=32)
     p.add_argument("--ef-construction", type=int, default=128)
     p.add_argument(
         "--ef-search",
         type=lambda v: [int(x) for x in v.split(",")],
-        default=[256],
+        default=[128],
         help="efSearch values, comma-separated, each measured on the same graph",
     )
     return p.parse_args()

@@ -1,5 +1,5 @@
 //! The crate's errors: bad vectors and keys from the caller, index files that are damaged or
-//! do not match what the caller expects, I/O failures, and failures inside usearch. Every file
+//! do not match what the caller expects, HNSW parameters out of range, I/O failures. Every file
 //! error names the file and says what to do about it.
 
 use std::path::{Path, PathBuf};
@@ -16,7 +16,7 @@ pub enum ErrorKind {
     Mismatched,
     /// Reading or writing a file failed.
     Io,
-    /// usearch failed (out of memory, or a bug).
+    /// The index broke a promise of its own (a bug).
     Internal,
 }
 
@@ -87,6 +87,15 @@ pub enum SearchError {
         fix: String,
     },
 
+    #[error("HNSW parameters: {detail}")]
+    BadParameters { detail: String },
+
+    #[error(
+        "{count} vectors are more than one HNSW graph holds (4 294 967 294); use the exact \
+         index or split the vectors over several indexes"
+    )]
+    TooMany { count: usize },
+
     #[error("approximate index: {operation} failed: {detail}")]
     Backend {
         operation: &'static str,
@@ -105,7 +114,9 @@ impl SearchError {
             | SearchError::InvalidVector { .. }
             | SearchError::BatchLength { .. }
             | SearchError::BadDimensions { .. }
-            | SearchError::ReservedKey { .. } => ErrorKind::BadInput,
+            | SearchError::ReservedKey { .. }
+            | SearchError::BadParameters { .. }
+            | SearchError::TooMany { .. } => ErrorKind::BadInput,
             SearchError::NotAnIndex { .. } | SearchError::Damaged { .. } => ErrorKind::Damaged,
             SearchError::UnsupportedVersion { .. } | SearchError::Mismatch { .. } => {
                 ErrorKind::Mismatched

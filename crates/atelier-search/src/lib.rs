@@ -8,8 +8,8 @@
 //! callers pass raw embeddings; a vector of the wrong length, with NaN or infinite values or of
 //! zero length is refused. Similarity is the dot product of the normalised vectors (cosine), in
 //! `[-1, 1]`, higher is closer. Results are ordered by score, then by key, so equal scores come
-//! back in a deterministic order. Every `u64` is a valid key except `u64::MAX`, which usearch
-//! reserves for empty slots (both indexes refuse it, so callers can switch between them).
+//! back in a deterministic order. Every `u64` is a valid key except `u64::MAX`, which both
+//! indexes refuse (it marks "no key").
 //!
 //! **Which index.** [`ExactIndex`] scans every vector (contiguous f32 storage, a dot product
 //! with AVX2 and FMA where the processor has them, a bounded top-k heap); [`HnswIndex`] walks
@@ -24,31 +24,26 @@
 //! per stored vector (atelier's hubness correction) scans with
 //! [`ExactIndex::search_positions_biased`] and rescores with [`ExactIndex::rescore_biased`].
 //!
-//! **Why usearch.** The approximate index wraps the `usearch` crate rather than `hnsw_rs`:
-//! - filtering during traversal: both take a predicate (`filtered_search`, `search_filter`);
-//!   usearch walks on until it has `k` allowed hits, so it keeps recall under a filter (0.98
-//!   with 10 % allowed, where FAISS's HNSW drops to 0.93), paying for it in time;
-//! - removal: usearch removes keys and reuses their slots; `hnsw_rs` cannot remove at all,
-//!   so replacing a re-embedded image would mean rebuilding;
-//! - persistence: usearch serialises to one buffer we wrap in our checksummed file; `hnsw_rs`
-//!   dumps two files whose loader borrows from an `HnswIo` value (a lifetime on the index);
-//! - build quality and speed: on the same 20 000 clustered 128-d vectors (M 16, ef 128/64,
-//!   one thread), both reached recall@10 ≈ 1.0, but usearch built 5-10x faster (1.6-3.2 s
-//!   against 14-21 s) and answered 5-7x faster (40-60 µs against 300-380 µs per query), with
-//!   runtime-dispatched SIMD kernels. Against FAISS's HNSW (f32) with the same parameters on
-//!   the same clustered 128-d vectors on a 2-core machine, usearch over f16 vectors (20 walk
-//!   hits rescored from f32 copies) answers in 0.94-1.08x FAISS's time at 100 000 (recall@10
-//!   0.9998 on both sides) and at 1 000 000 in 1.05-1.11x its time at the same `ef` with
-//!   recall 0.003-0.02 lower (0.86-1.00x FAISS's speed at equal recall over four runs,
-//!   0.96-1.03x with a graph built on one thread; 0.8-0.92x when both build with expansion
-//!   256), builds in 0.8-1.0x its time; filtered queries keep recall
-//!   (0.965-0.999 where FAISS's is 0.46-0.999) but take 4-12x its time (see
-//!   `docs/benchmarks.md`);
-//! - maintenance: usearch is maintained by a company (Unum), released often, with bindings for
-//!   many languages sharing one C++ core; `hnsw_rs` is one author's project.
+//! **Why a graph of its own.** The approximate index is atelier's own HNSW (`graph.rs`)
+//! rather than a crate's, for speed. The best crate measured, `usearch` (`hnsw_rs` cannot
+//! remove keys and builds 5-10x slower), answers at 0.8-1.0x the queries per second of FAISS's
+//! HNSW at equal recall on a million clustered vectors: its walk follows a pointer per node
+//! and per vector, prefetches nothing, and its new nodes take half as many bottom-layer links
+//! as FAISS's. This graph keeps vectors and links in flat arrays, prefetches a candidate's
+//! neighbours all at once and links new nodes as FAISS does; on 1 000 000 clustered 256-d
+//! vectors (2-core machine, one query thread) it answers at 1.1-1.5x FAISS's queries per second
+//! at equal recall with either connectivity, builds in 0.77-0.81x FAISS's time and holds
+//! 0.61-0.65x its memory (`docs/benchmarks.md`; on Gaussian noise it builds 1.7x slower).
+//! - filtering during traversal: a predicate; refused nodes are walked through but not
+//!   returned, and the walk goes on until it has `expansion_search` allowed hits, so it keeps
+//!   recall under a filter (0.999 with 10 % allowed, where FAISS's HNSW gets 0.85-0.995),
+//!   paying for it in time;
+//! - removal marks a node (walks pass through it); the graph is rebuilt from the held vectors
+//!   when removed nodes outnumber held ones;
+//! - persistence: the graph's arrays in the checksummed file, checked (entry point, link
+//!   bounds, distinct keys) before use;
+//! - pure Rust: no C++ compiler needed, and a predicate that panics unwinds like any other.
 //!
-//! The cost: usearch is C++ behind `cxx`, so building needs a C++17 compiler (and takes a few
-//! minutes once), and a predicate that panics inside a filtered HNSW search aborts the process.
 //! A graph built on several threads (`add_many`) depends on their timing, so its approximate
 //! results can differ slightly from build to build; a loaded index answers like the saved one.
 //!
@@ -57,11 +52,13 @@
 //! target; [`VectorIndex::load`] refuses damaged or mismatched files with a [`SearchError`]
 //! that names the file and the fix. The layout is in `persist.rs`.
 //!
-//! Modules: `vector` (normalising, dot product), `topk` (bounded heap), `exact`, `hnsw`,
+//! Modules: `vector` (normalising, dot products), `topk` (bounded heap), `exact`, `graph` (the
+//! HNSW graph), `hnsw` (the index around it),
 //! `persist` (the file format), `error`.
 
 mod error;
 mod exact;
+mod graph;
 mod hnsw;
 mod persist;
 mod topk;
@@ -74,7 +71,7 @@ pub use exact::ExactIndex;
 pub use hnsw::{HnswIndex, HnswParams, Precision};
 pub use persist::{FORMAT_VERSION, IndexKind};
 
-/// The one key no index accepts (usearch marks empty slots with it).
+/// The one key no index accepts (kept free as a marker for "no key").
 pub const RESERVED_KEY: u64 = u64::MAX;
 
 /// How many hits to ask an approximate search (an [`HnswIndex`] walk, or pgvector's) for when

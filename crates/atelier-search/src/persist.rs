@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::error::{SearchError, SearchResult};
 
 /// The index file format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 const MAGIC: [u8; 8] = *b"ATSEARCH";
 const HEADER_LEN: usize = 48;
@@ -38,7 +38,7 @@ const METRIC_COSINE: u32 = 1;
 pub enum IndexKind {
     /// [`crate::ExactIndex`]: every vector, scanned in full.
     Exact,
-    /// [`crate::HnswIndex`]: an HNSW graph (usearch).
+    /// [`crate::HnswIndex`]: an HNSW graph.
     Hnsw,
 }
 
@@ -220,6 +220,11 @@ pub(crate) struct PayloadReader {
 }
 
 impl PayloadReader {
+    /// The error for a payload whose contents do not hold together.
+    pub(crate) fn damaged(&self, detail: impl Into<String>) -> SearchError {
+        SearchError::damaged(&self.path, detail)
+    }
+
     /// Fills `buffer` from the payload.
     pub(crate) fn take(&mut self, buffer: &mut [u8]) -> SearchResult<()> {
         if buffer.len() as u64 > self.remaining {

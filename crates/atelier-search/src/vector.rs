@@ -92,6 +92,182 @@ mod avx {
     }
 }
 
+/// The dot product of an f32 query and a row stored as 16-bit floats (IEEE half, as bits):
+/// sixteen-wide conversions and fused multiply-adds with AVX-512, eight-wide with AVX2, FMA
+/// and F16C, else one element at a time.
+#[inline]
+pub(crate) fn dot_f16(query: &[f32], row: &[u16]) -> f32 {
+    debug_assert_eq!(query.len(), row.len());
+    #[cfg(target_arch = "x86_64")]
+    match half_kernels::level() {
+        // SAFETY: `level` found the features each kernel is compiled for.
+        half_kernels::Level::Avx512 => return unsafe { half_kernels::dot512(query, row) },
+        half_kernels::Level::Avx2 => return unsafe { half_kernels::dot256(query, row) },
+        half_kernels::Level::None => {}
+    }
+    dot_f16_portable(query, row)
+}
+
+fn dot_f16_portable(query: &[f32], row: &[u16]) -> f32 {
+    query
+        .iter()
+        .zip(row)
+        .map(|(q, &h)| q * half::f16::from_bits(h).to_f32())
+        .sum()
+}
+
+/// `values` rounded to 16-bit floats (as bits).
+pub(crate) fn to_f16(values: &[f32]) -> impl Iterator<Item = u16> + '_ {
+    values.iter().map(|&x| half::f16::from_f32(x).to_bits())
+}
+
+/// A row of 16-bit floats widened into `out`.
+pub(crate) fn from_f16(row: &[u16], out: &mut Vec<f32>) {
+    out.clear();
+    out.resize(row.len(), 0.0);
+    #[cfg(target_arch = "x86_64")]
+    if !matches!(half_kernels::level(), half_kernels::Level::None) {
+        // SAFETY: every level but `None` has AVX2 and F16C, the features `widen` needs.
+        unsafe { half_kernels::widen(row, out) };
+        return;
+    }
+    for (o, &h) in out.iter_mut().zip(row) {
+        *o = half::f16::from_bits(h).to_f32();
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod half_kernels {
+    use std::arch::x86_64::{
+        __m128i, __m256i, _mm_loadu_si128, _mm256_add_ps, _mm256_cvtph_ps, _mm256_fmadd_ps,
+        _mm256_loadu_ps, _mm256_loadu_si256, _mm256_setzero_ps, _mm256_storeu_ps, _mm512_add_ps,
+        _mm512_cvtph_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_reduce_add_ps, _mm512_setzero_ps,
+    };
+    use std::sync::OnceLock;
+
+    #[derive(Clone, Copy)]
+    pub(super) enum Level {
+        Avx512,
+        Avx2,
+        None,
+    }
+
+    /// The widest kernel this processor runs (looked up once).
+    #[inline]
+    pub(super) fn level() -> Level {
+        static LEVEL: OnceLock<Level> = OnceLock::new();
+        *LEVEL.get_or_init(|| {
+            let avx2 = std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+                && std::arch::is_x86_feature_detected!("f16c");
+            if avx2 && std::arch::is_x86_feature_detected!("avx512f") {
+                Level::Avx512
+            } else if avx2 {
+                Level::Avx2
+            } else {
+                Level::None
+            }
+        })
+    }
+
+    /// Two accumulators of sixteen lanes; the tail one element at a time.
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn dot512(query: &[f32], row: &[u16]) -> f32 {
+        let n = query.len().min(row.len());
+        let (mut a, mut b) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+        let mut at = 0;
+        // SAFETY (every load below): `at + 16 <= n` or `at + 32 <= n` bounds the sixteen or
+        // thirty-two elements read from both slices; the loads need no alignment.
+        unsafe {
+            while at + 32 <= n {
+                let h0 = _mm256_loadu_si256(row.as_ptr().add(at) as *const __m256i);
+                let h1 = _mm256_loadu_si256(row.as_ptr().add(at + 16) as *const __m256i);
+                a = _mm512_fmadd_ps(
+                    _mm512_loadu_ps(query.as_ptr().add(at)),
+                    _mm512_cvtph_ps(h0),
+                    a,
+                );
+                b = _mm512_fmadd_ps(
+                    _mm512_loadu_ps(query.as_ptr().add(at + 16)),
+                    _mm512_cvtph_ps(h1),
+                    b,
+                );
+                at += 32;
+            }
+            if at + 16 <= n {
+                let h = _mm256_loadu_si256(row.as_ptr().add(at) as *const __m256i);
+                a = _mm512_fmadd_ps(
+                    _mm512_loadu_ps(query.as_ptr().add(at)),
+                    _mm512_cvtph_ps(h),
+                    a,
+                );
+                at += 16;
+            }
+        }
+        _mm512_reduce_add_ps(_mm512_add_ps(a, b))
+            + super::dot_f16_portable(&query[at..n], &row[at..n])
+    }
+
+    /// `row` widened into `out` (equally long), eight at a time.
+    #[target_feature(enable = "avx2,f16c")]
+    pub(super) fn widen(row: &[u16], out: &mut [f32]) {
+        let n = row.len().min(out.len());
+        let mut at = 0;
+        while at + 8 <= n {
+            // SAFETY: `at + 8 <= n` bounds the eight elements read and written; the loads and
+            // stores need no alignment.
+            unsafe {
+                let h = _mm_loadu_si128(row.as_ptr().add(at) as *const __m128i);
+                _mm256_storeu_ps(out.as_mut_ptr().add(at), _mm256_cvtph_ps(h));
+            }
+            at += 8;
+        }
+        for i in at..n {
+            out[i] = half::f16::from_bits(row[i]).to_f32();
+        }
+    }
+
+    /// Two accumulators of eight lanes; the tail one element at a time.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) fn dot256(query: &[f32], row: &[u16]) -> f32 {
+        let n = query.len().min(row.len());
+        let (mut a, mut b) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut at = 0;
+        // SAFETY (every load below): `at + 8 <= n` or `at + 16 <= n` bounds the elements read
+        // from both slices; the loads need no alignment.
+        unsafe {
+            while at + 16 <= n {
+                let h0 = _mm_loadu_si128(row.as_ptr().add(at) as *const __m128i);
+                let h1 = _mm_loadu_si128(row.as_ptr().add(at + 8) as *const __m128i);
+                a = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(query.as_ptr().add(at)),
+                    _mm256_cvtph_ps(h0),
+                    a,
+                );
+                b = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(query.as_ptr().add(at + 8)),
+                    _mm256_cvtph_ps(h1),
+                    b,
+                );
+                at += 16;
+            }
+            if at + 8 <= n {
+                let h = _mm_loadu_si128(row.as_ptr().add(at) as *const __m128i);
+                a = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(query.as_ptr().add(at)),
+                    _mm256_cvtph_ps(h),
+                    a,
+                );
+                at += 8;
+            }
+        }
+        let mut lanes = [0.0f32; 8];
+        // SAFETY: `lanes` holds eight floats; the store needs no alignment.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), _mm256_add_ps(a, b)) };
+        lanes.iter().sum::<f32>() + super::dot_f16_portable(&query[at..n], &row[at..n])
+    }
+}
+
 /// `vector` scaled to unit length, after checking its dimension and values. `what` names the
 /// vector in errors ("query", "vector for key 7").
 pub(crate) fn normalised(
@@ -146,6 +322,33 @@ mod tests {
                 "len {len}"
             );
         }
+    }
+
+    #[test]
+    fn half_dot_matches_a_plain_sum_of_the_rounded_rows_at_every_tail_length() {
+        for len in [0, 1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 100, 256] {
+            let q: Vec<f32> = (0..len).map(|i| (i as f32 * 0.37).sin()).collect();
+            let row: Vec<u16> = to_f16(
+                &(0..len)
+                    .map(|i| (i as f32 * 0.11).cos())
+                    .collect::<Vec<_>>(),
+            )
+            .collect();
+            let mut wide = Vec::new();
+            from_f16(&row, &mut wide);
+            let plain: f64 = q.iter().zip(&wide).map(|(x, y)| f64::from(x * y)).sum();
+            assert!(
+                (f64::from(dot_f16(&q, &row)) - plain).abs() < 1e-4,
+                "len {len}"
+            );
+            assert!(
+                (f64::from(dot_f16_portable(&q, &row)) - plain).abs() < 1e-4,
+                "len {len}"
+            );
+        }
+        let mut one = Vec::new();
+        from_f16(&[0x3c00, 0xc000, 0x3800], &mut one);
+        assert_eq!(one, vec![1.0, -2.0, 0.5]);
     }
 
     #[test]

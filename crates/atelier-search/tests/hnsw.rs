@@ -1,5 +1,6 @@
 //! The HNSW index against the exact one: recall with the default parameters, filters,
-//! removal, replacement, exact search among candidates, many threads at once, and bad input.
+//! removal and the rebuild after many, replacement, exact search among candidates, many
+//! threads at once, and bad input.
 
 mod common;
 
@@ -105,6 +106,37 @@ fn removed_keys_never_come_back_and_can_be_added_again() {
 }
 
 #[test]
+fn a_graph_mostly_of_removed_keys_is_rebuilt_and_answers_like_the_exact_index() {
+    let all = clustered_vectors(4_050, D, 40, 1.0, 17);
+    let (vectors, queries) = all.split_at(4_000 * D);
+    let (mut exact, mut hnsw) = both(vectors, D);
+    let memory = hnsw.memory_bytes();
+    // Remove 3 000 of 4 000 (more than the rebuild threshold and than those held), then add
+    // one: the graph keeps only the 1 001 held keys.
+    for key in 0..3_000u64 {
+        assert!(hnsw.remove(key).unwrap());
+        assert!(exact.remove(key).unwrap());
+    }
+    let extra = &queries[..D];
+    hnsw.add(9_999, extra).unwrap();
+    exact.add(9_999, extra).unwrap();
+    assert_eq!(hnsw.len(), 1_001);
+    assert!(
+        hnsw.memory_bytes() < memory / 2,
+        "{} of {memory} bytes after the rebuild",
+        hnsw.memory_bytes()
+    );
+    let mut found = Vec::new();
+    let mut truth = Vec::new();
+    for query in queries.chunks_exact(D) {
+        found.push(keys(&hnsw.search(query, 10).unwrap()));
+        truth.push(keys(&exact.search(query, 10).unwrap()));
+    }
+    assert!(recall(&found, &truth) >= 0.99, "{}", recall(&found, &truth));
+    assert_eq!(hnsw.search(extra, 1).unwrap()[0].key, 9_999);
+}
+
+#[test]
 fn add_replaces_the_vector_of_a_present_key() {
     let vectors = clustered_vectors(2_001, D, 20, 1.0, 14);
     let (stored, fresh) = vectors.split_at(2_000 * D);
@@ -190,6 +222,15 @@ fn more_threads_than_cores_can_search_at_once() {
 fn bad_dimensions_queries_and_keys_are_refused() {
     let error = HnswIndex::new(0, HnswParams::default()).unwrap_err();
     assert_eq!(error.kind(), ErrorKind::BadInput);
+    for connectivity in [1, 257] {
+        let params = HnswParams {
+            connectivity,
+            ..HnswParams::default()
+        };
+        let error = HnswIndex::new(4, params).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::BadInput);
+        assert!(error.to_string().contains("connectivity"), "{error}");
+    }
     let mut hnsw = HnswIndex::new(4, HnswParams::default()).unwrap();
     for error in [
         hnsw.add(u64::MAX, &[1.0; 4]).unwrap_err(),

@@ -204,12 +204,12 @@ fn mismatched_files_are_refused_with_the_fix() {
     assert!(error.to_string().contains("ExactIndex::load"), "{error}");
 
     let mut newer = fs::read(&path).unwrap();
-    newer[8] = 2; // format version 2
+    newer[8] = 3; // format version 3
     fs::write(&path, &newer).unwrap();
     refused(
         &path,
         ErrorKind::Mismatched,
-        &["version 2", "reads version 1"],
+        &["version 3", "reads version 2"],
     );
 }
 

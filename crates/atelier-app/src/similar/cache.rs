@@ -180,8 +180,8 @@ impl LabelTable {
 enum Vectors {
     Exact(ExactIndex),
     /// The HNSW graph for wide filters, and the same vectors in key order, scanned for narrow
-    /// ones (usearch hands out stored vectors one lookup at a time, several times slower than
-    /// a scan of a flat copy).
+    /// ones (the graph holds 16-bit vectors behind a key lookup each: a flat f32 copy scans
+    /// faster and scores exactly).
     Approximate {
         graph: HnswIndex,
         flat: ExactIndex,
