@@ -30,10 +30,11 @@
 //! HNSW at equal recall on a million clustered vectors: its walk follows a pointer per node
 //! and per vector, prefetches nothing, and its new nodes take half as many bottom-layer links
 //! as FAISS's. This graph keeps vectors and links in flat arrays, prefetches a candidate's
-//! neighbours all at once and links new nodes as FAISS does; on 1 000 000 clustered 256-d
-//! vectors (2-core machine, one query thread) it answers at 1.1-1.5x FAISS's queries per second
-//! at equal recall with either connectivity, builds in 0.77-0.81x FAISS's time and holds
-//! 0.61-0.65x its memory (`docs/benchmarks.md`; on Gaussian noise it builds 1.7x slower).
+//! neighbours all at once and links new nodes as FAISS does; on 1 000 000 clustered 256-d and
+//! 372-d vectors (2-core machine, one query thread) it answers at 1.1-1.5x FAISS's queries per
+//! second at equal recall from 0.95 up, with either connectivity, builds in 0.77-0.81x FAISS's
+//! time and holds 0.61-0.65x its memory (`docs/benchmarks.md`; on Gaussian noise it builds
+//! 1.7x slower).
 //! - filtering during traversal: a predicate; refused nodes are walked through but not
 //!   returned, and the walk goes on until it has `expansion_search` allowed hits, so it keeps
 //!   recall under a filter (0.999 with 10 % allowed, where FAISS's HNSW gets 0.85-0.995),
