@@ -120,6 +120,15 @@ impl Scratch {
         first
     }
 
+    /// Keeps `near` among the results, dropping the worst when more than `ef` are kept.
+    #[inline]
+    fn keep(&mut self, near: Near, ef: usize) {
+        self.results.push(Reverse(near));
+        if self.results.len() > ef {
+            self.results.pop();
+        }
+    }
+
     /// The worst result kept, when `ef` are kept.
     #[inline]
     fn bar(&self, ef: usize) -> Option<f32> {
@@ -167,6 +176,11 @@ impl Graph {
             }),
             scratches: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The length of every stored vector.
+    pub(crate) fn dimensions(&self) -> usize {
+        self.dim
     }
 
     /// Keys held (removed ones not counted).
@@ -364,10 +378,7 @@ impl Graph {
             if s.first_visit(start.slot) {
                 s.candidates.push(start);
                 if ok(start.slot) {
-                    s.results.push(Reverse(start));
-                    if s.results.len() > ef {
-                        s.results.pop();
-                    }
+                    s.keep(start, ef);
                 }
             }
         }
@@ -391,10 +402,7 @@ impl Graph {
                 if s.bar(ef).is_none_or(|bar| near.score > bar) {
                     s.candidates.push(near);
                     if ok(slot) {
-                        s.results.push(Reverse(near));
-                        if s.results.len() > ef {
-                            s.results.pop();
-                        }
+                        s.keep(near, ef);
                     }
                 }
             }
@@ -458,6 +466,7 @@ impl Graph {
         self.base.reserve(n * self.width(0));
         self.upper.reserve(n);
         self.locks.reserve(n);
+        let (w0, w) = (self.width(0), self.width(1));
         for &(key, unit) in items {
             let slot = self.keys.len() as u32;
             let level = level_of(key, self.m);
@@ -469,7 +478,6 @@ impl Graph {
                 Rows::F32(v) => v.extend_from_slice(unit),
                 Rows::F16(v) => v.extend(to_f16(unit)),
             }
-            let (w0, w) = (self.width(0), self.width(1));
             self.base.extend((0..w0).map(|_| AtomicU32::new(0)));
             self.upper
                 .push((0..level * w).map(|_| AtomicU32::new(0)).collect());
@@ -553,17 +561,9 @@ impl Graph {
             .collect();
         if chosen.len() + others.len() <= cap {
             write_list(list, chosen.iter().map(|n| n.slot).chain(others));
-            return;
+        } else {
+            self.reselect(slot, level, chosen.to_vec(), others.into_iter(), s);
         }
-        self.row(slot, &mut s.centre);
-        let mut all = chosen.to_vec();
-        all.extend(others.iter().map(|&other| Near {
-            score: self.score(&s.centre, other),
-            slot: other,
-        }));
-        all.sort_unstable_by(|a, b| b.cmp(a));
-        let kept = self.select(&all, cap, &mut s.other);
-        write_list(list, kept.iter().map(|n| n.slot));
     }
 
     /// Adds `new` (scoring `score` against it) to the links of `from` in `level`, choosing
@@ -573,30 +573,38 @@ impl Graph {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let list = self.list(from, level);
-        let count = (list[0].load(Relaxed) as usize).min(list.len() - 1);
-        if list[1..=count].iter().any(|l| l.load(Relaxed) == new) {
+        if self.links(from, level).any(|l| l == new) {
             return;
         }
+        let count = self.links(from, level).count();
         if count < list.len() - 1 {
             list[count + 1].store(new, Relaxed);
             list[0].store(count as u32 + 1, Relaxed);
             return;
         }
-        self.row(from, &mut s.centre);
-        let mut candidates: Vec<Near> = list[1..=count]
-            .iter()
-            .map(|l| {
-                let slot = l.load(Relaxed);
-                Near {
-                    score: self.score(&s.centre, slot),
-                    slot,
-                }
-            })
-            .collect();
-        candidates.push(Near { score, slot: new });
-        candidates.sort_unstable_by(|a, b| b.cmp(a));
-        let chosen = self.select(&candidates, count, &mut s.other);
-        write_list(list, chosen.iter().map(|n| n.slot));
+        let held = self.links(from, level);
+        self.reselect(from, level, vec![Near { score, slot: new }], held, s);
+    }
+
+    /// Writes into the full list of `slot` in `level` the heuristic's choice among `scored`
+    /// (scored against `slot`'s vector) and `others` (scored here). The caller holds the lock.
+    fn reselect(
+        &self,
+        slot: u32,
+        level: usize,
+        mut scored: Vec<Near>,
+        others: impl Iterator<Item = u32>,
+        s: &mut Scratch,
+    ) {
+        self.row(slot, &mut s.centre);
+        scored.extend(others.map(|other| Near {
+            score: self.score(&s.centre, other),
+            slot: other,
+        }));
+        scored.sort_unstable_by(|a, b| b.cmp(a));
+        let list = self.list(slot, level);
+        let kept = self.select(&scored, list.len() - 1, &mut s.other);
+        write_list(list, kept.iter().map(|n| n.slot));
     }
 }
 
@@ -710,8 +718,9 @@ impl Graph {
         })
     }
 
-    /// Reads what [`Graph::write`] wrote into an empty graph of the same parameters, then
-    /// checks it; `left` is the payload's length, checked before anything is allocated.
+    /// Reads what [`Graph::write`] wrote into an empty graph of the same parameters;
+    /// [`Graph::check`] checks it once the payload's checksum holds. `left` is the payload's
+    /// length, checked against the slot count before anything is allocated.
     pub(crate) fn read(mut self, input: &mut PayloadReader, left: u64) -> SearchResult<Graph> {
         let mut head = [0u8; 16];
         input.take(&mut head)?;
@@ -727,8 +736,11 @@ impl Graph {
         };
         self.keys = vec![0; n];
         input.take_u64s(&mut self.keys)?;
-        self.levels = take_each(input, n, 1, |b| b[0])?;
-        self.gone = take_each(input, n, 1, |b| b[0] != 0)?;
+        self.levels = vec![0; n];
+        input.take(&mut self.levels)?;
+        let mut gone = vec![0u8; n];
+        input.take(&mut gone)?;
+        self.gone = gone.iter().map(|&g| g != 0).collect();
         self.rows = match self.rows {
             Rows::F32(_) => {
                 let mut v = vec![0f32; n * self.dim];

@@ -102,14 +102,13 @@ fn cores() -> usize {
 pub struct HnswIndex {
     /// Boxed: the graph's arrays' headers are large next to an exact index's.
     graph: Box<Graph>,
-    dimensions: usize,
     params: HnswParams,
 }
 
 impl std::fmt::Debug for HnswIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HnswIndex")
-            .field("dimensions", &self.dimensions)
+            .field("dimensions", &self.dimensions())
             .field("len", &self.graph.len())
             .field("params", &self.params)
             .finish()
@@ -136,7 +135,6 @@ impl HnswIndex {
         }
         Ok(HnswIndex {
             graph: Box::new(empty_graph(dimensions, &params)),
-            dimensions,
             params,
         })
     }
@@ -152,7 +150,7 @@ impl HnswIndex {
     }
 
     fn query(&self, query: &[f32]) -> SearchResult<Vec<f32>> {
-        normalised(query, self.dimensions, || "the query".to_string())
+        normalised(query, self.dimensions(), || "the query".to_string())
     }
 
     /// Inserts normalised vectors of new, distinct keys, first rebuilding the graph when
@@ -164,11 +162,11 @@ impl HnswIndex {
         }
         if self.graph.removed() > REBUILD_AFTER.max(self.graph.len()) {
             let (keys, vectors) = self.graph.live();
-            let mut graph = empty_graph(self.dimensions, &self.params);
+            let mut graph = empty_graph(self.dimensions(), &self.params);
             let held: Vec<(u64, &[f32])> = keys
                 .iter()
                 .copied()
-                .zip(vectors.chunks_exact(self.dimensions))
+                .zip(vectors.chunks_exact(self.dimensions()))
                 .collect();
             graph.insert(&held, self.params.threads());
             *self.graph = graph;
@@ -197,7 +195,7 @@ fn empty_graph(dimensions: usize, params: &HnswParams) -> Graph {
 
 impl VectorIndex for HnswIndex {
     fn dimensions(&self) -> usize {
-        self.dimensions
+        self.graph.dimensions()
     }
 
     fn len(&self) -> usize {
@@ -210,7 +208,7 @@ impl VectorIndex for HnswIndex {
 
     fn add(&mut self, key: u64, vector: &[f32]) -> SearchResult<()> {
         check_key(key)?;
-        let unit = normalised(vector, self.dimensions, || {
+        let unit = normalised(vector, self.dimensions(), || {
             format!("the vector for key {key}")
         })?;
         self.graph.remove(key);
@@ -218,7 +216,7 @@ impl VectorIndex for HnswIndex {
     }
 
     fn add_many(&mut self, keys: &[u64], vectors: &[f32]) -> SearchResult<()> {
-        let d = self.dimensions;
+        let d = self.dimensions();
         let units = normalised_batch(keys, vectors, d)?;
         // A key given twice keeps its last vector, as if added one by one.
         let last: HashMap<u64, usize> = keys.iter().enumerate().map(|(i, &k)| (k, i)).collect();
@@ -288,7 +286,7 @@ impl VectorIndex for HnswIndex {
         ];
         let header = Header {
             kind: IndexKind::Hnsw,
-            dimensions: self.dimensions,
+            dimensions: self.dimensions(),
             count: self.len() as u64,
             payload_len: size_of_val(&params) as u64 + self.graph.encoded_len(),
         };
